@@ -1,0 +1,1 @@
+"""The ``distillguard`` command: one module per subcommand, assembled in :mod:`.main`."""

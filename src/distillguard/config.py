@@ -1,0 +1,239 @@
+"""Configuration: a ``distillguard.toml`` file, ``DISTILLGUARD_*`` environment variables, defaults.
+
+Precedence, highest first: options given on the command line, environment variables, the TOML
+file, built-in defaults. Sections of the file map to nested models; in the environment a section
+and its key are joined by a double underscore, e.g. ``DISTILLGUARD_STORE__URL``.
+
+The file is found, in order, at the path given with ``--config``, at ``$DISTILLGUARD_CONFIG``, or
+as ``./distillguard.toml``; without one, the defaults are used (everything embedded, under
+``./.distillguard/``). Unknown keys in the file are refused, so that a typo does not silently fall
+back to a default.
+
+Example::
+
+    home = "/var/lib/distillguard"
+
+    [store]
+    url = "postgresql://dg@db.internal:5432/distillguard"
+
+    [ingest]
+    batch_size = 10000
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from distillguard.errors import ConfigurationError
+
+__all__ = [
+    "IngestSettings",
+    "KeyringSettings",
+    "LoggingSettings",
+    "Settings",
+    "StoreSettings",
+    "find_config_file",
+    "load_settings",
+    "mask_url",
+]
+
+DEFAULT_CONFIG_NAME = "distillguard.toml"
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("distillguard_config_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(_Section):
+    """Where records are kept."""
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            "Store URL: 'sqlite:///PATH' (default: HOME/store.sqlite) or "
+            "'postgresql://USER@HOST:PORT/DB[?schema=NAME]'."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not re.match(r"^(sqlite|postgresql|postgres)://", value):
+            raise ValueError("store url must start with sqlite:// or postgresql://")
+        return value
+
+
+class KeyringSettings(_Section):
+    """Where the keyring file lives."""
+
+    path: Path | None = Field(default=None, description="Keyring file (default HOME/keyring.json).")
+    passphrase: SecretStr | None = Field(
+        default=None,
+        description="Reserved: passphrase to encrypt the keyring at rest (not used yet).",
+    )
+
+
+class IngestSettings(_Section):
+    """Reading and loading exchange logs."""
+
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="Records per batch.")
+    max_record_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Longest accepted JSONL line; longer ones are quarantined unread.",
+    )
+
+
+class LoggingSettings(_Section):
+    """Library logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class Settings(BaseSettings):
+    """The effective DistillGuard configuration.
+
+    Build it with :func:`load_settings` rather than directly, so that the configuration file is
+    found and errors become :class:`~distillguard.errors.ConfigurationError`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISTILLGUARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    home: Path = Field(
+        default=Path(".distillguard"),
+        description="Folder for embedded state: the SQLite store, the keyring, scan outputs.",
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    keyring: KeyringSettings = Field(default_factory=KeyringSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def store_url(self) -> str:
+        """The store URL, defaulting to the SQLite file under ``home``."""
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{self.home / 'store.sqlite'}"
+
+    @property
+    def keyring_path(self) -> Path:
+        """The keyring file, defaulting to ``HOME/keyring.json``."""
+        return self.keyring.path if self.keyring.path is not None else self.home / "keyring.json"
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict, with secrets and URL passwords masked."""
+        data = self.model_dump(mode="json")
+        data["store"]["url"] = mask_url(self.store_url)
+        data["keyring"]["path"] = str(self.keyring_path)
+        return _mask_secrets(self, data)
+
+
+def _mask_secrets(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            data[name] = "********" if value.get_secret_value() else ""
+        elif isinstance(value, BaseModel):
+            data[name] = _mask_secrets(value, data[name])
+    return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """Locate the configuration file: explicit path, ``$DISTILLGUARD_CONFIG``, ``./distillguard.toml``.
+
+    Raises:
+        ConfigurationError: an explicitly named file does not exist.
+    """
+    if explicit is None and os.environ.get("DISTILLGUARD_CONFIG"):
+        explicit = Path(os.environ["DISTILLGUARD_CONFIG"])
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigurationError(
+                f"configuration file {explicit} does not exist",
+                hint="check the --config option or DISTILLGUARD_CONFIG",
+            )
+        return explicit
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+@contextmanager
+def _config_file(path: Path | None) -> Iterator[None]:
+    token = _CONFIG_FILE.set(path)
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the effective configuration.
+
+    Args:
+        config_file: a TOML file to read; see :func:`find_config_file` for the default search.
+        **overrides: values that win over the file and the environment (command-line options).
+
+    Raises:
+        ConfigurationError: the file cannot be parsed or a value is invalid; the message names
+            the setting and the source.
+    """
+    path = find_config_file(config_file)
+    try:
+        with _config_file(path):
+            return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        source = f"{path}" if path else "environment/defaults"
+        raise ConfigurationError(
+            f"invalid configuration ({source}): {problems}",
+            hint="fix the value in distillguard.toml or the DISTILLGUARD_* variable",
+        ) from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigurationError(
+            f"cannot read configuration file {path}: {exc}",
+            hint="check that it is valid TOML",
+        ) from None
