@@ -16,11 +16,13 @@ The tree::
     ├── InputError                         DG200  exit 4
     │   ├── LogNotFoundError               DG201  exit 4
     │   ├── LogFormatError                 DG202  exit 4
-    │   └── RecordError                    DG210  exit 4
+    │   ├── RecordError                    DG210  exit 4
+    │   └── StructuredFieldError           DG220  exit 4
     ├── VerificationError                  DG300  exit 5
     │   ├── ProofError                     DG310  exit 5
     │   ├── SignatureError                 DG320  exit 5
     │   └── AuthenticationError            DG330  exit 5
+    │       └── PassportError              DG331  exit 5
     ├── StorageError                       DG400  exit 6
     │   ├── StoreConnectionError           DG401  exit 6
     │   └── SchemaVersionError             DG402  exit 6
@@ -48,12 +50,14 @@ __all__ = [
     "KeyringPermissionError",
     "LogFormatError",
     "LogNotFoundError",
+    "PassportError",
     "ProofError",
     "RecordError",
     "SchemaVersionError",
     "SignatureError",
     "StorageError",
     "StoreConnectionError",
+    "StructuredFieldError",
     "UpstreamError",
     "UpstreamTimeoutError",
     "VerificationError",
@@ -179,6 +183,12 @@ class RecordError(InputError):
         self.reason = reason
 
 
+class StructuredFieldError(InputError):
+    """An HTTP structured field (RFC 8941), such as ``Signature-Input``, cannot be parsed."""
+
+    code = "DG220"
+
+
 class VerificationError(DistillGuardError):
     """A proof, signature or credential did not verify."""
 
@@ -202,6 +212,12 @@ class AuthenticationError(VerificationError):
     """A request's identity (passport, HTTP message signature) was rejected."""
 
     code = "DG330"
+
+
+class PassportError(AuthenticationError):
+    """An agent passport is malformed, badly signed, expired, revoked or from an unknown issuer."""
+
+    code = "DG331"
 
 
 class StorageError(DistillGuardError):
