@@ -1,0 +1,163 @@
+"""``distillguard keys``: create, list, rotate the keyring's keys and export the public ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich import box
+from rich.table import Table
+
+from distillguard.cli._common import console, emit_json, state_of
+from distillguard.errors import KeyringError
+from distillguard.keyring import KeyInfo, KeyPurpose, Keyring
+
+__all__ = ["register"]
+
+keys_app = typer.Typer(
+    help=(
+        "Manage the keyring: the watermark secret and the Ed25519 keys that sign the ledger and "
+        "agent passports.\n\n"
+        "Example: `distillguard keys init && distillguard keys list`"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+def _keys_table(title: str, infos: list[KeyInfo]) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    table.add_column("kid", no_wrap=True)
+    table.add_column("purpose", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for info in infos:
+        created = info.created_at.strftime("%Y-%m-%d %H:%M")
+        status = "[green]active[/]" if info.retired_at is None else "retired"
+        table.add_row(info.kid, str(info.purpose), created, status)
+    return table
+
+
+@keys_app.command("init")
+def init(
+    ctx: typer.Context,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing keyring. Its keys are destroyed: back it up first."
+        ),
+    ] = False,
+) -> None:
+    """Create the keyring (mode 0600) with one new key per purpose.
+
+    The file goes to `keyring.path` of the configuration (default `.distillguard/keyring.json`).
+
+    Example: `distillguard keys init` (or `distillguard keys init --force` to start over)
+    """
+    state = state_of(ctx)
+    path = state.settings().keyring_path
+    ring = Keyring.create(path, overwrite=force)
+    infos = ring.describe()
+    if state.json_output:
+        emit_json({"ok": True, "path": str(path), "keys": [i.to_dict() for i in infos]})
+        return
+    console.print(f"Created keyring [bold]{path}[/] (mode 0600).")
+    console.print(_keys_table("Keys", infos))
+    console.print(
+        "Back it up somewhere safe: losing it loses the watermark secret and signing keys."
+    )
+
+
+@keys_app.command("list")
+def list_keys(ctx: typer.Context) -> None:
+    """List every key: id, purpose, algorithm, creation time and status (active or retired).
+
+    No secret is shown. Example: `distillguard --json keys list`
+    """
+    state = state_of(ctx)
+    path = state.settings().keyring_path
+    infos = Keyring.load(path).describe()
+    if state.json_output:
+        emit_json({"ok": True, "path": str(path), "keys": [i.to_dict() for i in infos]})
+        return
+    console.print(_keys_table(f"Keyring {path}", infos))
+
+
+@keys_app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    purpose: Annotated[
+        KeyPurpose,
+        typer.Argument(
+            help="Which key to rotate: ledger, passport or watermark.", case_sensitive=False
+        ),
+    ],
+) -> None:
+    """Retire the active key of PURPOSE and make a new one.
+
+    The retired key stays in the keyring, so old signatures still verify and old watermarks are
+    still detected. Publish the new public keys afterwards with `keys export-public`.
+
+    Example: `distillguard keys rotate passport`
+    """
+    state = state_of(ctx)
+    path = state.settings().keyring_path
+    ring = Keyring.load(path)
+    old = ring.describe()
+    retired = next(i.kid for i in old if i.purpose is purpose and i.retired_at is None)
+    kid = ring.rotate(purpose)
+    if state.json_output:
+        emit_json(
+            {"ok": True, "path": str(path), "purpose": str(purpose), "kid": kid, "retired": retired}
+        )
+        return
+    console.print(f"Rotated the {purpose} key: new [bold]{kid}[/], retired {retired}.")
+    if purpose is not KeyPurpose.WATERMARK:
+        console.print(
+            "Publish the new public key: `distillguard keys export-public --out jwks.json`"
+        )
+
+
+@keys_app.command("export-public")
+def export_public(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the JWK Set to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Export the Ed25519 public keys (active and retired) as a JWK Set (RFC 7517).
+
+    Verifiers use it to check ledger checkpoints and passports; it holds no secret.
+
+    Example: `distillguard keys export-public --out jwks.json`
+    """
+    state = state_of(ctx)
+    path = state.settings().keyring_path
+    jwks = Keyring.load(path).public_jwks()
+    if out is None:
+        emit_json(jwks)
+        return
+    try:
+        out.write_bytes(orjson.dumps(jwks, option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        raise KeyringError(
+            f"cannot write {out}: {exc.strerror or exc}", hint="check the --out path"
+        ) from None
+    if state.json_output:
+        emit_json({"ok": True, "out": str(out), "keys": len(jwks["keys"])})
+        return
+    console.print(f"Wrote {len(jwks['keys'])} public keys to [bold]{out}[/].")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``keys`` to the main command."""
+    app.add_typer(keys_app, name="keys")
