@@ -58,7 +58,10 @@ class Account:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of format v1 (absent optional fields omitted, extra fields kept)."""
-        out: dict[str, Any] = {"account_id": self.account_id, "created_at": format_ts(self.created_at)}
+        out: dict[str, Any] = {
+            "account_id": self.account_id,
+            "created_at": format_ts(self.created_at),
+        }
         for name in _ACCOUNT_OPTIONAL:
             value = getattr(self, name)
             if value is not None:

@@ -1,0 +1,490 @@
+"""The store interface shared by the SQLite and PostgreSQL backends.
+
+A store keeps accounts and exchanges (format v1) plus the tables of other components (the ledger,
+privacy holds...), which each component creates with :meth:`Store.ensure_tables`. SQL is written
+once with ``?`` placeholders and portable types; :meth:`Store.q` and the ``{blob}``-style type
+placeholders adapt it to the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Protocol
+
+import orjson
+
+from distillguard._internal.timeutil import from_micros, to_micros
+from distillguard.records.model import Account, Exchange, Message
+
+__all__ = [
+    "Cursor",
+    "InsertHook",
+    "Store",
+    "StoredExchange",
+]
+
+logger = logging.getLogger(__name__)
+
+SALT_BYTES = 32
+SCHEMA_VERSION = 1
+
+
+class Cursor(Protocol):
+    """The part of a DB-API 2 cursor that DistillGuard uses (sqlite3 and psycopg both fit)."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Any:
+        """Run one statement."""
+
+    def executemany(self, sql: Any, params: Any, /) -> Any:
+        """Run one statement for each parameter row."""
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+
+    def fetchall(self) -> list[Any]:
+        """All remaining rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExchange:
+    """An exchange as stored: the record, its random salt and its insertion sequence number.
+
+    ``seq`` increases with insertion order (1-based); on PostgreSQL it may have gaps.
+    """
+
+    exchange: Exchange
+    salt: bytes
+    seq: int
+
+
+InsertHook = Callable[[Cursor, Sequence[StoredExchange]], None]
+
+EXCHANGE_COLUMNS: tuple[str, ...] = (
+    "exchange_id",
+    "seq",
+    "ts",
+    "account_id",
+    "api_key_id",
+    "agent_id",
+    "ip",
+    "asn",
+    "user_agent",
+    "client_fingerprint",
+    "model",
+    "endpoint",
+    "messages",
+    "response",
+    "reasoning",
+    "tools",
+    "prompt_tokens",
+    "completion_tokens",
+    "status",
+    "latency_ms",
+    "extra",
+    "salt",
+    "ingest_run",
+    "ingested_at",
+)
+ACCOUNT_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "org_id",
+    "created_at",
+    "signup_channel",
+    "email_domain",
+    "payment_fingerprint",
+    "country",
+    "tier",
+    "extra",
+    "ingest_run",
+)
+
+_EXCHANGE_COLS = ", ".join(EXCHANGE_COLUMNS)
+
+CORE_DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        account_id {text} PRIMARY KEY,
+        org_id {text}, created_at {bigint} NOT NULL, signup_channel {text},
+        email_domain {text}, payment_fingerprint {text}, country {text}, tier {text},
+        extra {text}, ingest_run {text}
+    )""",
+    """CREATE TABLE IF NOT EXISTS exchanges (
+        exchange_id {text} PRIMARY KEY,
+        seq {bigint} NOT NULL UNIQUE,
+        ts {bigint} NOT NULL, account_id {text} NOT NULL, api_key_id {text}, agent_id {text},
+        ip {text} NOT NULL, asn {bigint}, user_agent {text}, client_fingerprint {text},
+        model {text} NOT NULL, endpoint {text}, messages {text}, response {text},
+        reasoning {text}, tools {text}, prompt_tokens {bigint} NOT NULL,
+        completion_tokens {bigint} NOT NULL, status {bigint} NOT NULL, latency_ms {double},
+        extra {text}, salt {blob}, ingest_run {text}, ingested_at {bigint}
+    )""",
+    "CREATE INDEX IF NOT EXISTS exchanges_account_ts ON exchanges (account_id, ts)",
+    "CREATE INDEX IF NOT EXISTS exchanges_ts ON exchanges (ts)",
+    """CREATE TABLE IF NOT EXISTS ingest_runs (
+        run_id {text} PRIMARY KEY, started_at {bigint} NOT NULL, finished_at {bigint},
+        source {text}, summary {text}
+    )""",
+)
+
+
+def _json_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()
+
+
+def exchange_row(
+    exchange: Exchange, *, seq: int, salt: bytes, run_id: str, now_us: int
+) -> tuple[Any, ...]:
+    """The row of ``exchanges`` for one record, in :data:`EXCHANGE_COLUMNS` order."""
+    messages = [m.to_dict() for m in exchange.messages]
+    return (
+        exchange.exchange_id,
+        seq,
+        to_micros(exchange.ts),
+        exchange.account_id,
+        exchange.api_key_id,
+        exchange.agent_id,
+        exchange.ip,
+        exchange.asn,
+        exchange.user_agent,
+        exchange.client_fingerprint,
+        exchange.model,
+        exchange.endpoint,
+        orjson.dumps(messages).decode(),
+        exchange.response,
+        exchange.reasoning,
+        None if exchange.tools is None else orjson.dumps(list(exchange.tools)).decode(),
+        exchange.prompt_tokens,
+        exchange.completion_tokens,
+        exchange.status,
+        exchange.latency_ms,
+        _json_or_none(dict(exchange.extra)) if exchange.extra else None,
+        salt,
+        run_id,
+        now_us,
+    )
+
+
+def account_row(account: Account, *, run_id: str) -> tuple[Any, ...]:
+    """The row of ``accounts`` for one record, in :data:`ACCOUNT_COLUMNS` order."""
+    return (
+        account.account_id,
+        account.org_id,
+        to_micros(account.created_at),
+        account.signup_channel,
+        account.email_domain,
+        account.payment_fingerprint,
+        account.country,
+        account.tier,
+        _json_or_none(dict(account.extra)) if account.extra else None,
+        run_id,
+    )
+
+
+def _freeze(obj: dict[str, Any] | None) -> MappingProxyType[str, Any]:
+    return MappingProxyType(obj or {})
+
+
+def exchange_from_row(row: Sequence[Any]) -> StoredExchange:
+    """Rebuild a :class:`StoredExchange` from a row of :data:`EXCHANGE_COLUMNS`."""
+    (
+        exchange_id,
+        seq,
+        ts,
+        account_id,
+        api_key_id,
+        agent_id,
+        ip,
+        asn,
+        user_agent,
+        client_fingerprint,
+        model,
+        endpoint,
+        messages,
+        response,
+        reasoning,
+        tools,
+        prompt_tokens,
+        completion_tokens,
+        status,
+        latency_ms,
+        extra,
+        salt,
+        _run,
+        _at,
+    ) = row
+    msgs: list[dict[str, Any]] = orjson.loads(messages) if messages is not None else []
+    exchange = Exchange(
+        exchange_id=exchange_id,
+        ts=from_micros(ts),
+        account_id=account_id,
+        ip=ip,
+        model=model,
+        messages=tuple(
+            Message(
+                role=m["role"],
+                content=m["content"],
+                extra=_freeze({k: v for k, v in m.items() if k not in ("role", "content")}),
+            )
+            for m in msgs
+        ),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        status=status,
+        api_key_id=api_key_id,
+        agent_id=agent_id,
+        asn=asn,
+        user_agent=user_agent,
+        client_fingerprint=client_fingerprint,
+        endpoint=endpoint,
+        response=response,
+        reasoning=reasoning,
+        tools=None if tools is None else tuple(orjson.loads(tools)),
+        latency_ms=latency_ms,
+        extra=_freeze(orjson.loads(extra) if extra else None),
+    )
+    return StoredExchange(exchange=exchange, salt=bytes(salt) if salt is not None else b"", seq=seq)
+
+
+def account_from_row(row: Sequence[Any]) -> Account:
+    """Rebuild an :class:`Account` from a row of :data:`ACCOUNT_COLUMNS`."""
+    account_id, org_id, created_at, channel, domain, payment, country, tier, extra, _run = row
+    return Account(
+        account_id=account_id,
+        created_at=from_micros(created_at),
+        org_id=org_id,
+        signup_channel=channel,
+        email_domain=domain,
+        payment_fingerprint=payment,
+        country=country,
+        tier=tier,
+        extra=_freeze(orjson.loads(extra) if extra else None),
+    )
+
+
+def new_salts(count: int) -> list[bytes]:
+    """``count`` fresh random salts of :data:`SALT_BYTES` bytes."""
+    blob = os.urandom(SALT_BYTES * count)
+    return [blob[i : i + SALT_BYTES] for i in range(0, len(blob), SALT_BYTES)]
+
+
+class Store(ABC):
+    """Persistence of accounts, exchanges and component tables.
+
+    Open one with :func:`distillguard.store.open_store`. A store is used from one thread at a
+    time. Writes happen in :meth:`transaction` blocks.
+    """
+
+    dialect: ClassVar[Literal["sqlite", "postgresql"]]
+    _TYPES: ClassVar[dict[str, str]]
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.insert_hooks: list[InsertHook] = []
+
+    def __repr__(self) -> str:
+        from distillguard.config import mask_url
+
+        return f"{type(self).__name__}({mask_url(self.url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction: commits on exit, rolls back on an exception."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    def q(self, sql: str) -> str:
+        """Adapt SQL written with ``?`` placeholders to this backend."""
+        return sql
+
+    def ddl(self, statement: str) -> str:
+        """Replace the type placeholders ``{blob} {bigint} {text} {double}`` for this backend."""
+        return statement.format(**self._TYPES)
+
+    def ensure_tables(self, component: str, version: int, statements: Sequence[str]) -> None:
+        """Create a component's tables if needed (idempotent) and record its schema version.
+
+        Raises:
+            SchemaVersionError: the store holds a newer schema of ``component`` than this code.
+        """
+        from distillguard.errors import SchemaVersionError
+
+        with self.transaction() as cur:
+            cur.execute(
+                self.ddl(
+                    "CREATE TABLE IF NOT EXISTS schema_versions "
+                    "(component {text} PRIMARY KEY, version {bigint} NOT NULL)"
+                )
+            )
+            cur.execute(
+                self.q("SELECT version FROM schema_versions WHERE component = ?"), (component,)
+            )
+            row = cur.fetchone()
+            if row is not None and int(row[0]) > version:
+                raise SchemaVersionError(
+                    f"the store's '{component}' tables are version {row[0]}, newer than this "
+                    f"DistillGuard understands ({version})",
+                    hint="upgrade DistillGuard",
+                )
+            for statement in statements:
+                cur.execute(self.ddl(statement))
+            if row is None:
+                cur.execute(
+                    self.q("INSERT INTO schema_versions (component, version) VALUES (?, ?)"),
+                    (component, version),
+                )
+            elif int(row[0]) < version:
+                cur.execute(
+                    self.q("UPDATE schema_versions SET version = ? WHERE component = ?"),
+                    (version, component),
+                )
+
+    def migrate(self) -> None:
+        """Create the core tables (accounts, exchanges, ingest runs) if needed."""
+        self.ensure_tables("core", SCHEMA_VERSION, CORE_DDL)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def existing_ids(self, cur: Cursor, table: str, key: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are already keys of ``table`` (``key`` column)."""
+        found: set[str] = set()
+        step = 900
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(self.q(f"SELECT {key} FROM {table} WHERE {key} IN ({marks})"), chunk)
+            found.update(r[0] for r in cur.fetchall())
+        return found
+
+    def add_accounts(self, cur: Cursor, batch: Sequence[Account], *, run_id: str) -> int:
+        """Insert accounts not stored yet; returns how many were inserted."""
+        if not batch:
+            return 0
+        existing = self.existing_ids(cur, "accounts", "account_id", [a.account_id for a in batch])
+        rows = [account_row(a, run_id=run_id) for a in batch if a.account_id not in existing]
+        if rows:
+            cols = ", ".join(ACCOUNT_COLUMNS)
+            marks = ", ".join("?" * len(ACCOUNT_COLUMNS))
+            cur.executemany(self.q(f"INSERT INTO accounts ({cols}) VALUES ({marks})"), rows)
+        return len(rows)
+
+    def add_exchanges(
+        self,
+        cur: Cursor,
+        batch: Sequence[tuple[Exchange, bytes]],
+        *,
+        run_id: str = "",
+        now_us: int = 0,
+    ) -> list[StoredExchange]:
+        """Insert (exchange, salt) pairs whose ids are not stored yet, then run the insert hooks.
+
+        Returns the newly inserted exchanges in batch order. Hooks run with the same cursor,
+        inside the caller's transaction, so that what they write commits with the rows.
+        """
+        if not batch:
+            return []
+        inserted = self._insert_exchanges(cur, batch, run_id=run_id, now_us=now_us)
+        if inserted:
+            for hook in self.insert_hooks:
+                hook(cur, inserted)
+        return inserted
+
+    @abstractmethod
+    def _insert_exchanges(
+        self,
+        cur: Cursor,
+        batch: Sequence[tuple[Exchange, bytes]],
+        *,
+        run_id: str,
+        now_us: int,
+    ) -> list[StoredExchange]:
+        """Backend-specific bulk insert that skips stored ids; returns what was inserted."""
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_exchange(self, exchange_id: str) -> StoredExchange | None:
+        """The stored exchange with this id, or None."""
+        with self.transaction() as cur:
+            cur.execute(
+                self.q(f"SELECT {_EXCHANGE_COLS} FROM exchanges WHERE exchange_id = ?"),
+                (exchange_id,),
+            )
+            row = cur.fetchone()
+        return None if row is None else exchange_from_row(row)
+
+    def get_account(self, account_id: str) -> Account | None:
+        """The stored account with this id, or None."""
+        with self.transaction() as cur:
+            cur.execute(
+                self.q(f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts WHERE account_id = ?"),
+                (account_id,),
+            )
+            row = cur.fetchone()
+        return None if row is None else account_from_row(row)
+
+    def count(self, table: Literal["accounts", "exchanges"]) -> int:
+        """Number of rows in ``accounts`` or ``exchanges``."""
+        with self.transaction() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            row = cur.fetchone()
+        return int(row[0])
+
+    def iter_exchanges(
+        self, *, batch_size: int = 10_000, after_seq: int = 0
+    ) -> Iterator[list[StoredExchange]]:
+        """All exchanges in insertion order, in batches (keyset pagination; bounded memory)."""
+        cols = ", ".join(EXCHANGE_COLUMNS)
+        last = after_seq
+        while True:
+            with self.transaction() as cur:
+                cur.execute(
+                    self.q(f"SELECT {cols} FROM exchanges WHERE seq > ? ORDER BY seq LIMIT ?"),
+                    (last, batch_size),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            batch = [exchange_from_row(r) for r in rows]
+            last = batch[-1].seq
+            yield batch
+
+    def iter_accounts(self, *, batch_size: int = 10_000) -> Iterator[list[Account]]:
+        """All accounts ordered by id, in batches."""
+        cols = ", ".join(ACCOUNT_COLUMNS)
+        last = ""
+        while True:
+            with self.transaction() as cur:
+                cur.execute(
+                    self.q(
+                        f"SELECT {cols} FROM accounts WHERE account_id > ? "
+                        "ORDER BY account_id LIMIT ?"
+                    ),
+                    (last, batch_size),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            batch = [account_from_row(r) for r in rows]
+            last = batch[-1].account_id
+            yield batch
+
+    def known_accounts(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored accounts."""
+        with self.transaction() as cur:
+            return self.existing_ids(cur, "accounts", "account_id", ids)
