@@ -7,7 +7,6 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich import box
 from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, state_of
@@ -27,14 +26,9 @@ keys_app = typer.Typer(
 )
 
 
-def _keys_table(title: str, infos: list[KeyInfo]) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1, 0, 0),
-    )
+def _keys_table(infos: list[KeyInfo]) -> Table:
+    # Fits in 80 columns with full key ids (43 characters).
+    table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold")
     table.add_column("kid", no_wrap=True)
     table.add_column("purpose", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
@@ -69,8 +63,8 @@ def init(
     if state.json_output:
         emit_json({"ok": True, "path": str(path), "keys": [i.to_dict() for i in infos]})
         return
-    console.print(f"Created keyring [bold]{path}[/] (mode 0600).")
-    console.print(_keys_table("Keys", infos))
+    console.print(f"Created keyring [bold]{path}[/] (mode 0600).", soft_wrap=True)
+    console.print(_keys_table(infos))
     console.print(
         "Back it up somewhere safe: losing it loses the watermark secret and signing keys."
     )
@@ -88,7 +82,8 @@ def list_keys(ctx: typer.Context) -> None:
     if state.json_output:
         emit_json({"ok": True, "path": str(path), "keys": [i.to_dict() for i in infos]})
         return
-    console.print(_keys_table(f"Keyring {path}", infos))
+    console.print(f"Keyring [bold]{path}[/]", soft_wrap=True)
+    console.print(_keys_table(infos))
 
 
 @keys_app.command("rotate")
@@ -119,7 +114,9 @@ def rotate(
             {"ok": True, "path": str(path), "purpose": str(purpose), "kid": kid, "retired": retired}
         )
         return
-    console.print(f"Rotated the {purpose} key: new [bold]{kid}[/], retired {retired}.")
+    console.print(
+        f"Rotated the {purpose} key: new [bold]{kid}[/], retired {retired}.", soft_wrap=True
+    )
     if purpose is not KeyPurpose.WATERMARK:
         console.print(
             "Publish the new public key: `distillguard keys export-public --out jwks.json`"
@@ -155,7 +152,7 @@ def export_public(
     if state.json_output:
         emit_json({"ok": True, "out": str(out), "keys": len(jwks["keys"])})
         return
-    console.print(f"Wrote {len(jwks['keys'])} public keys to [bold]{out}[/].")
+    console.print(f"Wrote {len(jwks['keys'])} public keys to [bold]{out}[/].", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
