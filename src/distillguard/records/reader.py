@@ -1,0 +1,587 @@
+"""Streaming reader of exchange logs (format v1) with validation and quarantine.
+
+A log is a folder with an accounts table and an exchanges table, each as JSONL, gzipped JSONL or
+Parquet (the exchanges possibly as a folder of such files). The reader streams both tables in
+batches with bounded memory: only the set of account ids and a spill-to-disk set of exchange ids
+are kept. Every record that breaks the format goes to the quarantine with its file, line (or
+row), field and reason, so that for each table ``read = accepted + quarantined``.
+
+>>> reader = read_log("path/to/log")                        # doctest: +SKIP
+>>> for batch in reader.accounts(): ...                     # doctest: +SKIP
+>>> for batch in reader.exchanges(): ...                    # doctest: +SKIP
+>>> reader.report.reconciles                                # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import sqlite3
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar
+
+import orjson
+
+from distillguard._internal.timeutil import format_ts
+from distillguard.errors import LogFormatError, LogNotFoundError
+from distillguard.records.model import Account, Exchange
+from distillguard.records.validate import FieldError, account_from_mapping, exchange_from_mapping
+
+__all__ = [
+    "FileIssue",
+    "LogReader",
+    "QuarantineEntry",
+    "QuarantineWriter",
+    "ReadReport",
+    "TableCounts",
+    "find_tables",
+    "read_log",
+]
+
+logger = logging.getLogger(__name__)
+
+Table = Literal["accounts", "exchanges"]
+R = TypeVar("R", Account, Exchange)
+
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+MAX_RAW_KEPT = 65_536  # bytes of a bad record copied into the quarantine
+SAMPLE_LIMIT = 100  # quarantine entries kept in memory for the report
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """One rejected record: where it was, which field, why, and the record itself."""
+
+    table: Table
+    file: str
+    line: int | None
+    field: str | None
+    reason: str
+    raw: Any = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or ``file row N`` for Parquet)."""
+        if self.line is None:
+            return self.file
+        sep = " row " if self.file.endswith(".parquet") else ":"
+        return f"{self.file}{sep}{self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as written to the quarantine file."""
+        return {
+            "table": self.table,
+            "file": self.file,
+            "line": self.line,
+            "field": self.field,
+            "reason": self.reason,
+            "record": self.raw,
+        }
+
+    def describe(self) -> str:
+        """One human-readable line."""
+        fld = f" field '{self.field}':" if self.field else ""
+        return f"{self.where}:{fld} {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileIssue:
+    """A problem with a whole file (empty, truncated archive, corrupt Parquet)."""
+
+    file: str
+    severity: Literal["warning", "error"]
+    message: str
+
+
+@dataclass(slots=True)
+class TableCounts:
+    """How many records of one table were read, accepted and quarantined."""
+
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+
+    @property
+    def reconciles(self) -> bool:
+        """``read == accepted + quarantined``."""
+        return self.read == self.accepted + self.quarantined
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """Counts per table, file-level issues and a sample of quarantined records."""
+
+    accounts: TableCounts = field(default_factory=TableCounts)
+    exchanges: TableCounts = field(default_factory=TableCounts)
+    files: list[str] = field(default_factory=list)
+    issues: list[FileIssue] = field(default_factory=list)
+    sample: list[QuarantineEntry] = field(default_factory=list)
+    quarantine_path: Path | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        """Both tables reconcile."""
+        return self.accounts.reconciles and self.exchanges.reconciles
+
+    @property
+    def ok(self) -> bool:
+        """Nothing quarantined and no file-level error."""
+        return (
+            self.accounts.quarantined == 0
+            and self.exchanges.quarantined == 0
+            and not any(i.severity == "error" for i in self.issues)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form of the report."""
+        return {
+            "ok": self.ok,
+            "reconciles": self.reconciles,
+            "accounts": _counts(self.accounts),
+            "exchanges": _counts(self.exchanges),
+            "files": self.files,
+            "issues": [
+                {"file": i.file, "severity": i.severity, "message": i.message} for i in self.issues
+            ],
+            "quarantine": str(self.quarantine_path) if self.quarantine_path else None,
+            "sample": [{**e.to_dict(), "record": None} for e in self.sample],
+        }
+
+
+def _counts(c: TableCounts) -> dict[str, int]:
+    return {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined}
+
+
+class QuarantineWriter:
+    """Appends rejected records to a JSONL file, created on the first entry."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh: IO[bytes] | None = None
+        self.count = 0
+
+    def write(self, entry: QuarantineEntry) -> None:
+        """Record one entry (a no-op without a path)."""
+        self.count += 1
+        if self.path is None:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("ab")  # never overwrite earlier quarantined records
+        self._fh.write(orjson.dumps(entry.to_dict(), default=str) + b"\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> QuarantineWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SeenIds:
+    """An exact set of exchange ids with bounded memory: spills to a temporary SQLite file."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self._mem: set[str] = set()
+        self._limit = limit
+        self._db: sqlite3.Connection | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def add_new(self, ids: list[str]) -> list[bool]:
+        """Add ``ids``; returns, per id, whether it was new (False: a duplicate)."""
+        if self._db is None:
+            out = []
+            for i in ids:
+                if i in self._mem:
+                    out.append(False)
+                else:
+                    self._mem.add(i)
+                    out.append(True)
+            if len(self._mem) > self._limit:
+                self._spill()
+            return out
+        out = []
+        db = self._db
+        for i in ids:
+            cur = db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (i,))
+            out.append(cur.rowcount == 1)
+        return out
+
+    def _spill(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="distillguard-seen-")
+        self._db = sqlite3.connect(str(Path(self._tmp.name) / "seen.sqlite"))
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.executemany("INSERT INTO seen VALUES (?)", ((i,) for i in self._mem))
+        self._mem = set()
+        logger.info("exchange-id set spilled to disk at %s", self._tmp.name)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _table_files(root: Path, table: Table) -> list[Path]:
+    singles = [root / f"{table}{s}" for s in SUFFIXES if (root / f"{table}{s}").is_file()]
+    folder = root / table
+    parts: list[Path] = []
+    if folder.is_dir():
+        parts = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+        if not parts:
+            raise LogFormatError(
+                f"{folder} holds no .jsonl, .jsonl.gz or .parquet files",
+                hint="put the table's files in that folder or remove it",
+            )
+    if len(singles) + (1 if parts else 0) > 1:
+        names = [p.name for p in singles] + ([f"{table}/"] if parts else [])
+        raise LogFormatError(
+            f"{root} holds the {table} table more than once: {', '.join(names)}",
+            hint="keep one of them",
+        )
+    return singles or parts
+
+
+def find_tables(path: Path) -> tuple[list[Path], list[Path]]:
+    """The files of the accounts and exchanges tables of the log folder ``path``.
+
+    Raises:
+        LogNotFoundError: ``path`` does not exist.
+        LogFormatError: it is not a folder, or a table is missing or present twice.
+    """
+    if not path.exists():
+        raise LogNotFoundError(
+            f"log folder {path} does not exist",
+            hint="give the folder that holds accounts.jsonl and exchanges.jsonl (or .parquet)",
+        )
+    if not path.is_dir():
+        raise LogFormatError(
+            f"{path} is a file, not a log folder",
+            hint="give the folder that holds accounts.* and exchanges.*",
+        )
+    accounts = _table_files(path, "accounts")
+    exchanges = _table_files(path, "exchanges")
+    missing = [n for n, files in (("accounts", accounts), ("exchanges", exchanges)) if not files]
+    if missing:
+        raise LogFormatError(
+            f"{path} has no {' and no '.join(missing)} table",
+            hint="expected accounts.jsonl|.jsonl.gz|.parquet and exchanges.jsonl|.jsonl.gz|"
+            ".parquet (or a folder exchanges/)",
+        )
+    return accounts, exchanges
+
+
+def _raw_text(line: bytes) -> str:
+    text = line[:MAX_RAW_KEPT].decode("utf-8", errors="replace").rstrip("\r\n")
+    return text + ("…" if len(line) > MAX_RAW_KEPT else "")
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (format_ts(v) if hasattr(v, "tzinfo") and v.tzinfo else v) for k, v in row.items()}
+
+
+class LogReader:
+    """Reads and validates one log folder; see :func:`read_log`.
+
+    Read :meth:`accounts` before :meth:`exchanges` (exchanges are checked against the account
+    ids); :meth:`exchanges` reads the accounts first itself if that was not done.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_size: int = 5000,
+        max_record_bytes: int = 16 * 1024 * 1024,
+        quarantine: QuarantineWriter | None = None,
+        check_duplicates: bool = True,
+        known_accounts: Callable[[list[str]], set[str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.batch_size = batch_size
+        self.max_record_bytes = max_record_bytes
+        self.quarantine = quarantine or QuarantineWriter(None)
+        self.check_duplicates = check_duplicates
+        self.known_accounts = known_accounts
+        self.account_files, self.exchange_files = find_tables(path)
+        self.report = ReadReport(
+            files=[str(p) for p in (*self.account_files, *self.exchange_files)],
+            quarantine_path=self.quarantine.path,
+        )
+        self._account_ids: set[str] | None = None
+
+    # -- public -------------------------------------------------------------------------
+
+    def accounts(self) -> Iterator[list[Account]]:
+        """Validated accounts in batches. Duplicate account ids are quarantined."""
+        ids: set[str] = set()
+        counts = self.report.accounts
+        for batch in self._records("accounts", self.account_files, account_from_mapping):
+            good: list[Account] = []
+            for where, acc in batch:
+                if acc.account_id in ids:
+                    self._reject("accounts", where, "account_id", "duplicate account_id", None)
+                    continue
+                ids.add(acc.account_id)
+                good.append(acc)
+            counts.accepted += len(good)
+            if good:
+                yield good
+        self._account_ids = ids
+
+    def exchanges(self) -> Iterator[list[Exchange]]:
+        """Validated exchanges in batches (unknown accounts and duplicate ids quarantined)."""
+        if self._account_ids is None:
+            for _ in self.accounts():
+                pass
+        assert self._account_ids is not None
+        account_ids = self._account_ids
+        seen = _SeenIds() if self.check_duplicates else None
+        counts = self.report.exchanges
+        try:
+            for batch in self._records("exchanges", self.exchange_files, exchange_from_mapping):
+                unknown = {e.account_id for _, e in batch if e.account_id not in account_ids}
+                if unknown and self.known_accounts is not None:
+                    found = self.known_accounts(sorted(unknown))
+                    account_ids.update(found)  # remember stored accounts for later batches
+                    unknown -= found
+                fresh = seen.add_new([e.exchange_id for _, e in batch]) if seen else None
+                good: list[Exchange] = []
+                for i, (where, ex) in enumerate(batch):
+                    if ex.account_id in unknown:
+                        self._reject(
+                            "exchanges",
+                            where,
+                            "account_id",
+                            f"account {ex.account_id!r} has no row in the accounts table",
+                            None,
+                        )
+                    elif fresh is not None and not fresh[i]:
+                        self._reject(
+                            "exchanges",
+                            where,
+                            "exchange_id",
+                            f"duplicate exchange_id {ex.exchange_id!r}",
+                            None,
+                        )
+                    else:
+                        good.append(ex)
+                counts.accepted += len(good)
+                if good:
+                    yield good
+        finally:
+            if seen is not None:
+                seen.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _reject(
+        self,
+        table: Table,
+        where: tuple[str, int | None],
+        field: str | None,
+        reason: str,
+        raw: Any,
+    ) -> None:
+        entry = QuarantineEntry(table, where[0], where[1], field, reason, raw)
+        counts = self.report.accounts if table == "accounts" else self.report.exchanges
+        counts.quarantined += 1
+        self.quarantine.write(entry)
+        if len(self.report.sample) < SAMPLE_LIMIT:
+            self.report.sample.append(entry)
+        logger.debug("quarantined %s", entry.describe())
+
+    def _records(
+        self,
+        table: Table,
+        files: list[Path],
+        build: Callable[[dict[str, Any]], R],
+    ) -> Iterator[list[tuple[tuple[str, int | None], R]]]:
+        for path in files:
+            name = str(path)
+            rows = (
+                self._parquet_rows(table, path)
+                if path.name.endswith(".parquet")
+                else self._jsonl_rows(table, path)
+            )
+            empty = True
+            batch: list[tuple[tuple[str, int | None], R]] = []
+            for where, obj, raw in rows:
+                empty = False
+                try:
+                    batch.append((where, build(obj)))
+                except FieldError as exc:
+                    self._reject(table, where, exc.field, exc.reason, raw())
+                if len(batch) >= self.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+            if empty:
+                self.report.issues.append(FileIssue(name, "warning", "file holds no records"))
+
+    def _jsonl_rows(
+        self, table: Table, path: Path
+    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], Any]]]:
+        name = str(path)
+        counts = self.report.accounts if table == "accounts" else self.report.exchanges
+        limit = self.max_record_bytes
+        try:
+            fh: gzip.GzipFile | io.BufferedReader = (
+                gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb")  # noqa: SIM115
+            )
+        except OSError as exc:
+            raise LogFormatError(f"cannot open {name}: {exc}") from None
+        lineno = 0
+        try:
+            with fh:
+                while True:
+                    try:
+                        line = fh.readline(limit + 1)
+                    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+                        self.report.issues.append(
+                            FileIssue(
+                                name,
+                                "error",
+                                f"{_archive_problem(exc)} after line {lineno}; records after "
+                                "it could not be read",
+                            )
+                        )
+                        return
+                    if not line:
+                        return
+                    lineno += 1
+                    if len(line) > limit and not line.endswith(b"\n"):
+                        skipped = _skip_rest_of_line(fh)
+                        counts.read += 1
+                        self._reject(
+                            table,
+                            (name, lineno),
+                            None,
+                            f"line is longer than {limit:,} bytes (max_record_bytes; "
+                            f"{limit + 1 + skipped:,}+ bytes)",
+                            _raw_text(line[:1024]),
+                        )
+                        continue
+                    if not line.strip():
+                        continue
+                    counts.read += 1
+                    try:
+                        obj = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        self._reject(
+                            table, (name, lineno), None, _json_problem(line, exc), _raw_text(line)
+                        )
+                        continue
+                    if type(obj) is not dict:
+                        self._reject(
+                            table,
+                            (name, lineno),
+                            None,
+                            f"line is a JSON {type(obj).__name__}, not an object",
+                            _raw_text(line),
+                        )
+                        continue
+                    yield (name, lineno), obj, partial(_raw_text, line)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # pragma: no cover - defensive
+            self.report.issues.append(FileIssue(name, "error", _archive_problem(exc)))
+
+    def _parquet_rows(
+        self, table: Table, path: Path
+    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], Any]]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = str(path)
+        counts = self.report.accounts if table == "accounts" else self.report.exchanges
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise LogFormatError(
+                f"{name} is not a readable Parquet file: {exc}",
+                hint="re-export the table; a truncated or corrupt Parquet file cannot be read",
+            ) from None
+        rowno = 0
+        try:
+            for rb in pf.iter_batches(batch_size=self.batch_size):
+                for row in rb.to_pylist():
+                    rowno += 1
+                    counts.read += 1
+                    clean = {k: v for k, v in row.items() if v is not None}
+                    yield (name, rowno), clean, partial(_jsonable, row)
+        except (pa.ArrowException, OSError) as exc:
+            self.report.issues.append(
+                FileIssue(name, "error", f"corrupt Parquet data after row {rowno}: {exc}")
+            )
+
+
+def _skip_rest_of_line(fh: gzip.GzipFile | io.BufferedReader) -> int:
+    skipped = 0
+    while True:
+        chunk = fh.readline(1 << 20)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
+
+
+def _archive_problem(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "truncated gzip file (the compressed stream ends before its end marker)"
+    return f"corrupt gzip data ({exc})"
+
+
+def _json_problem(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as ude:
+        return f"invalid UTF-8 at byte {ude.start} of the line"
+    return f"invalid JSON: {exc.msg} at column {exc.colno}"
+
+
+def read_log(
+    path: str | Path,
+    *,
+    batch_size: int = 5000,
+    max_record_bytes: int = 16 * 1024 * 1024,
+    quarantine: Path | None = None,
+    check_duplicates: bool = True,
+    known_accounts: Callable[[list[str]], set[str]] | None = None,
+) -> LogReader:
+    """Open a log folder for streaming validated reading.
+
+    Args:
+        path: the log folder.
+        batch_size: records per yielded batch.
+        max_record_bytes: longer JSONL lines are quarantined without being parsed.
+        quarantine: JSONL file for rejected records (created on the first one); None keeps
+            only the counts and a sample in the report.
+        check_duplicates: quarantine repeated exchange ids (exact, bounded memory).
+        known_accounts: called with account ids absent from the log's accounts table; returns
+            those that are valid anyway (e.g. stored by an earlier ingest).
+
+    Raises:
+        LogNotFoundError: the folder does not exist.
+        LogFormatError: a table is missing or ambiguous.
+    """
+    return LogReader(
+        Path(path),
+        batch_size=batch_size,
+        max_record_bytes=max_record_bytes,
+        quarantine=QuarantineWriter(quarantine),
+        check_duplicates=check_duplicates,
+        known_accounts=known_accounts,
+    )
