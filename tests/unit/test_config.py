@@ -1,0 +1,322 @@
+"""Tests of :mod:`distillguard.config` and ``distillguard config show``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from distillguard.cli.main import main
+from distillguard.config import Settings, find_config_file, load_settings, mask_url
+from distillguard.errors import ConfigurationError
+
+PASSWORD = "s3cr3t-Pa55"
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No DISTILLGUARD_* variable and no distillguard.toml leak in from the outside."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+FULL_TOML = f"""
+home = "/srv/dg"
+
+[store]
+url = "postgresql://dg:{PASSWORD}@db.internal:5432/distillguard?schema=prod"
+
+[keyring]
+path = "/etc/dg/keyring.json"
+passphrase = "{PASSPHRASE}"
+
+[ingest]
+batch_size = 777
+
+[logging]
+level = "INFO"
+"""
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = load_settings()
+    assert settings.home == Path(".distillguard")
+    assert settings.store_url == "sqlite:///.distillguard/store.sqlite"
+    assert settings.keyring_path == Path(".distillguard/keyring.json")
+    assert settings.ingest.batch_size == 5000
+    assert settings.logging.level == "WARNING"
+    assert settings.keyring.passphrase is None
+
+
+def test_toml_file_is_read(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path / "dg.toml", FULL_TOML))
+    assert settings.home == Path("/srv/dg")
+    assert settings.store_url.startswith("postgresql://dg:")
+    assert settings.keyring_path == Path("/etc/dg/keyring.json")
+    assert settings.keyring.passphrase is not None
+    assert settings.keyring.passphrase.get_secret_value() == PASSPHRASE
+    assert settings.ingest.batch_size == 777
+    assert settings.logging.level == "INFO"
+
+
+def test_home_moves_the_embedded_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path / "dg.toml", 'home = "/data/x"\n'))
+    assert settings.store_url == "sqlite:////data/x/store.sqlite"
+    assert settings.keyring_path == Path("/data/x/keyring.json")
+
+
+def test_environment_beats_file_and_overrides_beat_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "dg.toml", FULL_TOML)
+    monkeypatch.setenv("DISTILLGUARD_INGEST__BATCH_SIZE", "42")
+    monkeypatch.setenv("DISTILLGUARD_HOME", "/from/env")
+    settings = load_settings(config)
+    assert settings.ingest.batch_size == 42  # env wins over the file...
+    assert settings.home == Path("/from/env")
+    assert settings.logging.level == "INFO"  # ...and the file still provides the rest
+    assert settings.keyring_path == Path("/etc/dg/keyring.json")
+    overridden = load_settings(config, home=Path("/from/option"))
+    assert overridden.home == Path("/from/option")
+    assert overridden.ingest.batch_size == 42
+
+
+def test_env_nested_section_keeps_file_siblings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "dg.toml", "[ingest]\nbatch_size = 9\nmax_record_bytes = 4096\n")
+    monkeypatch.setenv("DISTILLGUARD_INGEST__BATCH_SIZE", "10")
+    settings = load_settings(config)
+    assert settings.ingest.batch_size == 10
+    assert settings.ingest.max_record_bytes == 4096
+
+
+def test_config_file_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_config_file() is None
+    local = write(tmp_path / "distillguard.toml", "[ingest]\nbatch_size = 1\n")
+    assert find_config_file() == Path("distillguard.toml")
+    assert load_settings().ingest.batch_size == 1
+    named = write(tmp_path / "named.toml", "[ingest]\nbatch_size = 2\n")
+    monkeypatch.setenv("DISTILLGUARD_CONFIG", str(named))
+    assert load_settings().ingest.batch_size == 2
+    explicit = write(tmp_path / "explicit.toml", "[ingest]\nbatch_size = 3\n")
+    assert load_settings(explicit).ingest.batch_size == 3
+    assert local.exists()
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_missing_named_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via_env: bool
+) -> None:
+    missing = tmp_path / "nope.toml"
+    if via_env:
+        monkeypatch.setenv("DISTILLGUARD_CONFIG", str(missing))
+    with pytest.raises(ConfigurationError, match="does not exist") as info:
+        load_settings(None if via_env else missing)
+    assert str(missing) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('hoem = "/x"\n', "hoem"),
+        ('[store]\nurll = "sqlite:///x"\n', "store.urll"),
+        ("[ingest]\nbatchsize = 3\n", "ingest.batchsize"),
+        ("[nosuchsection]\na = 1\n", "nosuchsection"),
+    ],
+)
+def test_unknown_key_is_refused_with_its_name(tmp_path: Path, text: str, where: str) -> None:
+    config = write(tmp_path / "dg.toml", text)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(config)
+    assert where in info.value.message
+    assert "Extra inputs are not permitted" in info.value.message
+    assert str(config) in info.value.message
+
+
+def test_unknown_nested_env_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTILLGUARD_STORE__URLL", "sqlite:///x")
+    with pytest.raises(ConfigurationError, match=r"store\.urll"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[ingest]\nbatch_size = 0\n", "ingest.batch_size"),
+        ('[ingest]\nbatch_size = "many"\n', "ingest.batch_size"),
+        ('[store]\nurl = "mysql://h/db"\n', "store.url"),
+        ('[logging]\nlevel = "LOUD"\n', "logging.level"),
+        ("[ingest]\nmax_record_bytes = 10\n", "ingest.max_record_bytes"),
+    ],
+)
+def test_invalid_value_names_the_setting(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(write(tmp_path / "dg.toml", text))
+    assert info.value.message.startswith("invalid configuration")
+    assert field in info.value.message
+    assert info.value.hint
+
+
+def test_invalid_env_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTILLGUARD_INGEST__BATCH_SIZE", "-5")
+    with pytest.raises(ConfigurationError, match=r"ingest\.batch_size"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[store\nurl = 1\n", 'home = "unterminated\n', "= 3\n", "a = 1\na = 2\n", "\x00"],
+)
+def test_bad_toml_is_a_configuration_error(tmp_path: Path, text: str) -> None:
+    config = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(config)
+    assert str(config) in info.value.message
+    assert "TOML" in (info.value.hint or "")
+
+
+def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b'home = "/caf\xe9"\n')
+    with pytest.raises(ConfigurationError):
+        load_settings(config)
+
+
+# -- masking --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:secret@h:5432/db?schema=a", "postgresql://u:***@h:5432/db?schema=a"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("sqlite:///tmp/x.sqlite", "sqlite:///tmp/x.sqlite"),
+    ],
+)
+def test_mask_url_examples(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+@given(
+    user=st.text(alphabet="abcdefgh_", min_size=1, max_size=10),
+    password=st.text(alphabet="0123456789!$%&*()+,;=-.~", min_size=1, max_size=20),
+    host=st.text(alphabet="ijklmnopqrstuvwxyz.", min_size=1, max_size=15),
+)
+def test_mask_url_never_shows_the_password(user: str, password: str, host: str) -> None:
+    masked = mask_url(f"postgresql://{user}:{password}@{host}:5432/dg")
+    assert masked == f"postgresql://{user}:***@{host}:5432/dg"
+
+
+def test_masked_dict_hides_secrets(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path / "dg.toml", FULL_TOML))
+    data = settings.masked()
+    text = json.dumps(data)
+    assert PASSWORD not in text and PASSPHRASE not in text
+    assert data["store"]["url"] == "postgresql://dg:***@db.internal:5432/distillguard?schema=prod"
+    assert data["keyring"]["passphrase"] == "********"
+    assert data["keyring"]["path"] == "/etc/dg/keyring.json"
+    assert PASSPHRASE not in repr(settings) and PASSPHRASE not in str(settings)
+
+
+def test_every_secret_field_is_masked() -> None:
+    """Any SecretStr setting (including ones added later) comes out masked."""
+    settings = Settings()
+
+    def secret_paths(model: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        from pydantic import BaseModel, SecretStr
+
+        found: list[tuple[str, ...]] = []
+        assert isinstance(model, BaseModel)
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                found += secret_paths(value, (*prefix, name))
+            elif "SecretStr" in str(info.annotation) or isinstance(value, SecretStr):
+                found.append((*prefix, name))
+        return found
+
+    paths = secret_paths(settings)
+    assert ("keyring", "passphrase") in paths
+    overrides: dict[str, Any] = {}
+    for path in paths:
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = "TOP-SECRET-VALUE"
+    masked = Settings(**overrides).masked()
+    assert "TOP-SECRET-VALUE" not in json.dumps(masked)
+    for path in paths:
+        value: Any = masked
+        for part in path:
+            value = value[part]
+        assert value == "********", path
+
+
+def test_config_show_text_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path / "dg.toml", FULL_TOML)
+    assert main(["--config", str(config), "config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert PASSWORD not in out and PASSPHRASE not in out
+    shown = tomllib.loads(out)  # the text output is valid TOML
+    assert shown["store"]["url"] == "postgresql://dg:***@db.internal:5432/distillguard?schema=prod"
+    assert shown["keyring"]["passphrase"] == "********"
+    assert shown["ingest"]["batch_size"] == 777
+
+
+def test_config_show_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "dg.toml", FULL_TOML)
+    monkeypatch.setenv("DISTILLGUARD_LOGGING__LEVEL", "DEBUG")
+    monkeypatch.setenv("DISTILLGUARD_KEYRING__PASSPHRASE", "env-passphrase")
+    assert main(["--json", "-c", str(config), "config", "show"]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    assert "env-passphrase" not in out and PASSWORD not in out
+    assert data["logging"]["level"] == "DEBUG"
+    assert data["keyring"]["passphrase"] == "********"
+    assert data["store"]["url"].startswith("postgresql://dg:***@")
+    assert data["home"] == "/srv/dg"
+
+
+def test_config_show_env_store_url(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILLGUARD_STORE__URL", f"postgresql://root:{PASSWORD}@127.0.0.1/test")
+    assert main(["--json", "config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert PASSWORD not in out
+    assert json.loads(out)["store"]["url"] == "postgresql://root:***@127.0.0.1/test"
+
+
+def test_config_show_bad_file_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path / "dg.toml", "[ingest]\nbatchsize = 3\n")
+    assert main(["-c", str(config), "config", "show"]) == 3
+    err = capsys.readouterr().err
+    assert "DG100" in err and "ingest.batchsize" in err and "Traceback" not in err
+    assert main(["--json", "-c", str(config), "config", "show"]) == 3
+    data = json.loads(capsys.readouterr().out)
+    assert data["code"] == "DG100" and "ingest.batchsize" in data["message"]
+
+
+def test_config_show_missing_file_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", "missing.toml", "config", "show"]) == 3
+    assert "missing.toml does not exist" in capsys.readouterr().err
