@@ -44,6 +44,7 @@ __all__ = [
     "IngestSettings",
     "KeyringSettings",
     "LoggingSettings",
+    "PassportSettings",
     "Settings",
     "StoreSettings",
     "find_config_file",
@@ -101,6 +102,27 @@ class IngestSettings(_Section):
     )
 
 
+class PassportSettings(_Section):
+    """Agent passports and signed-request verification (see docs/passports.md)."""
+
+    registry_path: Path | None = Field(
+        default=None, description="SQLite file of issued passports and revocations."
+    )
+    issuer: str = Field(default="distillguard", description="The 'iss' claim of passports.")
+    default_ttl_days: int = Field(default=30, ge=1, le=3650, description="Passport lifetime.")
+    authorities: list[str] = Field(
+        default_factory=list,
+        description="Accepted @authority values (host[:port]); empty accepts any.",
+    )
+    validity_window_s: int = Field(default=300, ge=1, le=3600, description="Signature window.")
+    clock_skew_s: int = Field(default=60, ge=0, le=600, description="Clock-skew allowance.")
+    replay_cache: Literal["memory", "redis"] = Field(
+        default="memory", description="Nonce replay cache: in process, or Redis for replicas."
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for nonces.")
+    redis_prefix: str = Field(default="dg:nonce:", description="Redis key prefix for nonces.")
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -129,6 +151,7 @@ class Settings(BaseSettings):
     keyring: KeyringSettings = Field(default_factory=KeyringSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    passport: PassportSettings = Field(default_factory=PassportSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -156,6 +179,12 @@ class Settings(BaseSettings):
     def keyring_path(self) -> Path:
         """The keyring file, defaulting to ``HOME/keyring.json``."""
         return self.keyring.path if self.keyring.path is not None else self.home / "keyring.json"
+
+    @property
+    def passport_registry_path(self) -> Path:
+        """The passport registry file, defaulting to ``HOME/passports.sqlite``."""
+        reg = self.passport.registry_path
+        return reg if reg is not None else self.home / "passports.sqlite"
 
     def masked(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict, with secrets and URL passwords masked."""

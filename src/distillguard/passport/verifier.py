@@ -1,0 +1,567 @@
+"""Verifying signed requests: signature, passport, revocation, time window, replay, scope.
+
+:class:`RequestVerifier` checks one request and returns a :class:`VerificationResult`: the
+verified :class:`VerifiedIdentity`, or a :class:`Rejection` with a precise
+:class:`RejectionReason`. Rejections become RFC 9457 ``application/problem+json`` documents
+(:meth:`Rejection.problem`) that name the reason and never echo a secret, and each is counted in a
+thread-safe :class:`RejectionCounter`.
+
+Checks, cheapest first, and the reason each failure gives:
+
+1. ``Signature-Input``/``Signature`` present (``missing_signature``) and well formed
+   (``malformed_signature``), a signature with ``tag="web-bot-auth"``, ``alg`` absent or
+   ``ed25519`` (``unsupported_algorithm``), ``created``/``expires``/``keyid``/``nonce`` present
+   (``missing_parameter``);
+2. time: not ``future_dated``, not ``expired_signature``, validity not longer than the window
+   (``validity_too_long``);
+3. coverage of ``@method``, ``@authority``, ``@path``, ``@query`` (when there is a query), the
+   passport header and ``content-digest`` (when there is a body) (``insufficient_coverage``);
+4. ``@authority`` is one of ours (``wrong_authority``);
+5. the passport: present, valid, from a known issuer, not expired, not revoked
+   (``missing_passport``, ``invalid_passport``, ``unknown_issuer``, ``expired_passport``,
+   ``revoked_passport``); ``keyid`` is the passport's agent key (``key_mismatch``);
+6. the Ed25519 signature (``bad_signature``); the body digest (``missing_digest``,
+   ``digest_mismatch``); the scopes (``scope_violation``);
+7. last, so that forged requests cannot burn nonces: the nonce is new (``replayed_nonce``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from distillguard.errors import PassportError, SignatureError, StorageError, StructuredFieldError
+from distillguard.passport.credential import Passport, PassportProblem, PassportValidator
+from distillguard.passport.digest import DigestStatus, check_content_digest
+from distillguard.passport.replay import MemoryNonceCache, NonceCache
+from distillguard.passport.signatures import (
+    ED25519_ALG,
+    HttpRequest,
+    ParsedSignature,
+    parse_signatures,
+    verify_signature,
+)
+
+__all__ = [
+    "PASSPORT_HEADER",
+    "WEB_BOT_AUTH_TAG",
+    "Problem",
+    "Rejection",
+    "RejectionCounter",
+    "RejectionReason",
+    "RequestVerifier",
+    "RevocationChecker",
+    "VerificationResult",
+    "VerifiedIdentity",
+    "VerifierPolicy",
+]
+
+logger = logging.getLogger(__name__)
+
+PASSPORT_HEADER = "distillguard-passport"
+"""The request header that carries the passport token (covered by the signature)."""
+
+WEB_BOT_AUTH_TAG = "web-bot-auth"
+"""The ``tag`` of request signatures (Web Bot Auth draft)."""
+
+PROBLEM_BASE = "https://distillguard.dev/problems/"
+
+
+class RejectionReason(StrEnum):
+    """Why a request was rejected; the value is the stable code in problem documents."""
+
+    MISSING_SIGNATURE = "missing_signature"
+    MALFORMED_SIGNATURE = "malformed_signature"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    MISSING_PARAMETER = "missing_parameter"
+    FUTURE_DATED = "future_dated"
+    EXPIRED_SIGNATURE = "expired_signature"
+    VALIDITY_TOO_LONG = "validity_too_long"
+    INSUFFICIENT_COVERAGE = "insufficient_coverage"
+    WRONG_AUTHORITY = "wrong_authority"
+    MISSING_PASSPORT = "missing_passport"
+    INVALID_PASSPORT = "invalid_passport"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    EXPIRED_PASSPORT = "expired_passport"
+    REVOKED_PASSPORT = "revoked_passport"
+    KEY_MISMATCH = "key_mismatch"
+    BAD_SIGNATURE = "bad_signature"
+    MISSING_DIGEST = "missing_digest"
+    DIGEST_MISMATCH = "digest_mismatch"
+    SCOPE_VIOLATION = "scope_violation"
+    REPLAYED_NONCE = "replayed_nonce"
+    BODY_TOO_LARGE = "body_too_large"
+    REPLAY_CACHE_UNAVAILABLE = "replay_cache_unavailable"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this rejection."""
+        return _STATUS.get(self, 401)
+
+    @property
+    def summary(self) -> str:
+        """A short human title."""
+        return _TITLES[self]
+
+
+_STATUS = {
+    RejectionReason.MALFORMED_SIGNATURE: 400,
+    RejectionReason.MISSING_PARAMETER: 400,
+    RejectionReason.INSUFFICIENT_COVERAGE: 400,
+    RejectionReason.UNSUPPORTED_ALGORITHM: 400,
+    RejectionReason.VALIDITY_TOO_LONG: 400,
+    RejectionReason.WRONG_AUTHORITY: 421,
+    RejectionReason.REVOKED_PASSPORT: 403,
+    RejectionReason.SCOPE_VIOLATION: 403,
+    RejectionReason.BODY_TOO_LARGE: 413,
+    RejectionReason.REPLAY_CACHE_UNAVAILABLE: 503,
+}
+
+_TITLES = {
+    RejectionReason.MISSING_SIGNATURE: "Request is not signed",
+    RejectionReason.MALFORMED_SIGNATURE: "Signature headers are malformed",
+    RejectionReason.UNSUPPORTED_ALGORITHM: "Signature algorithm is not Ed25519",
+    RejectionReason.MISSING_PARAMETER: "Signature lacks a required parameter",
+    RejectionReason.FUTURE_DATED: "Signature is dated in the future",
+    RejectionReason.EXPIRED_SIGNATURE: "Signature has expired",
+    RejectionReason.VALIDITY_TOO_LONG: "Signature validity is longer than allowed",
+    RejectionReason.INSUFFICIENT_COVERAGE: "Signature does not cover the required components",
+    RejectionReason.WRONG_AUTHORITY: "Request was signed for another authority",
+    RejectionReason.MISSING_PASSPORT: "Request carries no passport",
+    RejectionReason.INVALID_PASSPORT: "Passport is invalid",
+    RejectionReason.UNKNOWN_ISSUER: "Passport issuer is not trusted",
+    RejectionReason.EXPIRED_PASSPORT: "Passport has expired",
+    RejectionReason.REVOKED_PASSPORT: "Passport has been revoked",
+    RejectionReason.KEY_MISMATCH: "Signing key does not match the passport",
+    RejectionReason.BAD_SIGNATURE: "Signature does not verify",
+    RejectionReason.MISSING_DIGEST: "Body has no Content-Digest",
+    RejectionReason.DIGEST_MISMATCH: "Body does not match its Content-Digest",
+    RejectionReason.SCOPE_VIOLATION: "Passport does not allow this request",
+    RejectionReason.REPLAYED_NONCE: "Signature nonce was already used",
+    RejectionReason.BODY_TOO_LARGE: "Request body is too large",
+    RejectionReason.REPLAY_CACHE_UNAVAILABLE: "Replay protection is unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``application/problem+json`` body."""
+        return {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+
+    def to_json(self) -> bytes:
+        """The serialised body."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected request: the reason and a detail safe to show the caller."""
+
+    reason: RejectionReason
+    detail: str
+
+    def problem(self) -> Problem:
+        """The RFC 9457 problem document for the caller."""
+        return Problem(
+            type=PROBLEM_BASE + self.reason.value.replace("_", "-"),
+            title=self.reason.summary,
+            status=self.reason.status,
+            detail=self.detail,
+            code=self.reason.value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedIdentity:
+    """Who sent an accepted request."""
+
+    passport: Passport
+    keyid: str
+    label: str
+    created: int
+    expires: int
+    nonce: str
+
+    @property
+    def account_id(self) -> str:
+        """The passport's account."""
+        return self.passport.account_id
+
+    @property
+    def org_id(self) -> str:
+        """The passport's organisation."""
+        return self.passport.org_id
+
+    @property
+    def passport_id(self) -> str:
+        """The passport id."""
+        return self.passport.passport_id
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    """The outcome of :meth:`RequestVerifier.verify`: exactly one of the two is set."""
+
+    identity: VerifiedIdentity | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the request was accepted."""
+        return self.identity is not None
+
+
+class RejectionCounter:
+    """Thread-safe counts of accepted requests and of rejections per reason."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._accepted = 0
+
+    def add(self, reason: RejectionReason) -> None:
+        """Count one rejection."""
+        with self._lock:
+            self._counts[reason.value] += 1
+
+    def accept(self) -> None:
+        """Count one accepted request."""
+        with self._lock:
+            self._accepted += 1
+
+    @property
+    def accepted(self) -> int:
+        """Accepted requests so far."""
+        return self._accepted
+
+    def count(self, reason: RejectionReason) -> int:
+        """Rejections for one reason so far."""
+        with self._lock:
+            return self._counts[reason.value]
+
+    def snapshot(self) -> dict[str, int]:
+        """Every reason (zeros included) with its count, plus ``accepted``."""
+        with self._lock:
+            out = {r.value: self._counts[r.value] for r in RejectionReason}
+            out["accepted"] = self._accepted
+            return out
+
+
+class RevocationChecker(Protocol):
+    """Anything that answers "is this passport revoked?" (a ``PassportRegistry`` does)."""
+
+    def is_revoked(self, passport_id: str) -> bool:
+        """True when revoked."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierPolicy:
+    """What the verifier accepts.
+
+    Args:
+        authorities: the ``@authority`` values this service answers to (``api.example.com``);
+            a request signed for another one is refused. Empty accepts any (tests only).
+        validity_window_s: longest accepted ``expires - created`` and oldest accepted
+            ``created``.
+        clock_skew_s: allowance for clocks that disagree.
+        tag: required signature ``tag``.
+        passport_header: header carrying the passport.
+        max_nonce_length: longest accepted nonce.
+        max_body_bytes: largest body the ASGI middleware buffers.
+    """
+
+    authorities: tuple[str, ...] = ()
+    validity_window_s: int = 300
+    clock_skew_s: int = 60
+    tag: str = WEB_BOT_AUTH_TAG
+    passport_header: str = PASSPORT_HEADER
+    max_nonce_length: int = 128
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.validity_window_s < 1 or self.clock_skew_s < 0:
+            raise ValueError("validity_window_s must be positive and clock_skew_s not negative")
+
+
+_PASSPORT_REASONS = {
+    PassportProblem.UNKNOWN_ISSUER: RejectionReason.UNKNOWN_ISSUER,
+    PassportProblem.EXPIRED: RejectionReason.EXPIRED_PASSPORT,
+}
+
+
+class _RejectError(Exception):
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class RequestVerifier:
+    """Verifies signed requests against passports; thread-safe.
+
+    Args:
+        passports: verifies passport tokens (issuer keys).
+        revocations: the revocation list, consulted on every request (None: no revocation).
+        nonce_cache: the replay cache (default: in process).
+        policy: what is accepted.
+        counter: where rejections are counted (default: a new one, see :attr:`counter`).
+        clock: time source in UNIX seconds.
+        passport_cache_size: verified passports kept by token, so that a passport's own
+            signature is checked once, not on every request (expiry and revocation still are).
+    """
+
+    def __init__(
+        self,
+        *,
+        passports: PassportValidator,
+        revocations: RevocationChecker | None = None,
+        nonce_cache: NonceCache | None = None,
+        policy: VerifierPolicy | None = None,
+        counter: RejectionCounter | None = None,
+        clock: Callable[[], float] = time.time,
+        passport_cache_size: int = 10_000,
+    ) -> None:
+        self.passports = passports
+        self.revocations = revocations
+        self.nonce_cache: NonceCache = nonce_cache or MemoryNonceCache()
+        self.policy = policy or VerifierPolicy()
+        self.counter = counter or RejectionCounter()
+        self._clock = clock
+        self._cache: dict[str, Passport] = {}
+        self._cache_size = passport_cache_size
+        self._authorities = frozenset(a.lower() for a in self.policy.authorities)
+
+    def __repr__(self) -> str:
+        return f"RequestVerifier(policy={self.policy!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any, keyring: Any) -> RequestVerifier:
+        """The verifier a service runs: keys from the keyring, policy and caches from settings.
+
+        Uses ``settings.passport`` (window, skew, authorities, replay cache) and the passport
+        registry file as the revocation list.
+        """
+        from distillguard.passport.registry import SQLitePassportRegistry
+        from distillguard.passport.replay import RedisNonceCache
+
+        cfg = settings.passport
+        cache: NonceCache
+        if cfg.replay_cache == "redis":
+            cache = RedisNonceCache.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
+        else:
+            cache = MemoryNonceCache()
+        return cls(
+            passports=PassportValidator.from_keyring(keyring, issuer=cfg.issuer),
+            revocations=SQLitePassportRegistry(settings.passport_registry_path),
+            nonce_cache=cache,
+            policy=VerifierPolicy(
+                authorities=tuple(cfg.authorities),
+                validity_window_s=cfg.validity_window_s,
+                clock_skew_s=cfg.clock_skew_s,
+            ),
+        )
+
+    def verify(
+        self, request: HttpRequest, body: bytes = b"", *, now: float | None = None
+    ) -> VerificationResult:
+        """Verify one request with its (complete) body; never raises on bad input."""
+        t = self._clock() if now is None else now
+        try:
+            identity = self._verify(request, body, t)
+        except _RejectError as r:
+            self.counter.add(r.reason)
+            logger.debug("rejected request: %s", r.reason.value)
+            return VerificationResult(rejection=Rejection(r.reason, r.detail))
+        self.counter.accept()
+        return VerificationResult(identity=identity)
+
+    def reject(self, reason: RejectionReason, detail: str) -> Rejection:
+        """Count and build a rejection decided outside :meth:`verify` (e.g. body too large)."""
+        self.counter.add(reason)
+        return Rejection(reason, detail)
+
+    def _select(self, request: HttpRequest) -> ParsedSignature:
+        sig_input = request.headers.get("signature-input")
+        sig = request.headers.get("signature")
+        if not sig_input or not sig:
+            raise _RejectError(
+                RejectionReason.MISSING_SIGNATURE, "Signature-Input and Signature are required"
+            )
+        try:
+            parsed = parse_signatures(", ".join(sig_input), ", ".join(sig))
+        except StructuredFieldError as exc:
+            raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, exc.message) from None
+        for candidate in parsed.values():
+            if candidate.tag == self.policy.tag:
+                return candidate
+        raise _RejectError(
+            RejectionReason.MISSING_SIGNATURE, f'no signature with tag="{self.policy.tag}"'
+        )
+
+    def _passport(self, request: HttpRequest, t: float) -> Passport:
+        lines = request.headers.get(self.policy.passport_header)
+        if not lines:
+            raise _RejectError(
+                RejectionReason.MISSING_PASSPORT,
+                f"the {self.policy.passport_header} header is required",
+            )
+        if len(lines) != 1:
+            raise _RejectError(RejectionReason.INVALID_PASSPORT, "more than one passport header")
+        token = lines[0].strip()
+        passport = self._cache.get(token)
+        if passport is None:
+            try:
+                passport = self.passports.decode(token, now=t, check_time=False)
+            except PassportError as exc:
+                problem = exc.details.get("reason", PassportProblem.MALFORMED)
+                reason = _PASSPORT_REASONS.get(problem, RejectionReason.INVALID_PASSPORT)
+                raise _RejectError(reason, exc.message) from None
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[token] = passport
+        leeway = self.policy.clock_skew_s
+        if t >= passport.expires_at + leeway:
+            raise _RejectError(
+                RejectionReason.EXPIRED_PASSPORT, f"passport {passport.passport_id} has expired"
+            )
+        if passport.issued_at > t + leeway:
+            raise _RejectError(RejectionReason.INVALID_PASSPORT, "passport is issued in the future")
+        return passport
+
+    def _verify(self, request: HttpRequest, body: bytes, t: float) -> VerifiedIdentity:
+        policy = self.policy
+        sig = self._select(request)
+        if sig.alg is not None and sig.alg != ED25519_ALG:
+            raise _RejectError(
+                RejectionReason.UNSUPPORTED_ALGORITHM, "only alg=ed25519 is accepted"
+            )
+        created, expires, keyid, nonce = sig.created, sig.expires, sig.keyid, sig.nonce
+        if created is None or expires is None or keyid is None or nonce is None:
+            raise _RejectError(
+                RejectionReason.MISSING_PARAMETER, "created, expires, keyid and nonce are required"
+            )
+        if not nonce or len(nonce) > policy.max_nonce_length:
+            raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, "nonce is empty or too long")
+        skew = policy.clock_skew_s
+        if created > t + skew:
+            raise _RejectError(RejectionReason.FUTURE_DATED, "created is in the future")
+        if expires < t - skew or created < t - policy.validity_window_s - skew:
+            raise _RejectError(RejectionReason.EXPIRED_SIGNATURE, "the signature has expired")
+        if expires - created > policy.validity_window_s or expires < created:
+            raise _RejectError(
+                RejectionReason.VALIDITY_TOO_LONG,
+                f"expires - created must be between 0 and {policy.validity_window_s} s",
+            )
+        self._check_coverage(sig, request, body)
+        if self._authorities and request.authority not in self._authorities:
+            raise _RejectError(
+                RejectionReason.WRONG_AUTHORITY, "the request was signed for another authority"
+            )
+        passport = self._passport(request, t)
+        if self.revocations is not None and self.revocations.is_revoked(passport.passport_id):
+            raise _RejectError(
+                RejectionReason.REVOKED_PASSPORT, f"passport {passport.passport_id} is revoked"
+            )
+        if keyid != passport.agent_kid:
+            raise _RejectError(
+                RejectionReason.KEY_MISMATCH, "keyid is not the passport's agent key"
+            )
+        try:
+            valid = verify_signature(request, sig, passport.agent_key)
+        except SignatureError as exc:
+            raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, exc.message) from None
+        if not valid:
+            raise _RejectError(RejectionReason.BAD_SIGNATURE, "the signature does not verify")
+        if body:
+            digest = request.header("content-digest")
+            if digest is None:
+                raise _RejectError(RejectionReason.MISSING_DIGEST, "a body needs a Content-Digest")
+            check = check_content_digest(digest, body)
+            if check.status is not DigestStatus.OK:
+                reason = (
+                    RejectionReason.DIGEST_MISMATCH
+                    if check.status is DigestStatus.MISMATCH
+                    else RejectionReason.MISSING_DIGEST
+                )
+                raise _RejectError(reason, check.reason)
+        self._check_scope(passport, request, body)
+        try:
+            fresh = self.nonce_cache.check_and_store(
+                f"{keyid}:{nonce}", ttl_s=int(expires - t) + skew + 1
+            )
+        except StorageError:
+            raise _RejectError(
+                RejectionReason.REPLAY_CACHE_UNAVAILABLE, "replay protection is unavailable"
+            ) from None
+        if not fresh:
+            raise _RejectError(RejectionReason.REPLAYED_NONCE, "this nonce was already used")
+        return VerifiedIdentity(
+            passport=passport,
+            keyid=keyid,
+            label=sig.label,
+            created=created,
+            expires=expires,
+            nonce=nonce,
+        )
+
+    def _check_coverage(self, sig: ParsedSignature, request: HttpRequest, body: bytes) -> None:
+        required = ["@method", "@authority", "@path", self.policy.passport_header]
+        if request.query is not None:
+            required.append("@query")
+        if body or request.headers.get("content-digest"):
+            required.append("content-digest")
+        covered = {c.value for c in sig.components if not c.params}
+        missing = [name for name in required if name not in covered]
+        if missing:
+            raise _RejectError(
+                RejectionReason.INSUFFICIENT_COVERAGE,
+                "the signature must cover " + ", ".join(missing),
+            )
+
+    def _check_scope(self, passport: Passport, request: HttpRequest, body: bytes) -> None:
+        scopes = passport.scopes
+        if not scopes.allows_endpoint(request.path):
+            raise _RejectError(
+                RejectionReason.SCOPE_VIOLATION, "this endpoint is not in the passport's scope"
+            )
+        if scopes.all_models or not body:
+            return
+        model = _model_of(body)
+        if model is not None and not scopes.allows_model(model):
+            raise _RejectError(
+                RejectionReason.SCOPE_VIOLATION, "this model is not in the passport's scope"
+            )
+
+
+def _model_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, Mapping):
+        model = data.get("model")
+        return model if isinstance(model, str) else None
+    return None
