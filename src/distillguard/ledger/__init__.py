@@ -1,0 +1,60 @@
+"""The ledger: a tamper-evident RFC 9162 Merkle log of every stored exchange.
+
+* :class:`Ledger` keeps the tree in the store and appends to it in the same transaction as the
+  exchange rows (:meth:`Ledger.attach`); it publishes signed checkpoints, makes inclusion and
+  consistency proofs and records erasures.
+* :mod:`~distillguard.ledger.leaf`: what a leaf commits to (salted metadata and content hashes).
+* :mod:`~distillguard.ledger.checkpoint`: C2SP signed-note checkpoints.
+* :mod:`~distillguard.ledger.verify` and :func:`verify_bundle`: verification that needs nothing
+  but the proof, the checkpoint and the public key.
+* :func:`audit_ledger`: recompute everything from the stored records and report what differs.
+
+See ``docs/ledger.md``.
+"""
+
+from __future__ import annotations
+
+from distillguard.ledger.audit import AuditFinding, AuditReport, audit_ledger
+from distillguard.ledger.bundle import BundleVerification, InclusionBundle, verify_bundle
+from distillguard.ledger.checkpoint import (
+    Checkpoint,
+    load_public_keys,
+    parse_checkpoint,
+    sign_checkpoint,
+    verify_checkpoint,
+)
+from distillguard.ledger.leaf import LeafCommitment, commit_exchange, commit_record
+from distillguard.ledger.log import (
+    DEFAULT_ORIGIN,
+    Erasure,
+    LeafRecord,
+    Ledger,
+    StoredCheckpoint,
+    TreeHead,
+)
+from distillguard.ledger.verify import verify_consistency, verify_inclusion
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "AuditFinding",
+    "AuditReport",
+    "BundleVerification",
+    "Checkpoint",
+    "Erasure",
+    "InclusionBundle",
+    "LeafCommitment",
+    "LeafRecord",
+    "Ledger",
+    "StoredCheckpoint",
+    "TreeHead",
+    "audit_ledger",
+    "commit_exchange",
+    "commit_record",
+    "load_public_keys",
+    "parse_checkpoint",
+    "sign_checkpoint",
+    "verify_bundle",
+    "verify_checkpoint",
+    "verify_consistency",
+    "verify_inclusion",
+]

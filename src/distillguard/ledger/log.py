@@ -1,0 +1,541 @@
+"""The ledger: an RFC 9162 Merkle log of every stored exchange, kept in the store.
+
+:meth:`Ledger.attach` creates the ledger's tables and registers an insert hook on the store, so
+every exchange stored afterwards becomes a leaf *in the same transaction* as its row: records
+and tree never disagree, whatever crashes. Appends are incremental (a compact range, see
+:mod:`distillguard.ledger.compact_range`) and batched.
+
+Tables (created with ``store.ensure_tables("ledger", ...)``):
+
+* ``ledger_leaves``: one row per leaf: index, exchange id, leaf hash, content hash (kept so that
+  metadata stays verifiable after the content is erased or minimised);
+* ``ledger_nodes``: every perfect interior subtree hash, by in-order node id (proofs read these);
+* ``ledger_state``: one row: origin, tree size and root (also the write lock on PostgreSQL);
+* ``ledger_checkpoints``: every signed checkpoint published;
+* ``ledger_erasures``: erasures of records or their content (written by :meth:`record_erasure`).
+
+Example::
+
+    store = open_store("sqlite:///store.sqlite")
+    ledger = Ledger.attach(store)
+    ...  # store.add_exchanges(...) in store.transaction()
+    cp = ledger.publish_checkpoint(keyring.signing_key(KeyPurpose.LEDGER))
+    bundle = ledger.prove("ex-123")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from distillguard._internal.timeutil import format_ts, from_micros, to_micros
+from distillguard.errors import InputError, ProofError, StorageError
+from distillguard.keyring import SigningKey
+from distillguard.ledger.bundle import InclusionBundle
+from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
+from distillguard.ledger.compact_range import CompactRange, node_id, range_nodes
+from distillguard.ledger.hashing import EMPTY_ROOT
+from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges
+from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
+from distillguard.store import Cursor, Store, StoredExchange
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "Erasure",
+    "ErasureScope",
+    "LeafRecord",
+    "Ledger",
+    "StoredCheckpoint",
+    "TreeHead",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Origin (log name) of a ledger created without one; set ``[ledger] origin`` to your own.
+DEFAULT_ORIGIN: Final = "distillguard.local/ledger"
+SCHEMA_VERSION: Final = 1
+_CHUNK: Final = 900  # ids per IN (...) query (SQLite's parameter limit is 999 on old builds)
+
+ErasureScope = Literal["content", "record"]
+
+LEDGER_DDL: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS ledger_leaves (
+        leaf_index {bigint} PRIMARY KEY, exchange_id {text} NOT NULL UNIQUE,
+        leaf_hash {blob} NOT NULL, content_hash {blob} NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS ledger_nodes (node_id {bigint} PRIMARY KEY, hash {blob} NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS ledger_state (
+        id {bigint} PRIMARY KEY, origin {text} NOT NULL, size {bigint} NOT NULL,
+        root {blob} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+        checkpoint_no {bigint} PRIMARY KEY, size {bigint} NOT NULL, root {blob} NOT NULL,
+        created_at {bigint} NOT NULL, kid {text}, note {text} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_erasures (
+        leaf_index {bigint} NOT NULL, exchange_id {text} NOT NULL, scope {text} NOT NULL,
+        erased_at {bigint} NOT NULL, reason {text} NOT NULL, actor {text} NOT NULL,
+        PRIMARY KEY (leaf_index, scope)
+    )""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """The current state of the tree: origin, size and root hash."""
+
+    origin: str
+    size: int
+    root_hash: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        import base64
+
+        return {
+            "origin": self.origin,
+            "size": self.size,
+            "root_hash": base64.b64encode(self.root_hash).decode(),
+            "root_hash_hex": self.root_hash.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRecord:
+    """One row of ``ledger_leaves``."""
+
+    leaf_index: int
+    exchange_id: str
+    leaf_hash: bytes
+    content_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erasure recorded in the ledger: which leaf, what was erased, when, why, by whom."""
+
+    leaf_index: int
+    exchange_id: str
+    scope: ErasureScope
+    erased_at: datetime
+    reason: str
+    actor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "leaf_index": self.leaf_index,
+            "exchange_id": self.exchange_id,
+            "scope": self.scope,
+            "erased_at": format_ts(self.erased_at),
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A checkpoint as kept in the store (``note`` is the signed text; not verified here)."""
+
+    checkpoint_no: int
+    size: int
+    root_hash: bytes
+    created_at: datetime
+    kid: str | None
+    note: str
+
+    def parse(self) -> Checkpoint:
+        """The parsed note (signatures not verified)."""
+        return parse_checkpoint(self.note)
+
+
+class _CursorNodes:
+    """A :class:`~distillguard.ledger.proofs.NodeSource` reading through one cursor."""
+
+    def __init__(self, ledger: Ledger, cur: Cursor) -> None:
+        self._ledger = ledger
+        self._cur = cur
+
+    def get_nodes(self, ids: Iterable[int]) -> Mapping[int, bytes]:
+        return self._ledger._fetch_nodes(self._cur, ids)
+
+
+class Ledger:
+    """The Merkle log of a store. Build it with :meth:`attach` (writers) or :meth:`open`.
+
+    A ledger object is used from one thread at a time, like its store.
+    """
+
+    def __init__(self, store: Store, *, origin: str = DEFAULT_ORIGIN) -> None:
+        self.store = store
+        store.ensure_tables("ledger", SCHEMA_VERSION, LEDGER_DDL)
+        with store.transaction() as cur:
+            cur.execute(
+                store.q(
+                    "INSERT INTO ledger_state (id, origin, size, root) VALUES (1, ?, 0, ?) "
+                    "ON CONFLICT (id) DO NOTHING"
+                ),
+                (origin, EMPTY_ROOT),
+            )
+            cur.execute("SELECT origin FROM ledger_state WHERE id = 1")
+            self.origin: str = str(cur.fetchone()[0])
+        self._frontier: CompactRange | None = None
+        self._frontier_root: bytes = EMPTY_ROOT
+
+    def __repr__(self) -> str:
+        return f"Ledger(origin={self.origin!r}, store={self.store!r})"
+
+    @classmethod
+    def open(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
+        """The ledger of ``store`` for reading, proving and auditing (tables created if needed).
+
+        ``origin`` names a new ledger; an existing ledger keeps the origin it was created with.
+        """
+        return cls(store, origin=origin)
+
+    @classmethod
+    def attach(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
+        """The ledger of ``store``, registered so that every exchange stored from now on is a leaf.
+
+        Attaching twice to the same store registers one hook only.
+        """
+        for hook in store.insert_hooks:
+            owner = getattr(hook, "__self__", None)
+            if isinstance(owner, Ledger):
+                return owner
+        ledger = cls(store, origin=origin)
+        store.insert_hooks.append(ledger._on_insert)
+        return ledger
+
+    # -- appending ----------------------------------------------------------------------------
+
+    def _lock_state(self, cur: Cursor) -> tuple[int, bytes]:
+        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
+        cur.execute(f"SELECT size, root FROM ledger_state WHERE id = 1{lock}")
+        row = cur.fetchone()
+        if row is None:
+            raise StorageError("the ledger_state row is missing", hint="run `ledger audit`")
+        return int(row[0]), bytes(row[1])
+
+    def _frontier_for(self, cur: Cursor, size: int, root: bytes) -> CompactRange:
+        cached = self._frontier
+        if cached is not None and cached.size == size and self._frontier_root == root:
+            return cached
+        plan = range_nodes(0, size)
+        ids = [node_id(level, index) for level, index in plan]
+        nodes = self._fetch_nodes(cur, ids)
+        if len(nodes) != len(ids):
+            raise StorageError(
+                f"the ledger lacks the frontier nodes of its tree of size {size}",
+                hint="the ledger tables were altered; run `distillguard ledger audit`",
+            )
+        frontier = CompactRange(size, [nodes[i] for i in ids])
+        if frontier.root() != root:
+            raise StorageError(
+                f"the ledger's stored nodes do not match its root at size {size}",
+                hint="the ledger tables were altered; run `distillguard ledger audit`",
+            )
+        return frontier
+
+    def _on_insert(self, cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+        """Insert hook: append the newly stored exchanges as leaves (same transaction)."""
+        if not inserted:
+            return
+        commits = commit_exchanges([(s.exchange, s.salt) for s in inserted])
+        size, root = self._lock_state(cur)
+        frontier = self._frontier_for(cur, size, root).copy()
+        nodes = frontier.append([c[0] for c in commits], include_leaves=False)
+        q = self.store.q
+        cur.executemany(
+            q(
+                "INSERT INTO ledger_leaves (leaf_index, exchange_id, leaf_hash, content_hash) "
+                "VALUES (?, ?, ?, ?)"
+            ),
+            [
+                (size + i, s.exchange.exchange_id, c[0], c[1])
+                for i, (s, c) in enumerate(zip(inserted, commits, strict=True))
+            ],
+        )
+        if nodes:
+            cur.executemany(q("INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"), nodes)
+        new_root = frontier.root()
+        cur.execute(
+            q("UPDATE ledger_state SET size = ?, root = ? WHERE id = 1"),
+            (frontier.size, new_root),
+        )
+        # If the transaction rolls back, the next append sees another (size, root) and reloads.
+        self._frontier = frontier
+        self._frontier_root = new_root
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _fetch_nodes(self, cur: Cursor, ids: Iterable[int]) -> dict[int, bytes]:
+        q = self.store.q
+        wanted = sorted(set(ids))
+        leaves = [i >> 1 for i in wanted if not i & 1]
+        inner = [i for i in wanted if i & 1]
+        out: dict[int, bytes] = {}
+        for start in range(0, len(leaves), _CHUNK):
+            chunk = leaves[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                q(f"SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN ({marks})"),
+                chunk,
+            )
+            out.update((int(r[0]) << 1, bytes(r[1])) for r in cur.fetchall())
+        for start in range(0, len(inner), _CHUNK):
+            chunk = inner[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                q(f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})"), chunk
+            )
+            out.update((int(r[0]), bytes(r[1])) for r in cur.fetchall())
+        return out
+
+    def get_nodes(self, ids: Iterable[int]) -> Mapping[int, bytes]:
+        """Stored node hashes by in-order id (leaves included): a proof ``NodeSource``."""
+        with self.store.transaction() as cur:
+            return self._fetch_nodes(cur, ids)
+
+    def head(self) -> TreeHead:
+        """The current tree size and root hash."""
+        with self.store.transaction() as cur:
+            size, root = self._lock_state(cur)
+        return TreeHead(origin=self.origin, size=size, root_hash=root)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return self.head().size
+
+    def root_hash(self, size: int | None = None) -> bytes:
+        """The root of the tree (of its first ``size`` leaves), computed from stored nodes."""
+        with self.store.transaction() as cur:
+            current, root = self._lock_state(cur)
+            if size is None or size == current:
+                return root
+            if not 0 <= size <= current:
+                raise ProofError(f"the tree has {current} leaves, not {size}")
+            return root_hash(_CursorNodes(self, cur), size=size)
+
+    def leaf(self, index: int) -> LeafRecord | None:
+        """The leaf at ``index``, or None."""
+        return self._leaf_where("leaf_index = ?", index)
+
+    def leaf_for(self, exchange_id: str) -> LeafRecord | None:
+        """The leaf of an exchange, or None if it is not in the ledger."""
+        return self._leaf_where("exchange_id = ?", exchange_id)
+
+    def _leaf_where(self, where: str, value: object) -> LeafRecord | None:
+        with self.store.transaction() as cur:
+            cur.execute(
+                self.store.q(
+                    "SELECT leaf_index, exchange_id, leaf_hash, content_hash FROM ledger_leaves "
+                    f"WHERE {where}"
+                ),
+                (value,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return LeafRecord(int(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]))
+
+    def iter_leaves(self, *, batch_size: int = 10_000) -> Iterator[list[LeafRecord]]:
+        """All leaves in index order, in batches."""
+        last = -1
+        while True:
+            with self.store.transaction() as cur:
+                cur.execute(
+                    self.store.q(
+                        "SELECT leaf_index, exchange_id, leaf_hash, content_hash FROM "
+                        "ledger_leaves WHERE leaf_index > ? ORDER BY leaf_index LIMIT ?"
+                    ),
+                    (last, batch_size),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            batch = [LeafRecord(int(r[0]), str(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+            last = batch[-1].leaf_index
+            yield batch
+
+    def inclusion_proof(self, *, index: int, size: int) -> list[bytes]:
+        """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+        with self.store.transaction() as cur:
+            current, _ = self._lock_state(cur)
+            if size > current:
+                raise ProofError(f"the tree has {current} leaves, not {size}")
+            return inclusion_proof(_CursorNodes(self, cur), index=index, size=size)
+
+    def consistency_proof(self, *, size1: int, size2: int) -> list[bytes]:
+        """The consistency proof between the trees of ``size1`` and ``size2`` leaves."""
+        with self.store.transaction() as cur:
+            current, _ = self._lock_state(cur)
+            if size2 > current:
+                raise ProofError(f"the tree has {current} leaves, not {size2}")
+            return consistency_proof(_CursorNodes(self, cur), size1=size1, size2=size2)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def publish_checkpoint(
+        self, key: SigningKey, *, timestamp: datetime | None = None
+    ) -> Checkpoint:
+        """Sign the current tree head with ``key`` (the keyring's ledger key) and keep it."""
+        when = (timestamp or datetime.now(UTC)).astimezone(UTC)
+        with self.store.transaction() as cur:
+            size, root = self._lock_state(cur)
+            cp = sign_checkpoint(
+                origin=self.origin, size=size, root_hash=root, key=key, timestamp=when
+            )
+            cur.execute("SELECT COALESCE(MAX(checkpoint_no), 0) FROM ledger_checkpoints")
+            number = int(cur.fetchone()[0]) + 1
+            cur.execute(
+                self.store.q(
+                    "INSERT INTO ledger_checkpoints (checkpoint_no, size, root, created_at, kid, "
+                    "note) VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                (number, size, root, to_micros(when), key.kid, cp.note),
+            )
+        logger.info("published checkpoint %d of %s at size %d", number, self.origin, size)
+        return cp
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every checkpoint kept, oldest first."""
+        with self.store.transaction() as cur:
+            cur.execute(
+                "SELECT checkpoint_no, size, root, created_at, kid, note FROM ledger_checkpoints "
+                "ORDER BY checkpoint_no"
+            )
+            rows = cur.fetchall()
+        return [
+            StoredCheckpoint(
+                checkpoint_no=int(r[0]),
+                size=int(r[1]),
+                root_hash=bytes(r[2]),
+                created_at=from_micros(int(r[3])),
+                kid=r[4],
+                note=str(r[5]),
+            )
+            for r in rows
+        ]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The most recent checkpoint kept, or None."""
+        with self.store.transaction() as cur:
+            cur.execute(
+                "SELECT checkpoint_no, size, root, created_at, kid, note FROM ledger_checkpoints "
+                "ORDER BY checkpoint_no DESC LIMIT 1"
+            )
+            r = cur.fetchone()
+        if r is None:
+            return None
+        return StoredCheckpoint(
+            int(r[0]), int(r[1]), bytes(r[2]), from_micros(int(r[3])), r[4], str(r[5])
+        )
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    def record_erasure(
+        self,
+        cur: Cursor,
+        *,
+        exchange_id: str,
+        scope: ErasureScope,
+        reason: str,
+        actor: str,
+        erased_at: datetime | None = None,
+    ) -> None:
+        """Record that an exchange's content (``"content"``) or whole record (``"record"``) is
+        being erased. The caller deletes the data in the same transaction (``cur``).
+
+        The leaf stays in the tree; ``ledger audit`` then reports it as erased, with when, why
+        and by whom, instead of as tampered. Recording the same scope twice keeps the first.
+
+        Raises:
+            InputError: unknown exchange (not in the ledger), bad scope, empty reason or actor.
+        """
+        if scope not in ("content", "record"):
+            raise InputError(f"erasure scope must be 'content' or 'record', not {scope!r}")
+        if not reason.strip() or not actor.strip():
+            raise InputError("an erasure needs a reason and an actor")
+        q = self.store.q
+        cur.execute(q("SELECT leaf_index FROM ledger_leaves WHERE exchange_id = ?"), (exchange_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise InputError(
+                f"exchange {exchange_id!r} is not in the ledger",
+                hint="only exchanges stored while the ledger was attached have leaves",
+            )
+        when = (erased_at or datetime.now(UTC)).astimezone(UTC)
+        cur.execute(
+            q(
+                "INSERT INTO ledger_erasures (leaf_index, exchange_id, scope, erased_at, reason, "
+                "actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (leaf_index, scope) DO NOTHING"
+            ),
+            (int(row[0]), exchange_id, scope, to_micros(when), reason, actor),
+        )
+        logger.info("recorded %s erasure of leaf %d", scope, int(row[0]))
+
+    def erasures(self) -> dict[int, list[Erasure]]:
+        """Every recorded erasure, by leaf index."""
+        with self.store.transaction() as cur:
+            cur.execute(
+                "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor "
+                "FROM ledger_erasures ORDER BY leaf_index, erased_at"
+            )
+            rows = cur.fetchall()
+        out: dict[int, list[Erasure]] = {}
+        for r in rows:
+            scope: ErasureScope = "record" if r[2] == "record" else "content"
+            out.setdefault(int(r[0]), []).append(
+                Erasure(int(r[0]), str(r[1]), scope, from_micros(int(r[3])), str(r[4]), str(r[5]))
+            )
+        return out
+
+    # -- proofs for third parties --------------------------------------------------------------
+
+    def prove(
+        self, exchange_id: str, *, checkpoint: StoredCheckpoint | None = None
+    ) -> InclusionBundle:
+        """A self-contained inclusion bundle for an exchange against a signed checkpoint.
+
+        Uses the latest checkpoint unless one is given; it must cover the exchange's leaf.
+
+        Raises:
+            InputError: the exchange is unknown, not in the ledger, or erased.
+            ProofError: no checkpoint covers the leaf yet (publish one first).
+        """
+        leaf = self.leaf_for(exchange_id)
+        if leaf is None:
+            raise InputError(f"exchange {exchange_id!r} is not in the ledger")
+        erased = self.erasures().get(leaf.leaf_index, [])
+        if any(e.scope == "record" for e in erased):
+            raise InputError(f"exchange {exchange_id!r} was erased; there is nothing to prove")
+        stored = self.store.get_exchange(exchange_id)
+        if stored is None:
+            raise InputError(f"exchange {exchange_id!r} is in the ledger but not in the store")
+        cp_row = checkpoint or self.latest_checkpoint()
+        if cp_row is None or cp_row.size <= leaf.leaf_index:
+            raise ProofError(
+                f"no checkpoint covers leaf {leaf.leaf_index} of exchange {exchange_id!r} yet",
+                hint="publish one with `distillguard ledger checkpoint`",
+            )
+        proof = self.inclusion_proof(index=leaf.leaf_index, size=cp_row.size)
+        record = stored.exchange.to_dict()
+        content_erased = any(e.scope == "content" for e in erased)
+        if content_erased:
+            for name in CONTENT_FIELDS:
+                record.pop(name, None)
+        return InclusionBundle(
+            record=record,
+            salt=stored.salt,
+            leaf_index=leaf.leaf_index,
+            leaf_hash=leaf.leaf_hash,
+            content_hash=leaf.content_hash,
+            content_included=not content_erased,
+            proof=tuple(proof),
+            checkpoint=cp_row.note,
+        )
