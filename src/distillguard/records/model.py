@@ -38,7 +38,8 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, extra fields included."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
-        out.update(self.extra)
+        if self.extra:
+            out.update(self.extra)
         return out
 
 

@@ -8,6 +8,7 @@ the ingest hot path.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +18,7 @@ from distillguard.records.model import ACCOUNT_FIELDS, EXCHANGE_FIELDS, Account,
 
 __all__ = ["FieldError", "account_from_mapping", "exchange_from_mapping"]
 
+_NUL = "contains a NUL character (not allowed in identifiers and metadata; HTTP forbids it)"
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 _ACCOUNT_KNOWN = frozenset(ACCOUNT_FIELDS)
 _EXCHANGE_KNOWN = frozenset(EXCHANGE_FIELDS)
@@ -54,6 +56,8 @@ def _req_str(obj: dict[str, Any], name: str) -> str:
     if type(value) is str:
         if not value:
             raise FieldError(name, "must not be empty")
+        if "\x00" in value:
+            raise FieldError(name, _NUL)
         return value
     if value is None:
         raise FieldError(name, "required field is missing" if name not in obj else "is null")
@@ -62,17 +66,37 @@ def _req_str(obj: dict[str, Any], name: str) -> str:
 
 def _opt_str(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
+    if value is None:
+        return value
+    if type(value) is str:
+        if "\x00" in value:
+            raise FieldError(name, _NUL)
+        return value
+    raise FieldError(name, f"must be a string, got {_type_name(value)}")
+
+
+_INT64_MAX = 2**63 - 1
+_EXACT_FLOAT_INT = 2**53
+
+
+def _opt_text(obj: dict[str, Any], name: str) -> str | None:
+    """Content text: any string, NUL characters included."""
+    value = obj.get(name)
     if value is None or type(value) is str:
         return value
     raise FieldError(name, f"must be a string, got {_type_name(value)}")
 
 
-def _int(value: object, name: str, *, minimum: int | None = 0) -> int:
+def _int(value: object, name: str, *, minimum: int = 0) -> int:
     if type(value) is int:
-        if minimum is not None and value < minimum:
+        if value < minimum:
             raise FieldError(name, f"must be >= {minimum}, got {value}")
+        if value > _INT64_MAX:
+            raise FieldError(name, f"must fit in a signed 64-bit integer, got {value}")
         return value
     if type(value) is float and value.is_integer():  # 12.0 from some JSON writers
+        if abs(value) >= _EXACT_FLOAT_INT:  # orjson turns integers past 64 bits into floats
+            raise FieldError(name, f"integer out of range: {value:g}")
         return _int(int(value), name, minimum=minimum)
     if value is None:
         raise FieldError(name, "required field is missing")
@@ -171,10 +195,13 @@ def _ip(value: object) -> str:
         if value is None:
             raise FieldError("ip", "required field is missing")
         raise FieldError("ip", f"must be a string, got {_type_name(value)}")
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise FieldError("ip", f"{value[:64]!r} is not an IPv4 or IPv6 address") from None
+    try:  # inet_pton is strict and ten times faster than ipaddress
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    except (OSError, ValueError):
+        try:  # accept what ipaddress accepts too (e.g. scoped IPv6 "fe80::1%eth0")
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise FieldError("ip", f"{value[:64]!r} is not an IPv4 or IPv6 address") from None
     return value
 
 
@@ -212,8 +239,8 @@ def exchange_from_mapping(obj: dict[str, Any]) -> Exchange:
         user_agent=_opt_str(obj, "user_agent"),
         client_fingerprint=_opt_str(obj, "client_fingerprint"),
         endpoint=_opt_str(obj, "endpoint"),
-        response=_opt_str(obj, "response"),
-        reasoning=_opt_str(obj, "reasoning"),
+        response=_opt_text(obj, "response"),
+        reasoning=_opt_text(obj, "reasoning"),
         tools=_tools(obj.get("tools")),
         latency_ms=latency,
         extra=_extra(obj, _EXCHANGE_KNOWN),

@@ -110,9 +110,11 @@ class PostgresStore(Store):
     ) -> list[StoredExchange]:
         cols = [c for c in EXCHANGE_COLUMNS if c != "seq"]
         collist = ", ".join(cols)
+        # No constraints: CREATE TABLE AS copies only the column types. Created in the caller's
+        # transaction (a rollback removes it again), hence IF NOT EXISTS on every batch.
         cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS dg_stage (ord BIGINT, "
-            "LIKE exchanges INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "CREATE TEMP TABLE IF NOT EXISTS dg_stage ON COMMIT DELETE ROWS AS "
+            "SELECT 0::BIGINT AS ord, * FROM exchanges WITH NO DATA"
         )
         rows: list[tuple[Any, ...]] = []
         for i, (exchange, salt) in enumerate(batch):
