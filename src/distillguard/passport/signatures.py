@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from distillguard.errors import SignatureError, StructuredFieldError
 from distillguard.passport.sfv import (
-    BareItem,
     InnerList,
     Item,
     Limits,
@@ -198,9 +197,25 @@ class HttpResponse:
         return None if lines is None else _fold(lines)
 
 
-def component_id(name: str, **params: BareItem) -> Item:
-    """A component identifier: ``component_id("@query-param", name="a")``."""
-    return Item(name.lower() if not name.startswith("@") else name, dict(params))
+def component_id(
+    component: str, *, name: str | None = None, key: str | None = None, req: bool = False
+) -> Item:
+    """A component identifier: ``component_id("@query-param", name="a")``.
+
+    Args:
+        component: a derived component (``@path``) or a header name (lower-cased).
+        name: the ``name`` parameter of ``@query-param``.
+        key: the ``key`` parameter (a member of a dictionary header).
+        req: the ``req`` flag (a request component in a response signature).
+    """
+    params: Params = {}
+    if name is not None:
+        params["name"] = name
+    if key is not None:
+        params["key"] = key
+    if req:
+        params["req"] = True
+    return Item(component if component.startswith("@") else component.lower(), params)
 
 
 def _query_param(request: HttpRequest, name: str) -> str:
