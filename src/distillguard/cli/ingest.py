@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
-from distillguard.config import mask_url
+from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS
-from distillguard.store import open_store
+from distillguard.store import Store, open_store
 from distillguard.store.ingest import ingest_log
 
 __all__ = ["register"]
@@ -49,17 +49,19 @@ def ingest(
     if quarantine is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         quarantine = settings.home / "quarantine" / f"ingest-{stamp}.jsonl"
-    with open_store(url) as store, progress_bar(state, unit="exchanges") as progress:
-        task = progress.add_task("ingesting", total=None)
-        result = ingest_log(
-            store,
-            log_dir,
-            batch_size=settings.ingest.batch_size,
-            max_record_bytes=settings.ingest.max_record_bytes,
-            quarantine=quarantine,
-            on_progress=lambda n: progress.advance(task, n),
-        )
-    data = {**result.to_dict(), "store": mask_url(url)}
+    with open_store(url) as store:
+        with progress_bar(state, unit="exchanges") as progress:
+            task = progress.add_task("ingesting", total=None)
+            result = ingest_log(
+                store,
+                log_dir,
+                batch_size=settings.ingest.batch_size,
+                max_record_bytes=settings.ingest.max_record_bytes,
+                quarantine=quarantine,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        checkpoint = _publish_checkpoint(state.settings(), store)
+    data = {**result.to_dict(), "store": mask_url(url), "checkpoint": checkpoint}
     if state.json_output:
         emit_json(data)
     else:
@@ -81,11 +83,30 @@ def ingest(
             console.print("nothing new: every exchange of this log is already in the store")
         for issue in data["issues"]:
             console.print(f"[red]{issue['severity']}[/] {issue['file']}: {issue['message']}")
+        if checkpoint is None:
+            console.print("ledger checkpoint not signed: no keyring (run `distillguard keys init`)")
+        else:
+            console.print(
+                f"ledger: {checkpoint['size']:,} leaves, root {checkpoint['root']}, "
+                "signed checkpoint published"
+            )
         if data["quarantine"]:
             console.print(f"rejected records: {data['quarantine']}")
     rep = result.report
     if rep is not None and not rep.ok:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _publish_checkpoint(settings: Settings, store: Store) -> dict[str, Any] | None:
+    """Sign and keep a checkpoint of the ledger after an ingest, if a keyring exists."""
+    if not settings.keyring_path.exists():
+        return None
+    from distillguard.keyring import KeyPurpose, open_keyring
+    from distillguard.ledger import Ledger
+
+    key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
+    cp = Ledger.open(store).publish_checkpoint(key)
+    return {"size": cp.size, "root": cp.root_hash.hex(), "note": cp.note}
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,9 @@
 """Loading an exchange log into a store: validated, batched, idempotent.
 
-Every record read is accounted for: accepted records are inserted, or counted as already stored
-when their id is in the store from an earlier ingest (so re-ingesting a log adds nothing and says
-so); rejected records go to the quarantine file. Each batch of exchanges is one transaction, in
-which the store's insert hooks (the ledger) run too.
+Every exchange stored becomes a leaf of the ledger (:mod:`distillguard.ledger`), appended in the
+same transaction as its row. Every record read is accounted for: accepted records are inserted,
+or counted as already stored when their id is in the store from an earlier ingest (so
+re-ingesting a log adds nothing and says so); rejected records go to the quarantine file.
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ def ingest_log(
         LogNotFoundError, LogFormatError: the log cannot be read at all.
         StorageError: the store fails.
     """
+    from distillguard.ledger import Ledger
+
+    Ledger.attach(store)  # every stored exchange becomes a leaf, in the same transaction
     run_id = f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = IngestResult(run_id=run_id, source=str(log_dir))
     reader = read_log(
