@@ -639,3 +639,39 @@ def test_parser_fuzz_arbitrary_documents(document: object) -> None:
         os.chmod(path, 0o600)  # noqa: PTH101
         with pytest.raises(KeyringError):
             Keyring.load(path)
+
+
+_ROTATE_SCRIPT = """
+import sys
+from pathlib import Path
+from distillguard.keyring import Keyring, KeyPurpose
+ring = Keyring.load(Path(sys.argv[1]))
+print(" ".join(ring.rotate(KeyPurpose(sys.argv[2])) for _ in range(int(sys.argv[3]))))
+"""
+
+
+def test_concurrent_rotations_in_two_processes_lose_nothing(ring_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Keyring.create(ring_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ROTATE_SCRIPT, str(ring_path), purpose, "30"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for purpose in ("ledger", "passport")
+    ]
+    made = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        made.append(out.split())
+    final = Keyring.load(ring_path)
+    kids = {i.kid for i in final.describe()}
+    assert len(made[0]) == len(made[1]) == 30
+    assert set(made[0]) | set(made[1]) <= kids
+    assert len(kids) == 3 + 60
+    assert final.signing_key(KeyPurpose.LEDGER).kid == made[0][-1]
+    assert final.signing_key(KeyPurpose.PASSPORT).kid == made[1][-1]
