@@ -43,6 +43,7 @@ from distillguard.errors import ConfigurationError
 __all__ = [
     "IngestSettings",
     "KeyringSettings",
+    "LedgerSettings",
     "LoggingSettings",
     "PassportSettings",
     "Settings",
@@ -123,6 +124,19 @@ class PassportSettings(_Section):
     redis_prefix: str = Field(default="dg:nonce:", description="Redis key prefix for nonces.")
 
 
+class LedgerSettings(_Section):
+    """The Merkle ledger of stored exchanges."""
+
+    origin: str = Field(
+        default="distillguard.local/ledger",
+        pattern=r"^[^\s+]+$",
+        description=(
+            "Name of the log in its checkpoints (C2SP origin), e.g. 'example.com/distillguard'; "
+            "fixed when the ledger is created."
+        ),
+    )
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -150,6 +164,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     keyring: KeyringSettings = Field(default_factory=KeyringSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     passport: PassportSettings = Field(default_factory=PassportSettings)
 

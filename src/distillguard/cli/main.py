@@ -22,7 +22,15 @@ from distillguard.errors import EXIT_INTERNAL, DistillGuardError
 __all__ = ["app", "main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("validate", "ingest", "export", "config_cmd", "keys", "passport")
+SUBCOMMANDS: tuple[str, ...] = (
+    "validate",
+    "ingest",
+    "export",
+    "ledger",
+    "config_cmd",
+    "keys",
+    "passport",
+)
 
 app = typer.Typer(
     name="distillguard",
