@@ -47,6 +47,7 @@ __all__ = [
     "LoggingSettings",
     "PassportSettings",
     "Settings",
+    "SimSettings",
     "StoreSettings",
     "find_config_file",
     "load_settings",
@@ -137,6 +138,19 @@ class LedgerSettings(_Section):
     )
 
 
+class SimSettings(_Section):
+    """The traffic simulator."""
+
+    instructions_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of AlpacaEval outputs (*.jsonl.gz) to draw real prompts and answers from; "
+            "default: shared/data/alpaca_eval_dev/outputs found above the working directory or "
+            "the package, else the copy shipped with the package."
+        ),
+    )
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -167,6 +181,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     passport: PassportSettings = Field(default_factory=PassportSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "config_cmd",
     "keys",
     "passport",
+    "simulate",
 )
 
 app = typer.Typer(

@@ -1,0 +1,1 @@
+"""Package data: a compact copy of the AlpacaEval instructions (see NOTICE)."""
