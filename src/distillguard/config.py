@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -46,6 +46,9 @@ __all__ = [
     "LedgerSettings",
     "LoggingSettings",
     "PassportSettings",
+    "RedactionSettings",
+    "RetentionOverride",
+    "RetentionSettings",
     "Settings",
     "SimSettings",
     "StoreSettings",
@@ -125,17 +128,59 @@ class PassportSettings(_Section):
     redis_prefix: str = Field(default="dg:nonce:", description="Redis key prefix for nonces.")
 
 
-class LedgerSettings(_Section):
-    """The Merkle ledger of stored exchanges."""
+_MINIMISE = r"^(keep|hash|drop|truncate:[1-9][0-9]{0,6})$"
+Days = Annotated[int, Field(ge=0)] | Literal["forever"]
 
-    origin: str = Field(
-        default="distillguard.local/ledger",
-        pattern=r"^[^\s+]+$",
-        description=(
-            "Name of the log in its checkpoints (C2SP origin), e.g. 'example.com/distillguard'; "
-            "fixed when the ledger is created."
-        ),
+
+class RetentionOverride(_Section):
+    """Retention for some accounts: listed ids, tiers or sign-up channels (first match wins).
+
+    A setting left out is inherited from the ``[retention]`` section.
+    """
+
+    accounts: list[str] = Field(default_factory=list, description="Account ids.")
+    tiers: list[str] = Field(default_factory=list, description="Account tiers.")
+    channels: list[str] = Field(default_factory=list, description="Sign-up channels.")
+    content_days: Days | None = Field(default=None, description="Days content is kept.")
+    metadata_days: Days | None = Field(default=None, description="Days records are kept.")
+    minimise: str | None = Field(
+        default=None, pattern=_MINIMISE, description="'keep', 'hash', 'drop' or 'truncate:N'."
     )
+
+
+class RetentionSettings(_Section):
+    """Retention limits, minimisation at ingest and the actor named in erasure records.
+
+    Days count from the exchange's ``ts``; ``"forever"`` (the default) sets no limit.
+    """
+
+    content_days: Days = Field(
+        default="forever", description="Days prompt/response content is kept (e.g. 30)."
+    )
+    metadata_days: Days = Field(
+        default="forever", description="Days the record itself is kept (e.g. 365)."
+    )
+    minimise: str = Field(
+        default="keep",
+        pattern=_MINIMISE,
+        description="Content kept at ingest: 'keep', 'hash', 'drop' or 'truncate:N' (chars).",
+    )
+    overrides: list[RetentionOverride] = Field(default_factory=list)
+    actor: str = Field(default="retention-policy", min_length=1, description="Actor of apply.")
+
+
+class RedactionSettings(_Section):
+    """Masking of personal data and secrets in reports, console views and logs."""
+
+    kinds: list[str] | None = Field(
+        default=None, description="Built-in kinds to enable (default: all but ipv4/ipv6)."
+    )
+    disable: list[str] = Field(default_factory=list, description="Built-in kinds to disable.")
+    style: Literal["label", "hash"] = Field(default="label", description="[EMAIL] or [EMAIL:h].")
+    custom: dict[str, str] = Field(
+        default_factory=dict, description="Extra patterns, LABEL = 'regex'."
+    )
+    logs: bool = Field(default=True, description="Redact log records of the CLI.")
 
 
 class SimSettings(_Section):
@@ -147,6 +192,19 @@ class SimSettings(_Section):
             "Folder of AlpacaEval outputs (*.jsonl.gz) to draw real prompts and answers from; "
             "default: shared/data/alpaca_eval_dev/outputs found above the working directory or "
             "the package, else the copy shipped with the package."
+        ),
+    )
+
+
+class LedgerSettings(_Section):
+    """The Merkle ledger of stored exchanges."""
+
+    origin: str = Field(
+        default="distillguard.local/ledger",
+        pattern=r"^[^\s+]+$",
+        description=(
+            "Name of the log in its checkpoints (C2SP origin), e.g. 'example.com/distillguard'; "
+            "fixed when the ledger is created."
         ),
     )
 
@@ -180,8 +238,10 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    passport: PassportSettings = Field(default_factory=PassportSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    passport: PassportSettings = Field(default_factory=PassportSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     @classmethod
     def settings_customise_sources(

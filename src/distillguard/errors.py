@@ -26,8 +26,9 @@ The tree::
     ├── StorageError                       DG400  exit 6
     │   ├── StoreConnectionError           DG401  exit 6
     │   └── SchemaVersionError             DG402  exit 6
-    └── UpstreamError                      DG500  exit 7
-        └── UpstreamTimeoutError           DG504  exit 7
+    ├── UpstreamError                      DG500  exit 7
+    │   └── UpstreamTimeoutError           DG504  exit 7
+    └── LegalHoldError                     DG600  exit 1
 
 Exit codes of the ``distillguard`` command: 0 success; 1 the command ran and found problems (for
 example ``validate`` quarantined records); 2 usage error (bad option); 3 configuration or key
@@ -48,6 +49,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyringError",
     "KeyringPermissionError",
+    "LegalHoldError",
     "LogFormatError",
     "LogNotFoundError",
     "PassportError",
@@ -250,3 +252,9 @@ class UpstreamTimeoutError(UpstreamError):
     """The upstream model or API did not answer in time."""
 
     code = "DG504"
+
+
+class LegalHoldError(DistillGuardError):
+    """An erasure was refused because a legal hold covers the records (force it to override)."""
+
+    code = "DG600"
