@@ -23,10 +23,12 @@ __all__ = ["app", "main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
+    "demo",
     "validate",
     "ingest",
     "export",
     "ledger",
+    "retention",
     "config_cmd",
     "keys",
     "passport",
@@ -78,6 +80,20 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _redact_logs(ctx.obj)
+
+
+def _redact_logs(state: AppState) -> None:
+    """Mask personal data and secrets in log records ([redaction] logs = true, the default)."""
+    from distillguard.privacy import Redactor, install_log_redaction
+
+    try:
+        settings = state.settings().redaction
+        redactor = Redactor.from_settings(settings) if settings.logs else None
+    except DistillGuardError:  # the command itself reports configuration problems
+        redactor = Redactor.default()
+    if redactor is not None:
+        install_log_redaction(redactor)
 
 
 for _name in SUBCOMMANDS:

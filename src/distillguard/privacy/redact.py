@@ -30,10 +30,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from distillguard.errors import ConfigurationError
 from distillguard.privacy import _checks
+
+if TYPE_CHECKING:
+    from distillguard.config import RedactionSettings
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -414,6 +417,16 @@ class Redactor:
         kinds = set(DEFAULT_KINDS if enabled is None else enabled) - set(disabled)
         rules = [RedactionRule.custom(label=k, pattern=v) for k, v in (custom or {}).items()]
         return cls(kinds=kinds, custom=rules, style=style)
+
+    @classmethod
+    def from_settings(cls, settings: RedactionSettings) -> Redactor:
+        """The redactor of a ``[redaction]`` configuration section."""
+        return cls.from_config(
+            enabled=settings.kinds,
+            disabled=settings.disable,
+            custom=settings.custom,
+            style=settings.style,
+        )
 
     # -- scanning ------------------------------------------------------------------------------
 
