@@ -27,7 +27,7 @@ from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_
 from distillguard.ledger.compact_range import CompactRange
 from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash
 from distillguard.ledger.leaf import commit_exchange, leaf_data, meta_hash, split_record
-from distillguard.ledger.log import Erasure, LeafRecord, Ledger
+from distillguard.ledger.log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger
 from distillguard.store import StoredExchange
 
 __all__ = ["AuditFinding", "AuditReport", "FindingKind", "audit_ledger"]
@@ -364,17 +364,21 @@ def _check_stored_nodes(
     ledger: Ledger, size: int, add: Callable[[AuditFinding], None], chunk: int = 65_536
 ) -> None:
     """Compare every stored interior node with one recomputed from the stored leaves."""
+    from distillguard.ledger.compact_range import node_level
+
     tree = CompactRange()
     for batch in ledger.iter_leaves(batch_size=chunk):
         batch = [leaf for leaf in batch if leaf.leaf_index < size]
         if not batch:
             break
-        nodes = tree.append([leaf.leaf_hash for leaf in batch], include_leaves=False)
+        nodes = tree.append(
+            [leaf.leaf_hash for leaf in batch], include_leaves=False, min_level=STORED_MIN_LEVEL
+        )
         stored = ledger.get_nodes(i for i, _ in nodes)
         for nid, h in nodes:
             if stored.get(nid) != h:
                 # Leaves under node id nid: in-order numbering gives level = trailing ones.
-                level = (~nid & (nid + 1)).bit_length() - 1
+                level = node_level(nid)
                 first_leaf = (nid >> (level + 1)) << level
                 add(
                     AuditFinding(

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from distillguard.ledger.hashing import EMPTY_ROOT, HASH_SIZE
 
-__all__ = ["CompactRange", "fold_right", "node_id", "range_nodes"]
+__all__ = ["CompactRange", "fold_right", "node_id", "node_level", "range_nodes"]
 
 _sha256 = hashlib.sha256
 
@@ -28,6 +28,11 @@ _sha256 = hashlib.sha256
 def node_id(level: int, index: int) -> int:
     """The in-order id of the perfect subtree at ``level`` (height) and position ``index``."""
     return (index << (level + 1)) + (1 << level) - 1
+
+
+def node_level(nid: int) -> int:
+    """The level (height) of the node with in-order id ``nid``: its number of trailing 1 bits."""
+    return (~nid & (nid + 1)).bit_length() - 1
 
 
 def range_nodes(start: int, end: int) -> list[tuple[int, int]]:
@@ -106,13 +111,14 @@ class CompactRange:
         return fold_right(self._hashes)
 
     def append(
-        self, leaf_hashes: Iterable[bytes], *, include_leaves: bool = True
+        self, leaf_hashes: Iterable[bytes], *, include_leaves: bool = True, min_level: int = 1
     ) -> list[tuple[int, bytes]]:
         """Append leaves (their leaf hashes); returns every newly completed node ``(id, hash)``.
 
         With ``include_leaves`` the leaves themselves are among the returned nodes (ids
         ``2*i``), each followed by the interior nodes it completes; without, only interior nodes
-        (odd ids) are returned. Ids are in increasing order.
+        (odd ids) are returned, and only those at ``min_level`` or above. Ids are in increasing
+        order.
         """
         out: list[tuple[int, bytes]] = []
         add = out.append
@@ -130,7 +136,8 @@ class CompactRange:
                 h = sha(b"\x01" + pop() + h).digest()
                 q >>= 1
                 level += 1
-                add(((q << (level + 1)) + (1 << level) - 1, h))
+                if level >= min_level:
+                    add(((q << (level + 1)) + (1 << level) - 1, h))
             push(h)
             size += 1
         self._size = size

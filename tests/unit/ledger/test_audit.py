@@ -139,10 +139,10 @@ def test_rewritten_history_is_caught_by_signed_checkpoints(store: Store) -> None
 
 def test_broken_stored_node_is_named(sqlite_store: Store) -> None:
     ledger, key = _setup(sqlite_store)
-    _sql(sqlite_store, "UPDATE ledger_nodes SET hash = ? WHERE node_id = 11", (bytes(32),))
+    _sql(sqlite_store, "UPDATE ledger_nodes SET hash = ? WHERE node_id = 15", (bytes(32),))
     report = _audit(ledger, key)
     assert [f.kind for f in report.findings] == ["node_mismatch"]
-    assert report.first_bad_index == 4  # node 11 = level 2, index 1: leaves 4..7
+    assert report.first_bad_index == 0  # node 15 = level 4, index 0: leaves 0..15
 
 
 def test_rollback_to_an_older_copy(tmp_path: Path) -> None:

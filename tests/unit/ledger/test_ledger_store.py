@@ -125,3 +125,32 @@ def test_rolled_back_transaction_leaves_tree_and_records_in_step(sqlite_store: S
     fresh = Ledger.open(sqlite_store)
     assert fresh.head() == ledger.head()
     assert ledger.head().size == 10
+
+
+def test_proofs_from_the_store_at_many_sizes(sqlite_store: Store) -> None:
+    ledger = Ledger.attach(sqlite_store)
+    start = 0
+    for count in (1, 2, 5, 16, 17, 33):
+        add_records(sqlite_store, start, count)
+        start += count
+        size = ledger.size
+        root = ledger.root_hash()
+        for index in {0, size // 2, size - 1}:
+            leaf = ledger.leaf(index)
+            assert leaf is not None
+            verify_inclusion(
+                leaf_hash=leaf.leaf_hash,
+                index=index,
+                size=size,
+                proof=ledger.inclusion_proof(index=index, size=size),
+                root=root,
+            )
+        for old in {1, size // 3, size - 1}:
+            if 0 < old < size:
+                verify_consistency(
+                    size1=old,
+                    size2=size,
+                    proof=ledger.consistency_proof(size1=old, size2=size),
+                    root1=ledger.root_hash(old),
+                    root2=root,
+                )
