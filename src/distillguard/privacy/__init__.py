@@ -1,12 +1,27 @@
 """Privacy: redaction of personal data and secrets, retention limits, legal holds, erasure and
 minimisation that keep the ledger verifiable.
 
+* :mod:`~distillguard.privacy.redact`: :class:`Redactor` and the logging :class:`RedactingFilter`;
+* :mod:`~distillguard.privacy.policy`: :class:`RetentionPolicy` from the ``[retention]`` section;
+* :mod:`~distillguard.privacy.holds`: :class:`LegalHolds`;
+* :mod:`~distillguard.privacy.retention`: :func:`apply_retention` (and its dry run),
+  :func:`erase_account` and its :class:`Receipt`;
+* :mod:`~distillguard.privacy.minimise`: :class:`Minimiser`, the ingest hook.
+
 See ``docs/privacy.md`` for the design (what a ledger leaf commits to and why an erasure leaves
 every proof valid), the configuration and the measured quality of redaction.
 """
 
 from __future__ import annotations
 
+from distillguard.privacy.holds import LegalHold, LegalHolds
+from distillguard.privacy.minimise import Minimiser
+from distillguard.privacy.policy import (
+    AccountProfile,
+    Minimisation,
+    RetentionPolicy,
+    RetentionRule,
+)
 from distillguard.privacy.redact import (
     DEFAULT_KINDS,
     Finding,
@@ -17,14 +32,37 @@ from distillguard.privacy.redact import (
     Redactor,
     install_log_redaction,
 )
+from distillguard.privacy.retention import (
+    Receipt,
+    RetentionPlan,
+    RetentionResult,
+    apply_retention,
+    erase_account,
+    list_receipts,
+    plan_retention,
+)
 
 __all__ = [
     "DEFAULT_KINDS",
+    "AccountProfile",
     "Finding",
+    "LegalHold",
+    "LegalHolds",
+    "Minimisation",
+    "Minimiser",
     "PiiKind",
+    "Receipt",
     "RedactingFilter",
     "RedactionResult",
     "RedactionRule",
     "Redactor",
+    "RetentionPlan",
+    "RetentionPolicy",
+    "RetentionResult",
+    "RetentionRule",
+    "apply_retention",
+    "erase_account",
     "install_log_redaction",
+    "list_receipts",
+    "plan_retention",
 ]
