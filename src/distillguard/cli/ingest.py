@@ -59,6 +59,7 @@ def ingest(
                 max_record_bytes=settings.ingest.max_record_bytes,
                 quarantine=quarantine,
                 on_progress=lambda n: progress.advance(task, n),
+                ledger_origin=settings.ledger.origin,
             )
         checkpoint = _publish_checkpoint(state.settings(), store)
     data = {**result.to_dict(), "store": mask_url(url), "checkpoint": checkpoint}
@@ -105,7 +106,7 @@ def _publish_checkpoint(settings: Settings, store: Store) -> dict[str, Any] | No
     from distillguard.ledger import Ledger
 
     key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
-    cp = Ledger.open(store).publish_checkpoint(key)
+    cp = Ledger.open(store, origin=settings.ledger.origin).publish_checkpoint(key)
     return {"size": cp.size, "root": cp.root_hash.hex(), "note": cp.note}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from distillguard._internal.timeutil import to_micros
+from distillguard.ledger.log import DEFAULT_ORIGIN, Ledger
 from distillguard.records.reader import ReadReport, read_log
 from distillguard.store.base import Store, new_salts
 
@@ -100,6 +101,7 @@ def ingest_log(
     max_record_bytes: int = 16 * 1024 * 1024,
     quarantine: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
+    ledger_origin: str = DEFAULT_ORIGIN,
 ) -> IngestResult:
     """Validate a log folder and load it into ``store``.
 
@@ -110,14 +112,13 @@ def ingest_log(
         max_record_bytes: longer JSONL lines are quarantined unread.
         quarantine: JSONL file for rejected records (created only if there are any).
         on_progress: called with the number of exchanges read since the previous call.
+        ledger_origin: the ledger's name, used if this ingest creates the ledger.
 
     Raises:
         LogNotFoundError, LogFormatError: the log cannot be read at all.
         StorageError: the store fails.
     """
-    from distillguard.ledger import Ledger
-
-    Ledger.attach(store)  # every stored exchange becomes a leaf, in the same transaction
+    Ledger.attach(store, origin=ledger_origin)  # every stored exchange becomes a leaf
     run_id = f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = IngestResult(run_id=run_id, source=str(log_dir))
     reader = read_log(
