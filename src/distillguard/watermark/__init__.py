@@ -1,0 +1,50 @@
+"""Keyed output watermarks: generation-time schemes, a post-hoc lexical scheme, exact detection.
+
+One module per scheme, named after its paper:
+
+* :mod:`~distillguard.watermark.kgw`: green lists (Kirchenbauer et al. 2023), binomial test;
+* :mod:`~distillguard.watermark.aaronson`: Gumbel-max sampling (Aaronson 2022), gamma test;
+* :mod:`~distillguard.watermark.synthid`: tournament sampling (Dathathri et al. 2024),
+  binomial test;
+* :mod:`~distillguard.watermark.mpac`: multi-bit payloads (Yoo et al. 2024), exact
+  max-agreement test;
+* :mod:`~distillguard.watermark.cater`: post-hoc lexical choices for closed upstream models (after
+  He et al. 2022, CATER), Poisson-binomial test.
+
+Every scheme object holds one frozen configuration and one key from the keyring, and is used by
+both the generator (``process_logits``) and the detector (``score_tokens`` / ``test`` /
+``detect``). See ``docs/watermark.md``.
+"""
+
+from __future__ import annotations
+
+from distillguard.watermark.aaronson import AaronsonConfig, AaronsonWatermark
+from distillguard.watermark.base import (
+    DedupTape,
+    DetectionResult,
+    MultiKeyResult,
+    TokenScores,
+    WatermarkScheme,
+    detect_multi_key,
+)
+from distillguard.watermark.kgw import KGWConfig, KGWWatermark
+from distillguard.watermark.mpac import MPACConfig, MPACWatermark, PayloadResult
+from distillguard.watermark.synthid import SynthIDConfig, SynthIDWatermark
+
+__all__ = [
+    "AaronsonConfig",
+    "AaronsonWatermark",
+    "DedupTape",
+    "DetectionResult",
+    "KGWConfig",
+    "KGWWatermark",
+    "MPACConfig",
+    "MPACWatermark",
+    "MultiKeyResult",
+    "PayloadResult",
+    "SynthIDConfig",
+    "SynthIDWatermark",
+    "TokenScores",
+    "WatermarkScheme",
+    "detect_multi_key",
+]
