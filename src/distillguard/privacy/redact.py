@@ -22,6 +22,7 @@ through a handler (see :func:`install_log_redaction`).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import logging
 import re
@@ -141,11 +142,30 @@ class RedactionResult:
 # "[EMAIL]" can never start or complete a new match (redaction is idempotent).
 
 _END_NUM = r"(?![\w\[]|[.\-/]\d)"
-_START_NUM = r"(?<![\d\]][ .-])(?<![\w.+\-/\]])"
 
+
+def _num_start(first: str) -> str:
+    """``first`` (one character or class), not continuing a word, number or number group.
+
+    The character is matched *before* the look-behind so that the regex engine rejects most
+    positions with one character test (an assertion first would run at every position).
+    """
+    return rf"{first}(?<![\w.+\-/\]]{first})(?<![\d\]][ .-]{first})"
+
+
+_CARD_START: Final = _num_start(r"\d")
+_PLUS_START: Final = _num_start(r"\+")
+_PAREN_START: Final = _num_start(r"\(")
+_NANP_START: Final = _num_start("[2-9]")
+_ZERO_START: Final = _num_start("0")
+
+# Used inside (?i:...). The first letter is consumed before any look-behind, so the engine
+# rejects most positions with one character-class test instead of trying every word.
 _SECRET_KEY_WORDS = (
-    r"api[_-]?key|apikey|secret|token|(?<![a-z])pass(?:w(?:or)?d|phrase)?(?![a-z])|pwd|access[_-]?key|"
-    r"auth[_-]?key|private[_-]?key|credentials?|signing[_-]?key"
+    r"[astpc](?:(?<=a)(?:pi[_-]?key|pikey|ccess[_-]?key|uth[_-]?key)"
+    r"|(?<=s)(?:ecret|igning[_-]?key)|(?<=t)oken"
+    r"|(?<=p)(?:(?<![a-z]p)ass(?:w(?:or)?d|phrase)?(?![a-z])|wd|rivate[_-]?key)"
+    r"|(?<=c)redentials?)"
 )
 _PASSWORD_WORDS = re.compile(r"(?i)pass|pwd")
 _CODE_LIKE = re.compile(r"[(){}\[\]<>]|^\$")
@@ -224,84 +244,86 @@ _BUILTIN_RULES: Final[tuple[RedactionRule, ...]] = (
     RedactionRule(
         PiiKind.JWT,
         "JWT",
-        r"(?<![\w\]-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}(?![\w\[-])",
+        r"e(?<![\w\]-]e)yJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}(?![\w\[-])",
     ),
     RedactionRule(
         PiiKind.API_KEY,
         "API_KEY",
-        r"(?<![\w\]-])(?:(?:sk|rk)[-_](?:(?:ant|proj|live|test|svcacct|admin)[-_])?"
-        r"[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})(?![\w\[-])",
+        r"(?:[sr](?<![\w\]-][sr])k[-_](?:(?:ant|proj|live|test|svcacct|admin)[-_])?"
+        r"[A-Za-z0-9_-]{20,}|x(?<![\w\]-]x)ox[abposr]-[A-Za-z0-9-]{10,}"
+        r"|A(?<![\w\]-]A)Iza[0-9A-Za-z_-]{35})(?![\w\[-])",
         _random_token_ok,
     ),
     RedactionRule(
         PiiKind.AWS_KEY,
         "AWS_KEY",
-        r"(?<![A-Za-z0-9\]])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}"
+        r"A(?<![A-Za-z0-9\]]A)(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z0-9]{16}"
         r"(?![A-Za-z0-9\[])",
     ),
     RedactionRule(
         PiiKind.GITHUB_TOKEN,
         "GITHUB_TOKEN",
-        r"(?<![\w\]-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w\[-])",
+        r"g(?<![\w\]-]g)(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})(?![\w\[-])",
     ),
     RedactionRule(
         PiiKind.BEARER,
         "TOKEN",
-        r"(?i:\bbearer)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{16,})",
+        r"[Bb](?<!\w[Bb])(?i:earer)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{16,})",
         _bearer_ok,
     ),
     RedactionRule(
         PiiKind.SECRET,
         "SECRET",
-        r"(?<=://)[^\s:/@\[\]]{1,64}:(?P<value>[^\s:/@\[\]]{1,128})@(?=[A-Za-z0-9])",
+        r"://[^\s:/@\[\]]{1,64}:(?P<value>[^\s:/@\[\]]{1,128})@(?=[A-Za-z0-9])",
     ),
     RedactionRule(
         PiiKind.SECRET,
         "SECRET",
-        r"(?<=://)(?P<value>[A-Za-z0-9_-]{8,128})@(?=[A-Za-z0-9])",
+        r"://(?P<value>[A-Za-z0-9_-]{8,128})@(?=[A-Za-z0-9])",
         _url_token_ok,
     ),
     RedactionRule(
         PiiKind.SECRET,
         "SECRET",
-        rf"(?i:(?P<key>\b[A-Za-z0-9_.-]{{0,40}}?(?:{_SECRET_KEY_WORDS})[A-Za-z0-9_.-]{{0,40}}))"
+        rf"(?i:(?P<key>(?:{_SECRET_KEY_WORDS})[A-Za-z0-9_.-]{{0,40}}))"
         r"[\"']?[ \t]*(?::=|=>|[:=])[ \t]*[\"']?(?P<value>[^\s\"'`,;\[\]]{6,512})",
         _assignment_ok,
     ),
     RedactionRule(
         PiiKind.EMAIL,
         "EMAIL",
-        r"(?<![\w.%+\-\]])[A-Za-z0-9][A-Za-z0-9._%+'-]{0,63}@"
+        r"[A-Za-z0-9](?<![\w.%+\-\]][A-Za-z0-9])[A-Za-z0-9._%+'-]{0,63}+@"
         r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\[-])",
     ),
     RedactionRule(
         PiiKind.IBAN,
         "IBAN",
-        r"(?<![\w\]])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w\[])",
+        r"[A-Z](?<![\w\]][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w\[])",
         _iban_ok,
     ),
     RedactionRule(
         PiiKind.CARD,
         "CARD",
-        rf"{_START_NUM}(?:\d[ -]?){{12,18}}\d{_END_NUM}",
+        rf"{_CARD_START}(?:[ -]?\d){{12,18}}{_END_NUM}",
         _card_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"{_START_NUM}\+\d++(?:[ .-]?\(\d{{1,4}}\))?(?:[ .-]\d++){{0,6}}{_END_NUM}",
+        rf"{_PLUS_START}\d++(?:[ .-]?\(\d{{1,4}}\))?(?:[ .-]\d++){{0,6}}{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"{_START_NUM}(?:\([2-9]\d\d\)[ .-]?|[2-9]\d\d[ .-])[2-9]\d\d[ .-]\d{{4}}{_END_NUM}",
+        rf"(?:{_PAREN_START}[2-9]\d\d\)[ .-]?|{_NANP_START}\d\d[ .-])[2-9]\d\d[ .-]\d{{4}}"
+        rf"{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"{_START_NUM}0[1-9]\d*+(?:[ .-]\d++){{0,4}}{_END_NUM}",
+        rf"{_ZERO_START}[1-9]\d*+(?:[ .-]\d++){{0,4}}{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
@@ -314,35 +336,39 @@ _BUILTIN_RULES: Final[tuple[RedactionRule, ...]] = (
     RedactionRule(
         PiiKind.IPV4,
         "IP",
-        r"(?<![\w.\]])(?:\d{1,3}\.){3}\d{1,3}(?![\w\[]|\.\d)",
+        r"\d(?<![\w.\]]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w\[]|\.\d)",
         _ipv4_ok,
     ),
 )
-
-_GROUP_DEF = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
-_GROUP_REF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
-_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
-
-
-def _namespaced(pattern: str, prefix: str) -> str:
-    """Prefix the named groups of ``pattern`` so that several patterns can share one regex."""
-    flags = _GLOBAL_FLAGS.match(pattern)
-    if flags:  # global flags are only legal at the very start: scope them to this rule
-        pattern = f"(?{flags.group(1)}:{pattern[flags.end() :]})"
-    pattern = _GROUP_DEF.sub(lambda m: f"(?P<{prefix}{m.group(1)}>", pattern)
-    return _GROUP_REF.sub(lambda m: f"(?P={prefix}{m.group(1)})", pattern)
 
 
 @dataclass(frozen=True)
 class _Compiled:
     rule: RedactionRule
     regex: re.Pattern[str]
-    group: str
     has_value: bool
+
+    def next_match(self, text: str, pos: int) -> re.Match[str] | None:
+        """The first non-empty, validated match starting at or after ``pos``."""
+        search = self.regex.search
+        validator = self.rule.validator
+        while True:
+            m = search(text, pos)
+            if m is None:
+                return None
+            if m.end() > m.start() and (validator is None or validator(m)):
+                return m
+            pos = m.start() + 1  # a candidate that failed its check: look again just after it
 
 
 class Redactor:
-    """Finds and replaces personal data and secrets in text, in one pass.
+    """Finds and replaces personal data and secrets in text, in one left-to-right pass.
+
+    Each rule is a separately compiled regular expression that starts with a literal or a
+    character class, so that the regex engine skips to its candidates at C speed; the candidates
+    of all rules are merged in position order (ties go to the earlier rule: custom rules, then
+    the built-in order) and the text is rebuilt once. A candidate that fails its check (Luhn,
+    mod 97, entropy...) is dropped and the rule searches again from the next character.
 
     Args:
         kinds: the built-in kinds to enable (default :data:`DEFAULT_KINDS`).
@@ -376,21 +402,11 @@ class Redactor:
         self._hash_key = hash_key if hash_key is not None else secrets.token_bytes(32)
         rules = [*custom, *(r for r in _BUILTIN_RULES if r.kind in wanted)]
         self._rules: list[_Compiled] = []
-        parts: list[str] = []
-        for i, rule in enumerate(rules):
-            prefix = f"r{i}_"
-            body = _namespaced(rule.pattern, prefix)
-            parts.append(f"(?P<r{i}>{body})")
+        for rule in rules:
+            regex = re.compile(rule.pattern)
             self._rules.append(
-                _Compiled(
-                    rule=rule,
-                    regex=re.compile(rule.pattern),
-                    group=f"r{i}",
-                    has_value="value" in re.compile(rule.pattern).groupindex,
-                )
+                _Compiled(rule=rule, regex=regex, has_value="value" in regex.groupindex)
             )
-        self._by_group = {c.group: i for i, c in enumerate(self._rules)}
-        self._combined: re.Pattern[str] | None = re.compile("|".join(parts)) if parts else None
         self._specific = [
             c for c in self._rules if not c.has_value and c.rule.kind != PiiKind.SECRET
         ]
@@ -432,31 +448,41 @@ class Redactor:
 
     def scan(self, text: str) -> RedactionResult:
         """Redact ``text`` and say what was found where."""
-        if self._combined is None or not text:
+        if not self._rules or not text:
             return RedactionResult(text=text, findings=())
+        rules = self._rules
+        heap: list[tuple[int, int, re.Match[str]]] = []
+        for i, compiled in enumerate(rules):
+            m = compiled.next_match(text, 0)
+            if m is not None:
+                heap.append((m.start(), i, m))
+        if not heap:
+            return RedactionResult(text=text, findings=())
+        heapq.heapify(heap)
         out: list[str] = []
         findings: list[Finding] = []
-        pos = 0  # next search position
+        pos = 0  # matches must start here or later (no overlaps)
         copied = 0  # text[:copied] is already in out
-        search = self._combined.search
-        while True:
-            m = search(text, pos)
-            if m is None:
-                break
-            hit = self._confirm(text, m)
-            if hit is None:
-                pos = m.start() + 1
+        while heap:
+            start, i, m = heapq.heappop(heap)
+            compiled = rules[i]
+            if start < pos:  # overlaps an accepted finding: this rule looks again after it
+                again = compiled.next_match(text, pos)
+                if again is not None:
+                    heapq.heappush(heap, (again.start(), i, again))
                 continue
-            compiled, hm = hit
-            start, end = hm.span("value") if compiled.has_value else hm.span()
+            vstart, vend = m.span("value") if compiled.has_value else m.span()
             kind, label = compiled.rule.kind, compiled.rule.label
             if compiled.has_value:
-                kind, label = self._value_kind(text, start, end, kind, label)
-            out.append(text[copied:start])
-            out.append(self._replacement(label, text[start:end]))
-            findings.append(Finding(kind=kind, label=label, start=start, end=end))
-            copied = end
-            pos = max(hm.end(), m.start() + 1)
+                kind, label = self._value_kind(text, vstart, vend, kind, label)
+            out.append(text[copied:vstart])
+            out.append(self._replacement(label, text[vstart:vend]))
+            findings.append(Finding(kind=kind, label=label, start=vstart, end=vend))
+            copied = vend
+            pos = m.end()
+            again = compiled.next_match(text, pos)
+            if again is not None:
+                heapq.heappush(heap, (again.start(), i, again))
         if not findings:
             return RedactionResult(text=text, findings=())
         out.append(text[copied:])
@@ -475,28 +501,6 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.redact_obj(v) for v in value]
         return value
-
-    def _confirm(self, text: str, m: re.Match[str]) -> tuple[_Compiled, re.Match[str]] | None:
-        """The first rule, from the one that matched on, that matches here and validates."""
-        group = m.lastgroup
-        first = self._by_group[group] if group is not None else 0
-        compiled = self._rules[first]
-        if compiled.rule.validator is None:
-            own = compiled.regex.match(text, m.start())
-            if own is not None:
-                return compiled, own
-        else:
-            own = compiled.regex.match(text, m.start())
-            if own is not None and compiled.rule.validator(own):
-                return compiled, own
-        # Rare: the candidate failed its check; another rule may still match at this position.
-        for later in self._rules[first + 1 :]:
-            other = later.regex.match(text, m.start())
-            if other is None or other.end() == other.start():
-                continue
-            if later.rule.validator is None or later.rule.validator(other):
-                return later, other
-        return None
 
     def _value_kind(
         self, text: str, start: int, end: int, kind: str, label: str
