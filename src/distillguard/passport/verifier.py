@@ -37,7 +37,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from cryptography.exceptions import InvalidSignature
+
 from distillguard.errors import PassportError, SignatureError, StorageError, StructuredFieldError
+from distillguard.passport._fastpath import Shape, digest_matches, parse_canonical
 from distillguard.passport.credential import Passport, PassportProblem, PassportValidator
 from distillguard.passport.digest import DigestStatus, check_content_digest
 from distillguard.passport.replay import MemoryNonceCache, NonceCache
@@ -46,7 +49,7 @@ from distillguard.passport.signatures import (
     HttpRequest,
     ParsedSignature,
     parse_signatures,
-    verify_signature,
+    signature_base,
 )
 
 __all__ = [
@@ -99,6 +102,7 @@ class RejectionReason(StrEnum):
     REPLAYED_NONCE = "replayed_nonce"
     BODY_TOO_LARGE = "body_too_large"
     REPLAY_CACHE_UNAVAILABLE = "replay_cache_unavailable"
+    REVOCATION_LIST_UNAVAILABLE = "revocation_list_unavailable"
 
     @property
     def status(self) -> int:
@@ -122,6 +126,7 @@ _STATUS = {
     RejectionReason.SCOPE_VIOLATION: 403,
     RejectionReason.BODY_TOO_LARGE: 413,
     RejectionReason.REPLAY_CACHE_UNAVAILABLE: 503,
+    RejectionReason.REVOCATION_LIST_UNAVAILABLE: 503,
 }
 
 _TITLES = {
@@ -147,6 +152,7 @@ _TITLES = {
     RejectionReason.REPLAYED_NONCE: "Signature nonce was already used",
     RejectionReason.BODY_TOO_LARGE: "Request body is too large",
     RejectionReason.REPLAY_CACHE_UNAVAILABLE: "Replay protection is unavailable",
+    RejectionReason.REVOCATION_LIST_UNAVAILABLE: "The revocation list is unavailable",
 }
 
 
@@ -331,6 +337,10 @@ class RequestVerifier:
         clock: time source in UNIX seconds.
         passport_cache_size: verified passports kept by token, so that a passport's own
             signature is checked once, not on every request (expiry and revocation still are).
+        fast_path: parse the canonical single-signature shape of the headers with a strict
+            regular expression and compiled component extraction (see ``_fastpath``), falling
+            back to the full RFC 8941 parser for anything else. Same decisions either way;
+            False forces the full parser (tests and comparisons).
     """
 
     def __init__(
@@ -343,6 +353,7 @@ class RequestVerifier:
         counter: RejectionCounter | None = None,
         clock: Callable[[], float] = time.time,
         passport_cache_size: int = 10_000,
+        fast_path: bool = True,
     ) -> None:
         self.passports = passports
         self.revocations = revocations
@@ -353,6 +364,13 @@ class RequestVerifier:
         self._cache: dict[str, Passport] = {}
         self._cache_size = passport_cache_size
         self._authorities = frozenset(a.lower() for a in self.policy.authorities)
+        self._required: tuple[str, ...] = (
+            "@method",
+            "@authority",
+            "@path",
+            self.policy.passport_header,
+        )
+        self._fast_path = fast_path
 
     def __repr__(self) -> str:
         return f"RequestVerifier(policy={self.policy!r})"
@@ -403,20 +421,30 @@ class RequestVerifier:
         self.counter.add(reason)
         return Rejection(reason, detail)
 
-    def _select(self, request: HttpRequest) -> ParsedSignature:
-        sig_input = request.headers.get("signature-input")
-        sig = request.headers.get("signature")
+    def _select(self, request: HttpRequest) -> tuple[ParsedSignature, Shape | None, str]:
+        headers = request.headers
+        sig_input = headers.get("signature-input")
+        sig = headers.get("signature")
         if not sig_input or not sig:
             raise _RejectError(
                 RejectionReason.MISSING_SIGNATURE, "Signature-Input and Signature are required"
             )
+        if self._fast_path:
+            fast = parse_canonical(sig_input, sig)
+            if fast is not None:
+                if fast[0].tag != self.policy.tag:
+                    raise _RejectError(
+                        RejectionReason.MISSING_SIGNATURE,
+                        f'no signature with tag="{self.policy.tag}"',
+                    )
+                return fast
         try:
             parsed = parse_signatures(", ".join(sig_input), ", ".join(sig))
         except StructuredFieldError as exc:
             raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, exc.message) from None
         for candidate in parsed.values():
             if candidate.tag == self.policy.tag:
-                return candidate
+                return candidate, None, ""
         raise _RejectError(
             RejectionReason.MISSING_SIGNATURE, f'no signature with tag="{self.policy.tag}"'
         )
@@ -453,8 +481,10 @@ class RequestVerifier:
 
     def _verify(self, request: HttpRequest, body: bytes, t: float) -> VerifiedIdentity:
         policy = self.policy
-        sig = self._select(request)
-        if sig.alg is not None and sig.alg != ED25519_ALG:
+        sig, shape, params_line = self._select(request)
+        params = sig.params
+        alg = params.get("alg")
+        if alg is not None and alg != ED25519_ALG:
             raise _RejectError(
                 RejectionReason.UNSUPPORTED_ALGORITHM, "only alg=ed25519 is accepted"
             )
@@ -475,27 +505,52 @@ class RequestVerifier:
                 RejectionReason.VALIDITY_TOO_LONG,
                 f"expires - created must be between 0 and {policy.validity_window_s} s",
             )
-        self._check_coverage(sig, request, body)
+        covered = (
+            shape.covered
+            if shape is not None
+            else frozenset(
+                c.value for c in sig.components if not c.params and isinstance(c.value, str)
+            )
+        )
+        self._check_coverage(covered, request, body)
         if self._authorities and request.authority not in self._authorities:
             raise _RejectError(
                 RejectionReason.WRONG_AUTHORITY, "the request was signed for another authority"
             )
         passport = self._passport(request, t)
-        if self.revocations is not None and self.revocations.is_revoked(passport.passport_id):
-            raise _RejectError(
-                RejectionReason.REVOKED_PASSPORT, f"passport {passport.passport_id} is revoked"
-            )
+        if self.revocations is not None:
+            try:
+                revoked = self.revocations.is_revoked(passport.passport_id)
+            except StorageError:
+                raise _RejectError(
+                    RejectionReason.REVOCATION_LIST_UNAVAILABLE,
+                    "the revocation list is unavailable",
+                ) from None
+            if revoked:
+                raise _RejectError(
+                    RejectionReason.REVOKED_PASSPORT,
+                    f"passport {passport.passport_id} is revoked",
+                )
         if keyid != passport.agent_kid:
             raise _RejectError(
                 RejectionReason.KEY_MISMATCH, "keyid is not the passport's agent key"
             )
-        try:
-            valid = verify_signature(request, sig, passport.agent_key)
-        except SignatureError as exc:
-            raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, exc.message) from None
-        if not valid:
+        signature = sig.signature
+        if len(signature) != 64:
             raise _RejectError(RejectionReason.BAD_SIGNATURE, "the signature does not verify")
-        if body:
+        base = shape.base(request, params_line) if shape is not None else None
+        if base is None:
+            try:
+                base = signature_base(request, sig.components, params)
+            except SignatureError as exc:
+                raise _RejectError(RejectionReason.MALFORMED_SIGNATURE, exc.message) from None
+        try:
+            passport.agent_key.verify(signature, base)
+        except InvalidSignature:
+            raise _RejectError(
+                RejectionReason.BAD_SIGNATURE, "the signature does not verify"
+            ) from None
+        if body and not (self._fast_path and digest_matches(request.headers, body)):
             digest = request.header("content-digest")
             if digest is None:
                 raise _RejectError(RejectionReason.MISSING_DIGEST, "a body needs a Content-Digest")
@@ -527,13 +582,12 @@ class RequestVerifier:
             nonce=nonce,
         )
 
-    def _check_coverage(self, sig: ParsedSignature, request: HttpRequest, body: bytes) -> None:
-        required = ["@method", "@authority", "@path", self.policy.passport_header]
+    def _check_coverage(self, covered: frozenset[str], request: HttpRequest, body: bytes) -> None:
+        required: tuple[str, ...] = self._required
         if request.query is not None:
-            required.append("@query")
+            required = (*required, "@query")
         if body or request.headers.get("content-digest"):
-            required.append("content-digest")
-        covered = {c.value for c in sig.components if not c.params}
+            required = (*required, "content-digest")
         missing = [name for name in required if name not in covered]
         if missing:
             raise _RejectError(
