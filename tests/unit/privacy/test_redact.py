@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 
@@ -9,8 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from distillguard.config import RedactionSettings
 from distillguard.errors import ConfigurationError
-from distillguard.privacy import PiiKind, RedactingFilter, RedactionRule, Redactor, _checks
+from distillguard.privacy import (
+    PiiKind,
+    RedactingFilter,
+    RedactionRule,
+    Redactor,
+    _checks,
+    install_log_redaction,
+)
 
 from .corpus import ALL_FILES, FAMILY, Corpus, load
 
@@ -257,3 +266,32 @@ def test_logging_filter_masks_message_args_and_exception() -> None:
     assert records[1].exc_text is not None
     assert "sk-proj" not in records[1].exc_text and "[API_KEY]" in records[1].exc_text
     assert records[2].getMessage() == "nothing to hide 42"
+
+
+def test_install_log_redaction_once_per_handler() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    log = logging.getLogger("distillguard.test.install")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        install_log_redaction(logger_name="distillguard.test.install")
+        install_log_redaction(logger_name="distillguard.test.install")
+        assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+        log.info("token=%s", "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8")
+    finally:
+        log.removeHandler(handler)
+    assert stream.getvalue().strip() == "token=[GITHUB_TOKEN]"
+
+
+def test_from_settings() -> None:
+    settings = RedactionSettings(
+        disable=["email"], custom={"EMP": r"EMP-\d{4}"}, style="hash", logs=False
+    )
+    redactor = Redactor.from_settings(settings)
+    assert "email" not in redactor.kinds and redactor.style == "hash"
+    out = redactor.redact("EMP-1234 wrote from a@example.com")
+    assert re.fullmatch(r"\[EMP:[0-9a-f]{8}\] wrote from a@example\.com", out)
+    with pytest.raises(ConfigurationError):
+        Redactor.from_settings(RedactionSettings(kinds=["email", "ssn"]))
