@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "keys",
     "passport",
     "simulate",
+    "scan",
 )
 
 app = typer.Typer(

@@ -1,0 +1,229 @@
+"""Loading a log (folder or store) into DuckDB as validated, slimmed tables.
+
+Two tables are created in the connection:
+
+``acc``  one row per valid account (format v1 columns; missing optional columns are NULL).
+``ex``   one row per valid exchange with the columns the signals need: the last user message
+         (``prompt``, truncated), the number of user turns, a system-prompt flag, the /24 (or
+         IPv6 /48) network and the optional infrastructure fields.
+
+Validation follows :mod:`distillguard.records` semantics. Parquet logs are validated in SQL
+(required fields present, unique ids, exchanges of known accounts); JSONL logs are read through
+:func:`distillguard.records.reader.read_log` (which quarantines bad lines) and converted to Parquet
+first. Rejected records are counted, never scanned.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from distillguard.errors import InputError, LogFormatError
+from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
+from distillguard.records.reader import find_tables, read_log
+from distillguard.records.writer import LogWriter
+
+logger = logging.getLogger(__name__)
+
+#: Characters of the last user message kept for content signals (head + tail).
+PROMPT_HEAD = 480
+PROMPT_TAIL = 160
+
+_ACC_REQUIRED = ("account_id", "created_at")
+_EX_REQUIRED = (
+    "exchange_id",
+    "ts",
+    "account_id",
+    "ip",
+    "model",
+    "messages",
+    "prompt_tokens",
+    "completion_tokens",
+    "status",
+)
+_OPTIONAL_ACC = {
+    "org_id": "VARCHAR",
+    "signup_channel": "VARCHAR",
+    "email_domain": "VARCHAR",
+    "payment_fingerprint": "VARCHAR",
+    "country": "VARCHAR",
+    "tier": "VARCHAR",
+}
+_OPTIONAL_EX = {
+    "asn": "BIGINT",
+    "user_agent": "VARCHAR",
+    "client_fingerprint": "VARCHAR",
+    "api_key_id": "VARCHAR",
+}
+
+
+@dataclass
+class LoadReport:
+    """What was read: counts of accepted and skipped records, and absent optional fields."""
+
+    source: str
+    accounts_read: int = 0
+    accounts_skipped: int = 0
+    exchanges_read: int = 0
+    exchanges_skipped: int = 0
+    missing_fields: list[str] = field(default_factory=list)
+
+    @property
+    def accounts(self) -> int:
+        """Accounts accepted."""
+        return self.accounts_read - self.accounts_skipped
+
+    @property
+    def exchanges(self) -> int:
+        """Exchanges accepted."""
+        return self.exchanges_read - self.exchanges_skipped
+
+
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _jsonl_to_parquet(log: Path, work: Path, report: LoadReport) -> Path:
+    """Validate a JSONL log with the records reader and rewrite it as Parquet in ``work``."""
+    out = work / "validated"
+    reader = read_log(log, batch_size=20_000, quarantine=work / "quarantine.jsonl")
+    with LogWriter(out, fmt="parquet") as writer:
+        for accounts in reader.accounts():
+            writer.accounts.write(accounts)
+        for exchanges in reader.exchanges():
+            writer.exchanges.write(exchanges)
+    rep = reader.report
+    report.accounts_read += rep.accounts.read
+    report.accounts_skipped += rep.accounts.quarantined
+    report.exchanges_read += rep.exchanges.read
+    report.exchanges_skipped += rep.exchanges.quarantined
+    return out
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    return {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+
+
+def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = None) -> LoadReport:
+    """Create the validated ``acc`` and ``ex`` tables in ``con`` from the log folder ``log``."""
+    report = LoadReport(source=str(log))
+    acc_files, ex_files = find_tables(log)
+    if not all(p.name.endswith(".parquet") for p in (*acc_files, *ex_files)):
+        work = work or Path(tempfile.mkdtemp(prefix="dg-scan-"))
+        validated = _jsonl_to_parquet(log, work, report)
+        acc_files, ex_files = find_tables(validated)
+        pre_validated = True
+    else:
+        pre_validated = False
+    acc_src = f"read_parquet({_sql_list(acc_files)}, union_by_name=true)"
+    ex_src = f"read_parquet({_sql_list(ex_files)}, union_by_name=true)"
+    try:
+        acc_cols = _columns(con, acc_src)
+        ex_cols = _columns(con, ex_src)
+    except duckdb.Error as exc:
+        raise LogFormatError(f"cannot read the Parquet tables of {log}: {exc}") from exc
+    for name in _ACC_REQUIRED:
+        if name not in acc_cols:
+            raise LogFormatError(f"{log}: accounts table has no required column {name!r}")
+    for name in _EX_REQUIRED:
+        if name not in ex_cols:
+            raise LogFormatError(f"{log}: exchanges table has no required column {name!r}")
+
+    def opt(cols: set[str], name: str, typ: str, table: str) -> str:
+        if name in cols:
+            return f"CAST({name} AS {typ}) AS {name}"
+        report.missing_fields.append(f"{table}.{name}")
+        return f"CAST(NULL AS {typ}) AS {name}"
+
+    acc_opt = ", ".join(opt(acc_cols, n, t, "accounts") for n, t in _OPTIONAL_ACC.items())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE acc AS
+        SELECT * EXCLUDE (rn) FROM (
+          SELECT CAST(account_id AS VARCHAR) AS account_id,
+                 CAST(created_at AS TIMESTAMPTZ) AS created_at, {acc_opt},
+                 row_number() OVER (PARTITION BY account_id ORDER BY created_at) AS rn
+          FROM {acc_src} WHERE account_id IS NOT NULL AND created_at IS NOT NULL
+        ) WHERE rn = 1
+        """
+    )
+    acc_total = int(con.execute(f"SELECT count(*) FROM {acc_src}").fetchall()[0][0])
+    acc_ok = int(con.execute("SELECT count(*) FROM acc").fetchall()[0][0])
+    ex_opt = ", ".join(opt(ex_cols, n, t, "exchanges") for n, t in _OPTIONAL_EX.items())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE ex AS
+        WITH src AS (
+          SELECT CAST(exchange_id AS VARCHAR) AS exchange_id, CAST(ts AS TIMESTAMPTZ) AS ts,
+                 CAST(account_id AS VARCHAR) AS account_id, CAST(ip AS VARCHAR) AS ip,
+                 CAST(model AS VARCHAR) AS model, {ex_opt},
+                 CAST(prompt_tokens AS BIGINT) AS prompt_tokens,
+                 CAST(completion_tokens AS BIGINT) AS completion_tokens,
+                 CAST(status AS INTEGER) AS status,
+                 list_filter(messages, lambda m: m.role = 'user') AS um,
+                 len(list_filter(messages, lambda m: m.role = 'system')) > 0 AS has_system
+          FROM {ex_src}
+          WHERE exchange_id IS NOT NULL AND ts IS NOT NULL AND account_id IS NOT NULL
+            AND ip IS NOT NULL AND model IS NOT NULL AND messages IS NOT NULL
+            AND prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL
+            AND status IS NOT NULL AND prompt_tokens >= 0 AND completion_tokens >= 0
+        ), dedup AS (
+          SELECT * FROM src QUALIFY row_number() OVER (PARTITION BY exchange_id ORDER BY ts) = 1
+        )
+        SELECT d.* EXCLUDE (um),
+               len(um) AS n_user,
+               CASE WHEN len(um) = 0 THEN ''
+                    WHEN length(um[-1].content) <= {PROMPT_HEAD + PROMPT_TAIL} THEN um[-1].content
+                    ELSE left(um[-1].content, {PROMPT_HEAD}) || ' ' ||
+                         right(um[-1].content, {PROMPT_TAIL}) END AS prompt,
+               CASE WHEN contains(d.ip, ':')
+                    THEN array_to_string(string_split(d.ip, ':')[1:3], ':') || '::/48'
+                    ELSE array_to_string(string_split(d.ip, '.')[1:3], '.') || '.0/24' END
+                 AS net,
+               epoch_us(d.ts) AS ts_us
+        FROM dedup d SEMI JOIN acc a ON a.account_id = d.account_id
+        """
+    )
+    ex_total = int(con.execute(f"SELECT count(*) FROM {ex_src}").fetchall()[0][0])
+    ex_ok = int(con.execute("SELECT count(*) FROM ex").fetchall()[0][0])
+    if not pre_validated:
+        report.accounts_read, report.exchanges_read = acc_total, ex_total
+        report.accounts_skipped = acc_total - acc_ok
+        report.exchanges_skipped = ex_total - ex_ok
+    else:
+        # The records reader already removed bad records; SQL found nothing more to skip.
+        report.accounts_skipped += acc_total - acc_ok
+        report.exchanges_skipped += ex_total - ex_ok
+    if report.accounts_skipped or report.exchanges_skipped:
+        logger.warning(
+            "skipped %d invalid accounts and %d invalid exchanges of %s",
+            report.accounts_skipped,
+            report.exchanges_skipped,
+            log,
+        )
+    return report
+
+
+def export_store(url: str, work: Path) -> Path:
+    """Export the store at ``url`` to a Parquet log folder under ``work`` and return it."""
+    from distillguard.store import open_store
+    from distillguard.store.export import export_log
+
+    out = work / "store-export"
+    store = open_store(url)
+    try:
+        export_log(store, out, fmt="parquet")
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    if not (out / "exchanges.parquet").exists() and not (out / "exchanges").exists():
+        raise InputError(f"the store {url} exported no exchanges table")
+    return out
+
+
+__all__ = ["ACCOUNT_SCHEMA", "EXCHANGE_SCHEMA", "LoadReport", "export_store", "load_log"]
