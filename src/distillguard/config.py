@@ -110,8 +110,27 @@ class IngestSettings(_Section):
 class PassportSettings(_Section):
     """Agent passports and signed-request verification (see docs/passports.md)."""
 
+    registry: Literal["file", "store"] = Field(
+        default="file",
+        description="Where passports and revocations live: their own SQLite file, or the store "
+        "(PostgreSQL shares them between gateway replicas).",
+    )
     registry_path: Path | None = Field(
         default=None, description="SQLite file of issued passports and revocations."
+    )
+    revocation_refresh_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=300,
+        description="Verifiers reload the revocation list this often (a revocation made "
+        "elsewhere takes effect within this time).",
+    )
+    revocation_max_stale_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long verifiers keep using the last revocation list while the registry "
+        "cannot be read, before refusing requests.",
     )
     issuer: str = Field(default="distillguard", description="The 'iss' claim of passports.")
     default_ttl_days: int = Field(default=30, ge=1, le=3650, description="Passport lifetime.")

@@ -90,9 +90,9 @@ def issue(
         PassportIssuer,
         RateTier,
         Scopes,
-        SQLitePassportRegistry,
         agent_jwk,
         load_agent_key,
+        open_registry,
     )
 
     state = state_of(ctx)
@@ -122,7 +122,7 @@ def issue(
         pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         _write_private(new_agent_key, pem)
     _write_private(out, (passport.token + "\n").encode("ascii"))
-    registry = SQLitePassportRegistry(settings.passport_registry_path)
+    registry = open_registry(settings)
     try:
         registry.record_issued(passport)
     finally:
@@ -149,7 +149,7 @@ def inspect(
     Example: `distillguard passport inspect agent.passport`
     """
     from distillguard.keyring import open_keyring
-    from distillguard.passport import PassportValidator, SQLitePassportRegistry
+    from distillguard.passport import PassportValidator, open_registry
 
     state = state_of(ctx)
     settings = settings_of(ctx)
@@ -162,7 +162,7 @@ def inspect(
         open_keyring(settings), issuer=settings.passport.issuer
     )
     passport = validator.decode(token, check_time=False)
-    registry = SQLitePassportRegistry(settings.passport_registry_path)
+    registry = open_registry(settings)
     try:
         revoked = registry.is_revoked(passport.passport_id)
     finally:
@@ -201,11 +201,11 @@ def revoke(
 
     Example: `distillguard passport revoke pp_x1y2 --reason "distillation campaign C-17"`
     """
-    from distillguard.passport import SQLitePassportRegistry
+    from distillguard.passport import open_registry
 
     state = state_of(ctx)
     settings = settings_of(ctx)
-    registry = SQLitePassportRegistry(settings.passport_registry_path)
+    registry = open_registry(settings)
     try:
         known = registry.get(passport_id) is not None
         revocation = registry.revoke(passport_id, reason=reason)
@@ -225,11 +225,11 @@ def list_(ctx: typer.Context) -> None:
 
     Example: `distillguard --json passport list`
     """
-    from distillguard.passport import SQLitePassportRegistry
+    from distillguard.passport import open_registry
 
     state = state_of(ctx)
     settings = settings_of(ctx)
-    registry = SQLitePassportRegistry(settings.passport_registry_path)
+    registry = open_registry(settings)
     try:
         records = registry.list_passports()
     finally:

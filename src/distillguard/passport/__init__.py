@@ -36,7 +36,10 @@ from distillguard.passport.registry import (
     PassportRecord,
     PassportRegistry,
     Revocation,
+    RevocationCache,
     SQLitePassportRegistry,
+    StorePassportRegistry,
+    open_registry,
 )
 from distillguard.passport.replay import MemoryNonceCache, NonceCache, RedisNonceCache
 from distillguard.passport.signatures import HttpRequest, HttpResponse
@@ -78,8 +81,10 @@ __all__ = [
     "RequestSigner",
     "RequestVerifier",
     "Revocation",
+    "RevocationCache",
     "SQLitePassportRegistry",
     "Scopes",
+    "StorePassportRegistry",
     "VerificationResult",
     "VerifiedIdentity",
     "VerifierPolicy",
@@ -87,4 +92,5 @@ __all__ = [
     "agent_kid",
     "httpx2_auth",
     "load_agent_key",
+    "open_registry",
 ]

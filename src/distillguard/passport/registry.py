@@ -8,6 +8,22 @@ PostgreSQL serves replicas on several machines) implements the same interface.
 The registry keeps no token and no secret: the passport id, account, organisation, agent key
 (public), scopes, rate tier and times, which is what ``passport list`` shows and what the key
 directory publishes.
+
+Two implementations, one interface:
+
+* :class:`SQLitePassportRegistry`: its own SQLite file, the embedded default
+  (``[passport] registry = "file"``).
+* :class:`StorePassportRegistry`: tables ``passports`` and ``passport_revocations`` in the
+  DistillGuard store (:mod:`distillguard.store`: a SQLite file or PostgreSQL), so that gateway
+  replicas on several machines share one revocation list (``[passport] registry = "store"``).
+
+Verifiers do not query the registry on every request: :class:`RevocationCache` holds the set of
+revoked passport ids in memory and reloads it every ``refresh_s`` seconds (default 1 s). A
+revocation made through the same cache object takes effect at once in that process; one made
+elsewhere (the CLI, another replica) takes effect within ``refresh_s``. If the registry cannot be
+read, the last list is used for at most ``max_stale_s`` seconds, after which every lookup fails
+(the verifier then refuses requests with ``revocation_list_unavailable``) rather than let a
+revoked passport through.
 """
 
 from __future__ import annotations
@@ -17,18 +33,26 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from distillguard.errors import StorageError
 from distillguard.passport.credential import Passport
+
+if TYPE_CHECKING:
+    from distillguard.config import Settings
+    from distillguard.store import Store
 
 __all__ = [
     "PassportRecord",
     "PassportRegistry",
     "Revocation",
+    "RevocationCache",
     "SQLitePassportRegistry",
+    "StorePassportRegistry",
+    "open_registry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,6 +139,10 @@ class PassportRegistry(Protocol):
         """The revocation list."""
         ...
 
+    def revoked_ids(self) -> frozenset[str]:
+        """The ids on the revocation list (what :class:`RevocationCache` loads)."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
         ...
@@ -128,6 +156,43 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS passport_revocations (
         passport_id TEXT PRIMARY KEY, revoked_at INTEGER NOT NULL, reason TEXT NOT NULL)""",
 )
+
+
+def _record(row: Sequence[Any]) -> PassportRecord:
+    revocation = Revocation(row[0], int(row[9]), row[10]) if row[9] is not None else None
+    return PassportRecord(
+        passport_id=row[0],
+        account_id=row[1],
+        org_id=row[2],
+        agent_kid=row[3],
+        agent_jwk=json.loads(row[4]),
+        issuer_kid=row[5],
+        issued_at=int(row[6]),
+        expires_at=int(row[7]),
+        claims=json.loads(row[8]),
+        revocation=revocation,
+    )
+
+
+_SELECT = (
+    "SELECT p.passport_id, p.account_id, p.org_id, p.agent_kid, p.agent_jwk, p.issuer_kid, "
+    "p.issued_at, p.expires_at, p.claims, r.revoked_at, r.reason FROM passports p "
+    "LEFT JOIN passport_revocations r ON r.passport_id = p.passport_id"
+)
+
+
+def _issued_row(passport: Passport) -> tuple[Any, ...]:
+    return (
+        passport.passport_id,
+        passport.account_id,
+        passport.org_id,
+        passport.agent_kid,
+        json.dumps(dict(passport.agent_jwk), sort_keys=True),
+        passport.issuer_kid,
+        passport.issued_at,
+        passport.expires_at,
+        json.dumps(passport.claims(), sort_keys=True),
+    )
 
 
 class SQLitePassportRegistry:
@@ -166,53 +231,21 @@ class SQLitePassportRegistry:
     def record_issued(self, passport: Passport) -> None:
         """Remember an issued passport (an id recorded twice keeps the first record)."""
         self._run(
-            "INSERT OR IGNORE INTO passports VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                passport.passport_id,
-                passport.account_id,
-                passport.org_id,
-                passport.agent_kid,
-                json.dumps(dict(passport.agent_jwk), sort_keys=True),
-                passport.issuer_kid,
-                passport.issued_at,
-                passport.expires_at,
-                json.dumps(passport.claims(), sort_keys=True),
-            ),
+            "INSERT OR IGNORE INTO passports VALUES (?,?,?,?,?,?,?,?,?)", _issued_row(passport)
         )
         logger.info(
             "recorded passport %s for account %s", passport.passport_id, passport.account_id
         )
 
-    def _record(self, row: tuple[Any, ...]) -> PassportRecord:
-        revocation = Revocation(row[0], row[9], row[10]) if row[9] is not None else None
-        return PassportRecord(
-            passport_id=row[0],
-            account_id=row[1],
-            org_id=row[2],
-            agent_kid=row[3],
-            agent_jwk=json.loads(row[4]),
-            issuer_kid=row[5],
-            issued_at=row[6],
-            expires_at=row[7],
-            claims=json.loads(row[8]),
-            revocation=revocation,
-        )
-
-    _SELECT = (
-        "SELECT p.passport_id, p.account_id, p.org_id, p.agent_kid, p.agent_jwk, p.issuer_kid, "
-        "p.issued_at, p.expires_at, p.claims, r.revoked_at, r.reason FROM passports p "
-        "LEFT JOIN passport_revocations r ON r.passport_id = p.passport_id"
-    )
-
     def get(self, passport_id: str) -> PassportRecord | None:
         """The record of one passport, or None."""
-        rows = self._run(self._SELECT + " WHERE p.passport_id = ?", (passport_id,))
-        return self._record(rows[0]) if rows else None
+        rows = self._run(_SELECT + " WHERE p.passport_id = ?", (passport_id,))
+        return _record(rows[0]) if rows else None
 
     def list_passports(self) -> list[PassportRecord]:
         """Every recorded passport, oldest first."""
-        rows = self._run(self._SELECT + " ORDER BY p.issued_at, p.passport_id")
-        return [self._record(r) for r in rows]
+        rows = self._run(_SELECT + " ORDER BY p.issued_at, p.passport_id")
+        return [_record(r) for r in rows]
 
     def revoke(self, passport_id: str, *, reason: str, now: int | None = None) -> Revocation:
         """Put a passport on the revocation list; returns the (first) revocation."""
@@ -241,7 +274,219 @@ class SQLitePassportRegistry:
         )
         return [Revocation(r[0], r[1], r[2]) for r in rows]
 
+    def revoked_ids(self) -> frozenset[str]:
+        """The ids on the revocation list."""
+        return frozenset(r[0] for r in self._run("SELECT passport_id FROM passport_revocations"))
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+_STORE_DDL = (
+    """CREATE TABLE IF NOT EXISTS passports (
+        passport_id {text} PRIMARY KEY, account_id {text} NOT NULL, org_id {text} NOT NULL,
+        agent_kid {text} NOT NULL, agent_jwk {text} NOT NULL, issuer_kid {text} NOT NULL,
+        issued_at {bigint} NOT NULL, expires_at {bigint} NOT NULL, claims {text} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS passport_revocations (
+        passport_id {text} PRIMARY KEY, revoked_at {bigint} NOT NULL, reason {text} NOT NULL)""",
+)
+_STORE_SCHEMA_VERSION = 1
+
+
+class StorePassportRegistry:
+    """A :class:`PassportRegistry` in the DistillGuard store (SQLite file or PostgreSQL).
+
+    Every replica that opens the same PostgreSQL store sees the same passports and revocations.
+    The store connection is used under a lock (a store serves one thread at a time).
+
+    Args:
+        store: an open store (``distillguard.store.open_store(url)``); the registry creates its
+            tables (component ``passport``) if needed.
+        owns_store: close the store in :meth:`close`.
+    """
+
+    def __init__(self, store: Store, *, owns_store: bool = False) -> None:
+        self.store = store
+        self._owns_store = owns_store
+        self._lock = threading.Lock()
+        with self._lock:
+            store.ensure_tables("passport", _STORE_SCHEMA_VERSION, _STORE_DDL)
+
+    @classmethod
+    def open(cls, url: str) -> StorePassportRegistry:
+        """Open the store at ``url`` (``sqlite:///...`` or ``postgresql://...``)."""
+        from distillguard.store import open_store
+
+        return cls(open_store(url), owns_store=True)
+
+    def __repr__(self) -> str:
+        return f"StorePassportRegistry(store={self.store!r})"
+
+    def _run(self, sql: str, args: tuple[Any, ...] = (), *, fetch: bool = True) -> list[Any]:
+        from distillguard.errors import DistillGuardError
+
+        try:
+            with self._lock, self.store.transaction() as cur:
+                cur.execute(self.store.q(sql), args)
+                return list(cur.fetchall()) if fetch else []
+        except DistillGuardError:
+            raise
+        except Exception as exc:  # the driver's own errors (sqlite3, psycopg)
+            raise StorageError(
+                f"passport registry in {self.store!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def record_issued(self, passport: Passport) -> None:
+        """Remember an issued passport (an id recorded twice keeps the first record)."""
+        self._run(
+            "INSERT INTO passports VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (passport_id) DO NOTHING",
+            _issued_row(passport),
+            fetch=False,
+        )
+        logger.info(
+            "recorded passport %s for account %s", passport.passport_id, passport.account_id
+        )
+
+    def get(self, passport_id: str) -> PassportRecord | None:
+        """The record of one passport, or None."""
+        rows = self._run(_SELECT + " WHERE p.passport_id = ?", (passport_id,))
+        return _record(rows[0]) if rows else None
+
+    def list_passports(self) -> list[PassportRecord]:
+        """Every recorded passport, oldest first."""
+        return [_record(r) for r in self._run(_SELECT + " ORDER BY p.issued_at, p.passport_id")]
+
+    def revoke(self, passport_id: str, *, reason: str, now: int | None = None) -> Revocation:
+        """Put a passport on the revocation list; returns the (first) revocation."""
+        when = int(time.time()) if now is None else now
+        self._run(
+            "INSERT INTO passport_revocations VALUES (?,?,?) ON CONFLICT (passport_id) DO NOTHING",
+            (passport_id, when, reason),
+            fetch=False,
+        )
+        rows = self._run(
+            "SELECT passport_id, revoked_at, reason FROM passport_revocations WHERE passport_id=?",
+            (passport_id,),
+        )
+        logger.info("revoked passport %s", passport_id)
+        return Revocation(rows[0][0], int(rows[0][1]), rows[0][2])
+
+    def is_revoked(self, passport_id: str) -> bool:
+        """True when the passport is on the revocation list."""
+        return bool(
+            self._run("SELECT 1 FROM passport_revocations WHERE passport_id = ?", (passport_id,))
+        )
+
+    def revocations(self) -> list[Revocation]:
+        """The revocation list, oldest first."""
+        rows = self._run(
+            "SELECT passport_id, revoked_at, reason FROM passport_revocations "
+            "ORDER BY revoked_at, passport_id"
+        )
+        return [Revocation(r[0], int(r[1]), r[2]) for r in rows]
+
+    def revoked_ids(self) -> frozenset[str]:
+        """The ids on the revocation list."""
+        return frozenset(r[0] for r in self._run("SELECT passport_id FROM passport_revocations"))
+
+    def close(self) -> None:
+        """Close the store if this registry opened it."""
+        if self._owns_store:
+            with self._lock:
+                self.store.close()
+
+
+class RevocationCache:
+    """The revocation list held in memory for verifiers, refreshed from a registry.
+
+    :meth:`is_revoked` is a set lookup; the set is reloaded from ``registry`` when it is older
+    than ``refresh_s``. :meth:`revoke` writes through to the registry and takes effect at once
+    in this process. Thread-safe.
+
+    Args:
+        registry: where revocations live.
+        refresh_s: longest time a revocation made elsewhere takes to take effect here.
+        max_stale_s: how long the last loaded list is used while the registry cannot be read;
+            after that (give or take ``refresh_s``), lookups raise
+            :class:`~distillguard.errors.StorageError`.
+        clock: monotonic time source in seconds (tests).
+    """
+
+    def __init__(
+        self,
+        registry: PassportRegistry,
+        *,
+        refresh_s: float = 1.0,
+        max_stale_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if refresh_s < 0 or max_stale_s < refresh_s:
+            raise ValueError("need 0 <= refresh_s <= max_stale_s")
+        self.registry = registry
+        self.refresh_s = refresh_s
+        self.max_stale_s = max_stale_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._revoked: frozenset[str] = frozenset()
+        self._loaded_at = float("-inf")  # last successful load
+        self._next_refresh = float("-inf")
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"RevocationCache(registry={self.registry!r}, refresh_s={self.refresh_s})"
+
+    def __len__(self) -> int:
+        return len(self._revoked)
+
+    def refresh(self) -> None:
+        """Reload the list now.
+
+        Raises:
+            StorageError: the registry cannot be read and the last list is older than
+                ``max_stale_s`` (or there is none).
+        """
+        with self._lock:
+            now = self._clock()
+            try:
+                revoked = self.registry.revoked_ids()
+            except StorageError as exc:
+                self._next_refresh = now + self.refresh_s
+                if now - self._loaded_at > self.max_stale_s:
+                    raise StorageError(
+                        f"the revocation list cannot be read and is stale: {exc.message}"
+                    ) from None
+                logger.warning("revocation list: keeping the last one (%s)", exc.message)
+                return
+            self._revoked = revoked
+            self._loaded_at = now
+            self._next_refresh = now + self.refresh_s
+
+    def is_revoked(self, passport_id: str) -> bool:
+        """True when the passport is on the list (reloaded first if older than ``refresh_s``).
+
+        Raises:
+            StorageError: see :meth:`refresh`.
+        """
+        if self._clock() >= self._next_refresh:
+            self.refresh()
+        return passport_id in self._revoked
+
+    def revoke(self, passport_id: str, *, reason: str, now: int | None = None) -> Revocation:
+        """Revoke through the registry; refused by this process from the next lookup on."""
+        revocation = self.registry.revoke(passport_id, reason=reason, now=now)
+        with self._lock:
+            self._revoked = self._revoked | {passport_id}
+        return revocation
+
+
+def open_registry(settings: Settings) -> PassportRegistry:
+    """The registry that ``settings.passport.registry`` names.
+
+    ``file``: the SQLite file ``settings.passport_registry_path``; ``store``: the tables in the
+    store at ``settings.store_url`` (PostgreSQL for several replicas).
+    """
+    if settings.passport.registry == "store":
+        return StorePassportRegistry.open(settings.store_url)
+    return SQLitePassportRegistry(settings.passport_registry_path)

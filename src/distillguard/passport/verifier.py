@@ -19,7 +19,8 @@ Checks, cheapest first, and the reason each failure gives:
 4. ``@authority`` is one of ours (``wrong_authority``);
 5. the passport: present, valid, from a known issuer, not expired, not revoked
    (``missing_passport``, ``invalid_passport``, ``unknown_issuer``, ``expired_passport``,
-   ``revoked_passport``); ``keyid`` is the passport's agent key (``key_mismatch``);
+   ``revoked_passport``; ``revocation_list_unavailable`` when the list cannot be read);
+   ``keyid`` is the passport's agent key (``key_mismatch``);
 6. the Ed25519 signature (``bad_signature``); the body digest (``missing_digest``,
    ``digest_mismatch``); the scopes (``scope_violation``);
 7. last, so that forged requests cannot burn nonces: the nonce is new (``replayed_nonce``).
@@ -380,9 +381,10 @@ class RequestVerifier:
         """The verifier a service runs: keys from the keyring, policy and caches from settings.
 
         Uses ``settings.passport`` (window, skew, authorities, replay cache) and the passport
-        registry file as the revocation list.
+        registry (:func:`~distillguard.passport.registry.open_registry`) as the revocation list,
+        held in memory by a :class:`~distillguard.passport.registry.RevocationCache`.
         """
-        from distillguard.passport.registry import SQLitePassportRegistry
+        from distillguard.passport.registry import RevocationCache, open_registry
         from distillguard.passport.replay import RedisNonceCache
 
         cfg = settings.passport
@@ -393,7 +395,11 @@ class RequestVerifier:
             cache = MemoryNonceCache()
         return cls(
             passports=PassportValidator.from_keyring(keyring, issuer=cfg.issuer),
-            revocations=SQLitePassportRegistry(settings.passport_registry_path),
+            revocations=RevocationCache(
+                open_registry(settings),
+                refresh_s=cfg.revocation_refresh_s,
+                max_stale_s=max(cfg.revocation_max_stale_s, cfg.revocation_refresh_s),
+            ),
             nonce_cache=cache,
             policy=VerifierPolicy(
                 authorities=tuple(cfg.authorities),
