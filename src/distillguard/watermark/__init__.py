@@ -27,6 +27,7 @@ from distillguard.watermark.base import (
     WatermarkScheme,
     detect_multi_key,
 )
+from distillguard.watermark.cater import CaterConfig, CaterWatermark, Lexicon
 from distillguard.watermark.kgw import KGWConfig, KGWWatermark
 from distillguard.watermark.mpac import MPACConfig, MPACWatermark, PayloadResult
 from distillguard.watermark.synthid import SynthIDConfig, SynthIDWatermark
@@ -34,10 +35,13 @@ from distillguard.watermark.synthid import SynthIDConfig, SynthIDWatermark
 __all__ = [
     "AaronsonConfig",
     "AaronsonWatermark",
+    "CaterConfig",
+    "CaterWatermark",
     "DedupTape",
     "DetectionResult",
     "KGWConfig",
     "KGWWatermark",
+    "Lexicon",
     "MPACConfig",
     "MPACWatermark",
     "MultiKeyResult",
