@@ -53,7 +53,10 @@ class ScoreParams:
 
 
 def robust_z(x: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
-    """Robust z-scores of ``x`` (median/MAD of ``x[mask]``; MAD floor 1e-9 of the scale)."""
+    """Robust z-scores of ``x`` against the median and MAD of ``x[mask]``.
+
+    If the MAD is 0, the standard deviation is used, and 1 if that is 0 too.
+    """
     ref = x[mask] if mask is not None else x
     ref = ref[np.isfinite(ref)]
     if len(ref) == 0:
@@ -61,7 +64,7 @@ def robust_z(x: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
     med = float(np.median(ref))
     mad = float(np.median(np.abs(ref - med))) * 1.4826
     if mad <= 0:
-        mad = max(float(np.std(ref)), 1e-9 * max(abs(med), 1.0))
+        mad = float(np.std(ref)) or 1.0
     return np.asarray((x - med) / mad, dtype=np.float64)
 
 
