@@ -44,8 +44,9 @@ seconds = time.perf_counter() - t
 if url.startswith("postgresql"):
     store.drop_schema()
 store.close()
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": seconds, "n": result.exchanges.inserted,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}))
 """
 
 PANDAS_CHILD = r"""
@@ -64,8 +65,9 @@ for chunk in pd.read_json(log + "/exchanges.jsonl", lines=True, chunksize=50_000
     n += len(chunk)
 conn.commit()
 seconds = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": seconds, "n": n,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}))
 """
 
 
@@ -107,12 +109,17 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     base_rate = base["n"] / base["seconds"]
-    print(f"\n{'run':45} {'records':>10} {'seconds':>8} {'rec/s':>9} {'peak MB':>8} {'vs base':>8}")
+    load = os.getloadavg()[0]
+    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} cores")
+    print(
+        f"{'run':45} {'records':>10} {'seconds':>8} {'CPU s':>7} {'rec/s':>9} "
+        f"{'peak MB':>8} {'vs base':>8}"
+    )
     for name, r, _target in rows:
         rate = r["n"] / r["seconds"]
         print(
-            f"{name:45} {int(r['n']):>10,} {r['seconds']:>8.1f} {rate:>9,.0f} "
-            f"{r['rss_mb']:>8,.0f} {rate / base_rate:>7.2f}x"
+            f"{name:45} {int(r['n']):>10,} {r['seconds']:>8.1f} {r['cpu_s']:>7.1f} "
+            f"{rate:>9,.0f} {r['rss_mb']:>8,.0f} {rate / base_rate:>7.2f}x"
         )
     for name, r, target in rows:
         if target:
