@@ -17,7 +17,8 @@ The tree::
     │   ├── LogNotFoundError               DG201  exit 4
     │   ├── LogFormatError                 DG202  exit 4
     │   ├── RecordError                    DG210  exit 4
-    │   └── StructuredFieldError           DG220  exit 4
+    │   ├── StructuredFieldError           DG220  exit 4
+    │   └── ImageFormatError               DG230  exit 4
     ├── VerificationError                  DG300  exit 5
     │   ├── ProofError                     DG310  exit 5
     │   ├── SignatureError                 DG320  exit 5
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigurationError",
     "DependencyMissingError",
     "DistillGuardError",
+    "ImageFormatError",
     "InputError",
     "KeyNotFoundError",
     "KeyringError",
@@ -189,6 +191,12 @@ class StructuredFieldError(InputError):
     """An HTTP structured field (RFC 8941), such as ``Signature-Input``, cannot be parsed."""
 
     code = "DG220"
+
+
+class ImageFormatError(InputError):
+    """An image cannot be decoded, is truncated, too small or too large, or has an unusable mode."""
+
+    code = "DG230"
 
 
 class VerificationError(DistillGuardError):

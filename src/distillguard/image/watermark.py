@@ -1,0 +1,523 @@
+"""Keyed invisible image watermark with a payload, blind detection and exact p-values.
+
+The scheme (DistillGuard's own; see ``docs/multimodal.md``):
+
+* **Canonical frame.** The luma (Y) channel is resampled to a fixed 256×256 frame, whatever the
+  image size or aspect ratio, so that resizing the image does not move the watermark in it.
+* **Tiled spread spectrum.** The frame is tiled 4×4 with one 64×64 tile made of 32×32 chips of
+  2×2 frame pixels. A key-derived permutation assigns each chip to one of ``sync_bits +
+  payload_bits`` bits and gives it a key-derived sign; a chip carries ``sign × bit``. Each bit is
+  therefore spread over many chips (repetition coding with soft decisions), and the sync bits are
+  fixed by the key.
+* **Embedding.** The ±1 tile pattern, scaled by a local-activity mask (stronger in texture,
+  weaker in flat areas), is upsampled to the image size and added to R, G and B alike, which
+  changes Y by exactly that amount and leaves the chroma nearly untouched.
+* **Detection.** The frame is whitened (each pixel minus its 3×3 neighbourhood mean, clipped),
+  folded onto one tile (tiles summed), and correlated with every bit's chip template at every
+  cyclic shift (FFT). The shift with the largest ``Σ|correlation|`` is chosen: a crop moves the
+  tile grid, and the fold plus the shift search find it again. When the image was cropped *and*
+  rescaled into the frame, the tile period changes; the detector estimates it from the
+  autocorrelation of the whitened frame and tries a fixed number of period hypotheses.
+
+**Exact p-values.** Under the null hypothesis (the image does not carry this key's watermark) the
+key's chip signs are independent fair coins, so flipping the sign of all chips of one bit is as
+likely as not: the correlation of each bit has a sign-symmetric distribution, and its sign is
+independent of its magnitude. The shift is chosen from magnitudes only, so at the chosen shift the
+signs of the sync-bit correlations are i.i.d. fair coins: the number ``m`` of sync bits that
+match the key has an exact ``Binomial(sync_bits, 1/2)`` law, and ``P(X ≥ m)`` is an exact
+p-value for the shift search. The hypotheses (the uncropped frame, then at most
+:data:`SLOW_HYPOTHESES` estimated periods) are combined with a weighted Bonferroni bound (weight
+1/2 for the first, 1/2 shared by the others), so the blind p-value accounts for the whole search.
+For a claimed payload, the payload bits at the chosen hypothesis are compared with the claim; the
+choice used only sync signs and magnitudes, so their matches are again exactly binomial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from scipy import ndimage
+from scipy.stats import binom
+
+from distillguard.errors import InputError
+from distillguard.image._codec import (
+    DecodedImage,
+    check_pixels,
+    decode_image,
+    encode_image,
+    luma,
+)
+from distillguard.keyring import WatermarkKey
+
+__all__ = [
+    "FRAME",
+    "SLOW_HYPOTHESES",
+    "ImageDetection",
+    "ImageWatermarkConfig",
+    "detect_image",
+    "detect_pixels",
+    "embed_pixels",
+    "watermark_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Side of the canonical frame, in frame pixels.
+FRAME = 256
+#: Side of one tile, in frame pixels (the frame holds 4×4 tiles).
+TILE = 64
+#: Side of one chip, in frame pixels.
+CHIP = 2
+_CHIPS = (TILE // CHIP) ** 2
+#: How many period hypotheses the detector may try after the uncropped one (fixed in advance,
+#: so that the Bonferroni weights are known before looking at the image).
+SLOW_HYPOTHESES = 24
+_DOMAIN = b"distillguard/image-watermark/v1"
+
+
+@dataclass(frozen=True)
+class ImageWatermarkConfig:
+    """Parameters of the image watermark (the embedder and detector must agree on them).
+
+    Args:
+        payload_bits: bits of payload (an account or cluster id), 16 to 64.
+        sync_bits: key-fixed bits used for blind detection, 16 to 64; the smallest blind p-value
+            is ``2**-sync_bits``.
+        strength: base amplitude of the pattern in luma levels (0-255 scale); the local
+            activity mask scales it between 0.6× and 2.5×.
+        search_crops: try estimated tile periods when the uncropped hypothesis finds nothing
+            (slower; needed for cropped-and-rescaled images).
+    """
+
+    payload_bits: int = 32
+    sync_bits: int = 32
+    strength: float = 2.0
+    search_crops: bool = True
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.payload_bits <= 64:
+            raise InputError(f"payload_bits must be in 16..64, got {self.payload_bits}")
+        if not 16 <= self.sync_bits <= 64:
+            raise InputError(f"sync_bits must be in 16..64, got {self.sync_bits}")
+        if not 0.25 <= self.strength <= 16.0:
+            raise InputError(f"strength must be in 0.25..16, got {self.strength}")
+
+    @property
+    def total_bits(self) -> int:
+        """Sync plus payload bits."""
+        return self.sync_bits + self.payload_bits
+
+
+@dataclass(frozen=True)
+class ImageDetection:
+    """What :func:`detect_image` found in one image.
+
+    Attributes:
+        detected: ``p_value <= alpha``.
+        p_value: exact-bound p-value of "this image carries this key's watermark" (blind: sync
+            bits over the whole search) — or of the claimed payload when one was given.
+        blind_p_value: the blind p-value, whether or not a payload was claimed.
+        payload: the decoded payload (meaningful when ``detected``).
+        sync_matches: sync bits matching the key, out of ``sync_bits``.
+        bit_accuracy: share of payload bits equal to the claimed payload (None without a claim).
+        claimed_payload: the claim, if any.
+        alpha: the significance level used for ``detected``.
+        hypothesis: ``"frame"`` (no crop) or ``"period=PX×PY"`` (crop search).
+        hypotheses_tried: how many hypotheses the detector evaluated.
+        method: the test used, for reports.
+        kid: the watermark key id.
+    """
+
+    detected: bool
+    p_value: float
+    blind_p_value: float
+    payload: int
+    sync_matches: int
+    sync_bits: int
+    payload_bits: int
+    bit_accuracy: float | None
+    payload_matches: int | None
+    claimed_payload: int | None
+    alpha: float
+    hypothesis: str
+    hypotheses_tried: int
+    kid: str
+    method: str = field(default="binomial sign test, weighted Bonferroni over the search")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "detected": self.detected,
+            "p_value": self.p_value,
+            "blind_p_value": self.blind_p_value,
+            "payload": self.payload,
+            "sync_matches": self.sync_matches,
+            "sync_bits": self.sync_bits,
+            "payload_bits": self.payload_bits,
+            "bit_accuracy": self.bit_accuracy,
+            "payload_matches": self.payload_matches,
+            "claimed_payload": self.claimed_payload,
+            "alpha": self.alpha,
+            "hypothesis": self.hypothesis,
+            "hypotheses_tried": self.hypotheses_tried,
+            "kid": self.kid,
+            "method": self.method,
+        }
+
+
+# ----------------------------------------------------------------------------- key material
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    sync: NDArray[np.float32]  # (sync_bits,) ±1
+    tile_signs: NDArray[np.float32]  # (32, 32) chip signs
+    chip_bit: NDArray[np.int64]  # (32, 32) bit index of each chip
+    templates_fft: NDArray[np.complex64]  # (total_bits, TILE, TILE//2+1), conj of template FFT
+
+
+_CACHE: dict[tuple[bytes, int, int], _Patterns] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _subkey(key: WatermarkKey) -> bytes:
+    # HKDF-Expand (RFC 5869) with the 32-byte secret as PRK and a domain label as info: one block.
+    return hmac.new(key.secret, _DOMAIN + b"\x01", hashlib.sha256).digest()
+
+
+def _patterns(key: WatermarkKey, config: ImageWatermarkConfig) -> _Patterns:
+    sub = _subkey(key)
+    ident = (hashlib.blake2b(sub, digest_size=16).digest(), config.sync_bits, config.payload_bits)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(ident)
+    if cached is not None:
+        return cached
+    rng = np.random.Generator(np.random.PCG64(np.frombuffer(sub, dtype=np.uint32).tolist()))
+    n = config.total_bits
+    sync = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=config.sync_bits)
+    side = TILE // CHIP
+    tile_signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(side, side))
+    chip_bit = (rng.permutation(_CHIPS) % n).reshape(side, side).astype(np.int64)
+    onehot = (chip_bit[None, :, :] == np.arange(n)[:, None, None]).astype(np.float32)
+    templates = onehot * tile_signs[None, :, :]
+    templates = np.repeat(np.repeat(templates, CHIP, axis=1), CHIP, axis=2)
+    templates_fft = np.conj(np.fft.rfft2(templates)).astype(np.complex64)
+    pats = _Patterns(
+        sync=sync.astype(np.float32),
+        tile_signs=tile_signs,
+        chip_bit=chip_bit,
+        templates_fft=templates_fft,
+    )
+    with _CACHE_LOCK:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[ident] = pats
+    return pats
+
+
+def _payload_signs(payload: int, bits: int) -> NDArray[np.float32]:
+    if payload < 0 or payload >= 1 << bits:
+        raise InputError(
+            f"payload {payload} does not fit in {bits} bits",
+            hint=f"use an integer in 0..{(1 << bits) - 1}",
+        )
+    values = [(payload >> i) & 1 for i in range(bits)]
+    return np.where(np.array(values, dtype=bool), 1.0, -1.0).astype(np.float32)
+
+
+def _signs_to_payload(signs: NDArray[np.float64]) -> int:
+    out = 0
+    for i, s in enumerate(signs.tolist()):
+        if s > 0:
+            out |= 1 << i
+    return out
+
+
+# ----------------------------------------------------------------------------- resampling
+
+
+def _resize(plane: NDArray[np.float32], width: int, height: int) -> NDArray[np.float32]:
+    img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _activity_mask(frame: NDArray[np.float32]) -> NDArray[np.float32]:
+    local = frame - ndimage.uniform_filter(frame, size=3)
+    energy = ndimage.uniform_filter(local * local, size=5)
+    act = np.sqrt(np.maximum(energy, 0.0))
+    return np.asarray(np.clip(act / 3.0, 0.6, 2.5), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+def embed_pixels(
+    pixels: NDArray[np.uint8],
+    *,
+    payload: int,
+    key: WatermarkKey,
+    config: ImageWatermarkConfig | None = None,
+) -> NDArray[np.uint8]:
+    """Watermark decoded pixels (H×W×3 or H×W ``uint8``); returns new pixels of the same shape.
+
+    Raises:
+        InputError: the payload does not fit; ImageFormatError: bad array or size.
+    """
+    cfg = config or ImageWatermarkConfig()
+    check_pixels(pixels)
+    pats = _patterns(key, cfg)
+    bits = np.concatenate([pats.sync, _payload_signs(payload, cfg.payload_bits)])
+    chips = pats.tile_signs * bits[pats.chip_bit]
+    tile = np.repeat(np.repeat(chips, CHIP, axis=0), CHIP, axis=1)
+    reps = FRAME // TILE
+    pattern = np.tile(tile, (reps, reps)).astype(np.float32)
+    height, width = pixels.shape[:2]
+    y = luma(pixels)
+    frame = _resize(y, FRAME, FRAME)
+    delta_frame = pattern * _activity_mask(frame) * np.float32(cfg.strength)
+    delta = _resize(delta_frame, width, height)
+    if pixels.ndim == 2:
+        out = pixels.astype(np.float32) + delta
+    else:
+        out = pixels.astype(np.float32) + delta[:, :, None]
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
+
+
+def watermark_image(
+    image_bytes: bytes,
+    *,
+    payload: int,
+    key: WatermarkKey,
+    config: ImageWatermarkConfig | None = None,
+    output_format: str | None = None,
+    jpeg_quality: int = 95,
+) -> bytes:
+    """Watermark an encoded image and re-encode it (same format unless ``output_format``).
+
+    Alpha channels are preserved (except in JPEG); CMYK and palette images come back as RGB.
+
+    Raises:
+        ImageFormatError: the bytes are not a usable image; InputError: bad payload.
+    """
+    decoded = decode_image(image_bytes)
+    marked = embed_pixels(decoded.pixels, payload=payload, key=key, config=config)
+    fmt = output_format or decoded.format
+    if fmt.upper() not in ("JPEG", "JPG", "PNG", "WEBP", "TIFF"):
+        fmt = "PNG"
+    return encode_image(marked, alpha=decoded.alpha, format=fmt, quality=jpeg_quality)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class _Hypothesis:
+    label: str
+    correlations: NDArray[np.float64]  # (total_bits,) at the chosen shift
+    sync_matches: int
+    p_value: float  # unadjusted sync p-value
+
+
+def _whiten(frame: NDArray[np.float32]) -> NDArray[np.float32]:
+    resid = frame - ndimage.uniform_filter(frame, size=3)
+    scale = float(np.median(np.abs(resid))) * 4.0 + 1e-3
+    return np.asarray(np.clip(resid, -scale, scale), dtype=np.float32)
+
+
+def _fold(white: NDArray[np.float32]) -> NDArray[np.float32]:
+    h, w = white.shape
+    if h % TILE == 0 and w % TILE == 0:
+        return np.asarray(
+            white.reshape(h // TILE, TILE, w // TILE, TILE).sum(axis=(0, 2)), dtype=np.float32
+        )
+    ys = (np.arange(h) % TILE)[:, None]
+    xs = (np.arange(w) % TILE)[None, :]
+    idx = (ys * TILE + xs).ravel()
+    return (
+        np.bincount(idx, weights=white.ravel(), minlength=TILE * TILE)
+        .reshape(TILE, TILE)
+        .astype(np.float32)
+    )
+
+
+def _evaluate(folded: NDArray[np.float32], pats: _Patterns, label: str) -> _Hypothesis:
+    spectrum = np.fft.rfft2(folded).astype(np.complex64)
+    corr = np.fft.irfft2(spectrum[None, :, :] * pats.templates_fft, s=(TILE, TILE), axes=(1, 2))
+    score = np.abs(corr).sum(axis=0)
+    flat = int(np.argmax(score))
+    sy, sx = divmod(flat, TILE)
+    c = corr[:, sy, sx].astype(np.float64)
+    n_sync = pats.sync.shape[0]
+    matches = int(np.sum(np.sign(c[:n_sync]) == pats.sync))
+    p = float(binom.sf(matches - 1, n_sync, 0.5))
+    return _Hypothesis(label=label, correlations=c, sync_matches=matches, p_value=p)
+
+
+def _period_candidates(white: NDArray[np.float32]) -> list[tuple[float, float]]:
+    spec = np.fft.rfft2(white)
+    auto = np.fft.irfft2(np.abs(spec) ** 2, s=white.shape)
+    lo, hi = TILE - 2, min(2 * TILE + 8, FRAME // 2)
+
+    def peaks(profile: NDArray[np.float64]) -> list[float]:
+        seg = profile[lo : hi + 1]
+        order = np.argsort(seg)[::-1]
+        found: list[float] = []
+        for i in order[:12]:
+            if 0 < i < len(seg) - 1 and seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1]:
+                denom = seg[i - 1] - 2 * seg[i] + seg[i + 1]
+                frac = 0.5 * (seg[i - 1] - seg[i + 1]) / denom if denom != 0 else 0.0
+                found.append(lo + i + float(np.clip(frac, -0.5, 0.5)))
+            if len(found) == 2:
+                break
+        return found or [float(TILE)]
+
+    # Average a few rows/columns near lag 0 to steady the profiles.
+    px = peaks(auto[[0, 1, -1], :].mean(axis=0)[: FRAME // 2 + 9])
+    py = peaks(auto[:, [0, 1, -1]].mean(axis=1)[: FRAME // 2 + 9])
+    cands: list[tuple[float, float]] = []
+    # Crops usually keep the aspect ratio: try the best period for both axes, then each axis's.
+    best = px[0] if auto[0, round(px[0])] >= auto[round(py[0]), 0] else py[0]
+    for base in ((px[0], py[0]), (best, best)):
+        for dx in (0.0, -0.3, 0.3):
+            for dy in (0.0, -0.3, 0.3):
+                if dx and dy and dx != dy:
+                    continue
+                cands.append((base[0] + dx, base[1] + dy))
+    for ax in px[1:]:
+        for ay in py[1:]:
+            cands.append((ax, ay))
+    unique: list[tuple[float, float]] = []
+    for c in cands:
+        if all(abs(c[0] - u[0]) > 0.05 or abs(c[1] - u[1]) > 0.05 for u in unique):
+            unique.append(c)
+    return unique[:SLOW_HYPOTHESES]
+
+
+def _rescale_frame(
+    frame: NDArray[np.float32], period_x: float, period_y: float
+) -> NDArray[np.float32]:
+    sx = TILE / period_x
+    sy = TILE / period_y
+    out_w = max(TILE, int(FRAME * sx))
+    out_h = max(TILE, int(FRAME * sy))
+    matrix = np.array([1.0 / sy, 1.0 / sx])
+    out = ndimage.affine_transform(
+        frame, matrix, output_shape=(out_h, out_w), order=1, mode="nearest"
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+def detect_pixels(
+    pixels: NDArray[np.uint8],
+    *,
+    key: WatermarkKey,
+    claimed_payload: int | None = None,
+    config: ImageWatermarkConfig | None = None,
+    alpha: float = 1e-3,
+) -> ImageDetection:
+    """Detect the watermark in decoded pixels; see :func:`detect_image`."""
+    cfg = config or ImageWatermarkConfig()
+    check_pixels(pixels)
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
+    claimed = (
+        _payload_signs(claimed_payload, cfg.payload_bits) if claimed_payload is not None else None
+    )
+    pats = _patterns(key, cfg)
+    frame = _resize(luma(pixels), FRAME, FRAME)
+    white = _whiten(frame)
+    hyps = [_evaluate(_fold(white), pats, "frame")]
+    adjusted = [min(1.0, 2.0 * hyps[0].p_value)]
+    if cfg.search_crops and adjusted[0] > alpha:
+        weight = 0.5 / SLOW_HYPOTHESES
+        for period_x, period_y in _period_candidates(white):
+            if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
+                continue
+            rescaled = _rescale_frame(frame, period_x, period_y)
+            hyp = _evaluate(_fold(_whiten(rescaled)), pats, f"period={period_x:.2f}x{period_y:.2f}")
+            hyps.append(hyp)
+            adjusted.append(min(1.0, hyp.p_value / weight))
+            if adjusted[-1] <= alpha / 10:
+                break
+    best = int(np.argmin(adjusted))
+    hyp = hyps[best]
+    blind_p = adjusted[best]
+    payload_corr = hyp.correlations[cfg.sync_bits :]
+    payload = _signs_to_payload(payload_corr)
+    if claimed is not None:
+        matches = int(np.sum(np.sign(payload_corr) == claimed))
+        p_claim = float(binom.sf(matches - 1, cfg.payload_bits, 0.5))
+        # Exact without a search correction: flipping every chip of one payload bit (as likely
+        # as not under the key) flips that bit's sign at every shift and hypothesis and leaves
+        # all magnitudes and sync signs, hence the choice of hypothesis, unchanged.
+        p_value = p_claim
+        accuracy: float | None = matches / cfg.payload_bits
+        payload_matches: int | None = matches
+    else:
+        p_value = blind_p
+        accuracy = None
+        payload_matches = None
+    result = ImageDetection(
+        detected=p_value <= alpha,
+        p_value=p_value,
+        blind_p_value=blind_p,
+        payload=payload,
+        sync_matches=hyp.sync_matches,
+        sync_bits=cfg.sync_bits,
+        payload_bits=cfg.payload_bits,
+        bit_accuracy=accuracy,
+        payload_matches=payload_matches,
+        claimed_payload=claimed_payload,
+        alpha=alpha,
+        hypothesis=hyp.label,
+        hypotheses_tried=len(hyps),
+        kid=key.kid,
+    )
+    logger.debug(
+        "image detection kid=%s hypothesis=%s sync=%d/%d p=%.3g",
+        key.kid,
+        hyp.label,
+        hyp.sync_matches,
+        cfg.sync_bits,
+        p_value,
+    )
+    return result
+
+
+def detect_image(
+    image_bytes: bytes,
+    *,
+    key: WatermarkKey,
+    claimed_payload: int | None = None,
+    config: ImageWatermarkConfig | None = None,
+    alpha: float = 1e-3,
+    name: str = "image",
+) -> ImageDetection:
+    """Detect this key's watermark in an encoded image and decode its payload.
+
+    Args:
+        image_bytes: the suspect image (JPEG, PNG, WebP, TIFF ...).
+        key: the watermark key (``Keyring.watermark_key(kid)``).
+        claimed_payload: when given, ``p_value`` tests that this payload is embedded (binomial
+            tail on matching payload bits) and ``bit_accuracy`` is reported.
+        config: must match the embedding configuration.
+        alpha: significance level for ``detected``.
+        name: how errors name the image.
+
+    Raises:
+        ImageFormatError: the bytes are not a usable image.
+    """
+    decoded: DecodedImage = decode_image(image_bytes, name=name)
+    return detect_pixels(
+        decoded.pixels, key=key, claimed_payload=claimed_payload, config=config, alpha=alpha
+    )
