@@ -9,6 +9,7 @@ __all__ = ["EPOCH", "format_ts", "from_micros", "parse_rfc3339", "to_micros"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+_ZERO = timedelta(0)
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
 )
@@ -28,14 +29,16 @@ def parse_rfc3339(text: str) -> datetime:
         if _NO_ZONE.fullmatch(text):
             raise ValueError(f"timestamp {text!r} has no time zone (expected e.g. a trailing 'Z')")
         raise ValueError(f"{text[:64]!r} is not an RFC 3339 timestamp")
-    head, sep, frac_zone = text.partition(".")
-    if sep:
+    if len(text) > 27:  # possibly more than six fraction digits: truncate to microseconds
+        head, sep, frac_zone = text.partition(".")
         digits = len(frac_zone) - len(frac_zone.lstrip("0123456789"))
-        if digits > 6:
+        if sep and digits > 6:
             text = head + "." + frac_zone[:6] + frac_zone[digits:]
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)  # validates ranges (month 13, hour 25...)
+    if text[-1] == "z":
+        text = text[:-1] + "Z"
+    dt = datetime.fromisoformat(text)  # validates ranges (month 13, hour 25...); accepts "Z"
+    if dt.utcoffset() == _ZERO:
+        return dt if dt.tzinfo is UTC else dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
 
 

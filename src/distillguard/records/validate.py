@@ -119,7 +119,7 @@ def _timestamp(value: object, name: str) -> datetime:
 
 
 def _extra(obj: dict[str, Any], known: frozenset[str]) -> MappingProxyType[str, Any]:
-    if len(obj.keys() - known) == 0:
+    if obj.keys() <= known:
         return _EMPTY
     extra = {k: v for k, v in obj.items() if k not in known}
     packed = extra.pop("_extra", None)  # DistillGuard's Parquet export keeps extras as JSON
