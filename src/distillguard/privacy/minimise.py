@@ -28,7 +28,7 @@ from typing import Any, Final
 from distillguard.errors import ConfigurationError
 from distillguard.ledger import Ledger
 from distillguard.privacy.policy import AccountProfile, RetentionPolicy, RetentionRule
-from distillguard.records.model import Exchange
+from distillguard.records.model import Exchange, Message
 from distillguard.store import Cursor, Store, StoredExchange
 from distillguard.store.base import EXCHANGE_COLUMNS, exchange_row
 
@@ -45,7 +45,8 @@ def minimised_content(exchange: Exchange, rule: RetentionRule) -> Exchange:
     return replace(
         exchange,
         messages=tuple(
-            replace(msg, content=m.apply(msg.content) or "") for msg in exchange.messages
+            Message(role=msg.role, content=m.apply(msg.content) or "", extra=msg.extra)
+            for msg in exchange.messages
         ),
         response=m.apply(exchange.response),
         reasoning=m.apply(exchange.reasoning),
