@@ -5,7 +5,7 @@
   (account or cluster id) and detected blind with an exact p-value (see
   :mod:`distillguard.image.watermark`).
 * :func:`sign_manifest` / :func:`verify_manifest`: C2PA manifests signed with the provider's
-  Ed25519 key and its X.509 certificate chain (see :mod:`distillguard.image.c2pa`).
+  Ed25519 key and its X.509 certificate chain (see :mod:`distillguard.image.manifest`).
 
 Example::
 
@@ -20,6 +20,14 @@ See ``docs/multimodal.md``.
 
 from __future__ import annotations
 
+from distillguard.image.manifest import (
+    ManifestCredentials,
+    ManifestStatus,
+    TestCredentials,
+    make_test_credentials,
+    sign_manifest,
+    verify_manifest,
+)
 from distillguard.image.watermark import (
     ImageDetection,
     ImageWatermarkConfig,
@@ -32,8 +40,14 @@ from distillguard.image.watermark import (
 __all__ = [
     "ImageDetection",
     "ImageWatermarkConfig",
+    "ManifestCredentials",
+    "ManifestStatus",
+    "TestCredentials",
     "detect_image",
     "detect_pixels",
     "embed_pixels",
+    "make_test_credentials",
+    "sign_manifest",
+    "verify_manifest",
     "watermark_image",
 ]
