@@ -140,8 +140,10 @@ class PassportSettings(_Section):
     )
     validity_window_s: int = Field(default=300, ge=1, le=3600, description="Signature window.")
     clock_skew_s: int = Field(default=60, ge=0, le=600, description="Clock-skew allowance.")
-    replay_cache: Literal["memory", "redis"] = Field(
-        default="memory", description="Nonce replay cache: in process, or Redis for replicas."
+    replay_cache: Literal["memory", "redis", "redis-async"] = Field(
+        default="memory",
+        description="Nonce replay cache: in process, or Redis for replicas ('redis-async': "
+        "redis.asyncio, for RequestVerifier.averify and the ASGI middleware).",
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for nonces.")
     redis_prefix: str = Field(default="dg:nonce:", description="Redis key prefix for nonces.")

@@ -41,7 +41,13 @@ from distillguard.passport.registry import (
     StorePassportRegistry,
     open_registry,
 )
-from distillguard.passport.replay import MemoryNonceCache, NonceCache, RedisNonceCache
+from distillguard.passport.replay import (
+    AsyncNonceCache,
+    AsyncRedisNonceCache,
+    MemoryNonceCache,
+    NonceCache,
+    RedisNonceCache,
+)
 from distillguard.passport.signatures import HttpRequest, HttpResponse
 from distillguard.passport.verifier import (
     PASSPORT_HEADER,
@@ -60,6 +66,8 @@ __all__ = [
     "DIRECTORY_PATH",
     "IDENTITY_SCOPE_KEY",
     "PASSPORT_HEADER",
+    "AsyncNonceCache",
+    "AsyncRedisNonceCache",
     "Auth",
     "HttpRequest",
     "HttpResponse",

@@ -187,17 +187,14 @@ _SHAPES = _ShapeCache(_SHAPE_CACHE_SIZE)
 
 
 def _params(text: str) -> Params | None:
+    # ``text`` matched _INPUT_RE, so it is a run of ``;name=value`` with nothing in between, and
+    # findall, scanning from the start, returns exactly those in order (a string ends at its
+    # first quote, an integer before the next ';').
     params: Params = {}
-    pos, end = 0, len(text)
-    match = _PARAM_RE.match
-    while pos < end:
-        m = match(text, pos)
-        if m is None:  # cannot happen after _INPUT_RE matched; be safe
-            return None
-        name, integer, string = m.group(1, 2, 3)
+    for name, integer, string in _PARAM_RE.findall(text):
         if name in params:
             return None  # duplicated: the full parser refuses it
-        if integer is not None:
+        if integer:
             if name in _METADATA_STR:
                 return None
             params[name] = int(integer)
@@ -205,7 +202,6 @@ def _params(text: str) -> Params | None:
             if name in _METADATA_INT:
                 return None
             params[name] = string
-        pos = m.end()
     if len(params) > SIGNATURE_LIMITS.max_params:
         return None
     return params

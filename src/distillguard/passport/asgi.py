@@ -200,7 +200,7 @@ class PassportMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        result = self.verifier.verify(HttpRequest.from_asgi(scope), body)
+        result = await self.verifier.averify(HttpRequest.from_asgi(scope), body)
         if result.rejection is not None:
             await _send_problem(send, result.rejection)
             return

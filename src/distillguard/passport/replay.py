@@ -6,6 +6,9 @@ allowance), so the cache needs room for (requests per second) × (window + skew)
 * :class:`MemoryNonceCache`: in process, bounded, for one verifier process.
 * :class:`RedisNonceCache`: ``SET key 1 NX EX ttl`` in Redis, so that several gateway replicas
   share one view and a request replayed to another replica is caught.
+* :class:`AsyncRedisNonceCache`: the same with ``redis.asyncio``, for
+  :meth:`~distillguard.passport.RequestVerifier.averify` in an event loop (the ASGI middleware),
+  so that the Redis round trip does not block the loop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from typing import Any, Protocol
 
 from distillguard.errors import StorageError
 
-__all__ = ["MemoryNonceCache", "NonceCache", "RedisNonceCache"]
+__all__ = [
+    "AsyncNonceCache",
+    "AsyncRedisNonceCache",
+    "MemoryNonceCache",
+    "NonceCache",
+    "RedisNonceCache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,14 @@ class NonceCache(Protocol):
     """Remembers nonces for a while; thread-safe."""
 
     def check_and_store(self, key: str, *, ttl_s: int) -> bool:
+        """Record ``key`` for ``ttl_s`` seconds; True if it was new, False if seen (a replay)."""
+        ...
+
+
+class AsyncNonceCache(Protocol):
+    """A nonce cache awaited from an event loop (see :meth:`RequestVerifier.averify`)."""
+
+    async def check_and_store(self, key: str, *, ttl_s: int) -> bool:
         """Record ``key`` for ``ttl_s`` seconds; True if it was new, False if seen (a replay)."""
         ...
 
@@ -114,3 +131,51 @@ class RedisNonceCache:
             raise StorageError(
                 f"nonce cache: Redis is unavailable ({type(exc).__name__})"
             ) from None
+
+
+class AsyncRedisNonceCache:
+    """A nonce cache in Redis shared by every replica, for event loops (``redis.asyncio``).
+
+    Same keys and semantics as :class:`RedisNonceCache`, so both kinds of replica can share one
+    Redis and one prefix.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` client.
+        prefix: key prefix, e.g. ``dg:nonce:``; give each deployment its own.
+    """
+
+    def __init__(self, *, client: Any, prefix: str = "dg:nonce:") -> None:
+        self._client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "dg:nonce:") -> AsyncRedisNonceCache:
+        """A client for the Redis at ``url`` (connects on first use)."""
+        import redis.asyncio
+
+        return cls(client=redis.asyncio.Redis.from_url(url, socket_timeout=2.0), prefix=prefix)
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisNonceCache(prefix={self.prefix!r})"
+
+    async def check_and_store(self, key: str, *, ttl_s: int) -> bool:
+        """``SET prefix+key 1 NX EX ttl``: True if it was set (new), False if it existed.
+
+        Raises:
+            StorageError: Redis cannot be reached (the verifier then rejects the request).
+        """
+        import redis
+
+        try:
+            return bool(
+                await self._client.set(self.prefix + key, b"1", nx=True, ex=max(int(ttl_s), 1))
+            )
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("nonce cache: Redis error %s", type(exc).__name__)
+            raise StorageError(
+                f"nonce cache: Redis is unavailable ({type(exc).__name__})"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()

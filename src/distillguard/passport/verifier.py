@@ -28,6 +28,7 @@ Checks, cheapest first, and the reason each failure gives:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -36,15 +37,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidSignature
 
-from distillguard.errors import PassportError, SignatureError, StorageError, StructuredFieldError
+from distillguard.errors import (
+    ConfigurationError,
+    PassportError,
+    SignatureError,
+    StorageError,
+    StructuredFieldError,
+)
 from distillguard.passport._fastpath import Shape, digest_matches, parse_canonical
 from distillguard.passport.credential import Passport, PassportProblem, PassportValidator
 from distillguard.passport.digest import DigestStatus, check_content_digest
-from distillguard.passport.replay import MemoryNonceCache, NonceCache
+from distillguard.passport.replay import AsyncNonceCache, MemoryNonceCache, NonceCache
 from distillguard.passport.signatures import (
     ED25519_ALG,
     HttpRequest,
@@ -326,13 +333,24 @@ class _RejectError(Exception):
         self.detail = detail
 
 
+def _unavailable() -> _RejectError:
+    return _RejectError(
+        RejectionReason.REPLAY_CACHE_UNAVAILABLE, "replay protection is unavailable"
+    )
+
+
+def _replayed() -> _RejectError:
+    return _RejectError(RejectionReason.REPLAYED_NONCE, "this nonce was already used")
+
+
 class RequestVerifier:
     """Verifies signed requests against passports; thread-safe.
 
     Args:
         passports: verifies passport tokens (issuer keys).
         revocations: the revocation list, consulted on every request (None: no revocation).
-        nonce_cache: the replay cache (default: in process).
+        nonce_cache: the replay cache (default: in process); an async one
+            (:class:`~distillguard.passport.replay.AsyncRedisNonceCache`) needs :meth:`averify`.
         policy: what is accepted.
         counter: where rejections are counted (default: a new one, see :attr:`counter`).
         clock: time source in UNIX seconds.
@@ -349,7 +367,7 @@ class RequestVerifier:
         *,
         passports: PassportValidator,
         revocations: RevocationChecker | None = None,
-        nonce_cache: NonceCache | None = None,
+        nonce_cache: NonceCache | AsyncNonceCache | None = None,
         policy: VerifierPolicy | None = None,
         counter: RejectionCounter | None = None,
         clock: Callable[[], float] = time.time,
@@ -358,7 +376,13 @@ class RequestVerifier:
     ) -> None:
         self.passports = passports
         self.revocations = revocations
-        self.nonce_cache: NonceCache = nonce_cache or MemoryNonceCache()
+        self.nonce_cache: NonceCache | AsyncNonceCache = nonce_cache or MemoryNonceCache()
+        self._acache: AsyncNonceCache | None = None
+        self._scache: NonceCache | None = None
+        if inspect.iscoroutinefunction(self.nonce_cache.check_and_store):
+            self._acache = cast(AsyncNonceCache, self.nonce_cache)
+        else:
+            self._scache = cast(NonceCache, self.nonce_cache)
         self.policy = policy or VerifierPolicy()
         self.counter = counter or RejectionCounter()
         self._clock = clock
@@ -385,12 +409,14 @@ class RequestVerifier:
         held in memory by a :class:`~distillguard.passport.registry.RevocationCache`.
         """
         from distillguard.passport.registry import RevocationCache, open_registry
-        from distillguard.passport.replay import RedisNonceCache
+        from distillguard.passport.replay import AsyncRedisNonceCache, RedisNonceCache
 
         cfg = settings.passport
-        cache: NonceCache
+        cache: NonceCache | AsyncNonceCache
         if cfg.replay_cache == "redis":
             cache = RedisNonceCache.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
+        elif cfg.replay_cache == "redis-async":
+            cache = AsyncRedisNonceCache.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
         else:
             cache = MemoryNonceCache()
         return cls(
@@ -411,16 +437,60 @@ class RequestVerifier:
     def verify(
         self, request: HttpRequest, body: bytes = b"", *, now: float | None = None
     ) -> VerificationResult:
-        """Verify one request with its (complete) body; never raises on bad input."""
+        """Verify one request with its (complete) body; never raises on bad input.
+
+        Raises:
+            ConfigurationError: the nonce cache is async (use :meth:`averify`).
+        """
+        cache = self._scache
+        if cache is None:
+            raise ConfigurationError(
+                "this verifier has an async nonce cache: call averify() from the event loop"
+            )
         t = self._clock() if now is None else now
         try:
-            identity = self._verify(request, body, t)
+            identity, key, ttl = self._verify(request, body, t)
+            try:
+                fresh = cache.check_and_store(key, ttl_s=ttl)
+            except StorageError:
+                raise _unavailable() from None
+            if not fresh:
+                raise _replayed()
         except _RejectError as r:
-            self.counter.add(r.reason)
-            logger.debug("rejected request: %s", r.reason.value)
-            return VerificationResult(rejection=Rejection(r.reason, r.detail))
+            return self._rejected(r)
         self.counter.accept()
         return VerificationResult(identity=identity)
+
+    async def averify(
+        self, request: HttpRequest, body: bytes = b"", *, now: float | None = None
+    ) -> VerificationResult:
+        """:meth:`verify` for event loops: awaits an async nonce cache (``redis.asyncio``).
+
+        Works with either kind of nonce cache; every check but the nonce is the same code as
+        :meth:`verify` and runs without awaiting.
+        """
+        t = self._clock() if now is None else now
+        try:
+            identity, key, ttl = self._verify(request, body, t)
+            try:
+                if self._acache is not None:
+                    fresh = await self._acache.check_and_store(key, ttl_s=ttl)
+                else:
+                    assert self._scache is not None
+                    fresh = self._scache.check_and_store(key, ttl_s=ttl)
+            except StorageError:
+                raise _unavailable() from None
+            if not fresh:
+                raise _replayed()
+        except _RejectError as r:
+            return self._rejected(r)
+        self.counter.accept()
+        return VerificationResult(identity=identity)
+
+    def _rejected(self, r: _RejectError) -> VerificationResult:
+        self.counter.add(r.reason)
+        logger.debug("rejected request: %s", r.reason.value)
+        return VerificationResult(rejection=Rejection(r.reason, r.detail))
 
     def reject(self, reason: RejectionReason, detail: str) -> Rejection:
         """Count and build a rejection decided outside :meth:`verify` (e.g. body too large)."""
@@ -485,7 +555,10 @@ class RequestVerifier:
             raise _RejectError(RejectionReason.INVALID_PASSPORT, "passport is issued in the future")
         return passport
 
-    def _verify(self, request: HttpRequest, body: bytes, t: float) -> VerifiedIdentity:
+    def _verify(
+        self, request: HttpRequest, body: bytes, t: float
+    ) -> tuple[VerifiedIdentity, str, int]:
+        """Every check but the nonce; returns the identity, the nonce key and its TTL."""
         policy = self.policy
         sig, shape, params_line = self._select(request)
         params = sig.params
@@ -569,17 +642,7 @@ class RequestVerifier:
                 )
                 raise _RejectError(reason, check.reason)
         self._check_scope(passport, request, body)
-        try:
-            fresh = self.nonce_cache.check_and_store(
-                f"{keyid}:{nonce}", ttl_s=int(expires - t) + skew + 1
-            )
-        except StorageError:
-            raise _RejectError(
-                RejectionReason.REPLAY_CACHE_UNAVAILABLE, "replay protection is unavailable"
-            ) from None
-        if not fresh:
-            raise _RejectError(RejectionReason.REPLAYED_NONCE, "this nonce was already used")
-        return VerifiedIdentity(
+        identity = VerifiedIdentity(
             passport=passport,
             keyid=keyid,
             label=sig.label,
@@ -587,6 +650,7 @@ class RequestVerifier:
             expires=expires,
             nonce=nonce,
         )
+        return identity, f"{keyid}:{nonce}", int(expires - t) + skew + 1
 
     def _check_coverage(self, covered: frozenset[str], request: HttpRequest, body: bytes) -> None:
         required: tuple[str, ...] = self._required

@@ -176,6 +176,7 @@ CANONICAL = (
 @given(_headers())
 @example(CANONICAL)
 @example(('sig1=("@method");created=007', "sig1=:AA==:"))
+@example(('sig1=("@method");nonce="a;created=5";created=1;x="";y=0', "sig1=:AA==:"))
 @example(('sig1=("@method");created=-0', "sig1=:AA==:"))
 @example(('sig1=("@method");created=1;created=2', "sig1=:AA==:"))
 @example(('sig1=("@method");keyid=5', "sig1=:AA==:"))
