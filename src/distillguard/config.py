@@ -41,6 +41,7 @@ from pydantic_settings import (
 from distillguard.errors import ConfigurationError
 
 __all__ = [
+    "ImageSettings",
     "IngestSettings",
     "KeyringSettings",
     "LedgerSettings",
@@ -230,6 +231,27 @@ class LedgerSettings(_Section):
     )
 
 
+class ImageSettings(_Section):
+    """Image outputs: the invisible watermark and C2PA manifests (see docs/multimodal.md)."""
+
+    payload_bits: int = Field(default=32, ge=16, le=64, description="Watermark payload bits.")
+    sync_bits: int = Field(default=32, ge=16, le=64, description="Key-fixed bits for detection.")
+    strength: float = Field(default=2.0, ge=0.25, le=16.0, description="Luma amplitude (0-255).")
+    alpha: float = Field(default=1e-3, gt=0, lt=1, description="Detection significance level.")
+    c2pa_chain: Path | None = Field(
+        default=None,
+        description="PEM certificate chain (leaf first) of the C2PA signing key; unset: no C2PA.",
+    )
+    c2pa_key: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 private key of c2pa_chain (default: the keyring's ledger key).",
+    )
+    trust_anchors: Path | None = Field(
+        default=None, description="PEM trust anchors for verifying C2PA manifests."
+    )
+    tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL.")
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -263,6 +285,7 @@ class Settings(BaseSettings):
     passport: PassportSettings = Field(default_factory=PassportSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
 
     @classmethod
     def settings_customise_sources(
