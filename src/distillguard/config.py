@@ -53,6 +53,7 @@ __all__ = [
     "Settings",
     "SimSettings",
     "StoreSettings",
+    "WatermarkSettings",
     "find_config_file",
     "load_settings",
     "mask_url",
@@ -252,6 +253,26 @@ class ImageSettings(_Section):
     tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL.")
 
 
+class WatermarkSettings(_Section):
+    """Output watermarks (see docs/watermark.md); generator and detector read the same values."""
+
+    scheme: Literal["kgw", "aaronson", "synthid", "mpac"] = Field(
+        default="kgw", description="Generation-time scheme: kgw | aaronson | synthid | mpac."
+    )
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0, description="KGW green fraction.")
+    delta: float = Field(default=2.0, ge=0.0, description="KGW/MPAC logit bias.")
+    context_width: int = Field(default=1, ge=1, le=64, description="Tokens of context hashed.")
+    self_hash: bool = Field(default=False, description="KGW self-hash anchoring.")
+    depth: int = Field(default=16, ge=1, le=64, description="SynthID tournament layers.")
+    bits: int = Field(default=16, ge=1, le=64, description="MPAC payload bits.")
+    tokenizer: str = Field(
+        default="word", description="Detection tokenizer: word | byte | a local HF folder."
+    )
+    fdr: float = Field(
+        default=0.01, gt=0.0, lt=1.0, description="scan-dataset false-discovery rate."
+    )
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -285,6 +306,7 @@ class Settings(BaseSettings):
     passport: PassportSettings = Field(default_factory=PassportSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
 
     @classmethod

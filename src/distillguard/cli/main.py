@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "keys",
     "passport",
     "simulate",
+    "watermark",
     "image",
     "scan",
 )

@@ -100,6 +100,16 @@ class WindowScheme:
         values = self._prf.vocab_values(last, arr.shape[0], self_hash=self._self_hash)
         return self._process(values, arr)
 
+    def process_candidates(
+        self, window: Sequence[int], candidates: npt.NDArray[np.integer], logits: F64
+    ) -> F64:
+        """Like :meth:`process_logits` over a sparse vocabulary: ``logits[i]`` is the logit of
+        token id ``candidates[i]`` (for word-level generators whose ids are not ``0..V-1``)."""
+        last = self.last_window(window)
+        cand = np.asarray(candidates, dtype=np.int64)
+        windows = [np.full(cand.shape[0], t, dtype=np.int64) for t in last]
+        return self._process(self._values(windows, cand), np.asarray(logits, dtype=np.float64))
+
     def score_tokens(
         self,
         tokens: Sequence[int] | npt.NDArray[np.integer],

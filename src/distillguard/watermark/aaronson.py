@@ -78,16 +78,26 @@ class AaronsonWatermark(WindowScheme):
 
     def test(self, scores: TokenScores) -> DetectionResult:
         """Exact gamma test of the score sum."""
-        n = scores.n_scored
-        total = float(scores.scores.sum())
+        return self.test_totals(
+            total=float(scores.scores.sum()),
+            n_scored=scores.n_scored,
+            n_tokens=scores.n_tokens,
+            n_duplicates=scores.n_duplicates,
+        )
+
+    def test_totals(
+        self, *, total: float, n_scored: int, n_tokens: int, n_duplicates: int
+    ) -> DetectionResult:
+        """The test from pooled totals (sum of scores, tokens scored), e.g. over a corpus."""
+        n = n_scored
         return DetectionResult(
             method=self._name,
             key_id=self.key_id,
             statistic=total,
             p_value=gamma_sf(total, n),
             n_scored=n,
-            n_tokens=scores.n_tokens,
-            n_duplicates=scores.n_duplicates,
+            n_tokens=n_tokens,
+            n_duplicates=n_duplicates,
             expected=float(n),
             details={"context_width": self.config.context_width},
         )

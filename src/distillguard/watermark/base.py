@@ -100,40 +100,45 @@ class DedupTape:
 
     Scoring many texts (a dataset, or a suspect model's many answers) with one tape counts each
     window once over the whole run, which keeps the null distribution exact when texts repeat.
+    Keys are kept in a few sorted runs that are merged by size (like an LSM tree), so admitting
+    ``N`` keys in many small batches costs ``O(N log N)`` overall.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_runs",)
 
     def __init__(self) -> None:
-        self._seen: U64 = np.zeros(0, dtype=np.uint64)
+        self._runs: list[U64] = []
 
     def __len__(self) -> int:
-        return int(self._seen.shape[0])
+        return sum(int(r.shape[0]) for r in self._runs)
 
     def __repr__(self) -> str:
         return f"DedupTape({len(self)} windows)"
 
+    def contains(self, keys: U64) -> npt.NDArray[np.bool_]:
+        """Mask of ``keys`` already on the tape (does not record anything)."""
+        found = np.zeros(keys.shape[0], dtype=bool)
+        for run in self._runs:
+            idx = np.searchsorted(run, keys)
+            idx[idx == run.shape[0]] = 0
+            found |= run[idx] == keys
+        return found
+
     def admit(self, keys: U64) -> npt.NDArray[np.bool_]:
         """Mask of ``keys`` never seen before (first occurrences only); records them as seen."""
         fresh = first_occurrences(keys)
-        if self._seen.size:
-            idx = np.searchsorted(self._seen, keys)
-            idx[idx == self._seen.size] = 0
-            fresh &= self._seen[idx] != keys
-        new = keys[fresh]
+        if self._runs and keys.size:
+            fresh &= ~self.contains(keys)
+        new = np.sort(keys[fresh])
         if new.size:
-            merged = np.concatenate([self._seen, new])
-            merged.sort()
-            self._seen = merged
+            self._runs.append(new)
+            # merge while the newest run is at least half the size of the one before it
+            while len(self._runs) > 1 and 2 * self._runs[-1].size >= self._runs[-2].size:
+                top = self._runs.pop()
+                merged = np.concatenate([self._runs.pop(), top])
+                merged.sort()
+                self._runs.append(merged)
         return fresh
-
-    def contains(self, keys: U64) -> npt.NDArray[np.bool_]:
-        """Mask of ``keys`` already on the tape (does not record anything)."""
-        if not self._seen.size:
-            return np.zeros(keys.shape[0], dtype=bool)
-        idx = np.searchsorted(self._seen, keys)
-        idx[idx == self._seen.size] = 0
-        return np.asarray(self._seen[idx] == keys)
 
 
 @dataclass(frozen=True)

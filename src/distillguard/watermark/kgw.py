@@ -100,16 +100,27 @@ class KGWWatermark(WindowScheme):
 
     def test(self, scores: TokenScores) -> DetectionResult:
         """Exact binomial test of the green count."""
-        n = scores.n_scored
-        greens = int(scores.scores.sum())
+        return self.test_totals(
+            total=float(scores.scores.sum()),
+            n_scored=scores.n_scored,
+            n_tokens=scores.n_tokens,
+            n_duplicates=scores.n_duplicates,
+        )
+
+    def test_totals(
+        self, *, total: float, n_scored: int, n_tokens: int, n_duplicates: int
+    ) -> DetectionResult:
+        """The test from pooled totals (sum of scores, tokens scored), e.g. over a corpus."""
+        n = n_scored
+        greens = round(total)
         return DetectionResult(
             method=self._name,
             key_id=self.key_id,
             statistic=float(greens),
             p_value=binomial_sf(greens, n, self.config.gamma),
             n_scored=n,
-            n_tokens=scores.n_tokens,
-            n_duplicates=scores.n_duplicates,
+            n_tokens=n_tokens,
+            n_duplicates=n_duplicates,
             expected=self.config.gamma * n,
             details={
                 "gamma": self.config.gamma,

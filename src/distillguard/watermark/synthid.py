@@ -87,17 +87,28 @@ class SynthIDWatermark(WindowScheme):
 
     def test(self, scores: TokenScores) -> DetectionResult:
         """Exact binomial test of the number of g-values equal to 1."""
-        n = scores.n_scored
+        return self.test_totals(
+            total=float(scores.scores.sum()),
+            n_scored=scores.n_scored,
+            n_tokens=scores.n_tokens,
+            n_duplicates=scores.n_duplicates,
+        )
+
+    def test_totals(
+        self, *, total: float, n_scored: int, n_tokens: int, n_duplicates: int
+    ) -> DetectionResult:
+        """The test from pooled totals (sum of scores, tokens scored), e.g. over a corpus."""
+        n = n_scored
         trials = n * self.config.depth
-        ones = int(scores.scores.sum())
+        ones = round(total)
         return DetectionResult(
             method=self._name,
             key_id=self.key_id,
             statistic=float(ones),
             p_value=binomial_sf(ones, trials, 0.5),
             n_scored=n,
-            n_tokens=scores.n_tokens,
-            n_duplicates=scores.n_duplicates,
+            n_tokens=n_tokens,
+            n_duplicates=n_duplicates,
             expected=trials / 2,
             details={
                 "depth": self.config.depth,

@@ -1,0 +1,49 @@
+"""Schemes by name, built from the ``[watermark]`` settings (one registry, no ``if`` chains)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from distillguard.config import WatermarkSettings
+from distillguard.errors import ConfigurationError
+from distillguard.keyring import WatermarkKey
+from distillguard.watermark.aaronson import AaronsonConfig, AaronsonWatermark
+from distillguard.watermark.base import WatermarkScheme
+from distillguard.watermark.kgw import KGWConfig, KGWWatermark
+from distillguard.watermark.mpac import MPACConfig, MPACWatermark
+from distillguard.watermark.synthid import SynthIDConfig, SynthIDWatermark
+
+__all__ = ["SCHEMES", "build_scheme"]
+
+Builder = Callable[[WatermarkSettings, WatermarkKey], WatermarkScheme]
+
+#: Scheme name -> builder from settings and a key.
+SCHEMES: dict[str, Builder] = {
+    "kgw": lambda s, k: KGWWatermark(
+        KGWConfig(
+            gamma=s.gamma, delta=s.delta, context_width=s.context_width, self_hash=s.self_hash
+        ),
+        key=k,
+    ),
+    "aaronson": lambda s, k: AaronsonWatermark(
+        AaronsonConfig(context_width=s.context_width), key=k
+    ),
+    "synthid": lambda s, k: SynthIDWatermark(
+        SynthIDConfig(depth=s.depth, context_width=s.context_width), key=k
+    ),
+    "mpac": lambda s, k: MPACWatermark(
+        MPACConfig(bits=s.bits, delta=s.delta, context_width=s.context_width), key=k
+    ),
+}
+
+
+def build_scheme(settings: WatermarkSettings, key: WatermarkKey) -> WatermarkScheme:
+    """The scheme named by ``settings.scheme`` with its parameters, under ``key``."""
+    try:
+        builder = SCHEMES[settings.scheme]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown watermark scheme {settings.scheme!r}",
+            hint=f"use one of {', '.join(sorted(SCHEMES))}",
+        ) from None
+    return builder(settings, key)
