@@ -20,6 +20,7 @@ verifiable when content is dropped (minimisation) as long as the content hash is
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,10 @@ META_PREFIX: Final = b"distillguard/meta/v1\x00"
 CONTENT_PREFIX: Final = b"distillguard/content/v1\x00"
 
 _sha256 = hashlib.sha256
-_SORT = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+_Fragment = orjson.Fragment
+_hex = binascii.hexlify
+_MAX_INT = MAX_SAFE_INTEGER
 _MIN_SALT = 16
 
 
@@ -118,66 +122,103 @@ def commit_record(record: Mapping[str, Any], salt: bytes) -> LeafCommitment:
     return LeafCommitment(meta_hash=meta_hash(meta, salt), content_hash=content_hash(content, salt))
 
 
-def _safe_int(value: object) -> bool:
-    return type(value) is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+def _float_json(value: float) -> bytes | None:
+    """``format_number(value)`` for the common case, or None.
+
+    Where Python's shortest round-trip ``repr`` uses no exponent (``1e-4 <= |x| < 1e16``) it has
+    the same digits as ECMAScript's ``Number.toString`` and the value lies in the range where
+    ECMAScript writes no exponent either; the two differ only in Python's trailing ``.0``.
+    """
+    text = repr(value)
+    if "e" in text or "n" in text or value == 0:  # exponent, nan/inf, or -0.0
+        return None
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text.encode()
 
 
 def _fast_parts(ex: Exchange) -> tuple[bytes, bytes] | None:
-    """JCS(meta), JCS(content) built straight from the fields; None where not provably exact."""
+    """JCS(meta), JCS(content) built straight from the fields; None where not provably exact.
+
+    The dicts are built with their keys already in RFC 8785 order (all keys are ASCII, so code
+    point order is UTF-16 order) and serialized in one orjson call each, without re-sorting.
+    """
     if ex.extra:
         return None
     ts = ex.ts
     if ts.tzinfo is not UTC or ts.year < 1000:
         return None
+    prompt_tokens = ex.prompt_tokens
+    completion_tokens = ex.completion_tokens
+    status = ex.status
     if not (
-        _safe_int(ex.prompt_tokens) and _safe_int(ex.completion_tokens) and _safe_int(ex.status)
+        type(prompt_tokens) is int
+        and type(completion_tokens) is int
+        and type(status) is int
+        and -_MAX_INT <= prompt_tokens <= _MAX_INT
+        and -_MAX_INT <= completion_tokens <= _MAX_INT
+        and -_MAX_INT <= status <= _MAX_INT
     ):
         return None
-    meta: dict[str, Any] = {
-        "exchange_id": ex.exchange_id,
-        "ts": ts.isoformat(timespec="microseconds")[:-6] + "Z",
-        "account_id": ex.account_id,
-        "ip": ex.ip,
-        "model": ex.model,
-        "prompt_tokens": ex.prompt_tokens,
-        "completion_tokens": ex.completion_tokens,
-        "status": ex.status,
-    }
-    if ex.api_key_id is not None:
-        meta["api_key_id"] = ex.api_key_id
+    # Keys in sorted order: account_id agent_id api_key_id asn client_fingerprint
+    # completion_tokens endpoint exchange_id ip latency_ms model prompt_tokens status tools ts
+    # user_agent.
+    meta: dict[str, Any] = {"account_id": ex.account_id}
     if ex.agent_id is not None:
         meta["agent_id"] = ex.agent_id
-    if ex.asn is not None:
-        if not _safe_int(ex.asn):
+    if ex.api_key_id is not None:
+        meta["api_key_id"] = ex.api_key_id
+    asn = ex.asn
+    if asn is not None:
+        if type(asn) is not int or not -_MAX_INT <= asn <= _MAX_INT:
             return None
-        meta["asn"] = ex.asn
-    if ex.user_agent is not None:
-        meta["user_agent"] = ex.user_agent
+        meta["asn"] = asn
     if ex.client_fingerprint is not None:
         meta["client_fingerprint"] = ex.client_fingerprint
+    meta["completion_tokens"] = completion_tokens
     if ex.endpoint is not None:
         meta["endpoint"] = ex.endpoint
-    if ex.tools is not None:
-        meta["tools"] = list(ex.tools)
-    if ex.latency_ms is not None:
-        if type(ex.latency_ms) is float:
-            meta["latency_ms"] = orjson.Fragment(format_number(ex.latency_ms).encode())
-        elif _safe_int(ex.latency_ms):
-            meta["latency_ms"] = ex.latency_ms
+    meta["exchange_id"] = ex.exchange_id
+    meta["ip"] = ex.ip
+    latency = ex.latency_ms
+    if latency is not None:
+        if type(latency) is float:
+            number = _float_json(latency)
+            if number is None:
+                try:
+                    number = format_number(latency).encode()
+                except ValueError:
+                    return None
+            meta["latency_ms"] = _Fragment(number)
+        elif type(latency) is int and -_MAX_INT <= latency <= _MAX_INT:
+            meta["latency_ms"] = latency
         else:
             return None
-    messages = []
+    meta["model"] = ex.model
+    meta["prompt_tokens"] = prompt_tokens
+    meta["status"] = status
+    tools = ex.tools
+    if tools is not None:
+        if not all(type(t) is str for t in tools):
+            return None
+        meta["tools"] = list(tools)
+    stamp = ts.isoformat()  # "...+00:00"; without a fraction when the microseconds are 0
+    meta["ts"] = stamp[:-6] + "Z" if ts.microsecond else stamp[:-6] + ".000000Z"
+    if ex.user_agent is not None:
+        meta["user_agent"] = ex.user_agent
+    messages: list[dict[str, str]] = []
+    add = messages.append
     for m in ex.messages:
         if m.extra:
             return None
-        messages.append({"role": m.role, "content": m.content})
+        add({"content": m.content, "role": m.role})
     content: dict[str, Any] = {"messages": messages}
-    if ex.response is not None:
-        content["response"] = ex.response
     if ex.reasoning is not None:
         content["reasoning"] = ex.reasoning
+    if ex.response is not None:
+        content["response"] = ex.response
     try:
-        return orjson.dumps(meta, option=_SORT), orjson.dumps(content, option=_SORT)
+        return _dumps(meta), _dumps(content)
     except (orjson.JSONEncodeError, ValueError):
         return None
 
@@ -202,15 +243,18 @@ def commit_exchanges(
     out: list[tuple[bytes, bytes]] = []
     add = out.append
     sha = _sha256
+    fast = _fast_parts
+    meta_prefix = META_PREFIX
+    content_prefix = CONTENT_PREFIX
     for exchange, salt in batch:
-        _check_salt(salt)
-        parts = _fast_parts(exchange)
+        if type(salt) is not bytes or len(salt) < _MIN_SALT:
+            _check_salt(salt)
+        parts = fast(exchange)
         if parts is None:
             c = commit_record(exchange.to_dict(), salt)
             mh, ch = c.meta_hash, c.content_hash
         else:
-            mh = sha(META_PREFIX + salt + parts[0]).digest()
-            ch = sha(CONTENT_PREFIX + salt + parts[1]).digest()
-        data = b'{"content":"%s","meta":"%s","v":1}' % (ch.hex().encode(), mh.hex().encode())
-        add((sha(b"\x00" + data).digest(), ch))
+            mh = sha(meta_prefix + salt + parts[0]).digest()
+            ch = sha(content_prefix + salt + parts[1]).digest()
+        add((sha(b'\x00{"content":"%s","meta":"%s","v":1}' % (_hex(ch), _hex(mh))).digest(), ch))
     return out

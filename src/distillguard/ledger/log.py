@@ -8,7 +8,11 @@ and tree never disagree, whatever crashes. Appends are incremental (a compact ra
 Tables (created with ``store.ensure_tables("ledger", ...)``):
 
 * ``ledger_leaves``: one row per leaf: index, exchange id, leaf hash, content hash (kept so that
-  metadata stays verifiable after the content is erased or minimised);
+  metadata stays verifiable after the content is erased or minimised); keyed by the index only
+  (on SQLite the rowid), so an append is a B-tree append with no secondary index to update;
+* ``ledger_segments``: one row per run of consecutive ``exchanges.seq`` appended as consecutive
+  leaves (normally one per batch): how an exchange id is mapped to its leaf, through the
+  exchanges table's own primary key;
 * ``ledger_nodes``: the perfect interior subtree hashes of height 4 and more, by in-order node id
   (proofs read these; the few lower ones a proof needs are recomputed from at most 16 leaves,
   which makes an append write about 1.06 rows per record instead of 2);
@@ -63,7 +67,9 @@ logger = logging.getLogger(__name__)
 
 #: Origin (log name) of a ledger created without one; set ``[ledger] origin`` to your own.
 DEFAULT_ORIGIN: Final = "distillguard.local/ledger"
-SCHEMA_VERSION: Final = 1
+#: Version 2: leaves without a per-leaf exchange-id index; ids are found through ``exchanges.seq``
+#: and ``ledger_segments``. Version 1 stores are migrated when opened.
+SCHEMA_VERSION: Final = 2
 _CHUNK: Final = 900  # ids per IN (...) query (SQLite's parameter limit is 999 on old builds)
 #: Interior nodes below this height are not stored but recomputed from leaves when needed.
 STORED_MIN_LEVEL: Final = 4
@@ -72,9 +78,13 @@ ErasureScope = Literal["content", "record"]
 
 LEDGER_DDL: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS ledger_leaves (
-        leaf_index {bigint} PRIMARY KEY, exchange_id {text} NOT NULL UNIQUE,
+        leaf_index {bigint} PRIMARY KEY, exchange_id {text} NOT NULL,
         leaf_hash {blob} NOT NULL, content_hash {blob} NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS ledger_segments (
+        first_leaf {bigint} PRIMARY KEY, first_seq {bigint} NOT NULL, count {bigint} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_segments_seq ON ledger_segments (first_seq)",
     "CREATE TABLE IF NOT EXISTS ledger_nodes (node_id {bigint} PRIMARY KEY, hash {blob} NOT NULL)",
     """CREATE TABLE IF NOT EXISTS ledger_state (
         id {bigint} PRIMARY KEY, origin {text} NOT NULL, size {bigint} NOT NULL,
@@ -89,7 +99,10 @@ LEDGER_DDL: Final[tuple[str, ...]] = (
         erased_at {bigint} NOT NULL, reason {text} NOT NULL, actor {text} NOT NULL,
         PRIMARY KEY (leaf_index, scope)
     )""",
+    "CREATE INDEX IF NOT EXISTS ledger_erasures_exchange ON ledger_erasures (exchange_id)",
 )
+#: Segments read per exchange-id lookup before falling back to a scan (see ``_leaf_index_of``).
+_SEGMENT_CANDIDATES: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +182,25 @@ def _perfect_root(hashes: list[bytes]) -> bytes:
     return level[0]
 
 
+def _segments(first_leaf: int, seqs: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(first_leaf, first_seq, count)`` for each run of consecutive ``seqs`` (leaves in order)."""
+    if (
+        seqs
+        and seqs[-1] - seqs[0] == len(seqs) - 1
+        and list(seqs) == list(range(seqs[0], seqs[-1] + 1))  # the usual case, at C speed
+    ):
+        return [(first_leaf, seqs[0], len(seqs))]
+    out: list[tuple[int, int, int]] = []
+    start = 0
+    for k in range(1, len(seqs)):
+        if seqs[k] != seqs[k - 1] + 1:
+            out.append((first_leaf + start, seqs[start], k - start))
+            start = k
+    if seqs:
+        out.append((first_leaf + start, seqs[start], len(seqs) - start))
+    return out
+
+
 class _CursorNodes:
     """A :class:`~distillguard.ledger.proofs.NodeSource` reading through one cursor."""
 
@@ -188,7 +220,15 @@ class Ledger:
 
     def __init__(self, store: Store, *, origin: str = DEFAULT_ORIGIN) -> None:
         self.store = store
+        with store.transaction() as cur:
+            cur.execute(
+                store.q("SELECT version FROM schema_versions WHERE component = ?"), ("ledger",)
+            )
+            row = cur.fetchone()
+        previous = None if row is None else int(row[0])
         store.ensure_tables("ledger", SCHEMA_VERSION, LEDGER_DDL)
+        if previous == 1:
+            self._migrate_from_v1()
         with store.transaction() as cur:
             cur.execute(
                 store.q(
@@ -204,6 +244,19 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger(origin={self.origin!r}, store={self.store!r})"
+
+    def _migrate_from_v1(self) -> None:
+        """Version 1 found leaves by a unique index on ``exchange_id``; give each a segment."""
+        with self.store.transaction() as cur:
+            cur.execute("SELECT count(*) FROM ledger_segments")
+            if int(cur.fetchone()[0]):
+                return
+            cur.execute(
+                "INSERT INTO ledger_segments (first_leaf, first_seq, count) "
+                "SELECT l.leaf_index, e.seq, 1 FROM ledger_leaves l "
+                "JOIN exchanges e ON e.exchange_id = l.exchange_id"
+            )
+        logger.info("migrated the ledger tables of %r to version %d", self.store, SCHEMA_VERSION)
 
     @classmethod
     def open(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
@@ -280,6 +333,10 @@ class Ledger:
                 (size + i, s.exchange.exchange_id, c[0], c[1])
                 for i, (s, c) in enumerate(zip(inserted, commits, strict=True))
             ],
+        )
+        cur.executemany(
+            q("INSERT INTO ledger_segments (first_leaf, first_seq, count) VALUES (?, ?, ?)"),
+            _segments(size, [s.seq for s in inserted]),
         )
         if nodes:
             cur.executemany(q("INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"), nodes)
@@ -368,8 +425,60 @@ class Ledger:
         return self._leaf_where("leaf_index = ?", index)
 
     def leaf_for(self, exchange_id: str) -> LeafRecord | None:
-        """The leaf of an exchange, or None if it is not in the ledger."""
-        return self._leaf_where("exchange_id = ?", exchange_id)
+        """The leaf of an exchange, or None if it is not in the ledger.
+
+        Found through the exchange's ``seq`` (stored records) or its erasure (erased ones).
+        """
+        with self.store.transaction() as cur:
+            index = self._leaf_index_of(cur, exchange_id)
+        return None if index is None else self.leaf(index)
+
+    def _leaf_index_of(self, cur: Cursor, exchange_id: str) -> int | None:
+        """The leaf index of an exchange: ``exchanges.seq`` mapped through ``ledger_segments``.
+
+        Each append records the runs of consecutive ``seq`` it turned into consecutive leaves,
+        so the lookup costs two index probes instead of a per-leaf index on the exchange id.
+        The candidate leaf's stored exchange id must match; if none does (a ``seq`` reused
+        after the newest record was deleted, or altered tables) the leaves are scanned, so the
+        answer is always the one a direct lookup would give. Erased records are found through
+        their erasure.
+        """
+        q = self.store.q
+        cur.execute(q("SELECT seq FROM exchanges WHERE exchange_id = ?"), (exchange_id,))
+        row = cur.fetchone()
+        if row is not None:
+            seq = int(row[0])
+            cur.execute(
+                q(
+                    "SELECT first_leaf, first_seq, count FROM ledger_segments "
+                    "WHERE first_seq <= ? ORDER BY first_seq DESC, first_leaf DESC LIMIT ?"
+                ),
+                (seq, _SEGMENT_CANDIDATES),
+            )
+            candidates = [
+                int(r[0]) + seq - int(r[1]) for r in cur.fetchall() if seq < int(r[1]) + int(r[2])
+            ]
+            for index in candidates:
+                cur.execute(
+                    q("SELECT exchange_id FROM ledger_leaves WHERE leaf_index = ?"), (index,)
+                )
+                found = cur.fetchone()
+                if found is not None and found[0] == exchange_id:
+                    return index
+            if candidates:
+                logger.warning("ledger segment lookup missed an exchange; scanning the leaves")
+                cur.execute(
+                    q("SELECT min(leaf_index) FROM ledger_leaves WHERE exchange_id = ?"),
+                    (exchange_id,),
+                )
+                found = cur.fetchone()
+                if found is not None and found[0] is not None:
+                    return int(found[0])
+        cur.execute(
+            q("SELECT min(leaf_index) FROM ledger_erasures WHERE exchange_id = ?"), (exchange_id,)
+        )
+        found = cur.fetchone()
+        return None if found is None or found[0] is None else int(found[0])
 
     def _leaf_where(self, where: str, value: object) -> LeafRecord | None:
         with self.store.transaction() as cur:
@@ -504,9 +613,8 @@ class Ledger:
         if not reason.strip() or not actor.strip():
             raise InputError("an erasure needs a reason and an actor")
         q = self.store.q
-        cur.execute(q("SELECT leaf_index FROM ledger_leaves WHERE exchange_id = ?"), (exchange_id,))
-        row = cur.fetchone()
-        if row is None:
+        index = self._leaf_index_of(cur, exchange_id)
+        if index is None:
             raise InputError(
                 f"exchange {exchange_id!r} is not in the ledger",
                 hint="only exchanges stored while the ledger was attached have leaves",
@@ -517,9 +625,9 @@ class Ledger:
                 "INSERT INTO ledger_erasures (leaf_index, exchange_id, scope, erased_at, reason, "
                 "actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (leaf_index, scope) DO NOTHING"
             ),
-            (int(row[0]), exchange_id, scope, to_micros(when), reason, actor),
+            (index, exchange_id, scope, to_micros(when), reason, actor),
         )
-        logger.info("recorded %s erasure of leaf %d", scope, int(row[0]))
+        logger.info("recorded %s erasure of leaf %d", scope, index)
 
     def erasures(self) -> dict[int, list[Erasure]]:
         """Every recorded erasure, by leaf index."""

@@ -25,6 +25,7 @@ from distillguard.ledger.checkpoint import (
 from distillguard.ledger.leaf import (
     CONTENT_PREFIX,
     META_PREFIX,
+    _float_json,
     commit_exchange,
     commit_exchanges,
     commit_record,
@@ -132,7 +133,14 @@ exchanges = st.builds(
     response=st.none() | safe_text,
     reasoning=st.none() | safe_text,
     tools=st.none() | st.lists(safe_text, max_size=3).map(tuple),
-    latency_ms=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    latency_ms=st.none()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**60), 2**60)
+    | st.sampled_from([0.0, -0.0, 1e16, 1e15, 1e-4, 9.9e-5, 123456789012345.6, 5e-324]),
+    api_key_id=st.none() | safe_text,
+    agent_id=st.none() | safe_text,
+    user_agent=st.none() | safe_text,
+    client_fingerprint=st.none() | safe_text,
 )
 
 
@@ -147,6 +155,35 @@ def test_fast_leaf_path_equals_reference(ex: Exchange, salt: bytes) -> None:
         return
     assert commit_exchange(ex, salt) == expected
     assert commit_exchanges([(ex, salt)]) == [(expected.leaf_hash, expected.content_hash)]
+    # And straight against the reference canonicalizer, not only our own canonical_json.
+    record = ex.to_dict()
+    meta = {k: v for k, v in record.items() if k not in ("messages", "response", "reasoning")}
+    content = {k: record[k] for k in ("messages", "response", "reasoning") if k in record}
+    mh = hashlib.sha256(META_PREFIX + salt + rfc8785.dumps(meta)).digest()
+    ch = hashlib.sha256(CONTENT_PREFIX + salt + rfc8785.dumps(content)).digest()
+    assert (expected.meta_hash, expected.content_hash) == (mh, ch)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float_shortcut_equals_format_number(x: float) -> None:
+    fast = _float_json(x)
+    if fast is not None:  # where it answers, it is exactly the ECMAScript form
+        assert fast == format_number(x).encode() == rfc8785.dumps(x)
+
+
+@pytest.mark.parametrize(
+    "x", [800.0, 812.5, 0.1, 1e-4, 123.456, 1e15, 999999999999999.9, -3.25, 2.0**52]
+)
+def test_float_shortcut_covers_the_usual_latencies(x: float) -> None:
+    assert _float_json(x) == rfc8785.dumps(x)
+
+
+def test_whole_second_timestamps_keep_six_fraction_digits() -> None:
+    ex = dataclasses.replace(make_exchange(2), ts=datetime(2026, 2, 23, 14, 5, 9, tzinfo=UTC))
+    salt = bytes(range(32))
+    assert commit_exchange(ex, salt) == commit_record(ex.to_dict(), salt)
+    assert ex.to_dict()["ts"] == "2026-02-23T14:05:09.000000Z"
 
 
 def test_other_time_zones_take_the_reference_path() -> None:
