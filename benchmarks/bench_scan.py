@@ -1,0 +1,146 @@
+"""Benchmark of ``distillguard scan`` (DuckDB engine): time, peak memory, scaling exponent, and
+the template signal (our NumPy MinHash LSH) against datasketch's MinHashLSH on the same prompts.
+
+    python benchmarks/bench_scan.py --log ./seed-2026     # 1M, 4M, 16M subsets of a log
+    python benchmarks/bench_scan.py --quick               # small scenario, 2 sizes
+
+Subsets keep whole accounts (accounts whose id hashes into the kept fraction), so that campaign
+and population structure is preserved. Each scan runs in its own process; peak memory is that
+process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+_CHILD = """
+import json, sys, time, resource
+from pathlib import Path
+from distillguard.monitor import scan
+t = time.perf_counter()
+r = scan(Path(sys.argv[1]), out=Path(sys.argv[2]))
+dt = time.perf_counter() - t
+print(json.dumps({"seconds": dt, "exchanges": r.load.exchanges, "flagged": r.flagged,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def subset(log: Path, out: Path, target: int) -> int:
+    """Write the accounts of ``log`` whose id hash falls in the fraction giving ~``target``."""
+    con = duckdb.connect()
+    ex = (
+        f"'{log}/exchanges/*.parquet'"
+        if (log / "exchanges").is_dir()
+        else f"'{log}/exchanges.parquet'"
+    )
+    total = con.sql(f"SELECT count(*) FROM read_parquet({ex})").fetchall()[0][0]
+    frac = min(1.0, target / max(total, 1))
+    keep = f"hash(account_id) % 1000000 < {int(frac * 1_000_000)}"
+    out.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet('{log}/accounts.parquet') WHERE {keep}) "
+        f"TO '{out}/accounts.parquet' (FORMAT parquet)"
+    )
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet({ex}) WHERE {keep}) "
+        f"TO '{out}/exchanges.parquet' (FORMAT parquet)"
+    )
+    n = con.sql(f"SELECT count(*) FROM '{out}/exchanges.parquet'").fetchall()[0][0]
+    con.close()
+    return int(n)
+
+
+def run_scan(log: Path, out: Path) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(log), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def template_vs_datasketch(log: Path, n_prompts: int, repeats: int) -> None:
+    from datasketch import MinHash, MinHashLSH
+
+    from distillguard.monitor.templates import MinHasher, template_buckets
+
+    con = duckdb.connect()
+    ex = (
+        f"'{log}/exchanges/*.parquet'"
+        if (log / "exchanges").is_dir()
+        else f"'{log}/exchanges.parquet'"
+    )
+    words = con.sql(
+        f"""SELECT list_filter(string_split(regexp_replace(regexp_replace(lower(
+              messages[-1].content), '[0-9]+', '0', 'g'), '[^a-z0-9]+', ' ', 'g'), ' '),
+              lambda x: x <> '') AS w FROM read_parquet({ex}) LIMIT {n_prompts}"""
+    ).to_arrow_table()["w"]
+    docs = words.to_pylist()
+    ours_t, theirs_t = [], []
+    hasher = MinHasher(num_perm=30, bands=10)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        template_buckets(words, np.arange(len(docs)), hasher=hasher).pairs()
+        ours_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        lsh = MinHashLSH(num_perm=30, params=(10, 3))
+        for i, d in enumerate(docs):
+            m = MinHash(num_perm=30)
+            sh = [" ".join(d[k : k + 3]).encode() for k in range(max(len(d) - 2, 1))]
+            m.update_batch(sh)
+            lsh.insert(i, m)
+        theirs_t.append(time.perf_counter() - t)
+    o, d = float(np.median(ours_t)), float(np.median(theirs_t))
+    print(
+        f"template LSH on {len(docs):,} prompts: ours {o:.2f} s, datasketch MinHashLSH "
+        f"{d:.2f} s (median of {repeats}); speed-up x{d / o:.1f}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--log", type=Path, help="log to subset (default: simulate one)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dg-bench-scan-"))
+    log = args.log
+    if log is None:
+        from distillguard.sim import load_scenario, simulate
+
+        log = work / "log"
+        name = "small" if args.quick else "seed-2026"
+        print(f"simulating {name} ...", flush=True)
+        simulate(load_scenario(name), out=log, seed=2026)
+    sizes = [25_000, 100_000] if args.quick else [1_000_000, 4_000_000, 16_000_000]
+    points = []
+    for size in sizes:
+        sub = work / f"sub-{size}"
+        n = subset(log, sub, size)
+        r = run_scan(sub, work / f"out-{size}")
+        points.append((n, r["seconds"]))
+        print(
+            f"{n:>12,} exchanges: {r['seconds']:8.1f} s, peak {r['peak_mb']:8.0f} MB, "
+            f"{n / r['seconds']:,.0f} exchanges/s, {r['flagged']:,} flagged",
+            flush=True,
+        )
+    if len(points) >= 2:
+        x = np.log([p[0] for p in points])
+        y = np.log([p[1] for p in points])
+        slope = float(np.polyfit(x, y, 1)[0])
+        print(f"scaling exponent (time ~ n^k): k = {slope:.2f}")
+    template_vs_datasketch(log, 20_000 if args.quick else 200_000, 3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
