@@ -3,6 +3,8 @@
 Feeds arbitrary bytes to the RFC 8941 parser (as ``Signature-Input``/``Signature``), to
 ``parse_signatures`` and to ``check_content_digest``. The only exceptions allowed out are
 :class:`~distillguard.errors.StructuredFieldError`; anything else is a bug the fuzzer reports.
+It also checks the verifier's fast path against the full parser: whatever the fast path accepts,
+the full parser must accept with the same result, and a fast digest match must be a full match.
 
 Run (not part of CI)::
 
@@ -18,6 +20,7 @@ import contextlib
 import sys
 
 from distillguard.errors import StructuredFieldError
+from distillguard.passport._fastpath import digest_matches, parse_canonical
 from distillguard.passport.digest import check_content_digest
 from distillguard.passport.sfv import parse_dictionary, parse_item, parse_list
 from distillguard.passport.signatures import parse_signatures
@@ -30,9 +33,17 @@ def test_one_input(data: bytes) -> None:
     for parse in (parse_dictionary, parse_list, parse_item):
         with contextlib.suppress(StructuredFieldError):
             parse(text)
+    full = None
     with contextlib.suppress(StructuredFieldError):
-        parse_signatures(first, second)
-    check_content_digest(text, data)
+        full = parse_signatures(first, second)
+    fast = parse_canonical([first], [second])
+    if fast is not None and (
+        full is None or list(full) != [fast[0].label] or full[fast[0].label] != fast[0]
+    ):
+        raise AssertionError("the fast path disagrees with the full parser")
+    check = check_content_digest(text, data)
+    if digest_matches({"content-digest": (text,)}, data) and not check.ok:
+        raise AssertionError("the fast digest check disagrees with the full one")
 
 
 def main() -> None:

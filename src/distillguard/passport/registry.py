@@ -432,6 +432,7 @@ class RevocationCache:
         self._revoked: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")  # last successful load
         self._next_refresh = float("-inf")
+        self._stale = False
         self.refresh()
 
     def __repr__(self) -> str:
@@ -447,19 +448,26 @@ class RevocationCache:
             StorageError: the registry cannot be read and the last list is older than
                 ``max_stale_s`` (or there is none).
         """
+        self._refresh(force=True)
+
+    def _refresh(self, *, force: bool) -> None:
         with self._lock:
             now = self._clock()
+            if not force and now < self._next_refresh:
+                return  # another thread reloaded it while this one waited for the lock
             try:
                 revoked = self.registry.revoked_ids()
             except StorageError as exc:
                 self._next_refresh = now + self.refresh_s
                 if now - self._loaded_at > self.max_stale_s:
+                    self._stale = True
                     raise StorageError(
                         f"the revocation list cannot be read and is stale: {exc.message}"
                     ) from None
                 logger.warning("revocation list: keeping the last one (%s)", exc.message)
                 return
             self._revoked = revoked
+            self._stale = False
             self._loaded_at = now
             self._next_refresh = now + self.refresh_s
 
@@ -470,7 +478,9 @@ class RevocationCache:
             StorageError: see :meth:`refresh`.
         """
         if self._clock() >= self._next_refresh:
-            self.refresh()
+            self._refresh(force=False)
+        elif self._stale:  # failed closed; the next reload is tried at _next_refresh
+            raise StorageError("the revocation list is stale and cannot be reloaded")
         return passport_id in self._revoked
 
     def revoke(self, passport_id: str, *, reason: str, now: int | None = None) -> Revocation:

@@ -151,6 +151,9 @@ def test_revocation_cache_keeps_the_last_list_then_fails_closed(
     now[0] = 10.5
     with pytest.raises(StorageError):
         cache.is_revoked(passport.passport_id)
+    now[0] = 10.7  # before the next reload attempt: still closed, not the stale list
+    with pytest.raises(StorageError):
+        cache.is_revoked("pp_other")
     with pytest.raises(ValueError):
         RevocationCache(reg, refresh_s=5.0, max_stale_s=1.0)
 
