@@ -88,12 +88,16 @@ class RedactionRule:
         pattern: a Python regular expression. If it has a group named ``value``, only that group
             is replaced (``password=[SECRET]``), otherwise the whole match.
         validator: called with the match of this rule alone; ``False`` rejects the candidate.
+        anchor: a literal that every match contains within 64 characters of its start and with
+            no whitespace before it (``@`` for e-mail addresses); the scanner then jumps from one
+            occurrence to the next instead of trying the pattern at every position.
     """
 
     kind: str
     label: str
     pattern: str
     validator: Validator | None = field(default=None, compare=False)
+    anchor: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", self.label):
@@ -144,23 +148,21 @@ class RedactionResult:
 _END_NUM = r"(?![\w\[]|[.\-/]\d)"
 
 
-def _num_start(first: str) -> str:
-    """``first`` (one character or class), not continuing a word, number or number group.
+def _num_start(head: str) -> str:
+    """``head`` (fixed width), not continuing a word, a number or a group of numbers.
 
-    The character is matched *before* the look-behind so that the regex engine rejects most
-    positions with one character test (an assertion first would run at every position).
+    The characters are matched *before* the look-behinds so that the regex engine rejects most
+    positions with a few character tests (assertions first would run at every position).
     """
-    return rf"{first}(?<![\w.+\-/\]]{first})(?<![\d\]][ .-]{first})"
+    return rf"{head}(?<![\w.+\-/\]]{head})(?<![\d\]][ .-]{head})"
 
 
-_CARD_START: Final = _num_start(r"\d")
-_PLUS_START: Final = _num_start(r"\+")
-_PAREN_START: Final = _num_start(r"\(")
-_NANP_START: Final = _num_start("[2-9]")
-_ZERO_START: Final = _num_start("0")
+_CARD_START: Final = _num_start(r"\d{4}")
+_PLUS_START: Final = _num_start(r"\+\d")
+_PAREN_START: Final = _num_start(r"\([2-9]\d\d\)")
+_NANP_START: Final = _num_start(r"[2-9]\d\d[ .-]")
+_ZERO_START: Final = _num_start("0[1-9]")
 
-# Used inside (?i:...). The first letter is consumed before any look-behind, so the engine
-# rejects most positions with one character-class test instead of trying every word.
 _SECRET_KEY_WORDS = (
     r"[astpc](?:(?<=a)(?:pi[_-]?key|pikey|ccess[_-]?key|uth[_-]?key)"
     r"|(?<=s)(?:ecret|igning[_-]?key)|(?<=t)oken"
@@ -294,6 +296,7 @@ _BUILTIN_RULES: Final[tuple[RedactionRule, ...]] = (
         "EMAIL",
         r"[A-Za-z0-9](?<![\w.%+\-\]][A-Za-z0-9])[A-Za-z0-9._%+'-]{0,63}+@"
         r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\[-])",
+        anchor="@",
     ),
     RedactionRule(
         PiiKind.IBAN,
@@ -304,26 +307,26 @@ _BUILTIN_RULES: Final[tuple[RedactionRule, ...]] = (
     RedactionRule(
         PiiKind.CARD,
         "CARD",
-        rf"{_CARD_START}(?:[ -]?\d){{12,18}}{_END_NUM}",
+        rf"{_CARD_START}(?:[ -]?\d){{9,15}}{_END_NUM}",
         _card_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"{_PLUS_START}\d++(?:[ .-]?\(\d{{1,4}}\))?(?:[ .-]\d++){{0,6}}{_END_NUM}",
+        rf"{_PLUS_START}\d*+(?:[ .-]?\(\d{{1,4}}\))?(?:[ .-]\d++){{0,6}}{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"(?:{_PAREN_START}[2-9]\d\d\)[ .-]?|{_NANP_START}\d\d[ .-])[2-9]\d\d[ .-]\d{{4}}"
+        rf"(?:{_PAREN_START}[ .-]?|{_NANP_START})[2-9]\d\d[ .-]\d{{4}}"
         rf"{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
         PiiKind.PHONE,
         "PHONE",
-        rf"{_ZERO_START}[1-9]\d*+(?:[ .-]\d++){{0,4}}{_END_NUM}",
+        rf"{_ZERO_START}\d*+(?:[ .-]\d++){{0,4}}{_END_NUM}",
         _phone_ok,
     ),
     RedactionRule(
@@ -342,6 +345,10 @@ _BUILTIN_RULES: Final[tuple[RedactionRule, ...]] = (
 )
 
 
+_ANCHOR_REACH: Final = 64
+_NONSPACE_RUN: Final = re.compile(r"\S+\Z")
+
+
 @dataclass(frozen=True)
 class _Compiled:
     rule: RedactionRule
@@ -350,8 +357,11 @@ class _Compiled:
 
     def next_match(self, text: str, pos: int) -> re.Match[str] | None:
         """The first non-empty, validated match starting at or after ``pos``."""
-        search = self.regex.search
         validator = self.rule.validator
+        anchor = self.rule.anchor
+        if anchor is not None:
+            return self._next_anchored(text, pos, anchor)
+        search = self.regex.search
         while True:
             m = search(text, pos)
             if m is None:
@@ -359,6 +369,23 @@ class _Compiled:
             if m.end() > m.start() and (validator is None or validator(m)):
                 return m
             pos = m.start() + 1  # a candidate that failed its check: look again just after it
+
+    def _next_anchored(self, text: str, pos: int, anchor: str) -> re.Match[str] | None:
+        match = self.regex.match
+        validator = self.rule.validator
+        tried = pos  # starts below this were tried (or are out of bounds)
+        at = text.find(anchor, pos)
+        while at >= 0:
+            # a match starts in the run of non-space characters just before its anchor
+            run = _NONSPACE_RUN.search(text, max(tried, at - _ANCHOR_REACH), at)
+            first = at if run is None else run.start()
+            for start in range(first, at + 1):
+                m = match(text, start)
+                if m is not None and m.end() > start and (validator is None or validator(m)):
+                    return m
+            tried = at + 1
+            at = text.find(anchor, at + 1)
+        return None
 
 
 class Redactor:
