@@ -26,7 +26,13 @@ from distillguard.errors import DistillGuardError
 from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from distillguard.ledger.compact_range import CompactRange
 from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash
-from distillguard.ledger.leaf import commit_exchange, leaf_data, meta_hash, split_record
+from distillguard.ledger.leaf import (
+    commit_exchange,
+    commit_exchanges,
+    leaf_data,
+    meta_hash,
+    split_record,
+)
 from distillguard.ledger.log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger
 from distillguard.store import StoredExchange
 
@@ -239,29 +245,34 @@ def audit_ledger(
     check_checkpoints(0, EMPTY_ROOT)
     next_index = 0
     for batch in ledger.iter_leaves(batch_size=batch_size):
-        hashes: list[bytes] = []
-        for leaf in batch:
-            if leaf.leaf_index != next_index:
+        good = batch
+        for k, leaf in enumerate(batch):
+            if leaf.leaf_index != next_index + k:
                 add(
                     AuditFinding(
                         "leaf_missing",
-                        f"leaves {next_index}..{leaf.leaf_index - 1} are missing from the ledger",
-                        leaf_index=next_index,
+                        f"leaves {next_index + k}..{leaf.leaf_index - 1} are missing from the "
+                        "ledger",
+                        leaf_index=next_index + k,
                     )
                 )
-                next_index = leaf.leaf_index  # the tree cannot be rebuilt past a gap
+                good = batch[:k]  # the tree cannot be rebuilt past a gap
                 break
-            h = _check_leaf(leaf, records.get(leaf.exchange_id), erasures, report, add)
-            hashes.append(h)
-            tree.append([h], include_leaves=False)
-            next_index += 1
-            check_checkpoints(tree.size, tree.root())
-        else:
-            report.leaves_checked = next_index
-            if progress is not None:
-                progress(next_index)
-            continue
-        break
+        hashes = _check_leaves(good, records, erasures, report, add)
+        # Grow the tree in runs that end at the signed sizes, whose roots are then compared.
+        base = tree.size
+        pos = 0
+        for size in sorted(n for n in expected if base < n <= base + len(hashes)):
+            tree.append(hashes[pos : size - base], include_leaves=False)
+            pos = size - base
+            check_checkpoints(size, tree.root())
+        tree.append(hashes[pos:], include_leaves=False)
+        next_index += len(good)
+        if len(good) < len(batch):
+            break
+        report.leaves_checked = next_index
+        if progress is not None:
+            progress(next_index)
     report.leaves_checked = tree.size
     if tree.size == head.size and tree.root() != head.root_hash:
         add(
@@ -306,6 +317,44 @@ def audit_ledger(
     findings.sort(key=lambda f: (f.leaf_index is None, f.leaf_index or 0))
     logger.info("audit of %s: %d finding(s)", ledger.origin, len(findings))
     return report
+
+
+def _check_leaves(
+    batch: Sequence[LeafRecord],
+    records: _Records,
+    erasures: dict[int, list[Erasure]],
+    report: AuditReport,
+    add: Callable[[AuditFinding], None],
+) -> list[bytes]:
+    """The recomputed leaf hashes of a batch of consecutive leaves.
+
+    Records with no erasure are recommitted in one :func:`commit_exchanges` call (the append
+    path's own loop); leaves that differ, are missing or were erased go through
+    :func:`_check_leaf`, which names them.
+    """
+    stored = [records.get(leaf.exchange_id) for leaf in batch]
+    plain = [
+        k
+        for k, leaf in enumerate(batch)
+        if stored[k] is not None and leaf.leaf_index not in erasures
+    ]
+    fresh: dict[int, tuple[bytes, bytes]] = {}
+    if plain:
+        try:
+            commits = commit_exchanges(
+                [(s.exchange, s.salt) for k in plain if (s := stored[k]) is not None]
+            )
+            fresh = dict(zip(plain, commits, strict=True))
+        except DistillGuardError:
+            fresh = {}  # one record cannot be committed: let _check_leaf find which
+    out: list[bytes] = []
+    for k, leaf in enumerate(batch):
+        got = fresh.get(k)
+        if got is not None and got[0] == leaf.leaf_hash and got[1] == leaf.content_hash:
+            out.append(got[0])
+        else:
+            out.append(_check_leaf(leaf, stored[k], erasures, report, add))
+    return out
 
 
 def _check_leaf(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from distillguard.keyring import SigningKey
@@ -211,3 +212,24 @@ def test_erased_records_are_reported_as_erased(store: Store) -> None:
     # Metadata of a content-erased record is still checked.
     _sql(store, "UPDATE exchanges SET ip = '198.51.100.1' WHERE exchange_id = 'ex-000011'")
     assert _audit(ledger, key).first_bad_index == 11
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 7, 10, 24, 10_000])
+def test_batch_size_does_not_change_the_findings(sqlite_store: Store, batch_size: int) -> None:
+    # Checkpoints at 10 and 24 fall inside, at the start and at the end of batches.
+    ledger, key = _setup(sqlite_store)
+    _sql(sqlite_store, "UPDATE exchanges SET status = 500 WHERE exchange_id = 'ex-000003'")
+    with sqlite_store.transaction() as cur:
+        ledger.record_erasure(cur, exchange_id="ex-000012", scope="record", reason="r", actor="a")
+        cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-000012'")
+    _sql(sqlite_store, "DELETE FROM exchanges WHERE exchange_id = 'ex-000020'")
+    report = _audit(ledger, key, batch_size=batch_size)
+    assert [(f.kind, f.leaf_index, f.checkpoint) for f in report.findings] == [
+        ("record_changed", 3, None),
+        ("record_missing", 20, None),
+        ("checkpoint_root", None, "checkpoint #1"),
+        ("checkpoint_root", None, "checkpoint #2"),
+        ("state_mismatch", None, None),
+    ]
+    assert [e.leaf_index for e in report.erased] == [12]
+    assert report.leaves_checked == 24
