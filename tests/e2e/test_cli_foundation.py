@@ -72,3 +72,26 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("validate", "ingest", "export", "keys", "config"):
         assert command in out
+
+
+def test_ingest_minimises_content_per_retention_policy(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distillguard.store import open_store
+
+    config = tmp_path / "distillguard.toml"
+    config.write_text('[retention]\nminimise = "truncate:8"\n')
+    log = write_log(tmp_path / "log", [make_account()], [make_exchange("m1")])
+    assert main(["--config", str(config), "keys", "init"]) == 0
+    assert main(["--config", str(config), "ingest", str(log)]) == 0
+    with open_store(f"sqlite:///{home / 'store.sqlite'}") as store:
+        stored = store.get_exchange("m1")
+    assert stored is not None
+    assert all(len(m.content) <= 8 for m in stored.exchange.messages)
+    assert stored.exchange.response is not None and len(stored.exchange.response) <= 8
+    capsys.readouterr()
+    # the ledger committed to the full record first: the audit names the content as erased
+    assert main(["--config", str(config), "--json", "ledger", "audit"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert "minimisation" in orjson.dumps(report).decode()

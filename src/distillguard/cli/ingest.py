@@ -12,6 +12,7 @@ from rich.table import Table
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
 from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS
+from distillguard.privacy.policy import RetentionPolicy
 from distillguard.store import Store, open_store
 from distillguard.store.ingest import ingest_log
 
@@ -60,6 +61,7 @@ def ingest(
                 quarantine=quarantine,
                 on_progress=lambda n: progress.advance(task, n),
                 ledger_origin=settings.ledger.origin,
+                retention=RetentionPolicy.from_settings(settings.retention),
             )
         checkpoint = _publish_checkpoint(state.settings(), store)
     data = {**result.to_dict(), "store": mask_url(url), "checkpoint": checkpoint}

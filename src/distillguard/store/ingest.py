@@ -21,6 +21,7 @@ import orjson
 
 from distillguard._internal.timeutil import to_micros
 from distillguard.ledger.log import DEFAULT_ORIGIN, Ledger
+from distillguard.privacy.policy import RetentionPolicy
 from distillguard.records.reader import ReadReport, read_log
 from distillguard.store.base import Store, new_salts
 
@@ -102,6 +103,7 @@ def ingest_log(
     quarantine: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     ledger_origin: str = DEFAULT_ORIGIN,
+    retention: RetentionPolicy | None = None,
 ) -> IngestResult:
     """Validate a log folder and load it into ``store``.
 
@@ -113,12 +115,18 @@ def ingest_log(
         quarantine: JSONL file for rejected records (created only if there are any).
         on_progress: called with the number of exchanges read since the previous call.
         ledger_origin: the ledger's name, used if this ingest creates the ledger.
+        retention: the retention policy; where it minimises content (hash, drop, truncate),
+            stored content is minimised right after the ledger committed to the full record.
 
     Raises:
         LogNotFoundError, LogFormatError: the log cannot be read at all.
         StorageError: the store fails.
     """
-    Ledger.attach(store, origin=ledger_origin)  # every stored exchange becomes a leaf
+    ledger = Ledger.attach(store, origin=ledger_origin)  # every stored exchange becomes a leaf
+    if retention is not None:  # after the ledger: it commits to the full record first
+        from distillguard.privacy.minimise import Minimiser
+
+        Minimiser.attach(store, ledger=ledger, policy=retention)
     run_id = f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = IngestResult(run_id=run_id, source=str(log_dir))
     reader = read_log(
