@@ -346,3 +346,53 @@ def test_verifier_decides_the_same_with_and_without_the_fast_path(
     assert a.rejection == b.rejection
     if a.ok:  # and a replay is caught by both
         assert fast.verify(request, body).rejection == full.verify(request, body).rejection
+
+
+def test_requests_signed_by_http_message_signatures_take_the_fast_path(
+    keyring: Keyring, passport: Passport, agent_key: Ed25519PrivateKey
+) -> None:
+    import datetime
+
+    import httpx
+    from http_message_signatures import HTTPMessageSigner, algorithms
+    from http_message_signatures.resolvers import MappingKeyResolver
+
+    request = httpx.Request(
+        "POST",
+        URL,
+        headers={
+            "content-type": "application/json",
+            "content-digest": make_content_digest(BODY),
+            "distillguard-passport": passport.token,
+        },
+        content=BODY,
+    )
+    HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(
+            public_keys={}, private_keys={passport.agent_kid: agent_key}
+        ),
+    ).sign(
+        request,
+        key_id=passport.agent_kid,
+        nonce="their-nonce-1",
+        tag="web-bot-auth",
+        created=datetime.datetime.fromtimestamp(NOW, datetime.UTC),
+        expires=datetime.datetime.fromtimestamp(NOW + 60, datetime.UTC),
+        use_existing_digest=True,
+        covered_component_ids=(
+            "@method",
+            "@authority",
+            "@path",
+            "@query",
+            "distillguard-passport",
+            "content-digest",
+        ),
+    )
+    ours = HttpRequest.from_url("POST", URL, headers=request.headers.multi_items())
+    fast = parse_canonical(ours.headers["signature-input"], ours.headers["signature"])
+    assert fast is not None, "their canonical serialisation should take the fast path"
+    assert fast[0].alg == "ed25519"
+    fast_verifier, full_verifier = _verifiers(keyring)
+    assert fast_verifier.verify(ours, BODY).ok
+    assert full_verifier.verify(ours, BODY).ok
