@@ -41,6 +41,9 @@ from pydantic_settings import (
 from distillguard.errors import ConfigurationError
 
 __all__ = [
+    "AggregateLimitSettings",
+    "AlertSettings",
+    "GatewaySettings",
     "ImageSettings",
     "IngestSettings",
     "KeyringSettings",
@@ -273,6 +276,82 @@ class WatermarkSettings(_Section):
     )
 
 
+class AggregateLimitSettings(_Section):
+    """A rate limit on an aggregate key shared by many accounts (GCRA, per minute)."""
+
+    key: Literal["cluster", "payment", "subnet24", "asn", "client_fingerprint"] = Field(
+        description="What the limit aggregates over."
+    )
+    requests_per_minute: int = Field(default=600, ge=1, description="Sustained requests/minute.")
+    tokens_per_minute: int = Field(default=600_000, ge=1, description="Sustained tokens/minute.")
+    burst: int = Field(default=60, ge=1, description="Requests allowed at once above the rate.")
+
+
+class AlertSettings(_Section):
+    """Webhook alerts when an account or campaign crosses a risk level."""
+
+    webhooks: list[str] = Field(default_factory=list, description="URLs alerts are POSTed to.")
+    level: float = Field(default=0.8, ge=0.0, le=1.0, description="Risk that raises an alert.")
+    retries: int = Field(default=5, ge=0, le=20, description="Retries per webhook.")
+    backoff_s: float = Field(default=0.5, gt=0, le=60, description="First retry delay (doubles).")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="Timeout of one POST.")
+    dead_letter: Path | None = Field(
+        default=None, description="JSONL file of undeliverable alerts (default HOME/alerts.dead)."
+    )
+
+
+class GatewaySettings(_Section):
+    """The OpenAI-compatible gateway (``distillguard serve``)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    upstream: Literal["stub", "openai", "local"] = Field(
+        default="stub",
+        description="'stub' (deterministic), 'openai' (any OpenAI-compatible URL), 'local' "
+        "(a transformers model path).",
+    )
+    upstream_url: str | None = Field(default=None, description="Base URL (…/v1) for 'openai'.")
+    upstream_api_key: SecretStr | None = Field(default=None, description="Bearer for upstream.")
+    upstream_model_path: Path | None = Field(default=None, description="Model for 'local'.")
+    models: list[str] = Field(default_factory=lambda: ["stub-1"], description="Served models.")
+    upstream_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Read timeout.")
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    upstream_retries: int = Field(default=2, ge=0, le=10, description="Retries on 5xx/connect.")
+    breaker_failures: int = Field(default=5, ge=1, le=1000, description="Failures that open it.")
+    breaker_reset_s: float = Field(default=30.0, gt=0, le=3600, description="Open time.")
+    durability: Literal["sync", "batch"] = Field(
+        default="batch", description="'sync': one fsynced commit per exchange; 'batch': group."
+    )
+    batch_max_size: int = Field(default=256, ge=1, le=100_000, description="Exchanges per group.")
+    batch_max_delay_ms: float = Field(default=1.0, ge=0, le=1000, description="Group wait bound.")
+    batch_fsync: bool = Field(
+        default=False,
+        description="Also fsync each group (SQLite); off: a group survives a process crash, and "
+        "the disk flush comes with SQLite's checkpoints.",
+    )
+    rate_limits: Literal["memory", "redis"] = Field(default="memory", description="Backend.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for limits.")
+    redis_prefix: str = Field(default="dg:rl:", description="Redis key prefix for limits.")
+    account_requests_per_minute: int = Field(default=600, ge=1, description="Per account.")
+    account_tokens_per_minute: int = Field(default=1_000_000, ge=1, description="Per account.")
+    aggregate_limits: list[AggregateLimitSettings] = Field(default_factory=list)
+    admin_token: SecretStr | None = Field(
+        default=None, description="Admin API bearer token (default: HOME/admin.token, created)."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30, description="Body cap.")
+    trust_forwarded_for: bool = Field(default=False, description="Client IP from X-Forwarded-For.")
+    throttle_at: float = Field(default=0.5, ge=0, le=1, description="Risk that throttles.")
+    watermark_at: float = Field(default=0.6, ge=0, le=1, description="Risk that adds a payload.")
+    canary_at: float = Field(default=0.7, ge=0, le=1, description="Risk that plants canaries.")
+    reverify_at: float = Field(
+        default=0.85, ge=0, le=1, description="Risk needing re-verification."
+    )
+    block_at: float = Field(default=0.95, ge=0, le=1, description="Risk that blocks.")
+    throttle_factor: float = Field(default=0.1, gt=0, le=1, description="Rate kept when throttled.")
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -306,6 +385,7 @@ class Settings(BaseSettings):
     passport: PassportSettings = Field(default_factory=PassportSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
 

@@ -36,6 +36,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "watermark",
     "image",
     "scan",
+    "serve",
 )
 
 app = typer.Typer(

@@ -1,0 +1,83 @@
+"""``distillguard serve``: run the gateway (OpenAI-compatible API, admin API, metrics)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distillguard.cli._common import settings_of, state_of
+
+__all__ = ["register"]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address (default gateway.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default gateway.port).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, max=64, help="Worker processes (default gateway.workers)."
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+) -> None:
+    """Run the gateway in front of the configured upstream model.
+
+    Every request is verified (passport and signature), rate limited, answered by the upstream,
+    watermarked when the policy says so, and recorded in the store and the ledger before the
+    answer. Logs are JSON lines on standard error. Example:
+
+        distillguard --config distillguard.toml serve --host 0.0.0.0 --port 8080 --workers 2
+    """
+    import uvicorn
+
+    from distillguard.gateway.logs import configure_json_logging
+
+    state = state_of(ctx)
+    settings = settings_of(ctx)
+    cfg = settings.gateway
+    h = host or cfg.host
+    p = port if port is not None else cfg.port
+    n = workers or cfg.workers
+    configure_json_logging(log_level.upper())
+    if n > 1:
+        # worker processes rebuild the gateway from the same configuration
+        if state.config_file is not None:
+            os.environ["DISTILLGUARD_CONFIG"] = str(Path(state.config_file).resolve())
+        uvicorn.run(
+            "distillguard.gateway.app:app_from_environment",
+            factory=True,
+            host=h,
+            port=p,
+            workers=n,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=30,
+        )
+        return
+    from distillguard.gateway import create_gateway
+
+    app = create_gateway(settings)
+    uvicorn.run(
+        app,
+        host=h,
+        port=p,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the CLI."""
+    app.command("serve")(serve)

@@ -1,0 +1,87 @@
+"""The gateway: an OpenAI-compatible service that authenticates, limits, records, watermarks and
+scores every exchange.
+
+* :func:`create_gateway` builds the ASGI app (:class:`Gateway`) from the configuration;
+  ``distillguard serve`` runs it on uvicorn.
+* :mod:`~distillguard.gateway.core`: the request path of ``/v1/chat/completions``,
+  ``/v1/completions`` and ``/v1/models``.
+* :mod:`~distillguard.gateway.upstream`: the model behind one interface (stub, any
+  OpenAI-compatible URL with timeouts, retries and a circuit breaker, a local transformers model).
+* :mod:`~distillguard.gateway.ratelimit`: GCRA limits on requests and tokens, in process or in
+  Redis.
+* :mod:`~distillguard.gateway.recorder`: exchanges into the store and the ledger before the
+  answer (``sync`` or ``batch`` durability).
+* :mod:`~distillguard.gateway.policy`: online risk, policy actions and their records.
+* :mod:`~distillguard.gateway.admin`, :mod:`~distillguard.gateway.metrics`,
+  :mod:`~distillguard.gateway.alerts`: the admin API, Prometheus metrics, webhook alerts.
+
+See ``docs/gateway.md``.
+"""
+
+from __future__ import annotations
+
+from distillguard.gateway.app import OPENAI_PATHS, Gateway, create_gateway
+from distillguard.gateway.core import AggregateLimit, GatewayCore, LimitsConfig, PostHocWatermarker
+from distillguard.gateway.policy import (
+    Action,
+    ActionDecision,
+    NullScorer,
+    OnlineScorer,
+    Override,
+    Policy,
+    PolicyThresholds,
+    RiskScore,
+)
+from distillguard.gateway.ratelimit import (
+    Check,
+    Decision,
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
+from distillguard.gateway.recorder import ExchangeRecorder, RecordedExchange
+from distillguard.gateway.upstream import (
+    CircuitBreaker,
+    CompletionRequest,
+    CompletionResult,
+    LocalModelUpstream,
+    OpenAIUpstream,
+    StubUpstream,
+    Upstream,
+    stub_app,
+)
+
+__all__ = [
+    "OPENAI_PATHS",
+    "Action",
+    "ActionDecision",
+    "AggregateLimit",
+    "Check",
+    "CircuitBreaker",
+    "CompletionRequest",
+    "CompletionResult",
+    "Decision",
+    "ExchangeRecorder",
+    "Gateway",
+    "GatewayCore",
+    "Limit",
+    "LimitsConfig",
+    "LocalModelUpstream",
+    "MemoryRateLimiter",
+    "NullScorer",
+    "OnlineScorer",
+    "OpenAIUpstream",
+    "Override",
+    "Policy",
+    "PolicyThresholds",
+    "PostHocWatermarker",
+    "RateLimiter",
+    "RecordedExchange",
+    "RedisRateLimiter",
+    "RiskScore",
+    "StubUpstream",
+    "Upstream",
+    "create_gateway",
+    "stub_app",
+]

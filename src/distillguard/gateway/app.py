@@ -1,0 +1,548 @@
+"""Assembling the gateway: :class:`Gateway` (the ASGI app) and :func:`create_gateway` (from
+the configuration).
+
+Routes:
+
+* ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``: the
+  OpenAI-compatible API, served by :class:`~distillguard.gateway.core.GatewayCore` (a plain ASGI
+  app reached without the web framework's routing, for speed);
+* ``GET /.well-known/http-message-signatures-directory``: the key directory of agent keys;
+* ``/admin/...``: the admin API (:mod:`~distillguard.gateway.admin`), bearer token;
+* ``GET /metrics`` (Prometheus), ``GET /healthz`` (the process answers), ``GET /readyz`` (store,
+  recorder and upstream usable);
+* ``GET /openapi.json``: the OpenAPI schema of all of the above;
+* ``/console``: reserved for the operator console, mounted with :meth:`Gateway.mount`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from distillguard.config import Settings
+from distillguard.gateway._http import ASGIApp, Receive, Scope, Send
+from distillguard.gateway.admin import AdminContext, admin_router, load_overrides
+from distillguard.gateway.alerts import Alerter
+from distillguard.gateway.core import (
+    AccountDirectory,
+    AggregateLimit,
+    GatewayCore,
+    LimitsConfig,
+    PostHocWatermarker,
+)
+from distillguard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from distillguard.gateway.policy import (
+    CanaryPlanter,
+    NullScorer,
+    OnlineScorer,
+    Policy,
+    PolicyThresholds,
+    ensure_action_tables,
+)
+from distillguard.gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from distillguard.gateway.recorder import ExchangeRecorder
+from distillguard.gateway.upstream import (
+    CircuitBreaker,
+    LocalModelUpstream,
+    OpenAIUpstream,
+    StubUpstream,
+    Upstream,
+)
+from distillguard.passport import DIRECTORY_PATH, KeyDirectory, RequestVerifier
+from distillguard.store import Store, open_store
+
+__all__ = [
+    "OPENAI_PATHS",
+    "Gateway",
+    "app_from_environment",
+    "create_gateway",
+    "openai_paths_schema",
+]
+
+logger = logging.getLogger(__name__)
+
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+"""The paths served by the OpenAI-compatible core."""
+
+
+def openai_paths_schema() -> dict[str, Any]:
+    """OpenAPI path items of the OpenAI-compatible endpoints (served outside FastAPI routing)."""
+    problem = {
+        "description": "Refused (RFC 9457 problem document)",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    signed = [
+        {
+            "name": "DistillGuard-Passport",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        {"name": "Signature-Input", "in": "header", "required": True, "schema": {"type": "string"}},
+        {"name": "Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+    ]
+    errors = {str(s): problem for s in (400, 401, 403, 404, 408, 413, 421, 429, 502, 503, 504)}
+    message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
+    }
+    chat_body = {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string"},
+            "messages": {"type": "array", "items": message, "minItems": 1},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "stream": {"type": "boolean"},
+        },
+    }
+    completion_body = {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": {"type": "string"},
+            "prompt": {"type": "string"},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "stream": {"type": "boolean"},
+        },
+    }
+
+    def op(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "tags": ["openai"],
+            "summary": summary,
+            "parameters": signed,
+            "responses": {
+                "200": {
+                    "description": "The answer (JSON, or text/event-stream when stream=true)",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **errors,
+            },
+        }
+        if body is not None:
+            out["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
+        return out
+
+    return {
+        "/v1/chat/completions": {"post": op("Chat completion (OpenAI-compatible)", chat_body)},
+        "/v1/completions": {"post": op("Text completion (OpenAI-compatible)", completion_body)},
+        "/v1/models": {"get": op("Models served", None)},
+    }
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+}
+
+
+class Gateway:
+    """The gateway ASGI application (see the module documentation).
+
+    Build it with :func:`create_gateway`; or by hand from its parts for tests and embedding.
+    Call :meth:`close` (or run the ASGI lifespan) to flush the recorder.
+    """
+
+    def __init__(
+        self,
+        *,
+        core: GatewayCore,
+        admin: AdminContext,
+        directory: KeyDirectory | None,
+        metrics: GatewayMetrics,
+        override_refresh_s: float = 2.0,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.admin = admin
+        self.directory = directory
+        self.metrics = metrics
+        self.override_refresh_s = override_refresh_s
+        self._on_close = on_close
+        self._closed = False
+        self._mounts: dict[str, ASGIApp] = {}
+        self.api = self._build_api()
+
+    def __repr__(self) -> str:
+        return f"Gateway(core={self.core!r})"
+
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Serve ``app`` under ``prefix`` (the operator console goes at ``/console``)."""
+        self._mounts[prefix.rstrip("/")] = app
+
+    def ready(self) -> tuple[bool, dict[str, bool]]:
+        """Readiness and its parts."""
+        checks = {
+            "recorder": self.core.recorder.alive,
+            "upstream": self.core.upstream.ready(),
+        }
+        try:
+            with self.admin.lock:
+                self.admin.store.count("accounts")
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+        return all(checks.values()), checks
+
+    def _build_api(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            task = asyncio.create_task(self._refresh_overrides())
+            try:
+                yield
+            finally:
+                task.cancel()
+                await self.aclose()
+
+        api = FastAPI(
+            title="DistillGuard gateway",
+            version="1",
+            description=(
+                "OpenAI-compatible API with agent passports, rate limits, a ledger of every "
+                "exchange, online scoring and policy actions; admin API (bearer token)."
+            ),
+            lifespan=lifespan,
+        )
+        api.include_router(admin_router(self.admin))
+
+        @api.get("/healthz", tags=["ops"], summary="Liveness")
+        def healthz() -> dict[str, str]:
+            """The process answers."""
+            return {"status": "ok"}
+
+        @api.get("/readyz", tags=["ops"], summary="Readiness")
+        def readyz() -> Response:
+            """Ready when the store, the recorder and the upstream are usable (503 otherwise)."""
+            ok, checks = self.ready()
+            return JSONResponse(
+                {"status": "ready" if ok else "not_ready", "checks": checks},
+                status_code=200 if ok else 503,
+            )
+
+        @api.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+        def metrics() -> Response:
+            """The Prometheus text exposition."""
+            return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+
+        def custom_openapi() -> dict[str, Any]:
+            if api.openapi_schema:
+                return api.openapi_schema
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=api.title,
+                version=api.version,
+                description=api.description,
+                routes=api.routes,
+            )
+            schema.setdefault("paths", {}).update(openai_paths_schema())
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                _PROBLEM_SCHEMA
+            )
+            schema["components"].setdefault("securitySchemes", {})["admin"] = {
+                "type": "http",
+                "scheme": "bearer",
+            }
+            api.openapi_schema = schema
+            return schema
+
+        api.openapi = custom_openapi  # type: ignore[method-assign]
+        return api
+
+    async def _refresh_overrides(self) -> None:
+        """Reload analysts' overrides periodically (other replicas may set them)."""
+        while True:
+            await asyncio.sleep(self.override_refresh_s)
+            try:
+                overrides = await asyncio.to_thread(self._load_overrides)
+                self.core.policy.set_overrides(overrides)
+            except Exception as exc:
+                logger.warning("could not reload overrides: %s", type(exc).__name__)
+
+    def _load_overrides(self) -> Any:
+        with self.admin.lock:
+            return load_overrides(self.admin.store)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch: OpenAI paths to the core, the key directory, mounts, then FastAPI."""
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path in OPENAI_PATHS:
+                await self.core(scope, receive, send)
+                return
+            if path == DIRECTORY_PATH and self.directory is not None:
+                await self.directory(scope, receive, send)
+                return
+            for prefix, app in self._mounts.items():
+                if path == prefix or path.startswith(prefix + "/"):
+                    inner = dict(scope)
+                    inner["root_path"] = scope.get("root_path", "") + prefix
+                    inner["path"] = path[len(prefix) :] or "/"
+                    await app(inner, receive, send)
+                    return
+        await self.api(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Flush and stop everything (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.core.alerter is not None:
+            await self.core.alerter.aclose()
+        await self.core.upstream.aclose()
+        await asyncio.to_thread(self.close_sync)
+
+    def close_sync(self) -> None:
+        """Stop the recorder and close the stores (blocking)."""
+        self._closed = True
+        self.core.recorder.close()
+        with self.admin.lock:
+            self.admin.store.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+# -- construction from settings -------------------------------------------------------------------
+
+
+def _admin_token(settings: Settings) -> str:
+    cfg = settings.gateway
+    if cfg.admin_token is not None and cfg.admin_token.get_secret_value():
+        return cfg.admin_token.get_secret_value()
+    path = Path(settings.home) / "admin.token"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = path.open("x", encoding="utf-8")
+    with fd:
+        path.chmod(0o600)
+        fd.write(token + "\n")
+    logger.warning("created an admin token in %s", path)
+    return token
+
+
+def _upstream(settings: Settings, keyring: Any) -> Upstream:
+    from distillguard.errors import ConfigurationError
+
+    cfg = settings.gateway
+    if cfg.upstream == "stub":
+        return StubUpstream(models=cfg.models)
+    if cfg.upstream == "openai":
+        if not cfg.upstream_url:
+            raise ConfigurationError(
+                "gateway.upstream = 'openai' needs gateway.upstream_url",
+                hint="set the base URL of the model server, e.g. http://127.0.0.1:8000/v1",
+            )
+        return OpenAIUpstream(
+            base_url=cfg.upstream_url,
+            api_key=cfg.upstream_api_key.get_secret_value() if cfg.upstream_api_key else None,
+            models=cfg.models,
+            connect_timeout_s=cfg.upstream_connect_timeout_s,
+            read_timeout_s=cfg.upstream_timeout_s,
+            retries=cfg.upstream_retries,
+            breaker=CircuitBreaker(failures=cfg.breaker_failures, reset_s=cfg.breaker_reset_s),
+        )
+    if cfg.upstream_model_path is None:
+        raise ConfigurationError("gateway.upstream = 'local' needs gateway.upstream_model_path")
+    from distillguard.gateway.watermarking import kgw_scheme_for
+
+    return LocalModelUpstream(
+        path=cfg.upstream_model_path,
+        model_name=cfg.models[0] if cfg.models else None,
+        scheme_for=kgw_scheme_for(keyring.watermark_key()),
+    )
+
+
+def _default_scorer(settings: Settings) -> OnlineScorer:
+    """``distillguard.monitor.online`` when it is installed, else :class:`NullScorer`."""
+    try:
+        from distillguard.monitor import online  # type: ignore[attr-defined]
+    except ImportError:
+        logger.info("no online scorer (distillguard.monitor.online): risk comes from overrides")
+        return NullScorer()
+    factory = getattr(online, "gateway_scorer", None)
+    if factory is None:
+        logger.warning("distillguard.monitor.online has no gateway_scorer(settings); not used")
+        return NullScorer()
+    scorer: OnlineScorer = factory(settings)
+    return scorer
+
+
+def create_gateway(
+    settings: Settings,
+    *,
+    upstream: Upstream | None = None,
+    scorer: OnlineScorer | None = None,
+    verifier: RequestVerifier | None = None,
+    limiter: RateLimiter | None = None,
+    watermarker: PostHocWatermarker | None = None,
+    alert_transport: Any = None,
+) -> Gateway:
+    """The gateway configured by ``settings`` (``[gateway]``, ``[passport]``, store, keyring).
+
+    Parts can be replaced (tests, embedding): the upstream, the online scorer, the verifier,
+    the rate limiter, the post-hoc watermarker, the alerts' HTTP transport.
+
+    Raises:
+        ConfigurationError, KeyringError: a setting or the keyring is missing or wrong.
+        StorageError: the store cannot be opened.
+    """
+    from distillguard.keyring import KeyPurpose, open_keyring
+    from distillguard.passport import PassportIssuer
+    from distillguard.passport.registry import open_registry
+
+    cfg = settings.gateway
+    keyring = open_keyring(settings)
+    wm_key = keyring.watermark_key()
+    store_url = settings.store_url
+    origin = settings.ledger.origin
+    metrics = GatewayMetrics()
+
+    def prepare(store: Store) -> None:
+        ensure_action_tables(store)
+
+    recorder = ExchangeRecorder(
+        store_url=store_url,
+        durability=cfg.durability,
+        max_batch=cfg.batch_max_size,
+        max_delay_s=cfg.batch_max_delay_ms / 1000.0,
+        ledger_origin=origin,
+        prepare=prepare,
+        fsync=cfg.durability == "sync" or cfg.batch_fsync,
+    )
+    admin_store = open_store(store_url)
+    ensure_action_tables(admin_store)
+    the_upstream = upstream if upstream is not None else _upstream(settings, keyring)
+    the_verifier = verifier or RequestVerifier.from_settings(settings, keyring)
+    # the verifier's policy bounds its own buffering; ours is stricter
+    if limiter is None:
+        limiter = (
+            RedisRateLimiter.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
+            if cfg.rate_limits == "redis"
+            else MemoryRateLimiter()
+        )
+    policy = Policy(
+        thresholds=PolicyThresholds(
+            throttle=cfg.throttle_at,
+            watermark=cfg.watermark_at,
+            canary=cfg.canary_at,
+            reverify=cfg.reverify_at,
+            block=cfg.block_at,
+        ),
+        secret=wm_key.secret,
+    )
+    policy.set_overrides(load_overrides(admin_store))
+    the_scorer = scorer if scorer is not None else _default_scorer(settings)
+    if watermarker is None and the_upstream.name != "local":
+        from distillguard.gateway.watermarking import CaterPostHoc
+
+        watermarker = CaterPostHoc(key=wm_key)
+    alerter = None
+    if cfg.alerts.webhooks:
+        alerter = Alerter(
+            store=open_store(store_url),
+            webhooks=cfg.alerts.webhooks,
+            level=cfg.alerts.level,
+            retries=cfg.alerts.retries,
+            backoff_s=cfg.alerts.backoff_s,
+            timeout_s=cfg.alerts.timeout_s,
+            dead_letter=cfg.alerts.dead_letter or Path(settings.home) / "alerts.dead.jsonl",
+            transport=alert_transport,
+        )
+    limits = LimitsConfig(
+        account_requests=Limit(
+            cfg.account_requests_per_minute, 60.0, max(1.0, cfg.account_requests_per_minute / 6)
+        ),
+        account_tokens=Limit(
+            cfg.account_tokens_per_minute, 60.0, max(1.0, cfg.account_tokens_per_minute / 6)
+        ),
+        aggregates=tuple(
+            AggregateLimit(
+                key=a.key,
+                requests=Limit(a.requests_per_minute, 60.0, float(a.burst)),
+                tokens=Limit(a.tokens_per_minute, 60.0, max(1.0, a.tokens_per_minute / 6)),
+            )
+            for a in cfg.aggregate_limits
+        ),
+        throttle_factor=cfg.throttle_factor,
+    )
+    core = GatewayCore(
+        verifier=the_verifier,
+        upstream=the_upstream,
+        recorder=recorder,
+        limiter=limiter,
+        limits=limits,
+        policy=policy,
+        scorer=the_scorer,
+        metrics=metrics,
+        accounts=AccountDirectory(open_store(store_url))
+        if any(a.key == "payment" for a in cfg.aggregate_limits)
+        else AccountDirectory(None),
+        alerter=alerter,
+        watermarker=watermarker,
+        canaries=CanaryPlanter(secret=wm_key.secret),
+        max_body_bytes=cfg.max_body_bytes,
+        trust_forwarded=cfg.trust_forwarded_for,
+    )
+    try:
+        issuer_key = keyring.signing_key(KeyPurpose.PASSPORT)
+        issuer: Any = PassportIssuer(key=issuer_key, issuer=settings.passport.issuer)
+    except Exception:
+        issuer_key, issuer = None, None
+    try:
+        ledger_key = keyring.signing_key(KeyPurpose.LEDGER)
+    except Exception:
+        ledger_key = None
+    revocations = getattr(the_verifier, "revocations", None)
+    registry = getattr(revocations, "registry", None) or open_registry(settings)
+    clusters = getattr(the_scorer, "clusters", None)
+    admin = AdminContext(
+        store=admin_store,
+        lock=threading.Lock(),
+        policy=policy,
+        scorer=the_scorer,
+        registry=registry,
+        issuer=issuer,
+        revocations=revocations,
+        ledger_key=ledger_key,
+        token=_admin_token(settings),
+        ledger_origin=origin,
+        clusters=clusters if callable(clusters) else None,
+    )
+    directory = KeyDirectory(registry=registry, signing_key=issuer_key)
+    return Gateway(core=core, admin=admin, directory=directory, metrics=metrics)
+
+
+def app_from_environment() -> Gateway:
+    """The gateway of the configuration found from the environment (uvicorn ``--factory``)."""
+    from distillguard.config import load_settings
+    from distillguard.gateway.logs import configure_json_logging
+
+    configure_json_logging(os.environ.get("DISTILLGUARD_LOG_LEVEL", "INFO"))
+    return create_gateway(load_settings())

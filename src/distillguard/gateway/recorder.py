@@ -1,0 +1,323 @@
+"""Recording exchanges in the store and the ledger before the response completes.
+
+:class:`ExchangeRecorder` owns one store connection in one writer thread (a store is used from
+one thread at a time) with the ledger attached, so that every exchange row and its ledger leaf
+commit in the same transaction. A request hands its exchange over with :meth:`record` and
+awaits the commit; only then does the gateway send (the end of) the response, so an
+acknowledged exchange is always durable.
+
+Durability:
+
+* ``"sync"``: one transaction per exchange, committed and flushed to disk before the answer.
+* ``"batch"``: group commit. The writer takes every exchange waiting at the start of a
+  transaction (at most ``max_batch``, after waiting at most ``max_delay_s`` for more) and commits
+  them together; each request still waits for its own group's commit.
+
+For a SQLite store the write-ahead log is ``fsync``-ed after each commit (the store runs with
+``synchronous=NORMAL``, which survives a process crash but not a power loss); PostgreSQL flushes
+its WAL at commit by default (``synchronous_commit = on``).
+
+Extra rows (policy actions) can ride in the same transaction (:meth:`record` ``actions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from distillguard._internal.timeutil import to_micros
+from distillguard.errors import StorageError
+from distillguard.records.model import Account, Exchange
+from distillguard.store import Store, open_store
+from distillguard.store.base import Cursor, new_salts
+
+__all__ = ["ExchangeRecorder", "RecordedExchange", "RowWriter"]
+
+logger = logging.getLogger(__name__)
+
+RowWriter = Callable[[Store, Cursor], None]
+"""Writes extra rows with the store's cursor inside the exchange transaction."""
+
+
+@dataclass(slots=True)
+class _Item:
+    exchange: Exchange
+    account: Account | None
+    rows: Sequence[RowWriter]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[int] | None
+    done: threading.Event | None = None
+    result: int | BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedExchange:
+    """A committed exchange: its store sequence number."""
+
+    exchange_id: str
+    seq: int
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    """Counters of the writer (read without a lock: monotonic integers)."""
+
+    exchanges: int = 0
+    transactions: int = 0
+    failures: int = 0
+    largest_batch: int = 0
+    commit_seconds: float = 0.0
+    by_size: dict[int, int] = field(default_factory=dict)
+
+
+_STOP = object()
+
+
+class ExchangeRecorder:
+    """The single writer of exchanges (see the module documentation).
+
+    Args:
+        store_url: the store (the writer opens its own connection).
+        durability: ``"sync"`` or ``"batch"``.
+        max_batch: most exchanges per transaction (batch mode).
+        max_delay_s: longest wait for more exchanges before committing (batch mode).
+        ledger_origin: the ledger name if this creates the ledger.
+        prepare: called once with the writer's store (create component tables).
+        fsync: flush the SQLite write-ahead log after each commit.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_url: str,
+        durability: Literal["sync", "batch"] = "batch",
+        max_batch: int = 256,
+        max_delay_s: float = 0.001,
+        ledger_origin: str | None = None,
+        prepare: Callable[[Store], None] | None = None,
+        fsync: bool = True,
+    ) -> None:
+        if durability not in ("sync", "batch"):
+            raise ValueError("durability must be 'sync' or 'batch'")
+        self.store_url = store_url
+        self.durability = durability
+        self.max_batch = 1 if durability == "sync" else max(1, max_batch)
+        self.max_delay_s = 0.0 if durability == "sync" else max(0.0, max_delay_s)
+        self.fsync = fsync
+        self.stats = RecorderStats()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._known_accounts: set[str] = set()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._ledger_origin = ledger_origin
+        self._prepare = prepare
+        self._thread = threading.Thread(target=self._run, name="dg-recorder", daemon=True)
+        self._closed = False
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def __repr__(self) -> str:
+        return f"ExchangeRecorder(durability={self.durability!r}, max_batch={self.max_batch})"
+
+    @property
+    def alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread.is_alive() and not self._closed
+
+    # -- producer side --------------------------------------------------------------------
+
+    async def record(
+        self,
+        exchange: Exchange,
+        *,
+        account: Account | None = None,
+        rows: Sequence[RowWriter] = (),
+    ) -> RecordedExchange:
+        """Store ``exchange`` (and its account if new, and ``rows``) and wait for the commit.
+
+        Raises:
+            StorageError: the transaction failed or the recorder is closed.
+        """
+        if self._closed:
+            raise StorageError("the exchange recorder is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._queue.put(_Item(exchange, account, rows, loop, future))
+        seq = await future
+        return RecordedExchange(exchange.exchange_id, seq)
+
+    def record_blocking(
+        self, exchange: Exchange, *, account: Account | None = None, rows: Sequence[RowWriter] = ()
+    ) -> RecordedExchange:
+        """:meth:`record` for threads without an event loop."""
+        if self._closed:
+            raise StorageError("the exchange recorder is closed")
+        item = _Item(exchange, account, rows, None, None, threading.Event())
+        self._queue.put(item)
+        assert item.done is not None
+        item.done.wait()
+        if isinstance(item.result, BaseException):
+            raise item.result
+        assert isinstance(item.result, int)
+        return RecordedExchange(exchange.exchange_id, item.result)
+
+    def close(self, *, timeout_s: float = 30.0) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+
+    # -- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            from distillguard.ledger import Ledger
+
+            store = open_store(self.store_url)
+            if self._ledger_origin:
+                Ledger.attach(store, origin=self._ledger_origin)
+            else:
+                Ledger.attach(store)
+            if self._prepare is not None:
+                self._prepare(store)
+        except BaseException as exc:  # reported to the constructor
+            self._startup_error = exc
+            self._ready.set()
+            return
+        wal = None
+        path = getattr(store, "path", None)
+        if self.fsync and store.dialect == "sqlite" and path is not None:
+            wal = f"{path}-wal"
+        self._ready.set()
+        try:
+            self._loop(store, wal)
+        finally:
+            store.close()
+
+    def _gather(self, first: Any) -> tuple[list[_Item], bool]:
+        batch: list[_Item] = [first]
+        stop = False
+        deadline = time.monotonic() + self.max_delay_s
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                stop = True
+                break
+            batch.append(item)
+        return batch, stop
+
+    def _loop(self, store: Store, wal: str | None) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch, stop = self._gather(first)
+            self._commit(store, wal, batch)
+            if stop:
+                # drain anything queued after the stop marker
+                rest: list[_Item] = []
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not _STOP:
+                        rest.append(item)
+                if rest:
+                    self._commit(store, wal, rest)
+                return
+
+    def _commit(self, store: Store, wal: str | None, batch: list[_Item]) -> None:
+        started = time.perf_counter()
+        outcome: list[int] | BaseException
+        try:
+            salts = new_salts(len(batch))
+            now_us = to_micros(datetime.now(UTC))
+            accounts: dict[str, Account] = {}
+            for item in batch:
+                a = item.account
+                if a is not None and a.account_id not in self._known_accounts:
+                    accounts.setdefault(a.account_id, a)
+            with store.transaction() as cur:
+                if accounts:
+                    store.add_accounts(cur, list(accounts.values()), run_id="gateway")
+                stored = store.add_exchanges(
+                    cur,
+                    [(item.exchange, s) for item, s in zip(batch, salts, strict=True)],
+                    run_id="gateway",
+                    now_us=now_us,
+                )
+                for item in batch:
+                    for write in item.rows:
+                        write(store, cur)
+            if wal is not None:
+                _fsync_path(wal)
+            self._known_accounts.update(accounts)
+            seqs = {s.exchange.exchange_id: s.seq for s in stored}
+            outcome = [seqs.get(item.exchange.exchange_id, -1) for item in batch]
+            self.stats.exchanges += len(batch)
+            self.stats.transactions += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        except Exception as exc:
+            logger.error("recording %d exchanges failed: %s", len(batch), type(exc).__name__)
+            self.stats.failures += 1
+            outcome = StorageError(f"the exchange could not be recorded: {type(exc).__name__}")
+        self.stats.commit_seconds += time.perf_counter() - started
+        self._deliver(batch, outcome)
+
+    @staticmethod
+    def _deliver(batch: list[_Item], outcome: list[int] | BaseException) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Any]]] = {}
+        for i, item in enumerate(batch):
+            value: Any = outcome if isinstance(outcome, BaseException) else outcome[i]
+            if item.loop is not None and item.future is not None:
+                by_loop.setdefault(item.loop, []).append((item.future, value))
+            elif item.done is not None:
+                item.result = value
+                item.done.set()
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[int], Any]]) -> None:
+    for future, value in pairs:
+        if future.done():
+            continue
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
