@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats
 
-__all__ = ["community_synchrony"]
+__all__ = ["community_synchrony", "synchrony_from_histograms"]
 
 
 def community_synchrony(con: duckdb.DuckDBPyConnection, membership: pa.Table) -> pa.Table:
@@ -59,3 +59,24 @@ def community_synchrony(con: duckdb.DuckDBPyConnection, membership: pa.Table) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.nansum(np.where(frac > 0, frac * np.log(frac), 0.0), axis=1) / np.log(12)
     return pa.table({"community": ids, "sync_p": p, "minute_entropy": ent})
+
+
+def synchrony_from_histograms(
+    minute_hist: np.ndarray, community: np.ndarray, n_communities: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(sync_p, minute_entropy)`` per community from per-account 5-minute-slot histograms.
+
+    ``minute_hist`` has shape (accounts, 12); ``community`` is a dense community index per account
+    (0..``n_communities`` - 1). Same test as :func:`community_synchrony`, which reads the
+    exchanges instead; a community without exchanges gets ``p = 1``.
+    """
+    hist = np.zeros((n_communities, 12))
+    np.add.at(hist, np.asarray(community, dtype=np.int64), np.asarray(minute_hist, dtype=float))
+    total = hist.sum(axis=1, keepdims=True)
+    expected = total / 12.0
+    chi2 = ((hist - expected) ** 2 / np.maximum(expected, 1e-12)).sum(axis=1)
+    p = np.where(total[:, 0] > 0, stats.chi2.sf(chi2, df=11), 1.0)
+    frac = hist / np.maximum(total, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.nansum(np.where(frac > 0, frac * np.log(frac), 0.0), axis=1) / np.log(12)
+    return np.asarray(p, dtype=np.float64), np.asarray(ent, dtype=np.float64)

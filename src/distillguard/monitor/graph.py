@@ -116,6 +116,9 @@ def build_graph(
     w = np.where(same_org, w * params.same_org_factor, w)
     keep = w >= params.min_edge_weight
     src, dst, w = src[keep], dst[keep], w[keep]
+    # SQL returns pairs in no fixed order; Leiden's result depends on it, so sort for determinism
+    order = np.lexsort((dst, src))
+    src, dst, w = src[order], dst[order], w[order]
     graph = ig.Graph(n=n_accounts, edges=np.column_stack([src, dst]).tolist(), directed=False)
     if len(w):
         part = leidenalg.find_partition(

@@ -13,7 +13,6 @@ plus ``scan_summary.json`` (counts, unavailable signals, timings, parameters)::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -31,11 +30,11 @@ from distillguard.errors import ConfigurationError
 from distillguard.monitor._load import LoadReport, export_store, load_log
 from distillguard.monitor._results import Campaign, write_results
 from distillguard.monitor.behaviour import behaviour_features
-from distillguard.monitor.coordination import community_synchrony
 from distillguard.monitor.elicitation import TOKEN_SQL, elicitation_model
-from distillguard.monitor.graph import GraphParams, build_graph
+from distillguard.monitor.features import AccountFeatures, score_features
+from distillguard.monitor.graph import GraphParams
 from distillguard.monitor.infrastructure import infrastructure_features, infrastructure_keys
-from distillguard.monitor.scoring import ScoreParams, binomial_evidence, ramp, robust_z
+from distillguard.monitor.scoring import ScoreParams
 from distillguard.monitor.sweep import sweep_features
 from distillguard.monitor.templates import MinHasher, template_buckets
 
@@ -204,7 +203,7 @@ def scan_connection(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE sample AS
         SELECT account_id, exchange_id, prompt FROM ex
-        QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY hash(exchange_id))
+        QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY md5(exchange_id))
                 <= {int(config.per_account_sample)}"""
     )
     stage("elicitation classifiers")
@@ -270,196 +269,52 @@ def scan_connection(
     )
     con.unregister("_ikeys")
     con.unregister("_tpairs")
-    orgs = _fetch(con, "SELECT i.acct, a.org_id FROM _idx i JOIN acc a USING (account_id)")
-    org_codes = np.full(n, -1, dtype=np.int64)
-    org_vals = orgs["org_id"].to_pylist()
-    org_map: dict[str, int] = {}
-    for a_i, o in zip(_col(orgs, "acct"), org_vals, strict=True):  # one per account
-        if o is not None:
-            org_codes[a_i] = org_map.setdefault(o, len(org_map))
+    orgs = _fetch(
+        con, "SELECT i.acct, a.org_id FROM _idx i JOIN acc a USING (account_id) ORDER BY i.acct"
+    )
+    org_of: list[str | None] = [None] * n
+    for a_i, o in zip(_col(orgs, "acct"), orgs["org_id"].to_pylist(), strict=True):
+        org_of[int(a_i)] = o
+    mins = _fetch(
+        con,
+        """SELECT i.acct, minute(e.ts AT TIME ZONE 'UTC') // 5 AS slot, count(*) AS c
+           FROM ex e JOIN _idx i USING (account_id) GROUP BY ALL""",
+    )
+    con.unregister("_idx")
+    minute_hist = np.zeros((n, 12))
+    minute_hist[_col(mins, "acct").astype(np.int64), _col(mins, "slot").astype(np.int64)] = _col(
+        mins, "c"
+    )
     timings["infrastructure"] = time.perf_counter() - t
 
+    features = AccountFeatures(
+        account_id=ids,
+        exchanges=_col(beh, "exchanges").astype(np.float64),
+        first_ts_us=_col(beh, "first_ts_us").astype(np.int64),
+        last_ts_us=_col(beh, "last_ts_us").astype(np.int64),
+        interarrival_cv=_col(beh, "interarrival_cv").astype(np.float64),
+        minute_entropy=_col(beh, "minute_entropy").astype(np.float64),
+        single_turn_share=_col(beh, "single_turn_share").astype(np.float64),
+        system_share=_col(beh, "system_share").astype(np.float64),
+        completion_ratio=_col(beh, "completion_ratio").astype(np.float64),
+        minute_hist=minute_hist,
+        n_sample=_aligned(ids, eli, "n_sample", 0.0),
+        k_elicit=_aligned(ids, eli, "k_elicit", 0.0),
+        k_cot=_aligned(ids, eli, "k_cot", 0.0),
+        k_grade=_aligned(ids, eli, "k_grade", 0.0),
+        topic_divergence=_aligned(ids, swp, "topic_divergence", 0.0),
+        payment_group=_aligned(ids, ifeat, "payment_group", 1.0),
+        signup_burst=_aligned(ids, ifeat, "signup_burst", 1.0),
+        org_id=org_of,
+    )
     t = time.perf_counter()
-    stage("link graph and Leiden")
-    graph = build_graph(con, keys, org_codes, n_accounts=n, params=config.graph)
-    timings["graph"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    stage("scoring")
-    sp = config.score
-    exchanges = _col(beh, "exchanges").astype(np.float64)
-    enough = exchanges >= sp.min_exchanges
-    # -- elicitation: exact binomial test against the log's base rate
-    k_el = _aligned(ids, eli, "k_elicit", 0.0)
-    n_s = _aligned(ids, eli, "n_sample", 0.0)
-    k_cot = _aligned(ids, eli, "k_cot", 0.0)
-    k_gr = _aligned(ids, eli, "k_grade", 0.0)
-    share = np.where(n_s > 0, k_el / np.maximum(n_s, 1), 0.0)
-    ref = np.sort(share[enough]) if enough.any() else np.sort(share)
-    low = ref[: max(1, int(0.75 * len(ref)))] if len(ref) else np.zeros(1)
-    p0 = float(max(sp.p0_floor, float(np.mean(low))))
-    p_el = binomial_evidence(k_el, n_s, p0)
-    s_el = ramp(
-        -np.log10(np.maximum(p_el, 1e-300)),
-        -np.log10(sp.alpha_elicitation),
-        -np.log10(sp.alpha_elicitation) + 6,
-    ) * ramp(share, 2 * p0, 0.3)
-    # -- behaviour
-    z_cv = -robust_z(_col(beh, "interarrival_cv").astype(np.float64), mask=enough)
-    z_me = -robust_z(_col(beh, "minute_entropy").astype(np.float64), mask=enough)
-    s_reg = np.where(enough, ramp(np.maximum(z_cv, z_me), sp.z_fire, 2 * sp.z_fire), 0.0)
-    harvest = _col(beh, "single_turn_share") * (1 - _col(beh, "system_share"))
-    z_h = robust_z(
-        harvest.astype(np.float64) * np.log1p(_col(beh, "completion_ratio")), mask=enough
-    )
-    s_harv = np.where(enough, ramp(z_h, sp.z_fire, 2 * sp.z_fire), 0.0)
-    # -- sweep
-    z_sw = robust_z(_aligned(ids, swp, "topic_divergence", 0.0), mask=enough)
-    s_sw = np.where(enough, ramp(z_sw, sp.z_fire, 2 * sp.z_fire), 0.0)
-    # -- infrastructure
-    pay = _aligned(ids, ifeat, "payment_group", 1.0)
-    s_pay = ramp(pay, 2.5, 8.0)
-    burst = _aligned(ids, ifeat, "signup_burst", 1.0)
-    z_b = robust_z(np.log1p(burst))
-    s_burst = ramp(z_b, sp.z_fire, 2 * sp.z_fire) * ramp(burst, 4.0, 10.0)
-    w = sp.weights
-    parts = {
-        "elicitation": s_el,
-        "payment": s_pay,
-        "signup_burst": s_burst,
-        "regularity": s_reg,
-        "harvest": s_harv,
-        "sweep": s_sw,
-    }
-    own = 1.0 - np.prod([1.0 - w[k] * v for k, v in parts.items()], axis=0)
-    # -- communities
-    comm = graph.community
-    _, cinv, csize = np.unique(comm, return_inverse=True, return_counts=True)
-    size = csize[cinv].astype(np.float64)
-    membership = pa.table(
-        {"account_id": pa.array(ids, pa.string()), "community": pa.array(cinv.astype(np.int64))}
-    )
-    sync = community_synchrony(con, membership)
-    sync_p = np.ones(len(csize))
-    sync_p[_col(sync, "community").astype(np.int64)] = _col(sync, "sync_p")
-    big = size >= sp.min_campaign
-    # pooled community evidence: the community's requests tested together
-    ck = np.bincount(cinv, weights=k_el)
-    cn = np.bincount(cinv, weights=n_s)
-    cshare = ck / np.maximum(cn, 1)
-    cp = binomial_evidence(ck, cn, p0)
-    c_el = ramp(-np.log10(np.maximum(cp, 1e-300)), 6.0, 20.0) * ramp(cshare, 2 * p0, 0.2)
-
-    def frac(v: np.ndarray) -> np.ndarray:
-        return np.asarray(ramp(np.bincount(cinv, weights=(v > 0).astype(float)) / csize, 0.1, 0.5))
-
-    c_parts = {
-        "elicitation": c_el,
-        "payment": frac(s_pay),
-        "signup_burst": frac(s_burst),
-        "regularity": frac(s_reg),
-        "harvest": frac(s_harv),
-        "sweep": frac(s_sw),
-    }
-    c_ev = 1.0 - np.prod([1.0 - w[k] * v for k, v in c_parts.items()], axis=0)
-    c_ev = 1.0 - (1.0 - c_ev) * (1.0 - 0.3 * ramp(-np.log10(np.maximum(sync_p, 1e-300)), 6, 30))
-    c_score = np.where(csize >= sp.min_campaign, c_ev * (1 - 1 / np.sqrt(csize)), 0.0)
-    # an account gets its community's score in full when it shares the community's evidence
-    affinity = 0.6 + 0.4 * np.minimum(
-        1.0,
-        np.maximum(
-            share / np.maximum(cshare[cinv], 1e-9) * (cshare[cinv] > 2 * p0),
-            np.maximum.reduce(
-                [(v > 0).astype(float) for v in (s_pay, s_burst, s_reg, s_harv, s_sw)]
-            ),
-        ),
-    )
-    community_score = c_score[cinv] * affinity
-    score = 1 - (1 - sp.own_weight * own) * (1 - community_score)
-    flagged = score >= sp.flag_threshold
-    timings["scoring"] = time.perf_counter() - t
-
-    # -- campaigns: communities with at least min_campaign flagged accounts
-    camp_of = np.full(n, -1, dtype=np.int64)
-    campaigns: list[Campaign] = []
-    first = _col(beh, "first_ts_us").astype(np.int64)
-    last = _col(beh, "last_ts_us").astype(np.int64)
-    flagged_by_c = np.bincount(cinv, weights=flagged.astype(np.float64), minlength=len(csize))
-    for c in np.flatnonzero(flagged_by_c >= sp.min_campaign):  # one iteration per campaign
-        members = np.flatnonzero((cinv == c) & flagged)
-        accounts = sorted(ids[i] for i in members)
-        cid = "camp-" + hashlib.sha256(accounts[0].encode()).hexdigest()[:10]
-        camp_of[members] = len(campaigns)
-        signals = {
-            "accounts": len(members),
-            "community_size": int(csize[c]),
-            "elicitation_share": round(float(k_el[members].sum() / max(n_s[members].sum(), 1)), 4),
-            "cot_share": round(float(k_cot[members].sum() / max(n_s[members].sum(), 1)), 4),
-            "grading_share": round(float(k_gr[members].sum() / max(n_s[members].sum(), 1)), 4),
-            "elicitation_base_rate": round(p0, 4),
-            "shared_payment_accounts": int((pay[members] >= 3).sum()),
-            "signup_burst_accounts": int((s_burst[members] > 0).sum()),
-            "regular_timing_accounts": int((s_reg[members] > 0).sum()),
-            "harvest_behaviour_accounts": int((s_harv[members] > 0).sum()),
-            "topic_sweep_accounts": int((s_sw[members] > 0).sum()),
-            "synchrony_p": float(sync_p[c]),
-            "mean_own_score": round(float(own[members].mean()), 4),
-        }
-        campaigns.append(
-            Campaign(
-                campaign_id=cid,
-                accounts=accounts,
-                score=round(float(score[members].mean()), 4),
-                first_seen_us=int(first[members].min()),
-                last_seen_us=int(last[members].max()),
-                exchanges=int(exchanges[members].sum()),
-                signals=signals,
-            )
-        )
-    # -- reasons
-    reasons: list[list[str]] = []
-    for i in range(n):  # one per account, on small scalars only
-        r: list[str] = []
-        if s_el[i] > 0:
-            r.append(
-                f"elicits reasoning/grading in {k_el[i]:.0f}/{n_s[i]:.0f} requests "
-                f"(base {p0:.0%}, p={p_el[i]:.1e})"
-            )
-        if s_pay[i] > 0:
-            r.append(f"payment instrument shared by {pay[i]:.0f} accounts")
-        if s_burst[i] > 0:
-            r.append(f"signed up in a burst of {burst[i]:.0f} accounts")
-        if s_reg[i] > 0:
-            r.append("machine-regular timing")
-        if s_harv[i] > 0:
-            r.append("harvesting pattern: single-turn, long completions")
-        if s_sw[i] > 0:
-            r.append("topic mix far from the natural mix (capability sweep)")
-        if camp_of[i] >= 0:
-            cm = campaigns[camp_of[i]]
-            r.append(f"linked to campaign {cm.campaign_id} ({len(cm.accounts)} accounts)")
-        elif big[i] and community_score[i] > 0.1:
-            r.append(f"in a linked group of {size[i]:.0f} accounts")
-        reasons.append(r)
-    accounts = pa.table(
-        {
-            "account_id": pa.array(ids, pa.string()),
-            "score": pa.array(np.round(score, 6), pa.float64()),
-            "flagged": pa.array(flagged, pa.bool_()),
-            "campaign_id": pa.array(
-                [campaigns[c].campaign_id if c >= 0 else None for c in camp_of], pa.string()
-            ),
-            "reasons": pa.array(reasons, pa.list_(pa.string())),
-            "own_score": pa.array(np.round(own, 6), pa.float64()),
-            "community_score": pa.array(np.round(community_score, 6), pa.float64()),
-            "community_size": pa.array(size.astype(np.int64), pa.int64()),
-            "exchanges": pa.array(exchanges.astype(np.int64), pa.int64()),
-        }
-    )
+    stage("link graph, Leiden and scoring")
+    fs = score_features(features, keys, graph=config.graph, score=config.score, con=con)
+    timings["graph_and_scoring"] = time.perf_counter() - t
     unavailable = sorted({_SIGNAL_NEEDS[f] for f in report.missing_fields if f in _SIGNAL_NEEDS})
     return ScanResult(
-        accounts=accounts,
-        campaigns=campaigns,
+        accounts=fs.accounts,
+        campaigns=fs.campaigns,
         load=report,
         unavailable=unavailable,
         timings=timings,

@@ -20,11 +20,28 @@ community of ordinary accounts does not. Accounts at or above ``flag_threshold``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["ScoreParams", "binomial_evidence", "robust_z"]
+if TYPE_CHECKING:
+    from distillguard.monitor.features import AccountFeatures
+
+__all__ = [
+    "SIGNALS",
+    "AccountScores",
+    "Calibration",
+    "ScoreParams",
+    "account_signals",
+    "affinity",
+    "binomial_evidence",
+    "calibrate",
+    "ramp",
+    "robust_reference",
+    "robust_z",
+    "score_accounts",
+]
 
 
 def _default_signal_weights() -> dict[str, float]:
@@ -52,20 +69,33 @@ class ScoreParams:
     weights: dict[str, float] = field(default_factory=_default_signal_weights)
 
 
+def robust_reference(x: np.ndarray, *, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """``(median, scale)`` of ``x[mask]``: the scale is 1.4826 MAD, else the standard deviation,
+    else 1. An empty reference gives ``(nan, nan)`` (every z-score is then 0)."""
+    ref = x[mask] if mask is not None else x
+    ref = ref[np.isfinite(ref)]
+    if len(ref) == 0:
+        return float("nan"), float("nan")
+    med = float(np.median(ref))
+    mad = float(np.median(np.abs(ref - med))) * 1.4826
+    if mad <= 0:
+        mad = float(np.std(ref)) or 1.0
+    return med, mad
+
+
+def _z(x: np.ndarray, ref: tuple[float, float]) -> np.ndarray:
+    med, mad = ref
+    if not np.isfinite(med):
+        return np.zeros_like(x, dtype=np.float64)
+    return np.asarray((x - med) / mad, dtype=np.float64)
+
+
 def robust_z(x: np.ndarray, *, mask: np.ndarray | None = None) -> np.ndarray:
     """Robust z-scores of ``x`` against the median and MAD of ``x[mask]``.
 
     If the MAD is 0, the standard deviation is used, and 1 if that is 0 too.
     """
-    ref = x[mask] if mask is not None else x
-    ref = ref[np.isfinite(ref)]
-    if len(ref) == 0:
-        return np.zeros_like(x, dtype=np.float64)
-    med = float(np.median(ref))
-    mad = float(np.median(np.abs(ref - med))) * 1.4826
-    if mad <= 0:
-        mad = float(np.std(ref)) or 1.0
-    return np.asarray((x - med) / mad, dtype=np.float64)
+    return _z(x, robust_reference(x, mask=mask))
 
 
 def binomial_evidence(k: np.ndarray, n: np.ndarray, p0: float) -> np.ndarray:
@@ -78,3 +108,188 @@ def binomial_evidence(k: np.ndarray, n: np.ndarray, p0: float) -> np.ndarray:
 def ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """0 below ``lo``, 1 above ``hi``, linear between."""
     return np.asarray(np.clip((x - lo) / (hi - lo), 0.0, 1.0), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the scores are calibrated against: the log's elicitation base rate ``p0`` and the
+    ``(median, scale)`` reference of every robust z-score. Computed from a whole log by
+    :func:`calibrate`; the online scorer keeps the last one to score accounts between re-scores."""
+
+    p0: float
+    interarrival_cv: tuple[float, float]
+    minute_entropy: tuple[float, float]
+    harvest: tuple[float, float]
+    topic_divergence: tuple[float, float]
+    signup_burst: tuple[float, float]
+
+
+def _harvest(f: AccountFeatures) -> np.ndarray:
+    h = f.single_turn_share * (1 - f.system_share)
+    return np.asarray(h.astype(np.float64) * np.log1p(f.completion_ratio), dtype=np.float64)
+
+
+def calibrate(features: AccountFeatures, params: ScoreParams) -> Calibration:
+    """The calibration of ``features`` (the accounts with at least ``min_exchanges``)."""
+    f = features
+    enough = f.exchanges >= params.min_exchanges
+    share = np.where(f.n_sample > 0, f.k_elicit / np.maximum(f.n_sample, 1), 0.0)
+    ref = np.sort(share[enough]) if enough.any() else np.sort(share)
+    low = ref[: max(1, int(0.75 * len(ref)))] if len(ref) else np.zeros(1)
+    return Calibration(
+        p0=float(max(params.p0_floor, float(np.mean(low)))),
+        interarrival_cv=robust_reference(f.interarrival_cv, mask=enough),
+        minute_entropy=robust_reference(f.minute_entropy, mask=enough),
+        harvest=robust_reference(_harvest(f), mask=enough),
+        topic_divergence=robust_reference(f.topic_divergence, mask=enough),
+        signup_burst=robust_reference(np.log1p(f.signup_burst)),
+    )
+
+
+#: The per-account signals of the account score, in the order of their weights.
+SIGNALS = ("elicitation", "payment", "signup_burst", "regularity", "harvest", "sweep")
+
+
+@dataclass(frozen=True)
+class AccountScores:
+    """Scores of the accounts of one :class:`~distillguard.monitor.features.AccountFeatures`.
+
+    Arrays are aligned with the features' accounts; ``community`` is a dense community index
+    (0..number of communities - 1) and ``community_risk`` / ``community_share`` are indexed by it.
+    """
+
+    calibration: Calibration
+    signals: dict[str, np.ndarray]  # s_i in 0..1 per signal (keys: SIGNALS)
+    elicitation_p: np.ndarray
+    share: np.ndarray
+    own: np.ndarray
+    community: np.ndarray
+    community_size: np.ndarray  # per account
+    community_risk: np.ndarray  # per community: c_score
+    community_share: np.ndarray  # per community: pooled elicitation share
+    community_sync_p: np.ndarray  # per community
+    community_score: np.ndarray  # per account (c_score times affinity)
+    score: np.ndarray
+    flagged: np.ndarray
+
+
+def account_signals(
+    features: AccountFeatures, calibration: Calibration, params: ScoreParams
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-signal evidence ``s_i`` (0..1), the elicitation p-values, shares and the noisy-or
+    account score ``own`` of ``features`` against ``calibration``."""
+    f, sp, cal = features, params, calibration
+    enough = f.exchanges >= sp.min_exchanges
+    p0 = cal.p0
+    share = np.where(f.n_sample > 0, f.k_elicit / np.maximum(f.n_sample, 1), 0.0)
+    p_el = binomial_evidence(f.k_elicit, f.n_sample, p0)
+    s_el = ramp(
+        -np.log10(np.maximum(p_el, 1e-300)),
+        -np.log10(sp.alpha_elicitation),
+        -np.log10(sp.alpha_elicitation) + 6,
+    ) * ramp(share, 2 * p0, 0.3)
+    z_cv = -_z(f.interarrival_cv, cal.interarrival_cv)
+    z_me = -_z(f.minute_entropy, cal.minute_entropy)
+    s_reg = np.where(enough, ramp(np.maximum(z_cv, z_me), sp.z_fire, 2 * sp.z_fire), 0.0)
+    z_h = _z(_harvest(f), cal.harvest)
+    s_harv = np.where(enough, ramp(z_h, sp.z_fire, 2 * sp.z_fire), 0.0)
+    z_sw = _z(f.topic_divergence, cal.topic_divergence)
+    s_sw = np.where(enough, ramp(z_sw, sp.z_fire, 2 * sp.z_fire), 0.0)
+    s_pay = ramp(f.payment_group, 2.5, 8.0)
+    z_b = _z(np.log1p(f.signup_burst), cal.signup_burst)
+    s_burst = ramp(z_b, sp.z_fire, 2 * sp.z_fire) * ramp(f.signup_burst, 4.0, 10.0)
+    parts = {
+        "elicitation": s_el,
+        "payment": s_pay,
+        "signup_burst": s_burst,
+        "regularity": s_reg,
+        "harvest": s_harv,
+        "sweep": s_sw,
+    }
+    w = sp.weights
+    own = 1.0 - np.prod([1.0 - w[k] * v for k, v in parts.items()], axis=0)
+    return parts, p_el, share, np.asarray(own, dtype=np.float64).reshape(len(f.exchanges))
+
+
+def affinity(
+    parts: dict[str, np.ndarray], share: np.ndarray, community_share: np.ndarray, p0: float
+) -> np.ndarray:
+    """How much of its community's score an account gets (0.6 .. 1): in full when it shares the
+    community's evidence (its elicitation share, or any fired signal), 60% otherwise.
+    ``community_share`` is the pooled share of each account's community (aligned by account)."""
+    fired = np.maximum.reduce([(parts[k] > 0).astype(float) for k in SIGNALS[1:]])
+    return np.asarray(
+        0.6
+        + 0.4
+        * np.minimum(
+            1.0,
+            np.maximum(
+                share / np.maximum(community_share, 1e-9) * (community_share > 2 * p0), fired
+            ),
+        ),
+        dtype=np.float64,
+    )
+
+
+def score_accounts(
+    features: AccountFeatures,
+    *,
+    community: np.ndarray,
+    sync_p: np.ndarray,
+    params: ScoreParams,
+    calibration: Calibration | None = None,
+) -> AccountScores:
+    """Score every account of ``features`` (pure: arrays in, arrays out).
+
+    ``community`` gives a community label per account (any integers); ``sync_p`` the synchrony
+    p-value of each community, indexed by the *dense* community index (the rank of the label
+    among the distinct labels, as ``np.unique`` numbers them). The calibration is computed from
+    ``features`` unless given. Every engine (DuckDB, Spark) and the online scorer call this one
+    function, so they agree whenever their features agree.
+    """
+    f, sp = features, params
+    cal = calibration or calibrate(f, sp)
+    p0 = cal.p0
+    parts, p_el, share, own = account_signals(f, cal, sp)
+    w = sp.weights
+    _, cinv, csize = np.unique(np.asarray(community), return_inverse=True, return_counts=True)
+    cinv = cinv.reshape(-1)
+    size = csize[cinv].astype(np.float64)
+    # pooled community evidence: the community's requests tested together
+    ck = np.bincount(cinv, weights=f.k_elicit, minlength=len(csize))
+    cn = np.bincount(cinv, weights=f.n_sample, minlength=len(csize))
+    cshare = ck / np.maximum(cn, 1)
+    cp = binomial_evidence(ck, cn, p0)
+    c_el = ramp(-np.log10(np.maximum(cp, 1e-300)), 6.0, 20.0) * ramp(cshare, 2 * p0, 0.2)
+
+    def frac(v: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            ramp(
+                np.bincount(cinv, weights=(v > 0).astype(float), minlength=len(csize)) / csize,
+                0.1,
+                0.5,
+            )
+        )
+
+    c_parts = {"elicitation": c_el, **{k: frac(parts[k]) for k in SIGNALS if k != "elicitation"}}
+    c_ev = 1.0 - np.prod([1.0 - w[k] * c_parts[k] for k in SIGNALS], axis=0)
+    sync = np.asarray(sync_p, dtype=np.float64)
+    c_ev = 1.0 - (1.0 - c_ev) * (1.0 - 0.3 * ramp(-np.log10(np.maximum(sync, 1e-300)), 6, 30))
+    c_score = np.where(csize >= sp.min_campaign, c_ev * (1 - 1 / np.sqrt(csize)), 0.0)
+    community_score = c_score[cinv] * affinity(parts, share, cshare[cinv], p0)
+    score = 1 - (1 - sp.own_weight * own) * (1 - community_score)
+    return AccountScores(
+        calibration=cal,
+        signals=parts,
+        elicitation_p=p_el,
+        share=share,
+        own=own,
+        community=cinv.astype(np.int64),
+        community_size=size,
+        community_risk=np.asarray(c_score, dtype=np.float64),
+        community_share=cshare,
+        community_sync_p=sync,
+        community_score=community_score,
+        score=score,
+        flagged=score >= sp.flag_threshold,
+    )

@@ -16,10 +16,13 @@ weak evidence; it counts when the account is linked to others that diverge the s
 
 from __future__ import annotations
 
+import re
+
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-__all__ = ["TOPIC_RULES", "sweep_features"]
+__all__ = ["TOPICS", "TOPIC_RULES", "sweep_features", "topic_divergence", "topic_of"]
 
 #: (topic, regular expression over the lower-cased prompt), first match wins; else "general".
 TOPIC_RULES: tuple[tuple[str, str], ...] = (
@@ -55,3 +58,37 @@ def sweep_features(con: duckdb.DuckDBPyConnection, source: str = "sample") -> pa
     FROM grid GROUP BY account_id ORDER BY account_id
     """
     return con.sql(sql).to_arrow_table()
+
+
+#: Every topic label, ``general`` last (the column order of per-account topic counts).
+TOPICS: tuple[str, ...] = (*(name for name, _ in TOPIC_RULES), "general")
+
+_COMPILED = tuple((TOPICS.index(name), re.compile(rx)) for name, rx in TOPIC_RULES)
+
+
+def topic_of(prompt: str) -> int:
+    """The topic index (into :data:`TOPICS`) of one prompt, as the SQL rules tag it."""
+    low = prompt.lower()
+    for idx, rx in _COMPILED:
+        if rx.search(low):
+            return idx
+    return len(TOPICS) - 1
+
+
+def topic_divergence(counts: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2) of each row of ``counts`` (accounts x topics) to the
+    overall mix (the column sums): the NumPy form of :func:`sweep_features` for engines that
+    count topics themselves. Rows without prompts get 0."""
+    c = np.asarray(counts, dtype=np.float64)
+    n = c.sum(axis=1, keepdims=True)
+    total = c.sum()
+    if total == 0:
+        return np.zeros(len(c))
+    q = c.sum(axis=0) / total
+    p = c / np.maximum(n, 1)
+    m = (p + q[None, :]) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tp = np.where(p > 0, 0.5 * p * np.log2(p / m), 0.0)
+        tq = np.where(q[None, :] > 0, 0.5 * q[None, :] * np.log2(q[None, :] / m), 0.0)
+    d = np.maximum(0.0, tp.sum(axis=1) + tq.sum(axis=1))
+    return np.where(n[:, 0] > 0, d, 0.0)
