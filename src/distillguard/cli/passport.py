@@ -197,7 +197,8 @@ def revoke(
     passport_id: Annotated[str, typer.Argument(help="The passport id (pp_...).")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the list).")] = "revoked",
 ) -> None:
-    """Put a passport on the revocation list; verifiers refuse it from the next request on.
+    """Put a passport on the revocation list; running verifiers refuse it within
+    `[passport] revocation_refresh_s` (1 s by default).
 
     Example: `distillguard passport revoke pp_x1y2 --reason "distillation campaign C-17"`
     """
