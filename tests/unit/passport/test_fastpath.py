@@ -396,3 +396,28 @@ def test_requests_signed_by_http_message_signatures_take_the_fast_path(
     fast_verifier, full_verifier = _verifiers(keyring)
     assert fast_verifier.verify(ours, BODY).ok
     assert full_verifier.verify(ours, BODY).ok
+
+
+def test_one_verifier_shared_by_threads(
+    keyring: Keyring, passport: Passport, agent_key: Ed25519PrivateKey
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    signer = RequestSigner(
+        passport=passport.token, agent_key=agent_key, validity_s=60, clock=lambda: NOW
+    )
+    url = "https://api.example.com/v1/chat/completions"
+    base = [("content-type", "application/json")]
+    requests = [
+        HttpRequest.from_url(
+            "POST", url, headers=base + list(signer.signed_headers("POST", url, base, BODY).items())
+        )
+        for _ in range(200)
+    ]
+    verifier, _ = _verifiers(keyring)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = list(pool.map(lambda r: verifier.verify(r, BODY).ok, requests))
+        again = list(pool.map(lambda r: verifier.verify(r, BODY).ok, requests))
+    assert all(first) and not any(again)  # each accepted once, each replay refused
+    snap = verifier.counter.snapshot()
+    assert snap["accepted"] == 200 and snap["replayed_nonce"] == 200
