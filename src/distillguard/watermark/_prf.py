@@ -260,12 +260,15 @@ class KeyedPRF:
     def self_hash_values(
         self, windows: Sequence[npt.NDArray[np.integer]], tokens: npt.NDArray[np.integer]
     ) -> U64:
-        """Self-hash: u = fmix64(min(H over window and token) xor G(token))."""
+        """Self-hash: u = fmix64(fmix64(min(H over window and token)) xor G(token))."""
         anchor = self.anchor_hash(tokens)
         for w in windows:
             np.minimum(anchor, self.anchor_hash(w), out=anchor)
-        anchor ^= self.candidate_hash(tokens)
-        return fmix64(anchor)
+        # the minimum is a small number: spread it over 64 bits before combining, so that two
+        # anchors differ in random-looking bits (as two context hashes F do)
+        mixed = fmix64(anchor)
+        mixed ^= self.candidate_hash(tokens)
+        return fmix64(mixed)
 
     # --- one context, every candidate (generation) -------------------------------------------
 
@@ -277,7 +280,7 @@ class KeyedPRF:
             self._anchor.ensure(vocab_size)
             m = min(self._anchor.scalar(t) for t in window)
             anchor = np.minimum(self._anchor.table[:vocab_size], np.uint64(m))
-            return fmix64(anchor ^ g)
+            return fmix64(fmix64(anchor) ^ g)
         return fmix64(g ^ np.uint64(self.window_scalar(window)))
 
     def window_scalar(self, window: list[int]) -> int:

@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark._prf import KeyedPRF
+from distillguard.watermark._prf import KeyedPRF, fmix64
 from distillguard.watermark.base import (
     DedupTape,
     DetectionResult,
@@ -45,7 +45,6 @@ class WindowScheme:
         self._key_id = key.kid
         self._width = context_width
         self._prf = KeyedPRF(key.secret, domain)
-        self._dedup_prf = self._prf if not self._self_hash else KeyedPRF(key.secret, domain + "/dd")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(key_id={self._key_id!r})"
@@ -76,6 +75,12 @@ class WindowScheme:
 
     def _process(self, values: U64, logits: F64) -> F64:
         raise NotImplementedError
+
+    def test_totals(
+        self, *, total: float, n_scored: int, n_tokens: int, n_duplicates: int
+    ) -> DetectionResult:
+        """The exact test from pooled totals (sum of per-token scores, tokens scored)."""
+        raise InputError(f"{self._name} cannot be tested from totals")
 
     # --- shared --------------------------------------------------------------------------------
 
@@ -134,7 +139,7 @@ class WindowScheme:
             raise InputError("prompt_len must be non-negative")
         windows, cand, positions = windows_of(arr, width=self._width, start=prompt_len)
         values = self._values(windows, cand)
-        keys = values if not self._self_hash else self._dedup_prf.values(windows, cand)
+        keys = values  # dedup on the PRF's input: equal inputs, equal values
         if mask is not None:
             if mask.shape != arr.shape:
                 raise InputError(f"mask has shape {mask.shape}, tokens {arr.shape}")
@@ -158,6 +163,55 @@ class WindowScheme:
             n_tokens=int(arr.shape[0]),
             n_candidates=n_candidates,
         )
+
+    def detect_many(
+        self,
+        documents: Sequence[npt.NDArray[np.integer]],
+        *,
+        prompt_lens: Sequence[int] | None = None,
+    ) -> list[DetectionResult]:
+        """Test many texts at once: one vectorised pass over all their tokens.
+
+        Equivalent to ``[self.detect(d, prompt_len=p) for d, p in ...]`` (each text deduplicated
+        on its own), but without a Python call per text on the hashing path.
+        """
+        docs = [as_token_array(d) for d in documents]
+        plens = np.asarray(prompt_lens if prompt_lens is not None else [0] * len(docs))
+        if plens.shape[0] != len(docs):
+            raise InputError("prompt_lens must have one entry per document")
+        lengths = np.array([d.shape[0] for d in docs], dtype=np.int64)
+        if not docs or int(lengths.sum()) == 0:
+            return [
+                self.test_totals(total=0.0, n_scored=0, n_tokens=int(n), n_duplicates=0)
+                for n in lengths
+            ]
+        tokens = np.concatenate(docs)
+        doc = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        offset = np.arange(tokens.shape[0], dtype=np.int64) - starts[doc]
+        windows, cand, positions = windows_of(tokens, width=self._width, start=0)
+        ok = offset[positions] >= np.maximum(self._width, plens[doc[positions]])
+        windows = [w[ok] for w in windows]
+        cand, positions = cand[ok], positions[ok]
+        owner = doc[positions]
+        values = self._values(windows, cand)
+        keys = values  # dedup on the PRF's input: equal inputs, equal values
+        tagged = keys ^ fmix64((owner + 1).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        keep = first_occurrences(tagged)
+        scores = self._token_scores(values[keep])
+        n_docs = len(docs)
+        sums = np.bincount(owner[keep], weights=scores, minlength=n_docs)
+        counts = np.bincount(owner[keep], minlength=n_docs)
+        cands = np.bincount(owner, minlength=n_docs)
+        return [
+            self.test_totals(
+                total=float(sums[i]),
+                n_scored=int(counts[i]),
+                n_tokens=int(lengths[i]),
+                n_duplicates=int(cands[i] - counts[i]),
+            )
+            for i in range(n_docs)
+        ]
 
     def detect(
         self,

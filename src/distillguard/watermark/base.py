@@ -151,7 +151,9 @@ class TokenScores:
         positions: indices into the token sequence of the scored tokens.
         scores: each scored token's score (1/0 green for KGW, ``-log(1-r)`` for Aaronson, the
             number of g-values equal to 1 for SynthID).
-        keys: each scored token's (window, token) key (for tapes and k-gram filters).
+        keys: each scored token's key, the 64-bit PRF value of its (window, token) input: two
+            positions share a key exactly when the PRF saw the same input (for a self-hash
+            scheme, the same (anchor, token)), which is what deduplication must remove.
         n_tokens: tokens in the sequence (prompt included).
         n_candidates: tokens that had a full context after the prompt and passed the mask.
     """
