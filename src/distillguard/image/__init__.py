@@ -23,7 +23,7 @@ from __future__ import annotations
 from distillguard.image.manifest import (
     ManifestCredentials,
     ManifestStatus,
-    TestCredentials,
+    SelfSignedCredentials,
     make_test_credentials,
     sign_manifest,
     verify_manifest,
@@ -42,7 +42,7 @@ __all__ = [
     "ImageWatermarkConfig",
     "ManifestCredentials",
     "ManifestStatus",
-    "TestCredentials",
+    "SelfSignedCredentials",
     "detect_image",
     "detect_pixels",
     "embed_pixels",

@@ -17,7 +17,7 @@ __all__ = ["MAX_PIXELS", "MIN_SIDE", "DecodedImage", "decode_image", "encode_ima
 #: Largest accepted image (pixels): bounds memory and time on hostile input (64 megapixels).
 MAX_PIXELS = 64 * 1024 * 1024
 #: Smallest accepted side in pixels: below it there is too little room for a watermark.
-MIN_SIDE = 64
+MIN_SIDE = 128
 
 _FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff"}
 

@@ -52,7 +52,7 @@ __all__ = [
     "ManifestCredentials",
     "ManifestState",
     "ManifestStatus",
-    "TestCredentials",
+    "SelfSignedCredentials",
     "make_test_credentials",
     "sign_manifest",
     "verify_manifest",
@@ -141,7 +141,7 @@ class ManifestCredentials:
 
 
 @dataclass(frozen=True)
-class TestCredentials:
+class SelfSignedCredentials:
     """Throw-away credentials from :func:`make_test_credentials` and the CA to trust them."""
 
     credentials: ManifestCredentials
@@ -153,7 +153,7 @@ def make_test_credentials(
     *,
     organization: str = "DistillGuard test provider",
     valid_days: int = 90,
-) -> TestCredentials:
+) -> SelfSignedCredentials:
     """Create a self-signed test CA and a C2PA-conformant leaf certificate for ``private_key``.
 
     For tests, demos and private deployments only: verifiers trust these manifests only when
@@ -220,7 +220,7 @@ def make_test_credentials(
     )
     pem = serialization.Encoding.PEM
     chain = (leaf.public_bytes(pem) + ca.public_bytes(pem)).decode()
-    return TestCredentials(
+    return SelfSignedCredentials(
         credentials=ManifestCredentials(private_key=leaf_key, certificate_chain_pem=chain),
         ca_pem=ca.public_bytes(pem).decode(),
     )

@@ -372,29 +372,29 @@ def _period_candidates(white: NDArray[np.float32]) -> list[tuple[float, float]]:
         seg = profile[lo : hi + 1]
         order = np.argsort(seg)[::-1]
         found: list[float] = []
-        for i in order[:12]:
+        for i in order[:16]:
             if 0 < i < len(seg) - 1 and seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1]:
                 denom = seg[i - 1] - 2 * seg[i] + seg[i + 1]
                 frac = 0.5 * (seg[i - 1] - seg[i + 1]) / denom if denom != 0 else 0.0
                 found.append(lo + i + float(np.clip(frac, -0.5, 0.5)))
-            if len(found) == 2:
+            if len(found) == 3:
                 break
         return found or [float(TILE)]
 
     # Average a few rows/columns near lag 0 to steady the profiles.
-    px = peaks(auto[[0, 1, -1], :].mean(axis=0)[: FRAME // 2 + 9])
-    py = peaks(auto[:, [0, 1, -1]].mean(axis=1)[: FRAME // 2 + 9])
+    prof_x = auto[[0, 1, -1], :].mean(axis=0)[: FRAME // 2 + 9]
+    prof_y = auto[:, [0, 1, -1]].mean(axis=1)[: FRAME // 2 + 9]
+    # Crops usually keep the aspect ratio: one period for both axes first (both profiles
+    # summed), refined on a small grid; then each axis on its own.
+    iso = peaks(prof_x + prof_y)
     cands: list[tuple[float, float]] = []
-    # Crops usually keep the aspect ratio: try the best period for both axes, then each axis's.
-    best = px[0] if auto[0, round(px[0])] >= auto[round(py[0]), 0] else py[0]
-    for base in ((px[0], py[0]), (best, best)):
-        for dx in (0.0, -0.3, 0.3):
-            for dy in (0.0, -0.3, 0.3):
-                if dx and dy and dx != dy:
-                    continue
-                cands.append((base[0] + dx, base[1] + dy))
-    for ax in px[1:]:
-        for ay in py[1:]:
+    for dx in (0.0, -0.3, 0.3):
+        for dy in (0.0, -0.3, 0.3):
+            cands.append((iso[0] + dx, iso[0] + dy))
+    px, py = peaks(prof_x), peaks(prof_y)
+    cands.extend((p, p) for p in iso[1:])
+    for ax in px:
+        for ay in py:
             cands.append((ax, ay))
     unique: list[tuple[float, float]] = []
     for c in cands:
