@@ -111,6 +111,23 @@ STEPS: list[Step] = [
         lambda c: ["ingest", str(c.log)],
     ),
     Step(
+        "Scan",
+        "Campaign detection across accounts: behaviour, templates, elicitation, shared "
+        "infrastructure and coordination, a link graph and its communities.",
+        lambda c: ["scan", str(c.log), "--out", str(c.out / "scan")],
+    ),
+    Step(
+        "Evaluate",
+        "The scan against the simulator's labels, beside the per-account baselines of the "
+        "literature (PRADA, SEAT).",
+        lambda c: [
+            "eval-scan",
+            str(c.out / "scan"),
+            "--labels",
+            str(c.log / "labels.parquet"),
+        ],
+    ),
+    Step(
         "Audit",
         "The ledger recomputed from the stored records and every signed checkpoint checked.",
         lambda c: ["ledger", "audit"],
@@ -195,6 +212,7 @@ def demo(
             f"  log/               simulated traffic (format v1) and labels.parquet\n"
             f"  home/store.sqlite  the store and the ledger\n"
             f"  home/keyring.json  the keys (owner-only)\n"
+            f"  scan/              account_scores.parquet/.csv and campaigns.json\n"
             f"  proof.json         an inclusion proof for one exchange\n"
             f"  public-keys.json   what a third party needs to verify it\n\n"
             f"Try: DISTILLGUARD_HOME={context.home} distillguard ledger head",
