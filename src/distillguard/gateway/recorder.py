@@ -38,7 +38,7 @@ from distillguard._internal.timeutil import to_micros
 from distillguard.errors import StorageError
 from distillguard.records.model import Account, Exchange
 from distillguard.store import Store, open_store
-from distillguard.store.base import Cursor, new_salts
+from distillguard.store.base import ACCOUNT_COLUMNS, Cursor, account_row, new_salts
 
 __all__ = ["ExchangeRecorder", "RecordedExchange", "RowWriter"]
 
@@ -262,7 +262,7 @@ class ExchangeRecorder:
                     accounts.setdefault(a.account_id, a)
             with store.transaction() as cur:
                 if accounts:
-                    store.add_accounts(cur, list(accounts.values()), run_id="gateway")
+                    _add_accounts(store, cur, list(accounts.values()))
                 stored = store.add_exchanges(
                     cur,
                     [(item.exchange, s) for item, s in zip(batch, salts, strict=True)],
@@ -300,6 +300,18 @@ class ExchangeRecorder:
         for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _add_accounts(store: Store, cur: Cursor, accounts: list[Account]) -> None:
+    """Insert accounts, skipping stored ones without a race between replicas (ON CONFLICT)."""
+    cols = ", ".join(ACCOUNT_COLUMNS)
+    marks = ", ".join("?" * len(ACCOUNT_COLUMNS))
+    cur.executemany(
+        store.q(
+            f"INSERT INTO accounts ({cols}) VALUES ({marks}) ON CONFLICT (account_id) DO NOTHING"
+        ),
+        [account_row(a, run_id="gateway") for a in accounts],
+    )
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[int], Any]]) -> None:
