@@ -281,7 +281,25 @@ class KeyedPRF:
             m = min(self._anchor.scalar(t) for t in window)
             anchor = np.minimum(self._anchor.table[:vocab_size], np.uint64(m))
             return fmix64(fmix64(anchor) ^ g)
+        self._ctx.ensure(vocab_size)
         return fmix64(g ^ np.uint64(self.window_scalar(window)))
+
+    def vocab_values_batch(
+        self, windows: Sequence[Sequence[int]], vocab_size: int, *, self_hash: bool
+    ) -> U64:
+        """:meth:`vocab_values` for several contexts at once, shape ``(len(windows), vocab)``."""
+        self._tok.ensure(vocab_size)
+        g = self._tok.table[:vocab_size]
+        if self_hash:
+            self._anchor.ensure(vocab_size)
+            mins = np.array(
+                [min(self._anchor.scalar(t) for t in w) for w in windows], dtype=np.uint64
+            )
+            anchor = np.minimum(self._anchor.table[None, :vocab_size], mins[:, None])
+            return fmix64(fmix64(anchor) ^ g[None, :])
+        self._ctx.ensure(vocab_size)  # contexts of one token: table lookups, no scalar hashing
+        f = np.array([self.window_scalar(list(w)) for w in windows], dtype=np.uint64)
+        return fmix64(g[None, :] ^ f[:, None])
 
     def window_scalar(self, window: list[int]) -> int:
         """F of one window, as a Python int (position keys of multi-bit payloads)."""

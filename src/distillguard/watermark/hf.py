@@ -73,14 +73,13 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         batch, vocab = scores.shape
         width = self.scheme.context_width
         tails = input_ids[:, -width:].tolist()
+        if self.rows is None and isinstance(self.scheme, KGWWatermark):
+            # fast path: one vectorised green-mask computation for the whole batch
+            green = torch.from_numpy(self.scheme.green_masks(tails, vocab))
+            return scores + self.scheme.config.delta * green.to(scores.device, scores.dtype)
         out = scores.clone()
         for row in range(batch):
             scheme = self._scheme(row)
-            if isinstance(scheme, KGWWatermark):
-                # fast path: a boolean green mask added in place
-                green = scheme.green_mask(tails[row], vocab)
-                out[row] += scheme.config.delta * torch.from_numpy(green).to(out.device, out.dtype)
-                continue
             row_np = scores[row].detach().to("cpu", torch.float64).numpy()
             new = scheme.process_logits(tails[row], row_np)
             out[row] = torch.from_numpy(np.ascontiguousarray(new)).to(out.device, out.dtype)

@@ -92,6 +92,12 @@ class KGWWatermark(WindowScheme):
         last = self.last_window(window)
         return self.green(self._prf.vocab_values(last, vocab_size, self_hash=self._self_hash))
 
+    def green_masks(self, windows: list[list[int]], vocab_size: int) -> npt.NDArray[np.bool_]:
+        """Green lists after several contexts at once (a batch), shape ``(len(windows), V)``."""
+        lasts = [self.last_window(w) for w in windows]
+        values = self._prf.vocab_values_batch(lasts, vocab_size, self_hash=self._self_hash)
+        return self.green(values)
+
     def _token_scores(self, values: U64) -> F64:
         return self.green(values).astype(np.float64)
 
