@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageChops
 from scipy import ndimage
 from scipy.stats import binom
 
@@ -53,7 +53,6 @@ from distillguard.image._codec import (
     check_pixels,
     decode_image,
     encode_image,
-    luma,
 )
 from distillguard.keyring import WatermarkKey
 
@@ -81,6 +80,8 @@ _CHIPS = (TILE // CHIP) ** 2
 #: so that the Bonferroni weights are known before looking at the image).
 SLOW_HYPOTHESES = 24
 _DOMAIN = b"distillguard/image-watermark/v1"
+#: Images with fewer pixels get the precise (float) embedding path, larger ones the fast one.
+_FAST_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,11 @@ def _signs_to_payload(signs: NDArray[np.float64]) -> int:
 # ----------------------------------------------------------------------------- resampling
 
 
-def _resize(plane: NDArray[np.float32], width: int, height: int) -> NDArray[np.float32]:
-    img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+def _frame_of(image: Image.Image) -> NDArray[np.float32]:
+    """The luma of an RGB or L image resampled to the FRAME×FRAME canonical frame."""
+    gray = image if image.mode == "L" else image.convert("L")  # ITU-R 601 luma, in C
+    small = gray.resize((FRAME, FRAME), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.float32)
 
 
 def _activity_mask(frame: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -280,17 +283,25 @@ def embed_pixels(
     reps = FRAME // TILE
     pattern = np.tile(tile, (reps, reps)).astype(np.float32)
     height, width = pixels.shape[:2]
-    y = luma(pixels)
-    frame = _resize(y, FRAME, FRAME)
+    source = Image.fromarray(pixels)
+    frame = _frame_of(source)
     delta_frame = pattern * _activity_mask(frame) * np.float32(cfg.strength)
-    delta = _resize(delta_frame, width, height)
-    if pixels.ndim == 2:
-        out = pixels.astype(np.float32) + delta
-    else:
-        out = pixels.astype(np.float32) + delta[:, :, None]
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    if width * height < _FAST_PIXELS:
+        # Small image: upsample the delta in float and round once (precise; cheap at this size).
+        fine = Image.fromarray(delta_frame, mode="F").resize(
+            (width, height), Image.Resampling.BILINEAR
+        )
+        step = np.asarray(fine, dtype=np.float32)
+        out = pixels.astype(np.float32) + (step if pixels.ndim == 2 else step[:, :, None])
+        return np.asarray(np.clip(np.rint(out), 0, 255), dtype=np.uint8)
+    # Large image: the delta goes up as 8-bit levels around 128 and is added with saturation in
+    # C. The same integer delta on R, G and B shifts Y by that amount and leaves chroma alone.
+    offset = np.clip(np.rint(delta_frame + 128.0), 0, 255).astype(np.uint8)
+    delta = Image.fromarray(offset, mode="L").resize((width, height), Image.Resampling.BILINEAR)
+    if pixels.ndim == 3:
+        delta = Image.merge("RGB", [delta, delta, delta])
+    marked = ImageChops.add(source, delta, scale=1.0, offset=-128)
+    return np.asarray(marked, dtype=np.uint8).copy()
 
 
 def watermark_image(
@@ -434,7 +445,7 @@ def detect_pixels(
         _payload_signs(claimed_payload, cfg.payload_bits) if claimed_payload is not None else None
     )
     pats = _patterns(key, cfg)
-    frame = _resize(luma(pixels), FRAME, FRAME)
+    frame = _frame_of(Image.fromarray(pixels))
     white = _whiten(frame)
     hyps = [_evaluate(_fold(white), pats, "frame")]
     adjusted = [min(1.0, 2.0 * hyps[0].p_value)]
