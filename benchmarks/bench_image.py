@@ -100,7 +100,8 @@ def main() -> int:
     embed_ratio = med["iw dwtDct encode"] / med["ours embed"]
     detect_ratio = med["iw dwtDct decode"] / med["ours detect (marked)"]
     print(
-        f"embed:  {med['ours embed']:.1f} ms (target <= 50), {embed_ratio:.2f}x the baseline's speed"
+        f"embed:  {med['ours embed']:.1f} ms (target <= 50), "
+        f"{embed_ratio:.2f}x the baseline's speed"
     )
     print(
         f"detect: {med['ours detect (marked)']:.1f} ms (target <= 30), "
