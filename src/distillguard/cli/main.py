@@ -33,9 +33,10 @@ SUBCOMMANDS: tuple[str, ...] = (
     "keys",
     "passport",
     "simulate",
-    "watermark",
     "image",
+    "watermark",
     "scan",
+    "fingerprint",
     "serve",
 )
 

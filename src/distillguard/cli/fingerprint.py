@@ -1,0 +1,106 @@
+"""``distillguard fingerprint``: lineage attribution of a suspect model from its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distillguard.cli._common import console, emit_json, progress_bar, state_of
+
+__all__ = ["register"]
+
+fingerprint_app = typer.Typer(
+    help="Behavioural fingerprints and lineage attribution (see docs/fingerprint.md).",
+    no_args_is_help=True,
+)
+
+
+@fingerprint_app.command("attribute")
+def attribute_cmd(
+    ctx: typer.Context,
+    references: Annotated[
+        Path, typer.Option("--references", help="Folder of reference outputs (*.jsonl[.gz]).")
+    ],
+    families: Annotated[
+        Path, typer.Option("--families", help="JSON: {stem: family} or lineage.json layout.")
+    ],
+    suspect: Annotated[Path, typer.Option("--suspect", help="The suspect's outputs file.")],
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="Family-wise false-accusation rate.", min=1e-9, max=0.5)
+    ] = 0.01,
+    embeddings: Annotated[
+        bool,
+        typer.Option("--embeddings/--no-embeddings", help="Add MiniLM embeddings (ml extra)."),
+    ] = False,
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Also report the naive TF-IDF baseline.")
+    ] = False,
+) -> None:
+    """Which reference family, if any, did the suspect learn from? Prints a verdict and ranking.
+
+    Example: `distillguard --json fingerprint attribute --references ./outputs
+    --families lineage.json --suspect vicuna-7b.jsonl.gz --alpha 0.01`
+    """
+    from distillguard.errors import InputError
+    from distillguard.fingerprint import (
+        FingerprintOptions,
+        attribute,
+        compute_fingerprint,
+        read_families,
+        read_outputs,
+    )
+    from distillguard.fingerprint.baseline import naive_baseline
+    from distillguard.fingerprint.outputs import model_name_of
+
+    state = state_of(ctx)
+    if not references.is_dir():
+        raise InputError(f"{references}: not a folder of reference outputs")
+    fam = read_families(families)
+    suspect_out = read_outputs(suspect)
+    files = sorted(
+        p
+        for p in references.iterdir()
+        if p.name.endswith((".jsonl", ".jsonl.gz"))
+        and model_name_of(p) in fam.families
+        and p.resolve() != suspect.resolve()
+    )
+    present = {model_name_of(p) for p in references.iterdir()}
+    missing = sorted(set(fam.families) - present)
+    if missing:
+        raise InputError(
+            f"{families}: names models with no outputs in {references}: {', '.join(missing)}",
+            hint="remove them from the families file or add their outputs",
+        )
+    options = FingerprintOptions(embeddings=embeddings)
+    ref_outputs = []
+    ref_fps = []
+    with progress_bar(state, unit="models") as progress:
+        task = progress.add_task("fingerprinting", total=len(files) + 1)
+        for path in files:
+            out = read_outputs(path)
+            ref_outputs.append(out)
+            ref_fps.append(compute_fingerprint(out, options=options))
+            progress.advance(task)
+        suspect_fp = compute_fingerprint(suspect_out, options=options)
+        progress.advance(task)
+    result = attribute(suspect_fp, ref_fps, fam, alpha=alpha)
+    payload = result.to_dict()
+    if baseline:
+        base = naive_baseline(suspect_out, ref_outputs, fam)
+        payload["baseline"] = {"family": base.family, "reference": base.reference}
+    if state.json_output:
+        emit_json(payload)
+        return
+    console.print(f"suspect: {result.suspect} ({result.n_prompts} prompts)")
+    console.print(f"verdict: {result.verdict or 'no evidence'} (alpha {alpha})")
+    for s in result.ranking[:5]:
+        console.print(f"  {s.family:28s} stat {s.statistic:6.2f}  p {s.p_value:.3g}")
+    if baseline:
+        console.print(f"naive baseline: {payload['baseline']['family']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``distillguard fingerprint`` to the application."""
+    app.add_typer(fingerprint_app, name="fingerprint")

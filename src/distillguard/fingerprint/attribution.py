@@ -1,0 +1,323 @@
+"""Lineage attribution: did a suspect model learn from one of the reference families?
+
+For a suspect S and every reference model T, each feature channel gives the mean *paired*
+similarity of S's and T's answers to the same probes (or, for phrase profiles, the correlation of
+their signature-phrase frequencies). The similarity matrix of all models is double-centred
+(:func:`~distillguard.fingerprint.stats.double_center`), standardised per channel against the
+pairs of references that are not related (different family and provider), and the channels are
+averaged. The null distribution of that statistic is measured on the same unrelated reference
+pairs, and the p-value of S against T is its upper tail (:class:`NullModel`). A family's p-value is
+the Bonferroni-corrected smallest p-value of its members; Holm's correction across families gives
+the family-wise error rate, and a verdict names a family only when its adjusted p-value is < α.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from distillguard.errors import InputError
+from distillguard.fingerprint.features import STYLE_FEATURES, Fingerprint
+from distillguard.fingerprint.outputs import FamilyMap
+from distillguard.fingerprint.stats import NullModel, bonferroni, double_center, holm
+
+__all__ = [
+    "CHANNELS",
+    "AttributionResult",
+    "FamilyScore",
+    "attribute",
+    "similarity_matrices",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The feature channels, in the order results list them.
+CHANNELS: tuple[str, ...] = ("opening_words", "char_ngrams", "style", "phrase_profile", "embedding")
+_MIN_PROMPTS = 30
+_PHRASE_MIN_DF = 0.02
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    """The attribution test of the suspect against one reference family.
+
+    Attributes:
+        family: the family's name.
+        statistic: standardised excess similarity of the suspect to the family's closest member,
+            in standard deviations of the unrelated-pairs null.
+        p_value: Holm-adjusted p-value (family-wise over all families).
+        p_raw: the family's p-value before the correction across families.
+        reference: the family member the suspect resembles most.
+        channels: the per-channel standardised statistics for that member.
+    """
+
+    family: str
+    statistic: float
+    p_value: float
+    p_raw: float
+    reference: str
+    channels: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "family": self.family,
+            "statistic": round(self.statistic, 4),
+            "p_value": self.p_value,
+            "p_raw": self.p_raw,
+            "reference": self.reference,
+            "channels": {k: round(v, 3) for k, v in self.channels.items()},
+        }
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """The outcome of :func:`attribute`: a verdict (a family or ``None``) and the full ranking."""
+
+    suspect: str
+    verdict: str | None
+    alpha: float
+    ranking: tuple[FamilyScore, ...]
+    n_prompts: int
+    channels: tuple[str, ...]
+    null_pairs: int
+    null_units: int
+    explanation: Mapping[str, Any] = field(default_factory=dict)
+    method: str = "double-centred paired similarity vs unrelated-reference null, Holm"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``distillguard fingerprint attribute --json``."""
+        return {
+            "suspect": self.suspect,
+            "verdict": self.verdict,
+            "alpha": self.alpha,
+            "ranking": [s.to_dict() for s in self.ranking],
+            "n_prompts": self.n_prompts,
+            "channels": list(self.channels),
+            "null": {"pairs": self.null_pairs, "units": self.null_units},
+            "method": self.method,
+            "explanation": dict(self.explanation),
+        }
+
+
+def _common_prompts(suspect: Fingerprint, references: Sequence[Fingerprint]) -> list[int]:
+    ref_ids = set(references[0].prompt_ids)
+    for ref in references[1:]:
+        if set(ref.prompt_ids) != ref_ids:
+            raise InputError(
+                f"reference {ref.name!r} answers other prompts than {references[0].name!r}",
+                hint="every reference must answer the same probe set",
+            )
+    common = sorted(ref_ids & set(suspect.prompt_ids))
+    if len(common) < _MIN_PROMPTS:
+        raise InputError(
+            f"suspect {suspect.name!r} shares only {len(common)} prompt ids with the references "
+            f"(at least {_MIN_PROMPTS} needed)",
+            hint="collect the suspect's outputs on the references' probe set",
+        )
+    return common
+
+
+def _tfidf(counts: Sequence[sp.csr_matrix], n_refs: int) -> list[sp.csr_matrix]:
+    ref_stack = sp.vstack(counts[:n_refs]).tocsc()
+    df = np.diff(ref_stack.indptr).astype(np.float64)
+    idf = np.log((1.0 + ref_stack.shape[0]) / (1.0 + df)) + 1.0
+    out = []
+    for m in counts:
+        m = m.astype(np.float64).tocsr(copy=True)
+        m.data = 1.0 + np.log(m.data)
+        m = m @ sp.diags(idf)
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        out.append(sp.csr_matrix(sp.diags(1.0 / norms) @ m))
+    return out
+
+
+def _paired_mean(a: Any, b: Any) -> float:
+    if sp.issparse(a):
+        return float(np.asarray(a.multiply(b).sum(axis=1)).mean())
+    return float(np.einsum("ij,ij->i", a, b).mean())
+
+
+def _matrix(rows: Sequence[Any], n_refs: int) -> npt.NDArray[np.float64]:
+    return np.array(
+        [[_paired_mean(rows[a], rows[b]) for b in range(n_refs)] for a in range(len(rows))]
+    )
+
+
+def _style_rows(fps: Sequence[Fingerprint], n_refs: int) -> list[npt.NDArray[np.float64]]:
+    pooled = np.concatenate([f.style for f in fps[:n_refs]]).astype(np.float64)
+    mean, sd = pooled.mean(0), pooled.std(0)
+    sd[sd == 0] = 1.0
+    rows = []
+    for f in fps:
+        z = (f.style - mean) / sd
+        norms = np.linalg.norm(z, axis=1)
+        norms[norms == 0] = 1.0
+        rows.append(z / norms[:, None])
+    return rows
+
+
+def _phrase_logits(fps: Sequence[Fingerprint], n_refs: int) -> npt.NDArray[np.float64]:
+    dense = np.stack(
+        [np.asarray(f.phrase_df.todense()).ravel() / max(len(f.prompt_ids), 1) for f in fps]
+    )
+    keep = dense[:n_refs].max(axis=0) >= _PHRASE_MIN_DF
+    d = dense[:, keep]
+    eps = 0.005
+    logits = np.log((d + eps) / (1.0 - d + eps))
+    out: npt.NDArray[np.float64] = logits - np.median(logits[:n_refs], axis=0)
+    return out
+
+
+def similarity_matrices(
+    fingerprints: Sequence[Fingerprint], *, n_references: int
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Per channel, the (models x references) similarity matrix; the references come first.
+
+    All fingerprints must cover the same prompts in the same order.
+    """
+    n = n_references
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    out["opening_words"] = _matrix(_tfidf([f.opening_counts for f in fingerprints], n), n)
+    out["char_ngrams"] = _matrix(_tfidf([f.char_counts for f in fingerprints], n), n)
+    out["style"] = _matrix(_style_rows(fingerprints, n), n)
+    logits = _phrase_logits(fingerprints, n)
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    norms[norms == 0] = 1.0
+    unit = centred / norms[:, None]
+    out["phrase_profile"] = unit @ unit[:n].T
+    if all(f.embeddings is not None for f in fingerprints):
+        out["embedding"] = _matrix([f.embeddings for f in fingerprints], n)
+    return out
+
+
+def _explain(
+    suspect: Fingerprint, reference: Fingerprint, fps: Sequence[Fingerprint], n_refs: int
+) -> dict[str, Any]:
+    pooled = np.concatenate([f.style for f in fps[:n_refs]]).astype(np.float64)
+    mean, sd = pooled.mean(0), pooled.std(0)
+    sd[sd == 0] = 1.0
+    zs = (suspect.style.mean(0) - mean) / sd
+    zt = (reference.style.mean(0) - mean) / sd
+    shared = zs * zt
+    top = np.argsort(-shared)[:5]
+    habits = [
+        {
+            "habit": STYLE_FEATURES[i],
+            "suspect_z": round(float(zs[i]), 2),
+            "reference_z": round(float(zt[i]), 2),
+        }
+        for i in top
+        if shared[i] > 0
+    ]
+    return {"reference": reference.name, "shared_habits": habits}
+
+
+def attribute(
+    suspect: Fingerprint,
+    references: Sequence[Fingerprint],
+    families: FamilyMap,
+    *,
+    alpha: float = 0.01,
+    channels: Sequence[str] | None = None,
+    phrases: Mapping[str, Any] | None = None,
+) -> AttributionResult:
+    """Test the suspect against every reference family; see the module docstring for the method.
+
+    Args:
+        suspect: the suspect's fingerprint.
+        references: the reference fingerprints (every name must be in ``families``).
+        families: family (and provider) of each reference.
+        alpha: family-wise error rate of the verdict.
+        channels: the channels to use (default: every channel the fingerprints support).
+        phrases: optional extra explanation (e.g. shared signature phrases) to attach.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError("alpha must be in (0, 1)")
+    if len(references) < 4:
+        raise InputError("attribution needs at least 4 reference models")
+    unknown = [r.name for r in references if r.name not in families.families]
+    if unknown:
+        raise InputError(
+            f"no family given for reference(s) {', '.join(sorted(unknown))}",
+            hint="add them to the families file",
+        )
+    fam_names = sorted({families.families[r.name] for r in references})
+    if len(fam_names) < 3:
+        raise InputError("attribution needs references from at least 3 families")
+    common = _common_prompts(suspect, references)
+    fps = [r.subset(common) for r in references] + [suspect.subset(common)]
+    n = len(references)
+    names = [r.name for r in references]
+
+    unrelated = np.ones((n + 1, n), dtype=bool)
+    for a in range(n):
+        for b in range(n):
+            unrelated[a, b] = not families.related(names[a], names[b])
+    null_mask = unrelated[:n]
+    if null_mask.sum() < 6:
+        raise InputError("too few unrelated reference pairs to calibrate the test")
+
+    mats = similarity_matrices(fps, n_references=n)
+    use = [c for c in (channels or CHANNELS) if c in mats]
+    if not use:
+        raise ValueError(f"none of the channels {channels} is available")
+    z_channels: dict[str, npt.NDArray[np.float64]] = {}
+    for c in use:
+        resid = double_center(mats[c], unrelated, n_references=n)
+        z_channels[c] = NullModel.fit(resid[:n][null_mask], units=n).standardise(resid)
+    combined = np.mean([z_channels[c] for c in use], axis=0)
+    null = NullModel.fit(combined[:n][null_mask], units=n)
+    stat = null.standardise(combined[n])
+
+    raw: list[tuple[str, float, float, int]] = []
+    for fam in fam_names:
+        members = [i for i in range(n) if families.families[names[i]] == fam]
+        best = max(members, key=lambda i: stat[i])
+        p = bonferroni(null.p_value(float(combined[n, best])), len(members))
+        raw.append((fam, float(stat[best]), p, best))
+    adjusted = holm([r[2] for r in raw])
+    scores = [
+        FamilyScore(
+            family=fam,
+            statistic=s,
+            p_value=adj,
+            p_raw=p,
+            reference=names[best],
+            channels={c: float(z_channels[c][n, best]) for c in use},
+        )
+        for (fam, s, p, best), adj in zip(raw, adjusted, strict=True)
+    ]
+    scores.sort(key=lambda s: (s.p_value, -s.statistic))
+    top = scores[0]
+    verdict = top.family if top.p_value < alpha and not math.isnan(top.p_value) else None
+    best_ref = fps[names.index(top.reference)]
+    explanation = _explain(fps[n], best_ref, fps, n)
+    explanation["verdict_reason"] = (
+        f"{top.family}: adjusted p = {top.p_value:.3g} < alpha = {alpha}"
+        if verdict
+        else f"no family below alpha = {alpha} (best {top.family}, adjusted p = {top.p_value:.3g})"
+    )
+    if phrases:
+        explanation.update(phrases)
+    logger.info("attribution of %s: verdict %s", suspect.name, verdict)
+    return AttributionResult(
+        suspect=suspect.name,
+        verdict=verdict,
+        alpha=alpha,
+        ranking=tuple(scores),
+        n_prompts=len(common),
+        channels=tuple(use),
+        null_pairs=int(null_mask.sum()),
+        null_units=n,
+        explanation=explanation,
+    )

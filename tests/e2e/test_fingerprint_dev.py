@@ -1,0 +1,198 @@
+"""Attribution on the real AlpacaEval development folder, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from distillguard.cli.main import main
+from distillguard.fingerprint import (
+    FamilyMap,
+    Fingerprint,
+    compute_fingerprint,
+    read_families,
+    read_outputs,
+)
+from distillguard.fingerprint.attribution import attribute
+from distillguard.fingerprint.baseline import naive_baseline
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data" / "alpaca_eval_dev"
+N_PROMPTS = 400  # a prefix of the probe set keeps the test fast; the benchmark uses all 805
+
+needs_data = pytest.mark.skipif(
+    not (DATA / "lineage.json").is_file(), reason=f"dev data folder absent: {DATA}"
+)
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, Any]:
+    lineage = json.loads((DATA / "lineage.json").read_text())
+    outputs = {
+        name: read_outputs(DATA / "outputs" / f"{name}.jsonl.gz").subset(list(range(N_PROMPTS)))
+        for name in [*lineage["reference_models"], *lineage["suspects"]]
+    }
+    fps = {name: compute_fingerprint(out) for name, out in outputs.items()}
+    return {
+        "lineage": lineage,
+        "families": read_families(DATA / "lineage.json"),
+        "outputs": outputs,
+        "fps": fps,
+    }
+
+
+def _refs(dev: dict[str, Any]) -> list[Fingerprint]:
+    return [dev["fps"][r] for r in dev["lineage"]["reference_models"]]
+
+
+@needs_data
+def test_alpaca_names_its_teacher(dev: dict[str, Any]) -> None:
+    result = attribute(dev["fps"]["alpaca-7b"], _refs(dev), dev["families"], alpha=0.01)
+    assert result.verdict == "text-davinci-003"
+    assert result.ranking[0].p_value < 0.01
+    assert result.explanation["shared_habits"]
+
+
+@needs_data
+def test_heldout_references_get_no_verdict(dev: dict[str, Any]) -> None:
+    """Each reference, with its own family and provider removed, is an unrelated suspect."""
+    fm: FamilyMap = dev["families"]
+    verdicts = []
+    for name in dev["lineage"]["reference_models"]:
+        keep = [f for f in _refs(dev) if not fm.related(f.name, name)]
+        sub = FamilyMap({f.name: fm.families[f.name] for f in keep}, fm.providers)
+        verdicts.append(attribute(dev["fps"][name], keep, sub, alpha=0.01).verdict)
+    # 22 tests at a 1% family-wise rate: more than one false verdict would be far off nominal
+    assert sum(v is not None for v in verdicts) <= 1
+
+
+@needs_data
+@pytest.mark.xfail(reason="target not met yet: see docs/fingerprint.md, results", strict=False)
+def test_dev_targets_all_eight(dev: dict[str, Any]) -> None:
+    wrong = {}
+    for name, meta in dev["lineage"]["suspects"].items():
+        verdict = attribute(dev["fps"][name], _refs(dev), dev["families"], alpha=0.01).verdict
+        if verdict != meta["trained_on_outputs_of"]:
+            wrong[name] = verdict
+    assert not wrong
+
+
+@needs_data
+def test_baseline_always_accuses(dev: dict[str, Any]) -> None:
+    refs = [dev["outputs"][r] for r in dev["lineage"]["reference_models"]]
+    for name in dev["lineage"]["suspects"]:
+        base = naive_baseline(dev["outputs"][name], refs, dev["families"])
+        assert base.family in dev["families"].families.values()
+
+
+# ---- the CLI on small synthetic data ---------------------------------------------------------
+
+_STYLES = {
+    "alpha": "Sure! Here is the answer:\n\n1. {w}\n2. {w} again\n\nHope this helps!",
+    "beta": "## {w}\n\n- **{w}** matters\n- more on {w}",
+    "gamma": "The {w} is a thing; it is known (as {w}).",
+    "delta": "As an AI, I think {w} — perhaps — is fine? {w}?",
+    "eps": "{w}. {w}. {w}.",
+}
+
+
+def _write_model(path: Path, style: str, n: int = 40, start: int = 0) -> None:
+    words = ["apple", "river", "stone", "cloud", "music", "paper", "green", "light"]
+    lines = []
+    for i in range(start, start + n):
+        w = f"{words[i % len(words)]} {words[(i * 3) % len(words)]}"
+        text = _STYLES[style].format(w=w)
+        lines.append(json.dumps({"prompt_id": i, "instruction": f"q{i}", "output": text}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path, Path]:
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    families = {}
+    for style in _STYLES:
+        for version in (1, 2):
+            _write_model(refs / f"{style}{version}.jsonl", style)
+            families[f"{style}{version}"] = style
+    fam_file = tmp_path / "families.json"
+    fam_file.write_text(json.dumps(families))
+    suspect = tmp_path / "suspect.jsonl"
+    _write_model(suspect, "beta")
+    return refs, fam_file, suspect
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+    code = main(["--json", "fingerprint", "attribute", *args])
+    out = capsys.readouterr().out
+    return code, orjson.loads(out) if out.strip() else None
+
+
+def test_cli_attribute_json(
+    tiny: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs, fam, suspect = tiny
+    args = ["--references", str(refs), "--families", str(fam), "--suspect", str(suspect)]
+    code, doc = _run([*args, "--alpha", "0.01", "--baseline"], capsys)
+    assert code == 0
+    assert set(doc) >= {"verdict", "ranking", "baseline"}
+    assert {r["family"] for r in doc["ranking"]} == set(_STYLES)
+    assert doc["ranking"][0]["family"] == "beta"
+    for r in doc["ranking"]:
+        assert 0.0 <= r["p_value"] <= 1.0
+
+
+def test_cli_unknown_stem(
+    tiny: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs, fam, suspect = tiny
+    data = json.loads(fam.read_text())
+    data["ghost-model"] = "alpha"
+    fam.write_text(json.dumps(data))
+    code, doc = _run(
+        ["--references", str(refs), "--families", str(fam), "--suspect", str(suspect)], capsys
+    )
+    assert code == 4
+    assert "ghost-model" in doc["message"]
+
+
+def test_cli_mismatched_prompts(
+    tiny: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    refs, fam, _ = tiny
+    other = tmp_path / "other.jsonl"
+    _write_model(other, "beta", start=1000)
+    code, doc = _run(
+        ["--references", str(refs), "--families", str(fam), "--suspect", str(other)], capsys
+    )
+    assert code == 4
+    assert "prompt ids" in doc["message"]
+
+
+def test_cli_missing_and_malformed(
+    tiny: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    refs, fam, _ = tiny
+    code, doc = _run(
+        [
+            "--references",
+            str(refs),
+            "--families",
+            str(fam),
+            "--suspect",
+            str(tmp_path / "no.jsonl"),
+        ],
+        capsys,
+    )
+    assert code == 4
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt_id": 0, "output": "x"}\n{oops\n')
+    code, doc = _run(
+        ["--references", str(refs), "--families", str(fam), "--suspect", str(bad)], capsys
+    )
+    assert code == 4
+    assert "bad.jsonl:2" in doc["message"]
