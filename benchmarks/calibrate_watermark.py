@@ -149,9 +149,8 @@ def posthoc_quality(texts: list[str]) -> None:
             )
             if len(pooled) >= 100:
                 break
-        print(
-            f"  {k} answers pooled: detected at p <= 1e-3 in {np.mean(np.array(pooled) <= 1e-3):.0%}"
-        )
+        rate = np.mean(np.array(pooled) <= 1e-3)
+        print(f"  {k} answers pooled: detected at p <= 1e-3 in {rate:.0%}")
 
 
 if __name__ == "__main__":
