@@ -340,6 +340,9 @@ class GatewaySettings(_Section):
         default=None, description="Admin API bearer token (default: HOME/admin.token, created)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30, description="Body cap.")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Longest time to receive a request body."
+    )
     trust_forwarded_for: bool = Field(default=False, description="Client IP from X-Forwarded-For.")
     throttle_at: float = Field(default=0.5, ge=0, le=1, description="Risk that throttles.")
     watermark_at: float = Field(default=0.6, ge=0, le=1, description="Risk that adds a payload.")

@@ -508,6 +508,7 @@ def create_gateway(
         watermarker=watermarker,
         canaries=CanaryPlanter(secret=wm_key.secret),
         max_body_bytes=cfg.max_body_bytes,
+        body_timeout_s=cfg.body_timeout_s,
         trust_forwarded=cfg.trust_forwarded_for,
     )
     try:
