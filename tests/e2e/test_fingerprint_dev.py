@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "alpaca_eval_dev"
 N_PROMPTS = 400  # a prefix of the probe set keeps the test fast; the benchmark uses all 805
 
-needs_data = pytest.mark.skipif(
+_skip_no_data = pytest.mark.skipif(
     not (DATA / "lineage.json").is_file(), reason=f"dev data folder absent: {DATA}"
 )
+
+
+def needs_data(fn: Any) -> Any:
+    """Real-data tests: skipped without the folder, and marked slow (about 2 CPU-minutes)."""
+    return pytest.mark.slow(_skip_no_data(fn))
 
 
 @pytest.fixture(scope="module")
