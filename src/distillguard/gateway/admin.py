@@ -26,7 +26,7 @@ from distillguard.gateway.policy import (
     OnlineScorer,
     Override,
     Policy,
-    RiskScore,
+    RiskView,
     action_from_row,
     insert_action,
     new_action_record,
@@ -130,7 +130,7 @@ class AccountOut(BaseModel):
     override: dict[str, Any] | None
 
 
-def _risk(score: RiskScore) -> RiskOut:
+def _risk(score: RiskView) -> RiskOut:
     return RiskOut(
         account_risk=score.account_risk,
         cluster_id=score.cluster_id,

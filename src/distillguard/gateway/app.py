@@ -318,8 +318,10 @@ class Gateway:
         await asyncio.to_thread(self.close_sync)
 
     def close_sync(self) -> None:
-        """Stop the recorder and close the stores (blocking)."""
+        """Stop the scorer and the recorder and close the stores (blocking)."""
         self._closed = True
+        if self.core.scoring is not None:
+            self.core.scoring.close()
         self.core.recorder.close()
         with self.admin.lock:
             self.admin.store.close()
@@ -381,8 +383,10 @@ def _upstream(settings: Settings, keyring: Any) -> Upstream:
 
 def _default_scorer(settings: Settings) -> OnlineScorer:
     """``distillguard.monitor.online`` when it is installed, else :class:`NullScorer`."""
+    import importlib
+
     try:
-        from distillguard.monitor import online  # type: ignore[attr-defined]
+        online = importlib.import_module("distillguard.monitor.online")
     except ImportError:
         logger.info("no online scorer (distillguard.monitor.online): risk comes from overrides")
         return NullScorer()

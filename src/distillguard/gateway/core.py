@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from distillguard.gateway.policy import (
     Action,
     ActionDecision,
     CanaryPlanter,
+    NullScorer,
     OnlineScorer,
     Policy,
     insert_action,
@@ -68,7 +70,14 @@ from distillguard.records.model import Account, Exchange, Message
 from distillguard.store import Store
 from distillguard.store.base import Cursor
 
-__all__ = ["AggregateLimit", "GatewayCore", "LimitsConfig", "PostHocWatermarker"]
+__all__ = [
+    "AccountDirectory",
+    "AggregateLimit",
+    "GatewayCore",
+    "LimitsConfig",
+    "PostHocWatermarker",
+    "ScoringWorker",
+]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("distillguard.gateway.access")
@@ -175,6 +184,90 @@ class AccountDirectory:
         return value
 
 
+class ScoringWorker:
+    """Feeds exchanges to the online scorer in one background thread, off the event loop.
+
+    The scorer's work (classifying and hashing sampled prompts, periodic re-scores) never delays
+    an answer. When its risk for an account or cluster reaches the alert level, the alert is
+    handed back to the event loop. The queue is bounded; exchanges that find it full are not
+    scored (counted in :attr:`dropped` and logged) rather than slowing the gateway down.
+    """
+
+    def __init__(
+        self,
+        scorer: OnlineScorer,
+        *,
+        alerter: Alerter | None = None,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.scorer = scorer
+        self.alerter = alerter
+        self.dropped = 0
+        self.failures = 0
+        self._queue: queue.Queue[tuple[Exchange, asyncio.AbstractEventLoop] | None] = queue.Queue(
+            maxsize=max_queue
+        )
+        self._thread = threading.Thread(target=self._run, name="dg-scorer", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"ScoringWorker(scorer={self.scorer!r})"
+
+    def submit(self, exchange: Exchange, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``exchange`` for scoring."""
+        try:
+            self._queue.put_nowait((exchange, loop))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.warning("the online scorer lags: %d exchanges not scored", self.dropped)
+
+    def join(self) -> None:
+        """Wait until every queued exchange was scored (tests, shutdown)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Score what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                exchange, loop = item
+                self._score(exchange, loop)
+            finally:
+                self._queue.task_done()
+
+    def _score(self, exchange: Exchange, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            score = self.scorer.observe(exchange)
+        except Exception:
+            self.failures += 1
+            logger.exception("the online scorer failed")
+            return
+        alerter = self.alerter
+        if alerter is None or score.risk < alerter.level:
+            return
+
+        async def alert() -> None:
+            await alerter.observe(
+                f"account:{exchange.account_id}", score.account_risk, score.reasons
+            )
+            if score.cluster_id:
+                await alerter.observe(
+                    f"campaign:{score.cluster_id}", score.cluster_risk, score.reasons
+                )
+
+        try:
+            asyncio.run_coroutine_threadsafe(alert(), loop)
+        except RuntimeError:  # the loop is closed
+            logger.warning("an alert could not be raised: the event loop is closed")
+
+
 class GatewayCore:
     """The OpenAI-compatible endpoints as a plain ASGI app (see the module documentation).
 
@@ -231,7 +324,9 @@ class GatewayCore:
         self.body_timeout_s = body_timeout_s
         self.trust_forwarded = trust_forwarded
         self._models = frozenset(upstream.models())
-        self._background: set[asyncio.Task[None]] = set()
+        self.scoring: ScoringWorker | None = (
+            None if isinstance(scorer, NullScorer) else ScoringWorker(scorer, alerter=alerter)
+        )
 
     def __repr__(self) -> str:
         return f"GatewayCore(upstream={self.upstream!r})"
@@ -575,32 +670,9 @@ class GatewayCore:
         )
 
     def _after(self, ctx: _Ctx, exchange: Exchange) -> None:
-        """Feed the scorer and the alerter (detached from the response)."""
-        try:
-            score = self.scorer.observe(exchange)
-        except Exception:
-            logger.exception("the online scorer failed")
-            return
-        if self.alerter is None:
-            return
-        alerter = self.alerter
-
-        async def alert() -> None:
-            try:
-                await alerter.observe(
-                    f"account:{exchange.account_id}", score.account_risk, score.reasons
-                )
-                if score.cluster_id:
-                    await alerter.observe(
-                        f"campaign:{score.cluster_id}", score.cluster_risk, score.reasons
-                    )
-            except Exception:
-                logger.exception("alerting failed")
-
-        if score.risk >= alerter.level:
-            task = asyncio.create_task(alert())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        """Feed the scorer and the alerter (in the scoring thread, detached from the response)."""
+        if self.scoring is not None:
+            self.scoring.submit(exchange, asyncio.get_running_loop())
 
     async def _complete(
         self,

@@ -38,6 +38,7 @@ __all__ = [
     "Policy",
     "PolicyThresholds",
     "RiskScore",
+    "RiskView",
     "ensure_action_tables",
     "payload_for",
 ]
@@ -72,14 +73,44 @@ class RiskScore:
         return max(self.account_risk, self.cluster_risk)
 
 
-class OnlineScorer(Protocol):
-    """Incremental risk scoring (``distillguard.monitor.online``)."""
+class RiskView(Protocol):
+    """What the policy reads of a risk score (:class:`RiskScore`, or the online scorer's
+    ``RiskUpdate``)."""
 
-    def observe(self, exchange: Exchange) -> RiskScore:
+    @property
+    def account_risk(self) -> float:
+        """The account's risk, 0..1."""
+        ...
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The account's cluster (campaign), if any."""
+        ...
+
+    @property
+    def cluster_risk(self) -> float:
+        """The cluster's risk, 0..1."""
+        ...
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Human-readable reasons."""
+        ...
+
+    @property
+    def risk(self) -> float:
+        """The larger of the two risks."""
+        ...
+
+
+class OnlineScorer(Protocol):
+    """Incremental risk scoring (``distillguard.monitor.online.OnlineScorer``)."""
+
+    def observe(self, exchange: Exchange) -> RiskView:
         """Update with one exchange; the account's new score."""
         ...
 
-    def score(self, account_id: str) -> RiskScore:
+    def score(self, account_id: str) -> RiskView:
         """The account's current score (zero risk when unknown)."""
         ...
 
@@ -140,7 +171,7 @@ class ActionDecision:
     action: Action
     reason: str
     source: str = "policy"
-    risk: RiskScore = field(default_factory=RiskScore)
+    risk: RiskView = field(default_factory=RiskScore)
     payload: int | None = None
 
     @property
@@ -327,7 +358,7 @@ class Policy:
             return None
         return o
 
-    def decide(self, account_id: str, risk: RiskScore) -> ActionDecision:
+    def decide(self, account_id: str, risk: RiskView) -> ActionDecision:
         """The action for the next request of ``account_id``."""
         o = self.override(account_id)
         automatic = self._automatic(risk)
@@ -354,7 +385,7 @@ class Policy:
             )
         return decision
 
-    def _automatic(self, risk: RiskScore) -> ActionDecision:
+    def _automatic(self, risk: RiskView) -> ActionDecision:
         t = self.thresholds
         r = risk.risk
         why = "; ".join(risk.reasons) or "online score"

@@ -161,7 +161,9 @@ def test_watermark_action_marks_the_answer(scored: Any) -> None:
     marked = CaterWatermark(CaterConfig(), key=payload_key(key, info["payload"]))
     assert marked.embed(text).text == text  # idempotent: every eligible word is the keyed one
     assert [a[:3] for a in _actions(settings)] == [("wm", "watermark", "policy")]
-    assert len(scorer.observed) == 1
+    assert gw.core.scoring is not None
+    gw.core.scoring.join()  # scored off the event loop
+    assert [e.account_id for e in scorer.observed] == ["wm"]
 
 
 def test_canary_action_plants_the_accounts_canary(scored: Any) -> None:
@@ -376,3 +378,29 @@ def test_readyz_fails_when_the_recorder_stopped(tmp_path: Any) -> None:
     r = run(go())
     assert r.status_code == 503 and r.json()["checks"]["recorder"] is False
     gw.close_sync()
+
+
+def test_default_scorer_is_the_online_scorer(gateway: Gateway, agents: AgentFactory) -> None:
+    online = pytest.importorskip("distillguard.monitor.online")
+    assert isinstance(gateway.core.scorer, online.OnlineScorer)
+    agent = agents.issue("acct-on")
+
+    async def go() -> list[int]:
+        async with client(gateway, agent) as c:
+            return [
+                (await c.post("/v1/chat/completions", json=chat_body(f"q{i}"))).status_code
+                for i in range(5)
+            ]
+
+    assert run(go()) == [200] * 5
+    assert gateway.core.scoring is not None
+    gateway.core.scoring.join()
+    assert gateway.core.scoring.failures == 0
+    assert gateway.core.scorer.exchanges_seen == 5  # type: ignore[attr-defined]
+
+    async def account() -> Any:
+        async with admin_client(gateway) as a:
+            return (await a.get("/admin/accounts/acct-on")).json()
+
+    risk = run(account())["risk"]
+    assert 0.0 <= risk["account_risk"] <= 1.0
