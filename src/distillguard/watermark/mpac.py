@@ -167,6 +167,19 @@ class MPACWatermark(WindowScheme):
         side = (values >> np.uint64(63)).astype(np.int64)
         return np.asarray(arr + self.config.delta * (side == bit), dtype=np.float64)
 
+    def process_candidates(
+        self, window: Sequence[int], candidates: npt.NDArray[np.integer], logits: F64
+    ) -> F64:
+        """:meth:`process_logits` over a sparse vocabulary: ``logits[i]`` is ``candidates[i]``'s."""
+        if self.payload is None:
+            raise InputError("bind a payload with for_payload() before generating")
+        last = self.last_window(window)
+        cand = np.asarray(candidates, dtype=np.int64)
+        values = self._prf.values([np.full(cand.shape[0], t, dtype=np.int64) for t in last], cand)
+        bit = (self.payload >> (self._pos_prf.window_scalar(last) % self.config.bits)) & 1
+        side = (values >> np.uint64(63)).astype(np.int64)
+        return np.asarray(logits + self.config.delta * (side == bit), dtype=np.float64)
+
     def score_tokens(
         self,
         tokens: Sequence[int] | npt.NDArray[np.integer],

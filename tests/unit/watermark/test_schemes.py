@@ -228,3 +228,18 @@ def test_mpac_round_trip_and_null(make_key: KeyFactory) -> None:
         wm.process_logits([1], np.zeros(V))
     with pytest.raises(InputError):
         wm.for_payload(1 << 16)
+    # sparse candidates agree with the dense processor
+    bound = wm.for_payload(0x1234)
+    dense = bound.process_logits([5], np.zeros(V))
+    cands = np.array([3, 77, 499])
+    assert np.array_equal(bound.process_candidates([5], cands, np.zeros(3)), dense[cands])
+
+
+def test_process_candidates_matches_dense(key: WatermarkKey) -> None:
+    for wm in schemes(key):
+        logits = np.random.default_rng(0).normal(size=V)
+        cands = np.arange(V)
+        window = [1, 2, 3, 4]
+        dense = wm.process_logits(window, logits)
+        sparse = wm.process_candidates(window, cands, logits)  # type: ignore[attr-defined]
+        assert np.allclose(np.exp(dense - dense.max()), np.exp(sparse - sparse.max()))
