@@ -22,8 +22,9 @@ The tree::
     ├── VerificationError                  DG300  exit 5
     │   ├── ProofError                     DG310  exit 5
     │   ├── SignatureError                 DG320  exit 5
-    │   └── AuthenticationError            DG330  exit 5
-    │       └── PassportError              DG331  exit 5
+    │   ├── AuthenticationError            DG330  exit 5
+    │   │   └── PassportError              DG331  exit 5
+    │   └── BundleError                    DG340  exit 5
     ├── StorageError                       DG400  exit 6
     │   ├── StoreConnectionError           DG401  exit 6
     │   └── SchemaVersionError             DG402  exit 6
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationError",
+    "BundleError",
     "ConfigurationError",
     "DependencyMissingError",
     "DistillGuardError",
@@ -228,6 +230,12 @@ class PassportError(AuthenticationError):
     """An agent passport is malformed, badly signed, expired, revoked or from an unknown issuer."""
 
     code = "DG331"
+
+
+class BundleError(VerificationError):
+    """An evidence bundle failed verification; ``details['problems']`` names every altered part."""
+
+    code = "DG340"
 
 
 class StorageError(DistillGuardError):

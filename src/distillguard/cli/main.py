@@ -36,6 +36,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "image",
     "watermark",
     "scan",
+    "report",
     "fingerprint",
     "serve",
 )

@@ -221,16 +221,20 @@ def _campaigns(
 
 
 def account_reasons(
-    f: AccountFeatures, sc: AccountScores, i: int, *, p0: float | None = None
+    f: AccountFeatures,
+    i: int,
+    *,
+    signals: dict[str, np.ndarray],
+    elicitation_p: np.ndarray,
+    p0: float,
 ) -> list[str]:
     """The reasons of account ``i`` from its own signals (campaign links excluded)."""
-    s = sc.signals
-    p0 = sc.calibration.p0 if p0 is None else p0
+    s = signals
     r: list[str] = []
     if s["elicitation"][i] > 0:
         r.append(
             f"elicits reasoning/grading in {f.k_elicit[i]:.0f}/{f.n_sample[i]:.0f} requests "
-            f"(base {p0:.0%}, p={sc.elicitation_p[i]:.1e})"
+            f"(base {p0:.0%}, p={elicitation_p[i]:.1e})"
         )
     if s["payment"][i] > 0:
         r.append(f"payment instrument shared by {f.payment_group[i]:.0f} accounts")
@@ -255,7 +259,9 @@ def _reasons(
     out: list[list[str]] = []
     big = sc.community_size >= sp.min_campaign
     for i in range(len(f)):  # one per account, on small scalars only
-        r = account_reasons(f, sc, i)
+        r = account_reasons(
+            f, i, signals=sc.signals, elicitation_p=sc.elicitation_p, p0=sc.calibration.p0
+        )
         if camp_of[i] >= 0:
             cm = campaigns[camp_of[i]]
             r.append(f"linked to campaign {cm.campaign_id} ({len(cm.accounts)} accounts)")

@@ -55,7 +55,7 @@ def infrastructure_keys(con: duckdb.DuckDBPyConnection) -> pa.Table:
       WHERE payment_fingerprint IS NOT NULL AND account_id IN (SELECT account_id FROM n)
     UNION ALL
     SELECT account_id, 'signup_burst',
-           signup_channel || '@' || CAST(epoch(created_at) // 1800 AS BIGINT)
+           signup_channel || '@' || CAST(floor(epoch(created_at) / 1800) AS BIGINT)
       FROM acc WHERE signup_channel IS NOT NULL AND account_id IN (SELECT account_id FROM n)
     """
     return con.sql(sql).to_arrow_table()
@@ -71,13 +71,13 @@ def infrastructure_features(con: duckdb.DuckDBPyConnection) -> pa.Table:
       SELECT payment_fingerprint, count(DISTINCT coalesce(org_id, account_id)) AS g
       FROM a WHERE payment_fingerprint IS NOT NULL GROUP BY ALL
     ), burst AS (
-      SELECT signup_channel, epoch(created_at) // 1800 AS w, count(*) AS g
+      SELECT signup_channel, CAST(floor(epoch(created_at) / 1800) AS BIGINT) AS w, count(*) AS g
       FROM a WHERE signup_channel IS NOT NULL GROUP BY ALL
     )
     SELECT a.account_id, coalesce(pay.g, 1) AS payment_group, coalesce(burst.g, 1) AS signup_burst
     FROM a LEFT JOIN pay USING (payment_fingerprint)
     LEFT JOIN burst ON burst.signup_channel = a.signup_channel
-                   AND burst.w = epoch(a.created_at) // 1800
+                   AND burst.w = CAST(floor(epoch(a.created_at) / 1800) AS BIGINT)
     ORDER BY a.account_id
     """
     return con.sql(sql).to_arrow_table()

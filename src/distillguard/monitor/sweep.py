@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["TOPICS", "TOPIC_RULES", "sweep_features", "topic_divergence", "topic_of"]
+__all__ = ["TOPICS", "TOPIC_RULES", "sweep_features", "topic_divergence", "topic_mix", "topic_of"]
 
 #: (topic, regular expression over the lower-cased prompt), first match wins; else "general".
 TOPIC_RULES: tuple[tuple[str, str], ...] = (
@@ -75,16 +75,23 @@ def topic_of(prompt: str) -> int:
     return len(TOPICS) - 1
 
 
-def topic_divergence(counts: np.ndarray) -> np.ndarray:
+def topic_mix(counts: np.ndarray) -> np.ndarray:
+    """The overall topic mix (column shares) of per-account topic ``counts``."""
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    return c.sum(axis=0) / total if total > 0 else np.zeros(c.shape[1])
+
+
+def topic_divergence(counts: np.ndarray, *, mix: np.ndarray | None = None) -> np.ndarray:
     """Jensen-Shannon divergence (base 2) of each row of ``counts`` (accounts x topics) to the
-    overall mix (the column sums): the NumPy form of :func:`sweep_features` for engines that
-    count topics themselves. Rows without prompts get 0."""
+    overall ``mix`` (by default the mix of ``counts`` itself, :func:`topic_mix`): the NumPy form
+    of :func:`sweep_features` for engines that count topics themselves. Rows without prompts
+    get 0."""
     c = np.asarray(counts, dtype=np.float64)
     n = c.sum(axis=1, keepdims=True)
-    total = c.sum()
-    if total == 0:
+    q = topic_mix(c) if mix is None else np.asarray(mix, dtype=np.float64)
+    if q.sum() == 0:
         return np.zeros(len(c))
-    q = c.sum(axis=0) / total
     p = c / np.maximum(n, 1)
     m = (p + q[None, :]) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
