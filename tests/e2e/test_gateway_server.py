@@ -149,6 +149,54 @@ def test_openai_sdk_unchanged(server: Server) -> None:
         )
 
 
+def test_simulate_target_replays_through_the_server(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``distillguard simulate --target URL``: agents issued with the server's keyring and
+    registry, requests signed, answered and recorded."""
+    import orjson
+
+    from distillguard.cli.main import main
+
+    store = open_store(server.settings.store_url)
+    try:
+        before = store.count("exchanges")
+    finally:
+        store.close()
+    code = main(
+        [
+            "--config",
+            str(server.config),
+            "--json",
+            "simulate",
+            "--scenario",
+            "tiny",
+            "--out",
+            str(tmp_path / "log"),
+            "--instructions",
+            "grammar",
+            "--seed",
+            "5",
+            "--target",
+            server.url,
+            "--rate",
+            "200",
+            "--limit",
+            "25",
+            "--model",
+            "stub-1",
+        ]
+    )
+    assert code == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["replay"]["sent"] == 25 and report["replay"]["ok"] == 25
+    store = open_store(server.settings.store_url)
+    try:
+        assert store.count("exchanges") == before + 25
+    finally:
+        store.close()
+
+
 def test_slow_client_is_cut_off(server: Server) -> None:
     """Headers announce 1000 bytes, 10 arrive, then nothing: 408 after the body timeout."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
