@@ -90,8 +90,19 @@ def eval_scan_cmd(
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip PRADA and SEAT (they are slow).")
     ] = False,
+    no_replay: Annotated[
+        bool,
+        typer.Option(
+            "--no-replay",
+            help="Skip the time-ordered replay through the online scorer (exchanges each "
+            "campaign got before it was flagged; holds the log in memory).",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate scan results against labels, next to the PRADA and SEAT baselines.
+
+    Also replays the log in time order through the online scorer and prints how many exchanges
+    each true campaign got before it was flagged (`--no-replay` skips it).
 
     Example: `distillguard eval-scan ./scan-out --labels ./sim/labels.parquet`
     """
@@ -99,7 +110,9 @@ def eval_scan_cmd(
 
     state = state_of(ctx)
     log = log or labels.parent
-    report = evaluate_scan(results, labels, log=log, baselines=not no_baselines)
+    report = evaluate_scan(
+        results, labels, log=log, baselines=not no_baselines, replay=not no_replay
+    )
     if state.json_output:
         emit_json({"ok": True, **report.to_dict()})
         return
@@ -125,6 +138,18 @@ def eval_scan_cmd(
         console.print(f"recall on true campaign {cid}: {rec:.3f}")
     for cid, pur in report.campaign_purity.items():
         console.print(f"purity of detected campaign {cid}: {pur:.3f}")
+    for cid, timing in report.time_to_flag.items():
+        if timing.exchanges_before_flagged is None:
+            console.print(
+                f"online scorer: true campaign {cid} never flagged during the replay "
+                f"({timing.total_exchanges:,} exchanges)"
+            )
+        else:
+            console.print(
+                f"online scorer: true campaign {cid} flagged after "
+                f"{timing.exchanges_before_flagged:,} of its {timing.total_exchanges:,} exchanges "
+                f"({timing.share_before_flagged:.1%})"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -30,9 +30,17 @@ import numpy as np
 import pyarrow.parquet as pq
 from scipy import stats
 
+from distillguard._internal.timeutil import to_micros
 from distillguard.errors import InputError
 
-__all__ = ["DetectorFigures", "EvaluationReport", "baseline_flags", "evaluate_scan"]
+__all__ = [
+    "CampaignTiming",
+    "DetectorFigures",
+    "EvaluationReport",
+    "baseline_flags",
+    "evaluate_scan",
+    "exchanges_before_flagged",
+]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -67,6 +75,7 @@ class EvaluationReport:
     campaign_purity: dict[str, float]
     recall_by_campaign: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    time_to_flag: dict[str, CampaignTiming] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -75,8 +84,117 @@ class EvaluationReport:
             "baselines": [b.to_dict() for b in self.baselines],
             "campaign_purity": {k: round(v, 4) for k, v in self.campaign_purity.items()},
             "recall_by_campaign": {k: round(v, 4) for k, v in self.recall_by_campaign.items()},
+            "time_to_flag": {k: v.to_dict() for k, v in self.time_to_flag.items()},
             **self.extra,
         }
+
+
+@dataclass(frozen=True)
+class CampaignTiming:
+    """How long a true campaign ran before the online scorer flagged it.
+
+    ``exchanges_before_flagged``: the campaign's exchanges the scorer had seen when it first
+    flagged ``min(min_accounts, accounts)`` of the campaign's accounts (``None``: never during the
+    replay); ``total_exchanges``: all of the campaign's exchanges; ``flagged_at_us``: the time of
+    that exchange.
+    """
+
+    campaign: str
+    accounts: int
+    total_exchanges: int
+    exchanges_before_flagged: int | None
+    flagged_at_us: int | None
+
+    @property
+    def share_before_flagged(self) -> float | None:
+        """``exchanges_before_flagged`` as a share of the campaign's exchanges."""
+        if self.exchanges_before_flagged is None:
+            return None
+        return self.exchanges_before_flagged / max(self.total_exchanges, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        share = self.share_before_flagged
+        return {
+            "accounts": self.accounts,
+            "total_exchanges": self.total_exchanges,
+            "exchanges_before_flagged": self.exchanges_before_flagged,
+            "share_before_flagged": None if share is None else round(share, 4),
+            "flagged_at_us": self.flagged_at_us,
+        }
+
+
+def exchanges_before_flagged(
+    log: Path,
+    truth: dict[str, str | None],
+    *,
+    min_accounts: int = 3,
+    config: Any = None,
+) -> dict[str, CampaignTiming]:
+    """Replay ``log`` in time order through the online scorer and time each true campaign.
+
+    ``truth`` maps account ids to their true campaign (``None``: legitimate). The scorer
+    (:class:`~distillguard.monitor.online.OnlineScorer` with ``config``, an
+    :class:`~distillguard.monitor.online.OnlineConfig`) re-scores updated accounts every
+    ``partial_every`` exchanges and everything every ``max(rescore_min, accounts)``: that is the
+    resolution of the figures. The log is held in memory to sort it (fine up to a few million
+    exchanges).
+    """
+    from distillguard.monitor.online import OnlineConfig, OnlineScorer
+    from distillguard.records.reader import read_log
+
+    reader = read_log(log)
+    scorer = OnlineScorer(config or OnlineConfig())
+    for batch in reader.accounts():
+        for account in batch:
+            scorer.register_account(account)
+    exchanges = [e for batch in reader.exchanges() for e in batch]
+    exchanges.sort(key=lambda e: e.ts)
+    sizes: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for c in truth.values():
+        if c is not None:
+            sizes[c] = sizes.get(c, 0) + 1
+    for e in exchanges:  # counts only
+        c = truth.get(e.account_id)
+        if c is not None:
+            totals[c] = totals.get(c, 0) + 1
+    seen: dict[str, int] = dict.fromkeys(sizes, 0)
+    flagged: dict[str, set[str]] = {c: set() for c in sizes}
+    done: dict[str, tuple[int, int]] = {}
+    watched: set[str] = set()  # campaign accounts not yet flagged
+    for a, c in truth.items():
+        if c is not None:
+            watched.add(a)
+    for e in exchanges:  # the replay: one online update per exchange
+        risk = scorer.update(e)
+        c = truth.get(e.account_id)
+        if c is not None:
+            seen[c] += 1
+        if not watched:
+            continue
+        # the update may have re-scored other accounts: check the campaign accounts it touched
+        touched = (e.account_id,) if scorer.exchanges_seen % 64 else tuple(watched)
+        for a in touched:
+            ca = truth.get(a)
+            if ca is None or ca in done or a not in watched:
+                continue
+            r = risk if a == e.account_id else scorer.score(a)
+            if r.flagged:
+                watched.discard(a)
+                flagged[ca].add(a)
+                if len(flagged[ca]) >= min(min_accounts, sizes[ca]):
+                    done[ca] = (seen[ca], to_micros(e.ts))
+    return {
+        c: CampaignTiming(
+            campaign=c,
+            accounts=sizes[c],
+            total_exchanges=totals.get(c, 0),
+            exchanges_before_flagged=done[c][0] if c in done else None,
+            flagged_at_us=done[c][1] if c in done else None,
+        )
+        for c in sorted(sizes)
+    }
 
 
 def _figures(
@@ -153,9 +271,16 @@ def baseline_flags(
 
 
 def evaluate_scan(
-    results: Path, labels: Path, *, log: Path | None = None, baselines: bool = True
+    results: Path,
+    labels: Path,
+    *,
+    log: Path | None = None,
+    baselines: bool = True,
+    replay: bool = False,
 ) -> EvaluationReport:
-    """Compare ``results/account_scores.parquet`` with ``labels``; baselines need ``log``."""
+    """Compare ``results/account_scores.parquet`` with ``labels``; baselines need ``log``, and
+    so does ``replay`` (the exchanges each campaign got before the online scorer flagged it,
+    :func:`exchanges_before_flagged`)."""
     scores_path = results / "account_scores.parquet"
     if not scores_path.is_file():
         raise InputError(f"{scores_path} does not exist", hint="run distillguard scan first")
@@ -198,6 +323,13 @@ def evaluate_scan(
     if baselines and log is not None:
         for name, flags in baseline_flags(log, ids).items():
             base.append(_figures(name, flags, truth, pops))
+    timing: dict[str, CampaignTiming] = {}
+    if replay and log is not None:
+        timing = exchanges_before_flagged(log, {a: c for a, (c, _p) in lab_map.items()})
     return EvaluationReport(
-        ours=ours, baselines=base, campaign_purity=purity, recall_by_campaign=rec
+        ours=ours,
+        baselines=base,
+        campaign_purity=purity,
+        recall_by_campaign=rec,
+        time_to_flag=timing,
     )

@@ -232,3 +232,22 @@ def test_gateway_scorer_rescoring_in_the_background() -> None:
     assert scorer.last_scan is not None
     assert scorer.last_scan.accounts.num_rows == 3
     assert not scorer.score("a0").provisional or scorer.score("a0").account_risk >= 0
+
+
+def test_exchanges_before_flagged_on_tiny(tiny_log: Path) -> None:
+    from distillguard.monitor.evaluate import exchanges_before_flagged
+
+    labels = pq.read_table(tiny_log / "labels.parquet")
+    truth = dict(
+        zip(labels["account_id"].to_pylist(), labels["campaign_id"].to_pylist(), strict=True)
+    )
+    timing = exchanges_before_flagged(
+        tiny_log, truth, config=OnlineConfig(rescore_min=1000, rescore_factor=0.0)
+    )
+    assert set(timing) == {c for c in truth.values() if c is not None}
+    t = timing["hydra-tiny"]
+    assert t.exchanges_before_flagged is not None
+    assert 0 < t.exchanges_before_flagged < t.total_exchanges
+    assert t.flagged_at_us is not None
+    # with a full re-score every 1,000 exchanges the campaign cannot hide for long
+    assert t.share_before_flagged is not None and t.share_before_flagged < 0.5
