@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +86,7 @@ class Alerter:
         timeout_s: timeout of one POST.
         dead_letter: JSONL file of alerts that could not be delivered.
         transport: an httpx transport (tests).
+        on_outcome: called with ``"delivered"`` or ``"dead_letter"`` per webhook (metrics).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Alerter:
         timeout_s: float = 5.0,
         dead_letter: Path,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         store.ensure_tables("gateway_alerts", 1, ALERT_DDL)
@@ -113,6 +115,7 @@ class Alerter:
         self._tasks: set[asyncio.Task[bool]] = set()
         self.delivered = 0
         self.dead = 0
+        self._on_outcome = on_outcome
 
     def __repr__(self) -> str:
         return f"Alerter(webhooks={len(self.webhooks)}, level={self.level})"
@@ -186,6 +189,8 @@ class Alerter:
                 r = await self._client.post(url, json=body)
                 if r.status_code < 300:
                     self.delivered += 1
+                    if self._on_outcome is not None:
+                        self._on_outcome("delivered")
                     return True
                 logger.warning("alert webhook answered HTTP %d", r.status_code)
             except httpx.HTTPError as exc:
@@ -197,6 +202,8 @@ class Alerter:
 
     def _dead_letter(self, url: str, body: dict[str, Any]) -> None:
         self.dead += 1
+        if self._on_outcome is not None:
+            self._on_outcome("dead_letter")
         self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(
             {"webhook": url, "alert": body, "failed_at": datetime.now(UTC).isoformat()}

@@ -439,6 +439,7 @@ def create_gateway(
         ledger_origin=origin,
         prepare=prepare,
         fsync=cfg.durability == "sync" or cfg.batch_fsync,
+        on_commit=metrics.batch.observe,
     )
     admin_store = open_store(store_url)
     ensure_action_tables(admin_store)
@@ -478,6 +479,7 @@ def create_gateway(
             timeout_s=cfg.alerts.timeout_s,
             dead_letter=cfg.alerts.dead_letter or Path(settings.home) / "alerts.dead.jsonl",
             transport=alert_transport,
+            on_outcome=lambda outcome: metrics.alerts.labels(outcome).inc(),
         )
     limits = LimitsConfig(
         account_requests=Limit(

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -76,7 +76,6 @@ class RecorderStats:
     failures: int = 0
     largest_batch: int = 0
     commit_seconds: float = 0.0
-    by_size: dict[int, int] = field(default_factory=dict)
 
 
 _STOP = object()
@@ -93,6 +92,7 @@ class ExchangeRecorder:
         ledger_origin: the ledger name if this creates the ledger.
         prepare: called once with the writer's store (create component tables).
         fsync: flush the SQLite write-ahead log after each commit.
+        on_commit: called (in the writer thread) with the size of each committed group.
     """
 
     def __init__(
@@ -105,6 +105,7 @@ class ExchangeRecorder:
         ledger_origin: str | None = None,
         prepare: Callable[[Store], None] | None = None,
         fsync: bool = True,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
         if durability not in ("sync", "batch"):
             raise ValueError("durability must be 'sync' or 'batch'")
@@ -113,6 +114,7 @@ class ExchangeRecorder:
         self.max_batch = 1 if durability == "sync" else max(1, max_batch)
         self.max_delay_s = 0.0 if durability == "sync" else max(0.0, max_delay_s)
         self.fsync = fsync
+        self._on_commit = on_commit
         self.stats = RecorderStats()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._known_accounts: set[str] = set()
@@ -280,6 +282,8 @@ class ExchangeRecorder:
             self.stats.exchanges += len(batch)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            if self._on_commit is not None:
+                self._on_commit(len(batch))
         except Exception as exc:
             logger.error("recording %d exchanges failed: %s", len(batch), type(exc).__name__)
             self.stats.failures += 1

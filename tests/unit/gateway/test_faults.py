@@ -321,11 +321,14 @@ def test_gateway_alerts_when_the_scorer_crosses_the_level(tmp_path: Path) -> Non
         async with client(gw, agent) as c:
             for i in range(5):
                 assert (await c.post("/v1/chat/completions", json=chat_body(f"{i}"))).is_success
-        for _ in range(50):
+        for _ in range(100):
             if receiver.received:
                 break
             await asyncio.sleep(0.02)
         await gw.aclose()
+        assert 'distillguard_gateway_alerts_total{outcome="delivered"} 1.0' in (
+            gw.metrics.exposition().decode()
+        )
 
     run(go())
     assert len(receiver.received) == 1

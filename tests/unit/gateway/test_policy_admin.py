@@ -360,6 +360,7 @@ def test_metrics_health_and_openapi(gateway: Gateway, agents: AgentFactory) -> N
     )
     assert 'distillguard_gateway_rejections_total{reason="missing_signature"} 1.0' in text
     assert "distillguard_gateway_request_seconds_bucket" in text
+    assert "distillguard_gateway_record_batch_size_count 1.0" in text
     assert health.json() == {"status": "ok"}
     assert ready.status_code == 200 and ready.json()["checks"]["store"] is True
     paths = openapi.json()["paths"]
