@@ -39,6 +39,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "report",
     "fingerprint",
     "serve",
+    "radioactivity",
+    "lab",
 )
 
 app = typer.Typer(
