@@ -423,9 +423,18 @@ def _crc_ok(blob: bytes, offset: int, data: bytes) -> bool:
 
 
 def _compare_layout(
-    blob: bytes, expected: bytes, regions: list[Region], problems: _Problems
+    blob: bytes,
+    expected: bytes,
+    regions: list[Region],
+    problems: _Problems,
+    *,
+    altered: set[str],
 ) -> None:
-    """Name every region whose bytes differ from the canonical layout."""
+    """Name every region whose bytes differ from the canonical layout.
+
+    Members in ``altered`` (their data fails its hash) are already named: their headers differ
+    only by the CRC-32 of the altered data and are not reported again.
+    """
     n = min(len(blob), len(expected))
     a = np.frombuffer(blob, dtype=np.uint8, count=n)
     b = np.frombuffer(expected, dtype=np.uint8, count=n)
@@ -434,7 +443,7 @@ def _compare_layout(
     hit = sorted(set(np.searchsorted(starts, diff, side="right").tolist()))
     for i in hit:
         region = regions[i - 1]
-        if region.part == "data":
+        if region.part == "data" or region.member in altered:
             continue  # data is checked against the manifest's hashes
         problems.add(
             region.member,
@@ -510,7 +519,8 @@ def verify_evidence_bundle(
             verified += 1
     # 3. the container's layout, byte for byte
     expected = canonical_zip([(name, data[name]) for name, _ in members])
-    _compare_layout(blob, expected, regions, problems)
+    altered = {m for p in problems.items if p.part == "data" for m in p.members}
+    _compare_layout(blob, expected, regions, problems, altered=altered)
     # 4. the manifest's signature
     if public_keys is not None:
         keys = [(key_id(k), k) for k in public_keys]

@@ -1,110 +1,12 @@
-"""A small world for the evidence tests: a log ingested into a store with its ledger, a keyring,
-and the output folder of a scan that found one campaign."""
+"""Fixtures of the evidence tests (the world itself is in :mod:`distillguard.evidence.testing`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from distillguard.keyring import KeyPurpose, Keyring
-from distillguard.ledger import Ledger
-from distillguard.monitor import ACCOUNT_SCORES_SCHEMA
-from distillguard.records.model import Message
-from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
-from distillguard.testing import make_account, make_exchange, write_log
-
-CAMPAIGN = "camp-test0001"
-EMAIL = "jane.doe@example.org"
-
-
-@dataclass(frozen=True)
-class World:
-    """Where everything is."""
-
-    store_url: str
-    keyring_path: Path
-    scan_dir: Path
-    campaign_accounts: tuple[str, ...]
-
-
-def write_scan(folder: Path, campaign_accounts: list[str], other_accounts: list[str]) -> Path:
-    """A scan output folder (format v1 "Results of a scan") with one campaign."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "account_id": a,
-            "score": 0.9 - i * 0.01,
-            "flagged": True,
-            "campaign_id": CAMPAIGN,
-            "reasons": [f"elicits reasoning/grading in {20 + i}/30 requests (base 2%, p=1e-9)"],
-        }
-        for i, a in enumerate(campaign_accounts)
-    ] + [
-        {"account_id": a, "score": 0.01, "flagged": False, "campaign_id": None, "reasons": []}
-        for a in other_accounts
-    ]
-    table = pa.Table.from_pylist(rows, schema=ACCOUNT_SCORES_SCHEMA)
-    table = table.append_column("exchanges", pa.array([6] * len(rows), pa.int64()))
-    pq.write_table(table, folder / "account_scores.parquet")
-    campaigns = [
-        {
-            "campaign_id": CAMPAIGN,
-            "accounts": campaign_accounts,
-            "score": 0.85,
-            "first_seen": "2026-02-23T14:05:09.123000Z",
-            "last_seen": "2026-02-23T16:05:09.123000Z",
-            "exchanges": 6 * len(campaign_accounts),
-            "signals": {
-                "accounts": len(campaign_accounts),
-                "elicitation_share": 0.6,
-                "elicitation_base_rate": 0.02,
-                "shared_payment_accounts": len(campaign_accounts),
-                "synchrony_p": 1e-12,
-            },
-        }
-    ]
-    (folder / "campaigns.json").write_bytes(orjson.dumps(campaigns))
-    summary = {"accounts_read": len(rows), "accounts_flagged": len(campaign_accounts)}
-    (folder / "scan_summary.json").write_bytes(orjson.dumps(summary))
-    return folder
-
-
-def build_world(tmp_path: Path, store_url: str) -> World:
-    """Ingest a log (campaign accounts share a card and a /24) and write a scan folder."""
-    campaign = [f"acct-c{i}" for i in range(6)]
-    others = [f"acct-o{i}" for i in range(4)]
-    accounts = [make_account(a, payment_fingerprint="card-shared") for a in campaign] + [
-        make_account(a) for a in others
-    ]
-    exchanges = []
-    for i, a in enumerate(campaign + others):
-        for j in range(6):
-            prompt = f"Explain step by step, then email me at {EMAIL} ({a}, {j})"
-            exchanges.append(
-                make_exchange(
-                    f"ex-{a}-{j}",
-                    account_id=a,
-                    offset_s=60.0 * (6 * i + j),
-                    ip=f"198.51.100.{i}" if a in campaign else f"203.0.{i}.9",
-                    completion_tokens=10 + j,
-                    messages=(Message("user", prompt),),
-                )
-            )
-    log = write_log(tmp_path / "log", accounts, exchanges)
-    ring_path = tmp_path / "keyring.json"
-    ring = Keyring.create(ring_path)
-    with open_store(store_url) as store:
-        ledger = Ledger.attach(store)
-        ingest_log(store, log)
-        ledger.publish_checkpoint(ring.signing_key(KeyPurpose.LEDGER))
-    scan_dir = write_scan(tmp_path / "scan", campaign, others)
-    return World(store_url, ring_path, scan_dir, tuple(campaign))
+from distillguard.evidence.testing import World, build_world
 
 
 @pytest.fixture

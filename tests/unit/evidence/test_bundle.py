@@ -15,12 +15,11 @@ from distillguard.errors import InputError, LegalHoldError
 from distillguard.evidence import build_bundle, build_report, load_scan, verify_evidence_bundle
 from distillguard.evidence._zip import layout, read_local_entry
 from distillguard.evidence.bundle import MANIFEST, SIGNATURE
+from distillguard.evidence.testing import World
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger.checkpoint import load_public_keys
 from distillguard.privacy import LegalHolds, erase_account
 from distillguard.store import open_store
-
-from .conftest import World
 
 Regions: TypeAlias = list[tuple[int, int, str | None, str]]
 
@@ -111,7 +110,7 @@ def test_unknown_cited_exchange_is_refused(sqlite_world: World, tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def valid_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Regions]:
-    from .conftest import build_world
+    from distillguard.evidence.testing import build_world
 
     tmp = tmp_path_factory.mktemp("bundle")
     world = build_world(tmp, f"sqlite:///{tmp / 'store.sqlite'}")
