@@ -153,6 +153,32 @@ STEPS: list[Step] = [
             str(c.out / "public-keys.json"),
         ],
     ),
+    Step(
+        "Report",
+        "The evidence report (self-contained HTML: per campaign the signals with p-values, a "
+        "timeline, the shared infrastructure, redacted exchanges) and the evidence bundle (cited "
+        "records, inclusion proofs, signed checkpoints, keys, results; the records go on hold).",
+        lambda c: [
+            "report",
+            "--scan",
+            str(c.out / "scan"),
+            "--out",
+            str(c.out / "report" / "report.html"),
+            "--bundle",
+            str(c.out / "evidence.zip"),
+        ],
+    ),
+    Step(
+        "Verify the bundle",
+        "What a third party runs: every hash, the manifest signature, every inclusion proof and "
+        "checkpoint, offline, with the provider's published public keys.",
+        lambda c: [
+            "verify-bundle",
+            str(c.out / "evidence.zip"),
+            "--public-key",
+            str(c.out / "public-keys.json"),
+        ],
+    ),
 ]
 
 
@@ -214,7 +240,9 @@ def demo(
             f"  home/keyring.json  the keys (owner-only)\n"
             f"  scan/              account_scores.parquet/.csv and campaigns.json\n"
             f"  proof.json         an inclusion proof for one exchange\n"
-            f"  public-keys.json   what a third party needs to verify it\n\n"
+            f"  public-keys.json   what a third party needs to verify it\n"
+            f"  evidence.zip       the evidence bundle (distillguard verify-bundle)\n\n"
+            f"Open the report: file://{context.out / 'report' / 'report.html'}\n"
             f"Try: DISTILLGUARD_HOME={context.home} distillguard ledger head",
             title="DistillGuard demo",
         )
