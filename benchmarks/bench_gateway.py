@@ -5,7 +5,10 @@ Two servers run as subprocesses on 127.0.0.1 (uvicorn, one worker each):
 * **direct**: the stub model as its own OpenAI-compatible HTTP service (``stub_app``), no
   verification, no record: the baseline;
 * **gateway**: ``distillguard serve`` in embedded mode (SQLite store with the ledger attached,
-  ``batch`` durability, in-process rate limits and nonce cache) with the same stub in process.
+  ``batch`` durability, in-process rate limits and nonce cache) with the same stub in process,
+  online scoring off (the configuration of the target: verification, limits, store, ledger);
+* **gateway+scoring**: the same with the online scorer (``distillguard.monitor.online``) fed
+  every exchange in its background thread (throughput only).
 
 The load comes from this (second) process over loopback: a minimal HTTP/1.1 keep-alive client
 on asyncio streams. Requests to the gateway are signed (passport + RFC 9421) *before* the timed
@@ -189,24 +192,33 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-gw-"))
     home = tmp / "home"
     home.mkdir()
-    config = tmp / "distillguard.toml"
-    config.write_text(
-        f'home = "{home}"\n[gateway]\ndurability = "batch"\nadmin_token = "bench-admin"\n'
-        "account_requests_per_minute = 10000000\naccount_tokens_per_minute = 1000000000\n",
-        encoding="utf-8",
-    )
+    configs = {}
+    for name, scoring in (("plain", "false"), ("scoring", "true")):
+        configs[name] = tmp / f"{name}.toml"
+        configs[name].write_text(
+            f'home = "{home}"\n[store]\nurl = "sqlite:///{tmp / name}.sqlite"\n'
+            f'[gateway]\ndurability = "batch"\nadmin_token = "bench-admin"\n'
+            f"online_scoring = {scoring}\n"
+            "account_requests_per_minute = 10000000\naccount_tokens_per_minute = 1000000000\n",
+            encoding="utf-8",
+        )
     settings = Settings(home=home)
     Keyring.create(settings.keyring_path)
     factory = AgentFactory.from_settings(
         settings, requests_per_minute=10_000_000, tokens_per_day=10**12
     )
     agents = [factory.issue(f"bench-{i:04d}") for i in range(args.accounts)]
-    gw_port, direct_port = free_port(), free_port()
+    gw_port, direct_port, sc_port = free_port(), free_port(), free_port()
     host_gw = f"127.0.0.1:{gw_port}"
-    procs = [start_gateway(config, gw_port), start_direct(direct_port)]
+    procs = [
+        start_gateway(configs["plain"], gw_port),
+        start_direct(direct_port),
+        start_gateway(configs["scoring"], sc_port),
+    ]
     try:
         wait_ready(gw_port, "/healthz")
         wait_ready(direct_port, "/v1/models")
+        wait_ready(sc_port, "/healthz")
 
         def body(i: int) -> bytes:
             return json.dumps(
@@ -217,15 +229,15 @@ def main() -> None:
                 }
             ).encode()
 
-        def signed(n: int, offset: int) -> list[bytes]:
+        def signed(n: int, offset: int, host: str = host_gw) -> list[bytes]:
             out = []
             for i in range(n):
                 agent = agents[(offset + i) % len(agents)]
                 b = body(offset + i)
-                url = f"http://{host_gw}/v1/chat/completions"
-                headers = agent.signer().signed_headers("POST", url, [("host", host_gw)], b)
+                url = f"http://{host}/v1/chat/completions"
+                headers = agent.signer().signed_headers("POST", url, [("host", host)], b)
                 out.append(
-                    build_request(host=host_gw, path="/v1/chat/completions", body=b, extra=headers)
+                    build_request(host=host, path="/v1/chat/completions", body=b, extra=headers)
                 )
             return out
 
@@ -246,17 +258,24 @@ def main() -> None:
         asyncio.run(throughput(gw_port, warm, 8, 5.0))
         asyncio.run(throughput(direct_port, plain(500, 0), 8, 5.0))
         gw_rps, dr_rps, p50s, p99s, ov50, ov99, gp50, gp99 = [], [], [], [], [], [], [], []
+        sc_rps: list[float] = []
+        host_sc = f"127.0.0.1:{sc_port}"
+        asyncio.run(throughput(sc_port, signed(300, 2 * 10**6, host_sc), 8, 5.0))
         for rep in range(args.repeats):
             pre = signed(args.max_requests, rep * 10**7)
             g = asyncio.run(throughput(gw_port, pre, args.connections, args.seconds))
             d = asyncio.run(
                 throughput(direct_port, plain(args.max_requests, 0), args.connections, args.seconds)
             )
+            pre_sc = signed(args.max_requests, rep * 10**7 + 3 * 10**6, host_sc)
+            sc = asyncio.run(throughput(sc_port, pre_sc, args.connections, args.seconds))
             gw_rps.append(g["rps"])
             dr_rps.append(d["rps"])
+            sc_rps.append(sc["rps"])
             print(
                 f"  repeat {rep + 1}: gateway {g['rps']:,.0f} req/s ({g['requests']} in "
-                f"{g['seconds']:.1f} s, statuses {g['statuses']}); direct {d['rps']:,.0f} req/s",
+                f"{g['seconds']:.1f} s, statuses {g['statuses']}); direct {d['rps']:,.0f} req/s; "
+                f"gateway+scoring {sc['rps']:,.0f} req/s (statuses {sc['statuses']})",
                 flush=True,
             )
             lat_pre = signed(args.latency_requests, rep * 10**7 + 5 * 10**6)
@@ -279,6 +298,10 @@ def main() -> None:
         print(
             f"gateway throughput (embedded, batch, verify+limits+store+ledger): "
             f"{med(gw_rps):,.0f} req/s (target >= 1,000)"
+        )
+        print(
+            f"gateway + online scoring throughput:                             "
+            f"{med(sc_rps):,.0f} req/s"
         )
         print(
             f"direct stub throughput (baseline):                               "

@@ -352,6 +352,9 @@ class GatewaySettings(_Section):
     )
     block_at: float = Field(default=0.95, ge=0, le=1, description="Risk that blocks.")
     throttle_factor: float = Field(default=0.1, gt=0, le=1, description="Rate kept when throttled.")
+    online_scoring: bool = Field(
+        default=True, description="Feed every exchange to the online scorer (monitor.online)."
+    )
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
 

@@ -463,7 +463,12 @@ def create_gateway(
         secret=wm_key.secret,
     )
     policy.set_overrides(load_overrides(admin_store))
-    the_scorer = scorer if scorer is not None else _default_scorer(settings)
+    if scorer is not None:
+        the_scorer: OnlineScorer = scorer
+    elif cfg.online_scoring:
+        the_scorer = _default_scorer(settings)
+    else:
+        the_scorer = NullScorer()
     if watermarker is None and the_upstream.name != "local":
         from distillguard.gateway.watermarking import CaterPostHoc
 

@@ -40,7 +40,6 @@ from distillguard.gateway._http import (
     Receive,
     Scope,
     Send,
-    header,
     read_body,
     send_bytes,
     send_problem,
@@ -324,6 +323,7 @@ class GatewayCore:
         self.body_timeout_s = body_timeout_s
         self.trust_forwarded = trust_forwarded
         self._models = frozenset(upstream.models())
+        self._limit_cache: dict[tuple[int, int, float], tuple[Limit, Limit, Limit, Limit]] = {}
         self.scoring: ScoringWorker | None = (
             None if isinstance(scorer, NullScorer) else ScoringWorker(scorer, alerter=alerter)
         )
@@ -349,7 +349,7 @@ class GatewayCore:
             await send(message)
 
         try:
-            await self._serve(scope, receive, tracking_send, path)
+            await self._serve(scope, receive, tracking_send, path, started)
         except Exception:
             logger.exception("unhandled error on %s", path)
             if not sent:
@@ -373,7 +373,9 @@ class GatewayCore:
         self.metrics.rejections.labels(code).inc()
         await send_problem(send, status, code, title, detail, headers=headers)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, path: str, started: float
+    ) -> None:
         method = scope.get("method", "GET")
         if path == "/v1/models":
             if method != "GET":
@@ -433,7 +435,7 @@ class GatewayCore:
                 f"the model {request.model!r} is not served here",
             )
             return
-        ctx = self._context(scope, path, identity)
+        ctx = self._context(scope, path, identity, started)
         await self._complete(ctx, request, stream, include_usage, send)
 
     # -- parsing ------------------------------------------------------------------------------
@@ -518,35 +520,40 @@ class GatewayCore:
             )
         return req, stream, include_usage
 
-    def _context(self, scope: Scope, path: str, identity: VerifiedIdentity) -> _Ctx:
+    def _context(self, scope: Scope, path: str, identity: VerifiedIdentity, started: float) -> _Ctx:
         client = scope.get("client")
         ip = str(client[0]) if client else "0.0.0.0"
         asn: int | None = None
         fingerprint: str | None = None
-        ua_raw = header(scope, b"user-agent")
+        raw_headers = scope.get("headers", ())
+        hdrs: dict[bytes, bytes] = {}
+        for k, v in raw_headers:
+            hdrs.setdefault(bytes(k), bytes(v))
+        ua_raw = hdrs.get(b"user-agent")
         ua = ua_raw.decode("latin-1")[:512] if ua_raw else None
         if self.trust_forwarded:
-            fwd = header(scope, b"x-forwarded-for")
+            fwd = hdrs.get(b"x-forwarded-for")
             if fwd:
                 ip = fwd.decode("latin-1").split(",")[0].strip() or ip
-            asn_raw = header(scope, b"x-client-asn")
+            asn_raw = hdrs.get(b"x-client-asn")
             if asn_raw and asn_raw.strip().isdigit():
                 asn = int(asn_raw)
-            fp = header(scope, b"x-client-fingerprint")
+            fp = hdrs.get(b"x-client-fingerprint")
             if fp:
                 fingerprint = fp.decode("latin-1")[:128]
         if fingerprint is None:
-            names = b",".join(k for k, _ in scope.get("headers", ()) if not k.startswith(b"sig"))
+            # what the client's HTTP stack looks like: user agent, encodings, header names
+            names = b",".join(k for k in hdrs if not k.startswith(b"sig"))
             h = hashlib.blake2b(digest_size=8)
             h.update(ua_raw or b"")
             h.update(b"|")
-            h.update(header(scope, b"accept-encoding") or b"")
+            h.update(hdrs.get(b"accept-encoding") or b"")
             h.update(b"|")
             h.update(names)
             fingerprint = "h:" + h.hexdigest()
         return _Ctx(
             endpoint=path,
-            started=time.perf_counter(),
+            started=started,
             ts=datetime.now(UTC),
             identity=identity,
             ip=ip,
@@ -570,6 +577,22 @@ class GatewayCore:
 
     # -- limits -------------------------------------------------------------------------------
 
+    def _limits_for(self, rpm: int, tpd: int, factor: float) -> tuple[Limit, Limit, Limit, Limit]:
+        """Passport and account limits for a rate tier and throttle factor (cached)."""
+        key = (rpm, tpd, factor)
+        hit = self._limit_cache.get(key)
+        if hit is None:
+            hit = (
+                Limit(rpm, 60.0, max(1.0, math.ceil(rpm / 6))).scaled(factor),
+                Limit(tpd, 86_400.0, max(1.0, tpd / 24)).scaled(factor),
+                self.limits.account_requests.scaled(factor),
+                self.limits.account_tokens.scaled(factor),
+            )
+            if len(self._limit_cache) > 10_000:
+                self._limit_cache.clear()
+            self._limit_cache[key] = hit
+        return hit
+
     def _checks(self, ctx: _Ctx, prompt_tokens: int) -> tuple[list[Check], list[Check]]:
         """Request checks (admission) and token checks (admission cost = prompt tokens)."""
         p = ctx.identity.passport
@@ -577,17 +600,16 @@ class GatewayCore:
         factor = 1.0
         if ctx.decision is not None and ctx.decision.action == Action.THROTTLE:
             factor = self.limits.throttle_factor
-        rpm = p.rate.requests_per_minute
-        tpd = p.rate.tokens_per_day
-        pp_req = Limit(rpm, 60.0, max(1.0, math.ceil(rpm / 6)))
-        pp_tok = Limit(tpd, 86_400.0, max(1.0, tpd / 24))
+        pp_req, pp_tok, ac_req, ac_tok = self._limits_for(
+            p.rate.requests_per_minute, p.rate.tokens_per_day, factor
+        )
         reqs = [
-            Check("passport", f"pp:{p.passport_id}:r", pp_req.scaled(factor)),
-            Check("account", f"ac:{acct}:r", self.limits.account_requests.scaled(factor)),
+            Check("passport", f"pp:{p.passport_id}:r", pp_req),
+            Check("account", f"ac:{acct}:r", ac_req),
         ]
         toks = [
-            Check("passport_tokens", f"pp:{p.passport_id}:t", pp_tok.scaled(factor)),
-            Check("account_tokens", f"ac:{acct}:t", self.limits.account_tokens.scaled(factor)),
+            Check("passport_tokens", f"pp:{p.passport_id}:t", pp_tok),
+            Check("account_tokens", f"ac:{acct}:t", ac_tok),
         ]
         values = {
             "cluster": ctx.decision.risk.cluster_id if ctx.decision else None,
