@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint typecheck unit bench clean help
+.PHONY: demo test test-slow lint bench clean help
 
 help:
 	@echo "make demo   create .venv, install, run DistillGuard end to end on embedded defaults"
 	@echo "make test   lint, type-check and run the test suite (PostgreSQL and Redis on localhost)"
 	@echo "make bench  run the benchmarks in benchmarks/ (minutes)"
 	@echo "make lint   ruff and mypy --strict only"
+	@echo "make test-slow  the test suite including tests marked slow (real-data runs)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -n 2 --dist loadgroup -q
+
+test-slow: lint
+	DG_SLOW=1 $(BIN)/pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -29,3 +29,15 @@ def store(store_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only with DG_SLOW=1 (``make test-slow``), not in ``make test``."""
+    import os
+
+    if os.environ.get("DG_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with DG_SLOW=1 (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

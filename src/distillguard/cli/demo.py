@@ -234,19 +234,18 @@ def demo(
     console.print(
         Panel.fit(
             f"Done in {seconds:.0f} s ({', '.join(done)}).\n\n"
-            f"Results are in [bold]{context.out}[/]:\n"
-            f"  log/               simulated traffic (format v1) and labels.parquet\n"
-            f"  home/store.sqlite  the store and the ledger\n"
-            f"  home/keyring.json  the keys (owner-only)\n"
-            f"  scan/              account_scores.parquet/.csv and campaigns.json\n"
-            f"  proof.json         an inclusion proof for one exchange\n"
-            f"  public-keys.json   what a third party needs to verify it\n"
-            f"  evidence.zip       the evidence bundle (distillguard verify-bundle)\n\n"
-            f"Open the report: file://{context.out / 'report' / 'report.html'}\n"
-            f"Try: DISTILLGUARD_HOME={context.home} distillguard ledger head",
+            "  log/               simulated traffic (format v1) and labels.parquet\n"
+            "  home/store.sqlite  the store and the ledger\n"
+            "  home/keyring.json  the keys (owner-only)\n"
+            "  scan/              account_scores.parquet/.csv and campaigns.json\n"
+            "  proof.json         an inclusion proof for one exchange\n"
+            "  public-keys.json   what a third party needs to verify it",
             title="DistillGuard demo",
         )
     )
+    # Paths on lines of their own, never wrapped, so that they can be copied.
+    console.print(f"Results are in {context.out}", soft_wrap=True)
+    console.print(f"Try: DISTILLGUARD_HOME={context.home} distillguard ledger head", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
