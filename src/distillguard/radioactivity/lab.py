@@ -498,15 +498,20 @@ def run_lab(
         ids = vocab.encode(text)
         return ids[ids > 3]
 
-    def sequences(srcs: Sequence[str], ids: Sequence[int] | I64 | None = None) -> list[I64]:
-        seqs = []
-        pids = range(n_prompts) if ids is None else ids
-        for src in srcs:
-            for pid in pids:
-                a = data.answers[src][int(pid)]
-                if a:
-                    body = answer_ids(a)[: config.seq_len]
-                    seqs.append(np.concatenate([prompt_ids(int(pid)), body, [2]]))
+    def sequences(
+        srcs: Sequence[str], ids: Sequence[int] | I64 | None = None, *, limit: int
+    ) -> list[I64]:
+        """Training sequences (prompt, <sep>, answer, <eos>); at most ``limit`` of them, taken
+        round-robin over the sources (a step sees ``batch_size``: more is never used)."""
+        seqs: list[I64] = []
+        pids = list(order if ids is None else ids)
+        for pid, src in ((p, s) for p in pids for s in srcs):
+            if len(seqs) >= limit:
+                break
+            a = data.answers[src][int(pid)]
+            if a:
+                body = answer_ids(a)[: config.seq_len]
+                seqs.append(np.concatenate([prompt_ids(int(pid)), body, [2]]))
         return seqs
 
     probe_texts = [
@@ -531,9 +536,11 @@ def run_lab(
             config,
             seed=seed,
             tok=tok,
-            teacher_seqs=sequences(teacher_src),
-            base_seqs=sequences(base_src, held_ids),
-            other_seqs=sequences(base_src, train_ids),
+            teacher_seqs=sequences(teacher_src, limit=config.teacher_steps * config.batch_size),
+            base_seqs=sequences(base_src, held_ids, limit=config.base_steps * config.batch_size),
+            other_seqs=sequences(
+                base_src, train_ids, limit=len(train_ids) * config.samples_per_prompt
+            ),
             train_prompts=[prompt_text(int(p)) for p in train_ids],
             probe_texts=probe_texts,
             probe_prompts=probe_prompts,

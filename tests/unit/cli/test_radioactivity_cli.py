@@ -1,0 +1,182 @@
+"""``distillguard radioactivity`` and ``distillguard lab`` through :func:`main`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from distillguard.cli.main import main
+from distillguard.keyring import Keyring
+from distillguard.watermark import KGWConfig, KGWWatermark, MPACConfig, MPACWatermark
+from distillguard.watermark._scheme import softmax
+from distillguard.watermark.tokenizers import WordTokenizer
+
+VOCAB = [f"word{i}" for i in range(300)]
+
+
+@pytest.fixture
+def ring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Keyring:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "keyring.json"
+    monkeypatch.setenv("DISTILLGUARD_KEYRING__PATH", str(path))
+    return Keyring.create(path)
+
+
+def _text(wm: Any, n: int, seed: int) -> str:
+    tok = WordTokenizer()
+    ids = np.array([tok.word_id(w) for w in VOCAB])
+    rng = np.random.default_rng(seed)
+    out = ["word0"]
+    for _ in range(n):
+        logits = rng.normal(size=len(VOCAB))
+        if wm is not None:
+            logits = wm.process_candidates([tok.word_id(out[-1])], ids, logits)
+        out.append(VOCAB[int(rng.choice(len(VOCAB), p=softmax(logits)))])
+    return " ".join(out)
+
+
+def _jsonl(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+    capsys.readouterr()
+    code = main(["--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_texts_mode_with_default_control(
+    ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wm = KGWWatermark(KGWConfig(), key=ring.watermark_key())
+    suspect = _jsonl(tmp_path / "s.jsonl", [_text(wm, 120, s) for s in range(5)])
+    clean = _jsonl(tmp_path / "c.jsonl", [_text(None, 120, 100 + s) for s in range(5)])
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--texts",
+        str(suspect),
+        "--field",
+        "text",
+        "--out",
+        "r.json",
+        "--plot",
+        "r.png",
+    )
+    assert code == 0
+    assert data["verdict"] == "radioactive"
+    assert data["suspect"]["p_value"] < 1e-6
+    assert data["control"]["p_value"] > 1e-3  # the suspect under a fresh random key
+    assert data["control_key_id"] == "control-random"
+    assert json.loads((tmp_path / "r.json").read_text())["format"].startswith("distillguard-radio")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--texts",
+        str(clean),
+        "--field",
+        "text",
+        "--control-texts",
+        str(suspect),
+        "--filter",
+        str(suspect),
+    )
+    assert code == 0
+    assert data["suspect"]["p_value"] > 1e-3
+    assert data["suspect"]["filter"]["windows"] > 0
+    assert data["verdict"].startswith("inconclusive")  # the "clean" control was not clean
+    assert main(["radioactivity", "--texts", str(suspect), "--field", "text"]) == 0
+
+
+def test_tracing_cli(
+    ring: Keyring,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISTILLGUARD_WATERMARK__SCHEME", "mpac")
+    wm = MPACWatermark(MPACConfig(bits=16), key=ring.watermark_key()).for_payload(0xBEEF)
+    suspect = _jsonl(tmp_path / "s.jsonl", [_text(wm, 150, s) for s in range(6)])
+    (tmp_path / "p.csv").write_text("# accounts\nalice,0xBEEF\nbob,0x1234\ncarol,7\n")
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--texts",
+        str(suspect),
+        "--field",
+        "text",
+        "--trace",
+        "--payloads",
+        "p.csv",
+    )
+    assert code == 0
+    assert data["tracing"]["label"] == "alice" and data["tracing"]["p_value"] < 1e-4
+    (tmp_path / "bad.csv").write_text("alice;12\n")
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--texts",
+        str(suspect),
+        "--field",
+        "text",
+        "--trace",
+        "--payloads",
+        "bad.csv",
+    )
+    assert code == 4 and "bad.csv:1" in data["message"]
+
+
+def test_bad_invocations(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = _jsonl(tmp_path / "s.jsonl", ["word1 word2 word3"])
+    code, data = run_json(capsys, "radioactivity", "--texts", str(f), "--endpoint", "http://x/v1")
+    assert code == 4 and "exactly one" in data["message"]
+    code, data = run_json(capsys, "radioactivity")
+    assert code == 4
+    code, data = run_json(capsys, "radioactivity", "--endpoint", "http://x/v1")
+    assert code == 4 and "--prompts" in data["message"]
+    code, data = run_json(capsys, "radioactivity", "--texts", str(tmp_path / "missing.jsonl"))
+    assert code == 4
+    code, data = run_json(capsys, "radioactivity", "--texts", str(f), "--key", "nope")
+    assert code == 3
+
+
+def test_open_mode_cli_on_saved_model(
+    ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hf = pytest.importorskip("distillguard.watermark.hf")
+    folder = tmp_path / "model"
+    hf.build_tiny_model(len(VOCAB) + 3, layers=1, width=16, heads=2).save_pretrained(folder)
+    hf.build_word_tokenizer(VOCAB, folder)
+    read = _jsonl(tmp_path / "read.jsonl", [_text(None, 60, s) for s in range(8)])
+    code, data = run_json(
+        capsys, "radioactivity", "--model", str(folder), "--read", str(read), "--field", "text"
+    )
+    assert code == 0, data
+    assert data["suspect"]["mode"] == "open" and data["suspect"]["detection"]["n_scored"] > 0
+    assert data["suspect"]["p_value"] > 1e-4  # a random model never saw the watermark
+    code, data = run_json(capsys, "radioactivity", "--model", str(folder))
+    assert code == 4 and "--read" in data["message"]
+
+
+def test_lab_cli_tiny(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    code, data = run_json(capsys, "lab", "--preset", "tiny", "--out", str(tmp_path / "lab"))
+    assert code == 0
+    assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
+    lab = json.loads(Path(data["json"]).read_text())
+    assert {r["mode"] for r in lab["runs"]} == {"open", "closed"}
+    models = {r["model"] for r in lab["runs"]}
+    assert {"student-0%", "student-100%", "independent"} <= models
+    assert "| model |" in Path(data["table"]).read_text()
+    code, data = run_json(capsys, "lab", "--preset", "nope")
+    assert code == 4
