@@ -120,6 +120,11 @@ def _aligned(ids: list[str], table: pa.Table, name: str, default: float) -> np.n
     return out
 
 
+def _unavailable(report: LoadReport) -> list[str]:
+    """The signals the absent optional fields of ``report`` disable."""
+    return sorted({_SIGNAL_NEEDS[f] for f in report.missing_fields if f in _SIGNAL_NEEDS})
+
+
 def scan(
     log: Path | None = None,
     *,
@@ -137,11 +142,6 @@ def scan(
     config = config or ScanConfig()
     if (log is None) == (store_url is None):
         raise ConfigurationError("give a log folder or a store URL (exactly one)")
-    if config.engine == "spark":
-        raise ConfigurationError(
-            "the Spark engine is not available in this version",
-            hint="use --engine duckdb (the default)",
-        )
     work = Path(tempfile.mkdtemp(prefix="dg-scan-"))
     try:
         if store_url is not None:
@@ -149,6 +149,21 @@ def scan(
                 on_stage("exporting the store")
             log = export_store(store_url, work)
         assert log is not None
+        if config.engine == "spark":
+            from distillguard.monitor.spark import spark_scan
+
+            fs, report, timings = spark_scan(log, config=config, on_stage=on_stage)
+            spark_result = ScanResult(
+                accounts=fs.accounts,
+                campaigns=fs.campaigns,
+                load=report,
+                unavailable=_unavailable(report),
+                timings=timings,
+                out=out,
+            )
+            if out is not None:
+                write_results(spark_result, out)
+            return spark_result
         con = duckdb.connect()
         con.execute(f"SET memory_limit = '{config.memory_limit}'")
         con.execute(f"SET temp_directory = '{work / 'duckdb'}'")
@@ -311,7 +326,7 @@ def scan_connection(
     stage("link graph, Leiden and scoring")
     fs = score_features(features, keys, graph=config.graph, score=config.score, con=con)
     timings["graph_and_scoring"] = time.perf_counter() - t
-    unavailable = sorted({_SIGNAL_NEEDS[f] for f in report.missing_fields if f in _SIGNAL_NEEDS})
+    unavailable = _unavailable(report)
     return ScanResult(
         accounts=fs.accounts,
         campaigns=fs.campaigns,
