@@ -212,11 +212,24 @@ class _SeenIds:
             if len(self._mem) > self._limit:
                 self._spill()
             return out
-        out = []
         db = self._db
+        stored: set[str] = set()
+        for start in range(0, len(ids), 900):  # one indexed lookup per chunk, not per id
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            stored.update(
+                r[0] for r in db.execute(f"SELECT id FROM seen WHERE id IN ({marks})", chunk)
+            )
+        out = []
+        fresh: list[tuple[str]] = []
         for i in ids:
-            cur = db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (i,))
-            out.append(cur.rowcount == 1)
+            if i in stored:
+                out.append(False)
+            else:
+                stored.add(i)  # a repeat later in the same batch is a duplicate too
+                fresh.append((i,))
+                out.append(True)
+        db.executemany("INSERT INTO seen VALUES (?)", fresh)
         return out
 
     def _spill(self) -> None:

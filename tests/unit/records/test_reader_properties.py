@@ -88,3 +88,26 @@ def test_validation_raises_only_field_errors(rec: dict[str, Any]) -> None:
         assert exc.reason
         return
     assert ex.exchange_id == rec["exchange_id"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from([f"id-{i}" for i in range(40)]), max_size=30), max_size=6),
+    st.integers(0, 25),
+)
+def test_seen_ids_is_an_exact_set_in_memory_and_spilled(
+    batches: list[list[str]], limit: int
+) -> None:
+    from distillguard.records.reader import _SeenIds
+
+    seen = _SeenIds(limit=limit)
+    reference: set[str] = set()
+    try:
+        for batch in batches:
+            expected = []
+            for i in batch:
+                expected.append(i not in reference)
+                reference.add(i)
+            assert seen.add_new(batch) == expected
+    finally:
+        seen.close()
