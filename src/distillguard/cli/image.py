@@ -14,11 +14,9 @@ from distillguard.errors import ConfigurationError, DistillGuardError, InputErro
 from distillguard.image import (
     ImageWatermarkConfig,
     ManifestCredentials,
-    detect_image,
+    inspect_image,
     make_test_credentials,
-    sign_manifest,
-    verify_manifest,
-    watermark_image,
+    protect_image,
 )
 from distillguard.keyring import KeyPurpose, Keyring, WatermarkKey
 
@@ -94,18 +92,17 @@ def embed(
     ring = Keyring.load(settings.keyring_path)
     key = ring.watermark_key()
     data = _read(source)
-    marked = watermark_image(
+    creds = _credentials(state, ring) if c2pa else None
+    marked = protect_image(
         data,
         payload=payload,
         key=key,
+        credentials=creds,
         config=_config(settings.image),
+        title=dest.name,
         output_format=output_format.upper() if output_format else None,
     )
-    creds = _credentials(state, ring) if c2pa else None
-    signed = False
-    if creds is not None:
-        marked = sign_manifest(marked, credentials=creds, title=dest.name, watermark_kid=key.kid)
-        signed = True
+    signed = creds is not None
     try:
         dest.write_bytes(marked)
     except OSError as exc:
@@ -146,24 +143,19 @@ def _detect_one(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"file": str(path)}
     try:
-        data = _read(path)
-        results = [
-            detect_image(
-                data, key=k, claimed_payload=claimed, config=config, alpha=alpha, name=str(path)
-            )
-            for k in keys
-        ]
+        report = inspect_image(
+            _read(path),
+            keys=keys,
+            claimed_payload=claimed,
+            config=config,
+            alpha=alpha,
+            trust_anchors_pem=anchors,
+            name=str(path),
+        )
     except DistillGuardError as exc:
         row.update({"error": exc.message, "code": exc.code})
         return row
-    best = min(results, key=lambda r: r.p_value)
-    # Several keys tried: Bonferroni over the keys keeps the p-value valid.
-    p_value = min(1.0, best.p_value * len(results))
-    row.update(best.to_dict())
-    row["p_value"] = p_value
-    row["detected"] = p_value <= alpha
-    row["keys_tried"] = len(results)
-    row["c2pa"] = verify_manifest(data, trust_anchors_pem=anchors).to_dict()
+    row.update(report.to_dict())
     return row
 
 
@@ -182,7 +174,9 @@ def detect(
     """Detect the watermark (payload, bit accuracy, p-value) and verify C2PA in each image.
 
     Every watermark key of the keyring is tried unless `--kid` is given (the p-value is then
-    multiplied by the number of keys). Example: `distillguard --json image detect ./suspects`
+    multiplied by the number of keys, Bonferroni).
+
+    Example: `distillguard --json image detect ./suspects`
     """
     state = state_of(ctx)
     settings = state.settings()

@@ -28,6 +28,7 @@ from distillguard.image.manifest import (
     sign_manifest,
     verify_manifest,
 )
+from distillguard.image.provenance import ImageReport, inspect_image, protect_image
 from distillguard.image.watermark import (
     ImageDetection,
     ImageWatermarkConfig,
@@ -39,6 +40,7 @@ from distillguard.image.watermark import (
 
 __all__ = [
     "ImageDetection",
+    "ImageReport",
     "ImageWatermarkConfig",
     "ManifestCredentials",
     "ManifestStatus",
@@ -46,7 +48,9 @@ __all__ = [
     "detect_image",
     "detect_pixels",
     "embed_pixels",
+    "inspect_image",
     "make_test_credentials",
+    "protect_image",
     "sign_manifest",
     "verify_manifest",
     "watermark_image",

@@ -12,11 +12,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from numpy.typing import NDArray
 from PIL import Image
 
-from distillguard.errors import ConfigurationError, ImageFormatError
+from distillguard.errors import ConfigurationError, ImageFormatError, InputError
 from distillguard.image import (
     ManifestCredentials,
     detect_image,
+    inspect_image,
     make_test_credentials,
+    protect_image,
     sign_manifest,
     verify_manifest,
     watermark_image,
@@ -24,7 +26,7 @@ from distillguard.image import (
 from distillguard.image.manifest import SelfSignedCredentials
 from distillguard.keyring import WatermarkKey
 
-from .conftest import encode
+from .conftest import encode, make_key
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,22 @@ def test_unsupported_format(creds: SelfSignedCredentials, photo: NDArray[np.uint
         sign_manifest(encode(photo, "WEBP"), credentials=creds.credentials)
     with pytest.raises(ImageFormatError):
         sign_manifest(b"garbage", credentials=creds.credentials)
+
+
+def test_protect_then_inspect_with_rotated_keys(
+    creds: SelfSignedCredentials, photo: NDArray[np.uint8]
+) -> None:
+    old, new = make_key(40), make_key(41)
+    out = protect_image(encode(photo), payload=321, key=old, credentials=creds.credentials)
+    report = inspect_image(out, keys=[new, old], trust_anchors_pem=creds.ca_pem)
+    assert report.detected and report.keys_tried == 2
+    assert report.detection.kid == old.kid and report.detection.payload == 321
+    # Two keys tried: the p-value is the best key's times two (Bonferroni).
+    single = inspect_image(out, keys=[old])
+    assert report.detection.p_value == pytest.approx(2 * single.detection.p_value)
+    assert report.manifest.state == "trusted"
+    assert report.to_dict()["c2pa"]["watermark_kid"] == old.kid
+    clean = inspect_image(encode(photo), keys=[new, old])
+    assert not clean.detected and clean.manifest.state == "absent"
+    with pytest.raises(InputError):
+        inspect_image(out, keys=[])
