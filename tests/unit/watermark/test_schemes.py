@@ -243,3 +243,20 @@ def test_process_candidates_matches_dense(key: WatermarkKey) -> None:
         dense = wm.process_logits(window, logits)
         sparse = wm.process_candidates(window, cands, logits)  # type: ignore[attr-defined]
         assert np.allclose(np.exp(dense - dense.max()), np.exp(sparse - sparse.max()))
+
+
+@settings(max_examples=4, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(20, 300), index=st.sampled_from([0, 2]))
+def test_null_uniformity_property(seed: int, length: int, index: int) -> None:
+    """For any seed and length: over 200 random keys and texts, randomized p-values pass KS."""
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(seed)
+    values = []
+    for k in range(200):
+        secret = rng.bytes(32)
+        key = WatermarkKey(kid=f"h{k}", created_at=datetime(2026, 1, 1, tzinfo=UTC), secret=secret)
+        wm = schemes(key)[index]
+        res = wm.detect(rng.integers(0, V, length))
+        values.append(_randomized(wm, res, float(rng.uniform())))
+    assert stats.kstest(np.array(values), "uniform").pvalue > 1e-4
