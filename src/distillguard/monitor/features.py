@@ -148,7 +148,13 @@ def score_features(
     _, cinv = np.unique(link.community, return_inverse=True)
     n_comm = int(cinv.max()) + 1 if n else 0
     sync_p, _ent = synchrony_from_histograms(f.minute_hist, cinv.reshape(-1), n_comm)
-    sc = score_accounts(f, community=link.community, sync_p=sync_p, params=score)
+    sc = score_accounts(
+        f,
+        community=link.community,
+        sync_p=sync_p,
+        params=score,
+        membership=link.embeddedness(),
+    )
     campaigns, camp_of = _campaigns(f, sc, score)
     accounts = pa.table(
         {

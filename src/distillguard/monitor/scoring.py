@@ -15,6 +15,26 @@ to a noisy-or account score ``own = 1 - prod(1 - w_i s_i)``. A community of at l
 synchrony; an account's final score is ``1 - (1 - own_weight * own) * (1 - community)``, so that
 strong individual evidence and a strong community both count, and a lone oddball or a large
 community of ordinary accounts does not. Accounts at or above ``flag_threshold`` are flagged.
+
+**Community evidence against ordinary communities.** The pooled elicitation count of a community
+is tested against the rate of an *ordinary community* (:func:`community_base_rate`: the median
+community share over the accounts in communities of at least ``min_campaign``, at least
+``p0_community_floor``), and must be at least 4x that rate (full weight at ~11x) and about the
+per-account base rate ``p0`` in absolute terms. A hydra campaign whose accounts each elicit
+little (4% of requests, against 0.2% in ordinary communities) is caught as a whole.
+
+**Inheritance by link strength.** A member gets ``affinity`` (``affinity_floor`` .. 1) of its
+community's score: in full when it shows the community's evidence itself, or when it is embedded
+in the community (share of its link weight inside it, from ``embed_lo`` to ``embed_hi``;
+``membership`` argument of :func:`score_accounts`). Legitimate accounts that Leiden attaches to a
+campaign's community keep most of their links outside it and get the floor only.
+
+Interface note for the other engines (online scorer, Spark): :func:`score_accounts` and
+:func:`affinity` keep their positional signatures; ``membership`` (and ``params`` for
+:func:`affinity`) are new optional keywords. Without ``membership`` a member inherits from its
+community only through its own evidence; pass
+:meth:`distillguard.monitor.graph.LinkGraph.embeddedness` (or
+:func:`distillguard.monitor.graph.embeddedness` on your own edges) to agree with the batch scan.
 """
 
 from __future__ import annotations
@@ -37,6 +57,7 @@ __all__ = [
     "affinity",
     "binomial_evidence",
     "calibrate",
+    "community_base_rate",
     "ramp",
     "robust_reference",
     "robust_z",
@@ -66,6 +87,10 @@ class ScoreParams:
     min_campaign: int = 3
     own_weight: float = 0.5
     flag_threshold: float = 0.5
+    embed_lo: float = 0.5
+    p0_community_floor: float = 0.002
+    affinity_floor: float = 0.5
+    embed_hi: float = 0.8
     weights: dict[str, float] = field(default_factory=_default_signal_weights)
 
 
@@ -212,23 +237,55 @@ def account_signals(
 
 
 def affinity(
-    parts: dict[str, np.ndarray], share: np.ndarray, community_share: np.ndarray, p0: float
+    parts: dict[str, np.ndarray],
+    share: np.ndarray,
+    community_share: np.ndarray,
+    p0: float,
+    *,
+    membership: np.ndarray | None = None,
+    params: ScoreParams | None = None,
 ) -> np.ndarray:
-    """How much of its community's score an account gets (0.6 .. 1): in full when it shares the
-    community's evidence (its elicitation share, or any fired signal), 60% otherwise.
-    ``community_share`` is the pooled share of each account's community (aligned by account)."""
+    """How much of its community's score an account gets (``affinity_floor`` .. 1).
+
+    In full when the account shares the community's evidence (its elicitation share, or any fired
+    signal) or is firmly embedded in the community's links; ``affinity_floor`` otherwise, so that a
+    legitimate user who happens to exit through a campaign's proxy network is not pulled over the
+    line by the community alone. ``community_share`` is the pooled share of each account's
+    community (aligned by account). ``membership`` is each account's embeddedness (share of its
+    link weight inside its community, :func:`distillguard.monitor.graph.embeddedness`); it counts
+    from ``params.embed_lo`` (nothing) to ``params.embed_hi`` (in full). Without it (``None``)
+    only the account's own evidence counts."""
+    sp = params or ScoreParams()
     fired = np.maximum.reduce([(parts[k] > 0).astype(float) for k in SIGNALS[1:]])
-    return np.asarray(
-        0.6
-        + 0.4
-        * np.minimum(
-            1.0,
-            np.maximum(
-                share / np.maximum(community_share, 1e-9) * (community_share > 2 * p0), fired
-            ),
-        ),
-        dtype=np.float64,
+    ratio = share / np.maximum(community_share, 1e-9) * (community_share > 2 * p0)
+    tied = (
+        ramp(np.asarray(membership, dtype=np.float64), sp.embed_lo, sp.embed_hi)
+        if membership is not None
+        else np.zeros_like(share, dtype=np.float64)
     )
+    lo = sp.affinity_floor
+    return np.asarray(
+        lo + (1 - lo) * np.minimum(1.0, np.maximum.reduce([ratio, fired, tied])), dtype=np.float64
+    )
+
+
+def community_base_rate(
+    community_share: np.ndarray,
+    community_size: np.ndarray,
+    n_sample: np.ndarray,
+    *,
+    params: ScoreParams,
+    default: float,
+) -> float:
+    """The elicitation rate of an ordinary community: the median, over the accounts with content
+    that belong to communities of at least ``min_campaign`` accounts, of their community's pooled
+    share (arrays aligned by account), at least ``p0_community_floor``; ``default`` when no
+    account qualifies. Most accounts are legitimate (the same assumption as the robust
+    z-scores), so the median community an account belongs to is a legitimate one."""
+    ok = (np.asarray(community_size) >= params.min_campaign) & (np.asarray(n_sample) > 0)
+    if not ok.any():
+        return float(default)
+    return float(max(params.p0_community_floor, float(np.median(community_share[ok]))))
 
 
 def score_accounts(
@@ -238,13 +295,17 @@ def score_accounts(
     sync_p: np.ndarray,
     params: ScoreParams,
     calibration: Calibration | None = None,
+    membership: np.ndarray | None = None,
 ) -> AccountScores:
     """Score every account of ``features`` (pure: arrays in, arrays out).
 
     ``community`` gives a community label per account (any integers); ``sync_p`` the synchrony
     p-value of each community, indexed by the *dense* community index (the rank of the label
     among the distinct labels, as ``np.unique`` numbers them). The calibration is computed from
-    ``features`` unless given. Every engine (DuckDB, Spark) and the online scorer call this one
+    ``features`` unless given. ``membership`` (optional, per account) is the embeddedness of
+    each account in its community (:meth:`distillguard.monitor.graph.LinkGraph.embeddedness`):
+    a member firmly tied to a risky community inherits its risk in full even without evidence of
+    its own (see :func:`affinity`). Every engine (DuckDB, Spark) and the online scorer call this one
     function, so they agree whenever their features agree.
     """
     f, sp = features, params
@@ -259,8 +320,13 @@ def score_accounts(
     ck = np.bincount(cinv, weights=f.k_elicit, minlength=len(csize))
     cn = np.bincount(cinv, weights=f.n_sample, minlength=len(csize))
     cshare = ck / np.maximum(cn, 1)
-    cp = binomial_evidence(ck, cn, p0)
-    c_el = ramp(-np.log10(np.maximum(cp, 1e-300)), 6.0, 20.0) * ramp(cshare, 2 * p0, 0.2)
+    p0c = community_base_rate(cshare[cinv], size, f.n_sample, params=sp, default=p0)
+    cp = binomial_evidence(ck, cn, p0c)
+    c_el = (
+        ramp(-np.log10(np.maximum(cp, 1e-300)), 6.0, 20.0)
+        * ramp(np.log2(np.maximum(cshare, 1e-12) / p0c), 2.0, 3.5)
+        * ramp(cshare, 0.5 * p0, 1.5 * p0)
+    )
 
     def frac(v: np.ndarray) -> np.ndarray:
         return np.asarray(
@@ -276,7 +342,9 @@ def score_accounts(
     sync = np.asarray(sync_p, dtype=np.float64)
     c_ev = 1.0 - (1.0 - c_ev) * (1.0 - 0.3 * ramp(-np.log10(np.maximum(sync, 1e-300)), 6, 30))
     c_score = np.where(csize >= sp.min_campaign, c_ev * (1 - 1 / np.sqrt(csize)), 0.0)
-    community_score = c_score[cinv] * affinity(parts, share, cshare[cinv], p0)
+    community_score = c_score[cinv] * affinity(
+        parts, share, cshare[cinv], p0, membership=membership, params=sp
+    )
     score = 1 - (1 - sp.own_weight * own) * (1 - community_score)
     return AccountScores(
         calibration=cal,

@@ -1,0 +1,153 @@
+"""Unit tests of the bounded link graph, embeddedness and the community-level scores."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distillguard.monitor.graph import GraphParams, build_graph, embeddedness
+from distillguard.monitor.scoring import (
+    SIGNALS,
+    ScoreParams,
+    affinity,
+    community_base_rate,
+)
+
+
+def _keys(groups: dict[str, list[int]], kind: str = "payment") -> pa.Table:
+    acct: list[int] = []
+    gkey: list[str] = []
+    for key, members in groups.items():
+        acct += members
+        gkey += [key] * len(members)
+    return pa.table(
+        {
+            "acct": pa.array(acct, pa.int64()),
+            "kind": pa.array([kind] * len(acct), pa.string()),
+            "gkey": pa.array(gkey, pa.string()),
+        }
+    )
+
+
+def test_degree_is_bounded_and_strongest_edges_stay() -> None:
+    # 60 accounts share 40 small template groups each (dense), one pair shares a payment card
+    rng = np.random.default_rng(0)
+    groups = {f"t{i}": sorted(rng.choice(60, size=20, replace=False).tolist()) for i in range(40)}
+    keys = pa.concat_tables([_keys(groups, "template"), _keys({"card": [3, 7]}, "payment")])
+    none = build_graph(
+        duckdb.connect(),
+        keys,
+        np.full(60, -1),
+        n_accounts=60,
+        params=GraphParams(max_degree=0, min_edge_weight=0.0),
+    )
+    bounded = build_graph(
+        duckdb.connect(),
+        keys,
+        np.full(60, -1),
+        n_accounts=60,
+        params=GraphParams(max_degree=4, min_edge_weight=0.0),
+    )
+    assert bounded.n_edges < none.n_edges
+    assert bounded.n_edges <= 4 * 60
+    # every account keeps at least min(4, its degree) edges; the card pair (strongest) stays
+    deg = np.bincount(bounded.src, minlength=60) + np.bincount(bounded.dst, minlength=60)
+    assert deg.min() >= 4
+    pairs = set(zip(bounded.src.tolist(), bounded.dst.tolist(), strict=True))
+    assert (3, 7) in pairs
+    # kept weights are the unbounded graph's weights for the same pairs
+    ref = {
+        (a, b): w
+        for a, b, w in zip(none.src.tolist(), none.dst.tolist(), none.weight.tolist(), strict=True)
+    }
+    for a, b, w in zip(
+        bounded.src.tolist(), bounded.dst.tolist(), bounded.weight.tolist(), strict=True
+    ):
+        assert ref[(a, b)] == pytest.approx(w)
+    # edges come out sorted (Leiden's result depends on the order)
+    order = np.lexsort((bounded.dst, bounded.src))
+    assert (order == np.arange(bounded.n_edges)).all()
+
+
+def test_leiden_is_deterministic_and_separates_two_cliques() -> None:
+    keys = _keys({"a": list(range(10)), "b": list(range(10, 20)), "bridge": [9, 10]}, "net")
+    g1 = build_graph(duckdb.connect(), keys, np.full(21, -1), n_accounts=21)
+    g2 = build_graph(duckdb.connect(), keys, np.full(21, -1), n_accounts=21)
+    assert (g1.community == g2.community).all()
+    assert len(set(g1.community[:10].tolist())) == 1
+    assert len(set(g1.community[10:20].tolist())) == 1
+    assert g1.community[0] != g1.community[15]
+    emb = g1.embeddedness()
+    assert emb[20] == 0.0  # no edges
+    assert emb[0] == pytest.approx(1.0)  # all its links inside
+    assert 0.5 < emb[9] < 1.0  # the bridge end keeps one link outside
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 14), st.integers(0, 14), st.floats(0.01, 10.0)),
+        min_size=0,
+        max_size=60,
+    ),
+    st.lists(st.integers(0, 3), min_size=15, max_size=15),
+)
+def test_embeddedness_is_a_share(edges: list[tuple[int, int, float]], comm: list[int]) -> None:
+    e = [(a, b, w) for a, b, w in edges if a != b]
+    src = np.array([a for a, _, _ in e], dtype=np.int64)
+    dst = np.array([b for _, b, _ in e], dtype=np.int64)
+    w = np.array([x for _, _, x in e], dtype=np.float64)
+    c = np.array(comm)
+    emb = embeddedness(src, dst, w, c, 15)
+    assert emb.shape == (15,)
+    assert ((emb >= 0) & (emb <= 1 + 1e-12)).all()
+    # one community for everybody: every account with an edge is fully embedded
+    all_in = embeddedness(src, dst, w, np.zeros(15, dtype=np.int64), 15)
+    has_edge = np.isin(np.arange(15), np.concatenate([src, dst]))
+    assert np.allclose(all_in[has_edge], 1.0) and (all_in[~has_edge] == 0).all()
+    # singletons: nothing inside
+    assert (embeddedness(src, dst, w, np.arange(15), 15) == 0).all()
+
+
+def test_community_base_rate_is_the_ordinary_community() -> None:
+    sp = ScoreParams()
+    # 90 accounts in ordinary communities (share 0.004), 10 in a campaign community (share 0.3)
+    share = np.r_[np.full(90, 0.004), np.full(10, 0.3)]
+    size = np.r_[np.full(90, 30.0), np.full(10, 10.0)]
+    n = np.full(100, 20.0)
+    assert community_base_rate(share, size, n, params=sp, default=0.02) == pytest.approx(0.004)
+    # the floor holds when ordinary communities never elicit
+    zero = np.r_[np.zeros(90), np.full(10, 0.3)]
+    assert community_base_rate(zero, size, n, params=sp, default=0.02) == sp.p0_community_floor
+    # no community large enough: the default
+    assert community_base_rate(share, np.ones(100), n, params=sp, default=0.02) == 0.02
+
+
+def test_affinity_grows_with_embeddedness_only_above_the_floor() -> None:
+    sp = ScoreParams()
+    n = 5
+    parts = {k: np.zeros(n) for k in SIGNALS}
+    share = np.zeros(n)
+    memb = np.array([0.0, sp.embed_lo, (sp.embed_lo + sp.embed_hi) / 2, sp.embed_hi, 1.0])
+    a = affinity(parts, share, np.full(n, 0.2), 0.02, membership=memb, params=sp)
+    assert a[0] == pytest.approx(sp.affinity_floor) and a[1] == pytest.approx(sp.affinity_floor)
+    assert sp.affinity_floor < a[2] < 1.0
+    assert a[3] == pytest.approx(1.0) and a[4] == pytest.approx(1.0)
+    assert (np.diff(a) >= 0).all()
+    # without membership, only own evidence counts
+    b = affinity(parts, share, np.full(n, 0.2), 0.02, params=sp)
+    assert np.allclose(b, sp.affinity_floor)
+    parts["harvest"][2] = 0.5
+    c = affinity(parts, share, np.full(n, 0.2), 0.02, params=sp)
+    assert c[2] == pytest.approx(1.0)
+
+
+def test_bad_graph_parameters() -> None:
+    with pytest.raises(ValueError):
+        GraphParams(max_degree=-1)
+    with pytest.raises(ValueError):
+        GraphParams(clique_cap=1)
