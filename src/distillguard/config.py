@@ -364,6 +364,26 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
 
+class ConsoleSettings(_Section):
+    """The operator console at ``/console`` of the gateway (see docs/console.md)."""
+
+    enabled: bool = Field(default=True, description="Mount the console at /console.")
+    scan_results: Path | None = Field(
+        default=None, description="Scan output folder shown as campaigns (distillguard scan --out)."
+    )
+    result_files: list[Path] = Field(
+        default_factory=list, description="Radioactivity/attribution result JSON files to show."
+    )
+    upload_dir: Path | None = Field(
+        default=None, description="Where uploaded result files go (default: HOME/console-results)."
+    )
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400, description="Session life.")
+    page_size: int = Field(default=50, ge=5, le=500, description="Accounts per page.")
+    secure_cookie: bool = Field(
+        default=False, description="Mark the session cookie Secure (set it behind TLS)."
+    )
+
+
 class Settings(BaseSettings):
     """The effective DistillGuard configuration.
 
@@ -392,6 +412,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
 

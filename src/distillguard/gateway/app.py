@@ -548,7 +548,15 @@ def create_gateway(
         clusters=clusters if callable(clusters) else None,
     )
     directory = KeyDirectory(registry=registry, signing_key=issuer_key)
-    return Gateway(core=core, admin=admin, directory=directory, metrics=metrics)
+    gateway = Gateway(core=core, admin=admin, directory=directory, metrics=metrics)
+    if settings.console.enabled:
+        from distillguard.console import console_from_settings
+
+        gateway.mount(
+            "/console",
+            console_from_settings(settings, admin=admin, keyring=keyring, metrics=metrics),
+        )
+    return gateway
 
 
 def app_from_environment() -> Gateway:
