@@ -101,6 +101,89 @@ def attribute_cmd(
         console.print(f"naive baseline: {payload['baseline']['family']}")
 
 
+@fingerprint_app.command("build")
+def build_cmd(
+    ctx: typer.Context,
+    outputs: Annotated[
+        Path, typer.Option("--outputs", help="Folder of reference outputs (*.jsonl[.gz]).")
+    ],
+    families: Annotated[
+        Path, typer.Option("--families", help="JSON: {stem: family} or lineage.json layout.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The library folder to create.")],
+    probe_set: Annotated[
+        str,
+        typer.Option("--probe-set", help="Shipped probe set name or a JSONL file of probes."),
+    ] = "alpaca_eval",
+    embeddings: Annotated[
+        bool,
+        typer.Option("--embeddings/--no-embeddings", help="Store MiniLM embeddings (ml extra)."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing library.")] = False,
+) -> None:
+    """Build a stored, versioned reference library (outputs + fingerprints + manifest).
+
+    Example: `distillguard fingerprint build --outputs ./outputs --families lineage.json
+    --out ./library --probe-set alpaca_eval`
+    """
+    from distillguard.fingerprint import FingerprintOptions, read_families
+    from distillguard.fingerprint.library import build_library
+
+    state = state_of(ctx)
+    total = len(read_families(families).families)
+    with progress_bar(state, unit="models") as progress:
+        task = progress.add_task("building", total=total)
+        library = build_library(
+            outputs_dir=outputs,
+            families=families,
+            out=out,
+            probe_set=probe_set,
+            options=FingerprintOptions(embeddings=embeddings),
+            overwrite=force,
+            on_model=lambda _name: progress.advance(task),
+        )
+    if state.json_output:
+        emit_json(library.to_dict())
+        return
+    console.print(
+        f"library {library.path}: {len(library.models)} models on probe set "
+        f"{library.probe_set_name} ({library.n_prompts} prompts), id {library.library_id[:16]}"
+    )
+    console.print(
+        f"attribute with: --references {library.outputs_dir} --families {library.families_path}"
+    )
+
+
+@fingerprint_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    library: Annotated[Path, typer.Argument(help="A library folder made by `fingerprint build`.")],
+) -> None:
+    """List a reference library's models, probe set and feature config (hashes checked).
+
+    Example: `distillguard --json fingerprint list ./library`
+    """
+    from distillguard.fingerprint.library import load_library
+
+    state = state_of(ctx)
+    lib = load_library(library)
+    if state.json_output:
+        emit_json(lib.to_dict())
+        return
+    console.print(
+        f"{lib.path} (format v1, id {lib.library_id[:16]}, built {lib.created_at:%Y-%m-%d %H:%M} "
+        f"by DistillGuard {lib.distillguard_version})"
+    )
+    console.print(
+        f"probe set {lib.probe_set_name} ({lib.n_prompts} prompts, sha256 "
+        f"{lib.probe_set_sha256[:16]})"
+    )
+    for m in lib.models:
+        console.print(
+            f"  {m.name:36s} {m.family:24s} {m.n_outputs:5d} answers  {m.n_missing:4d} missing"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``distillguard fingerprint`` to the application."""
     app.add_typer(fingerprint_app, name="fingerprint")
