@@ -108,6 +108,7 @@ def generate_watermarked(
     *,
     scheme: WatermarkScheme | None,
     max_new_tokens: int = 128,
+    min_new_tokens: int | None = None,
     do_sample: bool = True,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -117,7 +118,8 @@ def generate_watermarked(
     """Generate completions of ``prompts`` with ``model.generate`` and a watermark.
 
     ``scheme=None`` generates without a watermark (the baseline). Prompts are left-padded so
-    that every row's context ends at its last prompt token.
+    that every row's context ends at its last prompt token. Generation stops at the end-of-text
+    token unless ``min_new_tokens`` forces a length (as benchmarks do).
     """
     if not prompts:
         raise InputError("no prompts")
@@ -135,7 +137,7 @@ def generate_watermarked(
             input_ids=enc["input_ids"],
             attention_mask=enc["attention_mask"],
             max_new_tokens=max_new_tokens,
-            min_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
             do_sample=do_sample,
             temperature=temperature if do_sample else None,
             top_k=top_k if do_sample else None,

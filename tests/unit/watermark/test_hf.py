@@ -50,11 +50,15 @@ def test_generate_then_detect(tiny: tuple[object, object], key: WatermarkKey, ki
         wm = AaronsonWatermark(AaronsonConfig(context_width=2), key=key)
     else:
         wm = SynthIDWatermark(SynthIDConfig(context_width=2), key=key)
-    out = generate_watermarked(model, tok, ["w1 w2 w3", "w7"], scheme=wm, max_new_tokens=40, seed=3)
+    out = generate_watermarked(
+        model, tok, ["w1 w2 w3", "w7"], scheme=wm, max_new_tokens=40, min_new_tokens=40, seed=3
+    )
     for ids, plen in zip(out.token_ids, out.prompt_lengths, strict=True):
         assert len(ids) == plen + 40
         assert wm.detect(ids, prompt_len=plen).p_value < 1e-4
-    plain = generate_watermarked(model, tok, ["w1 w2 w3"], scheme=None, max_new_tokens=40, seed=3)
+    plain = generate_watermarked(
+        model, tok, ["w1 w2 w3"], scheme=None, max_new_tokens=40, min_new_tokens=40, seed=3
+    )
     assert wm.detect(plain.token_ids[0], prompt_len=plain.prompt_lengths[0]).p_value > 1e-4
 
 
@@ -69,6 +73,7 @@ def test_per_row_payloads(tiny: tuple[object, object], key: WatermarkKey) -> Non
         scheme=rows[0],
         schemes_per_row=rows,
         max_new_tokens=60,
+        min_new_tokens=60,
         seed=1,
     )
     assert base.decode(out.token_ids[0], prompt_len=out.prompt_lengths[0]).payload == 0b1010
