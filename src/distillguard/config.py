@@ -325,6 +325,11 @@ class GatewaySettings(_Section):
     )
     batch_max_size: int = Field(default=256, ge=1, le=100_000, description="Exchanges per group.")
     batch_max_delay_ms: float = Field(default=1.0, ge=0, le=1000, description="Group wait bound.")
+    recorder: Literal["auto", "thread", "inline"] = Field(
+        default="auto",
+        description="Where commits run: a writer thread, or the event loop ('inline'); 'auto' "
+        "is inline for a SQLite store with batch durability and no batch_fsync.",
+    )
     batch_fsync: bool = Field(
         default=False,
         description="Also fsync each group (SQLite); off: a group survives a process crash, and "

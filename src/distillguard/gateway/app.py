@@ -440,6 +440,13 @@ def create_gateway(
         prepare=prepare,
         fsync=cfg.durability == "sync" or cfg.batch_fsync,
         on_commit=metrics.batch.observe,
+        inline=cfg.recorder == "inline"
+        or (
+            cfg.recorder == "auto"
+            and store_url.startswith("sqlite:")
+            and cfg.durability == "batch"
+            and not cfg.batch_fsync
+        ),
     )
     admin_store = open_store(store_url)
     ensure_action_tables(admin_store)

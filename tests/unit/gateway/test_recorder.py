@@ -18,12 +18,18 @@ def _exchanges(n: int, prefix: str = "ex") -> list:
     return [make_exchange(f"{prefix}-{i}", account_id=f"acct-{i % 3}") for i in range(n)]
 
 
-@pytest.mark.parametrize("durability", ["sync", "batch"])
+@pytest.mark.parametrize(
+    ("durability", "inline"), [("sync", False), ("batch", False), ("batch", True)]
+)
 def test_every_acknowledged_exchange_is_stored_with_its_leaf(
-    store_url: str, durability: str
+    store_url: str, durability: str, inline: bool
 ) -> None:
     rec = ExchangeRecorder(
-        store_url=store_url, durability=durability, max_batch=64, max_delay_s=0.002
+        store_url=store_url,
+        durability=durability,
+        max_batch=64,
+        max_delay_s=0.002,
+        inline=inline,
     )
     exchanges = _exchanges(60)
 
@@ -52,13 +58,16 @@ def test_every_acknowledged_exchange_is_stored_with_its_leaf(
         store.close()
 
 
-def test_blocking_record_and_rows_in_the_same_transaction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True])
+def test_blocking_record_and_rows_in_the_same_transaction(tmp_path: Path, inline: bool) -> None:
     url = f"sqlite:///{tmp_path / 's.sqlite'}"
 
     def prepare(store):  # type: ignore[no-untyped-def]
         store.ensure_tables("t", 1, ["CREATE TABLE IF NOT EXISTS side (id {text})"])
 
-    rec = ExchangeRecorder(store_url=url, durability="sync", prepare=prepare)
+    rec = ExchangeRecorder(
+        store_url=url, durability="batch" if inline else "sync", prepare=prepare, inline=inline
+    )
 
     def row(store, cur):  # type: ignore[no-untyped-def]
         cur.execute(store.q("INSERT INTO side (id) VALUES (?)"), ("x",))
@@ -81,8 +90,9 @@ def test_blocking_record_and_rows_in_the_same_transaction(tmp_path: Path) -> Non
         store.close()
 
 
-def test_closed_recorder_refuses(tmp_path: Path) -> None:
-    rec = ExchangeRecorder(store_url=f"sqlite:///{tmp_path / 's.sqlite'}")
+@pytest.mark.parametrize("inline", [False, True])
+def test_closed_recorder_refuses(tmp_path: Path, inline: bool) -> None:
+    rec = ExchangeRecorder(store_url=f"sqlite:///{tmp_path / 's.sqlite'}", inline=inline)
     rec.close()
     assert not rec.alive
     with pytest.raises(StorageError):
