@@ -184,6 +184,85 @@ def list_cmd(
         )
 
 
+@fingerprint_app.command("collect")
+def collect_cmd(
+    ctx: typer.Context,
+    endpoint: Annotated[
+        str, typer.Option("--endpoint", help="OpenAI-compatible API base, e.g. http://h:8000/v1.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Model name sent with each request.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Outputs file (.jsonl.gz); resumed if present.")
+    ],
+    probe_set: Annotated[
+        str,
+        typer.Option("--probe-set", help="Shipped probe set name or a JSONL file of probes."),
+    ] = "alpaca_eval",
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="Environment variable holding the API key."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Requests in flight.", min=1, max=256)
+    ] = 4,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="max_tokens sent with each request.", min=1)
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Tries per prompt (429/5xx/timeouts).", min=1, max=100)
+    ] = 5,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Per-request timeout in seconds.", min=0.1)
+    ] = 120.0,
+) -> None:
+    """Collect a suspect's answers to a probe set from a live endpoint (retries, resumable).
+
+    Example: `distillguard fingerprint collect --endpoint http://localhost:8000/v1
+    --model suspect --probe-set alpaca_eval --out suspect.jsonl.gz --api-key-env SUSPECT_KEY`
+    """
+    import os
+
+    from distillguard.errors import ConfigurationError, UpstreamError
+    from distillguard.fingerprint import load_probe_set
+    from distillguard.fingerprint.collect import RetryPolicy, collect_outputs
+    from distillguard.fingerprint.library import probe_datasets
+
+    state = state_of(ctx)
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ConfigurationError(f"environment variable {api_key_env} is not set or empty")
+    probes = load_probe_set(probe_set)
+    with progress_bar(state, unit="prompts") as progress:
+        task = progress.add_task("collecting", total=len(probes))
+        result = collect_outputs(
+            endpoint=endpoint,
+            model=model,
+            probes=probes,
+            out=out,
+            api_key=api_key,
+            concurrency=concurrency,
+            retry=RetryPolicy(max_attempts=retries, timeout_s=timeout),
+            max_tokens=max_tokens,
+            datasets=probe_datasets(probe_set),
+            on_done=lambda _pid: progress.advance(task),
+        )
+    if state.json_output:
+        emit_json(result.to_dict())
+    else:
+        console.print(
+            f"{result.path}: {result.collected} collected, {result.skipped} already there, "
+            f"{len(result.failed)} failed ({result.retries} retries)"
+        )
+    if result.failed:
+        first = next(iter(result.errors.values()))
+        raise UpstreamError(
+            f"{len(result.failed)} of {result.total} prompts failed (first error: {first})",
+            hint="re-run the same command to retry them; answers already collected are kept",
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``distillguard fingerprint`` to the application."""
     app.add_typer(fingerprint_app, name="fingerprint")

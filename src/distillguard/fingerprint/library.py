@@ -52,6 +52,7 @@ __all__ = [
     "ReferenceLibrary",
     "build_library",
     "load_library",
+    "probe_datasets",
     "probe_set_digest",
     "write_outputs_file",
 ]
@@ -271,7 +272,7 @@ class ReferenceLibrary:
         }
 
 
-def _probe_datasets(name_or_path: str | Path) -> dict[int, str]:
+def probe_datasets(name_or_path: str | Path) -> dict[int, str]:
     """``prompt_id -> dataset`` where the probe file names one (shipped sets do)."""
     from importlib import resources
 
@@ -377,7 +378,7 @@ def build_library(
         )
     fam = read_families(families)
     probes = load_probe_set(probe_set)
-    datasets = _probe_datasets(probe_set)
+    datasets = probe_datasets(probe_set)
     files: dict[str, Path] = {}
     for p in sorted(outputs_dir.iterdir()):
         if p.name.endswith((".jsonl", ".jsonl.gz")) and model_name_of(p) in fam.families:
