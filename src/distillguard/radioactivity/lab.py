@@ -101,12 +101,12 @@ class LabConfig:
     n_probe_prompts: int = 200
     filter_top: int = 400
     gamma: float = 0.25
-    delta: float = 3.0
+    delta: float = 4.0
     context_width: int = 1
     seeds: tuple[int, ...] = (0, 1, 2)
     null_keys: int = 9
     learning_rate: float = 3e-3
-    finetune_rate: float = 1e-3
+    finetune_rate: float = 3e-3
 
     def __post_init__(self) -> None:
         if not self.fractions or any(not 0.0 <= f <= 1.0 for f in self.fractions):
@@ -131,7 +131,7 @@ class LabConfig:
             fractions=(0.0, 0.1, 1.0),
             n_probe_texts=200,
             n_probe_prompts=96,
-            filter_top=300,
+            filter_top=1000,
             seeds=(0,),
             null_keys=4,
         )
