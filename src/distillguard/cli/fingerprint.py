@@ -263,6 +263,93 @@ def collect_cmd(
         )
 
 
+@fingerprint_app.command("probe-canaries")
+def probe_canaries_cmd(
+    ctx: typer.Context,
+    endpoint: Annotated[
+        str, typer.Option("--endpoint", help="The suspect's OpenAI-compatible API base.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Model name sent.")] = "suspect",
+    account: Annotated[
+        str | None, typer.Option("--account", help="Probe the canaries planted for this account.")
+    ] = None,
+    all_accounts: Annotated[
+        bool, typer.Option("--all", help="Probe the canaries planted for every account.")
+    ] = False,
+    decoys: Annotated[
+        int | None, typer.Option("--decoys", help="Decoys asked (default max(20, 3x planted)).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="False-accusation rate.", min=1e-12, max=0.5)
+    ] = 0.01,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Environment variable with the API key.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 4,
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="Store URL (default: the configured store).")
+    ] = None,
+    show_answers: Annotated[
+        bool, typer.Option("--show-answers", help="Include every question and answer.")
+    ] = False,
+) -> None:
+    """Ask a suspect about canaries planted for an account, and about decoys; exact p-value.
+
+    Example: `distillguard --json fingerprint probe-canaries --endpoint http://suspect:8000/v1
+    --account acct_123 --alpha 0.01`
+    """
+    import os
+
+    from distillguard.errors import ConfigurationError, InputError
+    from distillguard.fingerprint.canaries import CanaryGenerator, CanaryRegistry, probe_canaries
+    from distillguard.keyring import open_keyring
+    from distillguard.store import open_store
+
+    state = state_of(ctx)
+    settings = state.settings()
+    if (account is None) == (not all_accounts):
+        raise InputError("give exactly one of --account ID or --all")
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ConfigurationError(f"environment variable {api_key_env} is not set or empty")
+    wm = open_keyring(settings).watermark_key()
+    store = open_store(store_url or settings.store_url)
+    try:
+        planted = CanaryRegistry(store).planted(None if all_accounts else account)
+    finally:
+        store.close()
+    if not planted:
+        raise InputError(
+            "no canaries were planted for " + ("any account" if all_accounts else repr(account)),
+            hint="the gateway plants them for accounts under the 'canary' action",
+        )
+    generator = CanaryGenerator(secret=wm.secret, kid=wm.kid)
+    facts = [p.fact for p in planted]
+    n_decoys = decoys if decoys is not None else max(20, 3 * len(facts))
+    with progress_bar(state, unit="questions") as progress:
+        task = progress.add_task("probing", total=len(facts) + n_decoys)
+        result = probe_canaries(
+            endpoint=endpoint,
+            model=model,
+            planted=facts,
+            generator=generator,
+            decoys=n_decoys,
+            alpha=alpha,
+            api_key=api_key,
+            concurrency=concurrency,
+            on_done=lambda: progress.advance(task),
+        )
+    payload = result.to_dict(include_answers=show_answers)
+    payload["accounts"] = sorted({p.account_id for p in planted})
+    if state.json_output:
+        emit_json(payload)
+        return
+    console.print(f"verdict: {'RECALLS planted canaries' if result.verdict else 'no evidence'}")
+    console.print(result.reason)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``distillguard fingerprint`` to the application."""
     app.add_typer(fingerprint_app, name="fingerprint")
