@@ -3,9 +3,12 @@
 Two tables are created in the connection:
 
 ``acc``  one row per valid account (format v1 columns; missing optional columns are NULL).
-``ex``   one row per valid exchange with the columns the signals need: the last user message
-         (``prompt``, truncated), the number of user turns, a system-prompt flag, the /24 (or
-         IPv6 /48) network and the optional infrastructure fields.
+``ex``   one row per valid exchange with the columns the signals need: the number of user
+         turns, a system-prompt flag, the /24 (or IPv6 /48) network and the optional
+         infrastructure fields; no message contents.
+
+:func:`content_sample` then creates ``sample``: per account, a fixed sample of exchanges with the
+last user message (``prompt``, truncated), read again from the source.
 
 Validation follows :mod:`distillguard.records` semantics. Parquet logs are validated in SQL
 (required fields present, unique ids, exchanges of known accounts); JSONL logs are read through
@@ -45,6 +48,12 @@ _EX_REQUIRED = (
     "completion_tokens",
     "status",
 )
+#: SQL condition of a valid exchange row (required fields present, token counts not negative).
+_EX_VALID = """exchange_id IS NOT NULL AND ts IS NOT NULL AND account_id IS NOT NULL
+            AND ip IS NOT NULL AND model IS NOT NULL AND messages IS NOT NULL
+            AND prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL
+            AND status IS NOT NULL AND prompt_tokens >= 0 AND completion_tokens >= 0"""
+
 _OPTIONAL_ACC = {
     "org_id": "VARCHAR",
     "signup_channel": "VARCHAR",
@@ -71,6 +80,7 @@ class LoadReport:
     exchanges_read: int = 0
     exchanges_skipped: int = 0
     missing_fields: list[str] = field(default_factory=list)
+    exchanges_sql: str = ""  # the DuckDB relation the exchanges were read from
 
     @property
     def accounts(self) -> int:
@@ -154,32 +164,26 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
     acc_total = int(con.execute(f"SELECT count(*) FROM {acc_src}").fetchall()[0][0])
     acc_ok = int(con.execute("SELECT count(*) FROM acc").fetchall()[0][0])
     ex_opt = ", ".join(opt(ex_cols, n, t, "exchanges") for n, t in _OPTIONAL_EX.items())
+    # Slim columns only: message contents are not kept here (16M prompts would dominate the
+    # memory of the scan); the per-account content sample reads them again (content_sample).
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ex AS
         WITH src AS (
           SELECT CAST(exchange_id AS VARCHAR) AS exchange_id, CAST(ts AS TIMESTAMPTZ) AS ts,
                  CAST(account_id AS VARCHAR) AS account_id, CAST(ip AS VARCHAR) AS ip,
-                 CAST(model AS VARCHAR) AS model, {ex_opt},
+                 {ex_opt},
                  CAST(prompt_tokens AS BIGINT) AS prompt_tokens,
                  CAST(completion_tokens AS BIGINT) AS completion_tokens,
                  CAST(status AS INTEGER) AS status,
-                 list_filter(messages, lambda m: m.role = 'user') AS um,
+                 len(list_filter(messages, lambda m: m.role = 'user')) AS n_user,
                  len(list_filter(messages, lambda m: m.role = 'system')) > 0 AS has_system
           FROM {ex_src}
-          WHERE exchange_id IS NOT NULL AND ts IS NOT NULL AND account_id IS NOT NULL
-            AND ip IS NOT NULL AND model IS NOT NULL AND messages IS NOT NULL
-            AND prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL
-            AND status IS NOT NULL AND prompt_tokens >= 0 AND completion_tokens >= 0
+          WHERE {_EX_VALID}
         ), dedup AS (
           SELECT * FROM src QUALIFY row_number() OVER (PARTITION BY exchange_id ORDER BY ts) = 1
         )
-        SELECT d.* EXCLUDE (um),
-               len(um) AS n_user,
-               CASE WHEN len(um) = 0 THEN ''
-                    WHEN length(um[-1].content) <= {PROMPT_HEAD + PROMPT_TAIL} THEN um[-1].content
-                    ELSE left(um[-1].content, {PROMPT_HEAD}) || ' ' ||
-                         right(um[-1].content, {PROMPT_TAIL}) END AS prompt,
+        SELECT d.* EXCLUDE (ip, api_key_id),
                CASE WHEN contains(d.ip, ':')
                     THEN array_to_string(string_split(d.ip, ':')[1:3], ':') || '::/48'
                     ELSE array_to_string(string_split(d.ip, '.')[1:3], '.') || '.0/24' END
@@ -188,6 +192,7 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
         FROM dedup d SEMI JOIN acc a ON a.account_id = d.account_id
         """
     )
+    report.exchanges_sql = ex_src
     ex_total = int(con.execute(f"SELECT count(*) FROM {ex_src}").fetchall()[0][0])
     ex_ok = int(con.execute("SELECT count(*) FROM ex").fetchall()[0][0])
     if not pre_validated:
@@ -208,6 +213,39 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
     return report
 
 
+def content_sample(con: duckdb.DuckDBPyConnection, report: LoadReport, *, per_account: int) -> None:
+    """Create table ``sample`` (``account_id``, ``exchange_id``, ``prompt``): for every account,
+    the ``per_account`` exchanges of ``ex`` with the smallest MD5 of their id, and the last user
+    message of each (truncated to its first ``PROMPT_HEAD`` and last ``PROMPT_TAIL``
+    characters), read again from the source of ``report`` (``ex`` keeps no message contents).
+    """
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE sample AS
+        WITH pick AS (
+          SELECT account_id, exchange_id, ts FROM ex
+          QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY md5(exchange_id))
+                  <= {int(per_account)}
+        ), raw AS (
+          SELECT CAST(exchange_id AS VARCHAR) AS exchange_id, CAST(ts AS TIMESTAMPTZ) AS ts,
+                 CAST(account_id AS VARCHAR) AS account_id,
+                 list_filter(messages, lambda m: m.role = 'user') AS um
+          FROM {report.exchanges_sql}
+          WHERE {_EX_VALID}
+            AND CAST(exchange_id AS VARCHAR) IN (SELECT exchange_id FROM pick)
+        )
+        SELECT p.account_id, p.exchange_id,
+               CASE WHEN len(um) = 0 THEN ''
+                    WHEN length(um[-1].content) <= {PROMPT_HEAD + PROMPT_TAIL} THEN um[-1].content
+                    ELSE left(um[-1].content, {PROMPT_HEAD}) || ' ' ||
+                         right(um[-1].content, {PROMPT_TAIL}) END AS prompt
+        FROM pick p JOIN raw r
+          ON r.exchange_id = p.exchange_id AND r.ts = p.ts AND r.account_id = p.account_id
+        QUALIFY row_number() OVER (PARTITION BY p.exchange_id) = 1
+        """
+    )
+
+
 def export_store(url: str, work: Path) -> Path:
     """Export the store at ``url`` to a Parquet log folder under ``work`` and return it."""
     from distillguard.store import open_store
@@ -226,4 +264,11 @@ def export_store(url: str, work: Path) -> Path:
     return out
 
 
-__all__ = ["ACCOUNT_SCHEMA", "EXCHANGE_SCHEMA", "LoadReport", "export_store", "load_log"]
+__all__ = [
+    "ACCOUNT_SCHEMA",
+    "EXCHANGE_SCHEMA",
+    "LoadReport",
+    "content_sample",
+    "export_store",
+    "load_log",
+]

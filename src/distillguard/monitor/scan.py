@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.errors import ConfigurationError
-from distillguard.monitor._load import LoadReport, export_store, load_log
+from distillguard.monitor._load import LoadReport, content_sample, export_store, load_log
 from distillguard.monitor._results import Campaign, write_results
 from distillguard.monitor.behaviour import behaviour_features
 from distillguard.monitor.elicitation import TOKEN_SQL, elicitation_model
@@ -215,12 +215,7 @@ def scan_connection(
 
     t = time.perf_counter()
     stage("content sample")
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE sample AS
-        SELECT account_id, exchange_id, prompt FROM ex
-        QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY md5(exchange_id))
-                <= {int(config.per_account_sample)}"""
-    )
+    content_sample(con, report, per_account=config.per_account_sample)
     stage("elicitation classifiers")
     model = elicitation_model()
     con.register("_w", model.weight_table())
