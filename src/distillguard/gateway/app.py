@@ -202,8 +202,9 @@ class Gateway:
             "upstream": self.core.upstream.ready(),
         }
         try:
-            with self.admin.lock:
-                self.admin.store.count("accounts")
+            with self.admin.lock, self.admin.store.transaction() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
             checks["store"] = True
         except Exception:
             checks["store"] = False
@@ -341,10 +342,9 @@ def _admin_token(settings: Settings) -> str:
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = path.open("x", encoding="utf-8")
-    with fd:
-        path.chmod(0o600)
-        fd.write(token + "\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only from the start
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
     logger.warning("created an admin token in %s", path)
     return token
 
