@@ -751,8 +751,10 @@ class Console:
         record = await run_in_threadpool(self.admin.registry.get, pid)
         if record is None:
             raise HTTPException(404, f"unknown passport {pid!r}")
-        target = self.admin.revocations if hasattr(self.admin.revocations, "revoke") else None
-        revoke = (target or self.admin.registry).revoke
+        # the verifier's revocation cache writes through and takes effect at once; note that
+        # it may be falsy (an empty list), hence no ``or``
+        cache = self.admin.revocations
+        revoke = cache.revoke if hasattr(cache, "revoke") else self.admin.registry.revoke
         await run_in_threadpool(lambda: revoke(pid, reason=f"{session.analyst}: {reason}"))
         await self._db(
             lambda: self.queries.record_audit(
