@@ -77,6 +77,8 @@ class KGWWatermark(WindowScheme):
         self.config = config
         self._self_hash = config.self_hash
         self._threshold = np.uint64(min(int(config.gamma * 2.0**64), (1 << 64) - 1))
+        self._cache: dict[tuple[int, ...], npt.NDArray[np.bool_]] = {}
+        self._cache_vocab = 0
         super().__init__(
             key=key,
             context_width=config.context_width,
@@ -93,10 +95,27 @@ class KGWWatermark(WindowScheme):
         return self.green(self._prf.vocab_values(last, vocab_size, self_hash=self._self_hash))
 
     def green_masks(self, windows: list[list[int]], vocab_size: int) -> npt.NDArray[np.bool_]:
-        """Green lists after several contexts at once (a batch), shape ``(len(windows), V)``."""
-        lasts = [self.last_window(w) for w in windows]
-        values = self._prf.vocab_values_batch(lasts, vocab_size, self_hash=self._self_hash)
-        return self.green(values)
+        """Green lists after several contexts at once (a batch), shape ``(len(windows), V)``.
+
+        Masks are cached per context window (up to about 64 MiB), so a generation step whose
+        contexts were seen before costs a few dictionary lookups.
+        """
+        lasts = [tuple(self.last_window(w)) for w in windows]
+        if self._cache_vocab != vocab_size:
+            self._cache.clear()
+            self._cache_vocab = vocab_size
+        missing = [w for w in dict.fromkeys(lasts) if w not in self._cache]
+        if missing:
+            values = self._prf.vocab_values_batch(
+                [list(w) for w in missing], vocab_size, self_hash=self._self_hash
+            )
+            fresh = self.green(values)
+            limit = max(16, (64 << 20) // max(vocab_size, 1))
+            for w, row in zip(missing, fresh, strict=True):
+                if len(self._cache) >= limit:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[w] = row
+        return np.stack([self._cache[w] for w in lasts])
 
     def _token_scores(self, values: U64) -> F64:
         return self.green(values).astype(np.float64)

@@ -260,3 +260,18 @@ def test_null_uniformity_property(seed: int, length: int, index: int) -> None:
         res = wm.detect(rng.integers(0, V, length))
         values.append(_randomized(wm, res, float(rng.uniform())))
     assert stats.kstest(np.array(values), "uniform").pvalue > 1e-4
+
+
+def test_cached_green_masks_equal_fresh_ones(key: WatermarkKey) -> None:
+    for config in (KGWConfig(), KGWConfig.robust()):
+        wm = KGWWatermark(config, key=key)
+        windows = [[1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3, 4]]
+        first = wm.green_masks(windows, V)
+        again = wm.green_masks(windows[::-1], V)  # from the cache
+        for row, window in enumerate(windows):
+            fresh = wm.green(
+                wm._prf.vocab_values(window[-config.context_width :], V, self_hash=config.self_hash)
+            )
+            assert np.array_equal(first[row], fresh)
+            assert np.array_equal(again[2 - row], fresh)
+        assert wm.green_masks([[9, 9, 9, 9]], 2 * V).shape == (1, 2 * V)  # new vocab size
