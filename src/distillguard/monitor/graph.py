@@ -6,9 +6,13 @@ its members with weight ``base[kind] / log2(1 + size)``: the larger the group, t
 says. Groups up to ``clique_cap`` members become cliques; larger groups (a /24 shared by 5,000
 university accounts) become a sparse ring over their members in a pseudo-random order, each member
 linked to its next ``ring_degree`` neighbours, so that a group of n adds O(n) edges instead of
-O(n²) while staying connected. Pairs of accounts of the same organisation get their weight
-multiplied by ``same_org_factor`` (sharing inside an organisation is expected). Edge weights from
-all groups are summed per pair and pairs under ``min_edge_weight`` dropped.
+O(n²) while staying connected. The cap is low (16): at 16M exchanges, popular phrasings put tens
+of accounts in one template bucket, and cliques over them would bring about a billion pairs; rings
+keep every account-key row at most ``ring_degree`` pairs, and campaign accounts, which share many
+templates, still end up densely linked through the many rings they sit on. Pairs of accounts of
+the same organisation get their weight multiplied by ``same_org_factor`` (sharing inside an
+organisation is expected). Edge weights from all groups are summed per pair and pairs under
+``min_edge_weight`` dropped.
 
 **Bounded degree.** Each account then keeps only its ``max_degree`` strongest edges (an edge stays
 when it is among the strongest of either end), so the graph has at most ``max_degree × accounts``
@@ -61,7 +65,7 @@ class GraphParams:
     """
 
     weights: dict[str, float] = field(default_factory=_default_weights)
-    clique_cap: int = 64
+    clique_cap: int = 16
     ring_degree: int = 3
     same_org_factor: float = 0.2
     min_edge_weight: float = 0.15
