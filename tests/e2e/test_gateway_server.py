@@ -306,7 +306,7 @@ def test_schemathesis_finds_no_500(tmp_path: Path) -> None:
             operation = op.ok()
 
             @settings(
-                max_examples=6,
+                max_examples=4,
                 deadline=None,
                 derandomize=True,
                 suppress_health_check=list(HealthCheck),

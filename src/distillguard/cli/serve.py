@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from distillguard.cli._common import settings_of, state_of
+from distillguard.cli._common import emit_json, settings_of, state_of
 
 __all__ = ["register"]
 
@@ -48,6 +48,8 @@ def serve(
     p = port if port is not None else cfg.port
     n = workers or cfg.workers
     configure_json_logging(log_level.upper())
+    if state.json_output:
+        emit_json({"ok": True, "url": f"http://{h}:{p}", "workers": n, "store": "configured"})
     if n > 1:
         # worker processes rebuild the gateway from the same configuration
         if state.config_file is not None:
