@@ -161,6 +161,33 @@ _PROBLEM_SCHEMA = {
 }
 
 
+class _AdminOnly:
+    """Lets a request through only with the admin bearer token (constant-time comparison)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import hmac
+
+        from distillguard.gateway._http import header, send_problem
+
+        auth = header(scope, b"authorization") or b""
+        scheme, _, token = auth.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token, self._token):
+            await send_problem(
+                send,
+                401,
+                "admin_token_required",
+                "Admin credential required",
+                "send the admin bearer token",
+                headers=[(b"www-authenticate", b'Bearer realm="distillguard-admin"')],
+            )
+            return
+        await self.app(scope, receive, send)
+
+
 class Gateway:
     """The gateway ASGI application (see the module documentation).
 
@@ -191,9 +218,13 @@ class Gateway:
     def __repr__(self) -> str:
         return f"Gateway(core={self.core!r})"
 
-    def mount(self, prefix: str, app: ASGIApp) -> None:
-        """Serve ``app`` under ``prefix`` (the operator console goes at ``/console``)."""
-        self._mounts[prefix.rstrip("/")] = app
+    def mount(self, prefix: str, app: ASGIApp, *, admin_only: bool = True) -> None:
+        """Serve ``app`` under ``prefix`` (the operator console goes at ``/console``).
+
+        With ``admin_only`` every request needs the admin bearer token (401 otherwise); pass
+        False when ``app`` authenticates by itself (e.g. a login page setting a session).
+        """
+        self._mounts[prefix.rstrip("/")] = _AdminOnly(app, self.admin.token) if admin_only else app
 
     def ready(self) -> tuple[bool, dict[str, bool]]:
         """Readiness and its parts."""

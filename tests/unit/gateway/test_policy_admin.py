@@ -405,3 +405,24 @@ def test_default_scorer_is_the_online_scorer(gateway: Gateway, agents: AgentFact
 
     risk = run(account())["risk"]
     assert 0.0 <= risk["account_risk"] <= 1.0
+
+
+def test_mounted_console_is_behind_the_admin_token(gateway: Gateway) -> None:
+    seen: list[str] = []
+
+    async def console(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"console"})
+
+    gateway.mount("/console", console)
+
+    async def go() -> list[int]:
+        async with client(gateway) as c:
+            anonymous = (await c.get("/console/campaigns")).status_code
+        async with admin_client(gateway) as a:
+            admin = (await a.get("/console/campaigns")).status_code
+        return [anonymous, admin]
+
+    assert run(go()) == [401, 200]
+    assert seen == ["/campaigns"]
