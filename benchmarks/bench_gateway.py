@@ -19,7 +19,9 @@ Measured:
 1. throughput: ``--connections`` concurrent connections send as fast as answers come back for
    ``--seconds`` (bounded also by ``--max-requests``), gateway then direct; requests/s;
 2. overhead: one connection, requests to the gateway and to the stub interleaved one by one;
-   p50 and p99 latency of each; overhead = gateway - direct.
+   p50 and p99 latency of each; overhead = gateway - direct;
+3. the gateway's CPU time per request (user + system time of its process over the throughput
+   phase, all threads), the figure the machine's other load does not distort.
 
 Each is repeated (``--repeats``) and the medians reported. Targets (issue 10): >= 1,000
 requests/s through the gateway; overhead p50 <= 2 ms and p99 <= 10 ms.
@@ -167,6 +169,12 @@ async def interleaved(
     return g_lat, d_lat, statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -259,16 +267,22 @@ def main() -> None:
         asyncio.run(throughput(direct_port, plain(500, 0), 8, 5.0))
         gw_rps, dr_rps, p50s, p99s, ov50, ov99, gp50, gp99 = [], [], [], [], [], [], [], []
         sc_rps: list[float] = []
+        cpu_ms: list[float] = []
+        cpu_sc_ms: list[float] = []
         host_sc = f"127.0.0.1:{sc_port}"
         asyncio.run(throughput(sc_port, signed(300, 2 * 10**6, host_sc), 8, 5.0))
         for rep in range(args.repeats):
             pre = signed(args.max_requests, rep * 10**7)
+            c0 = cpu_seconds(procs[0].pid)
             g = asyncio.run(throughput(gw_port, pre, args.connections, args.seconds))
+            cpu_ms.append((cpu_seconds(procs[0].pid) - c0) * 1e3 / max(1, g["requests"]))
             d = asyncio.run(
                 throughput(direct_port, plain(args.max_requests, 0), args.connections, args.seconds)
             )
             pre_sc = signed(args.max_requests, rep * 10**7 + 3 * 10**6, host_sc)
+            c0 = cpu_seconds(procs[2].pid)
             sc = asyncio.run(throughput(sc_port, pre_sc, args.connections, args.seconds))
+            cpu_sc_ms.append((cpu_seconds(procs[2].pid) - c0) * 1e3 / max(1, sc["requests"]))
             gw_rps.append(g["rps"])
             dr_rps.append(d["rps"])
             sc_rps.append(sc["rps"])
@@ -300,8 +314,12 @@ def main() -> None:
             f"{med(gw_rps):,.0f} req/s (target >= 1,000)"
         )
         print(
+            f"gateway CPU per request (process time, all threads): {med(cpu_ms):.2f} ms "
+            f"(= {1000 / med(cpu_ms):,.0f} req/s per fully available core)"
+        )
+        print(
             f"gateway + online scoring throughput:                             "
-            f"{med(sc_rps):,.0f} req/s"
+            f"{med(sc_rps):,.0f} req/s; CPU per request {med(cpu_sc_ms):.2f} ms"
         )
         print(
             f"direct stub throughput (baseline):                               "
