@@ -305,3 +305,53 @@ def test_ledger_audit_passes_after_traffic(
     finally:
         store.close()
     assert gateway.core.recorder.stats.exchanges == 40
+
+
+def test_aggregate_limits_on_payment_and_cluster(tmp_path: Any) -> None:
+    """Accounts sharing a payment instrument, or a cluster of the online scorer, share a limit."""
+    from distillguard.gateway.policy import RiskScore
+    from distillguard.records.model import Exchange
+    from distillguard.testing import make_account
+
+    class Clusters:
+        def observe(self, exchange: Exchange) -> RiskScore:
+            return self.score(exchange.account_id)
+
+        def score(self, account_id: str) -> RiskScore:
+            return RiskScore(cluster_id="camp-1" if account_id.startswith("c-") else None)
+
+    settings = make_settings(
+        tmp_path,
+        aggregate_limits=[
+            {"key": "payment", "requests_per_minute": 1, "burst": 2},
+            {"key": "cluster", "requests_per_minute": 1, "burst": 3},
+        ],
+    )
+    store = open_store(settings.store_url)
+    with store.transaction() as cur:
+        store.add_accounts(
+            cur,
+            [
+                make_account("p-1", payment_fingerprint="card-9"),
+                make_account("p-2", payment_fingerprint="card-9"),
+            ],
+            run_id="test",
+        )
+    store.close()
+    gw = create_gateway(settings, scorer=Clusters())
+    factory = AgentFactory.from_settings(settings)
+    pay = [factory.issue("p-1"), factory.issue("p-2")]
+    camp = [factory.issue(f"c-{i}") for i in range(4)]
+    try:
+
+        async def go(agents: list[Any]) -> list[int]:
+            out = []
+            for agent in agents:
+                async with client(gw, agent) as c:
+                    out.append((await c.post("/v1/chat/completions", json=chat_body())).status_code)
+            return out
+
+        assert run(go([pay[0], pay[1], pay[0]])) == [200, 200, 429]
+        assert run(go(camp)) == [200, 200, 200, 429]
+    finally:
+        gw.close_sync()
