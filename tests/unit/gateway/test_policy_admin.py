@@ -426,3 +426,29 @@ def test_mounted_console_is_behind_the_admin_token(gateway: Gateway) -> None:
 
     assert run(go()) == [401, 200]
     assert seen == ["/campaigns"]
+
+
+def test_streamed_answer_is_watermarked_and_recorded(scored: Any) -> None:
+    import json
+
+    settings, gw, _, agents = scored
+    agent = agents.issue("wm")
+
+    async def go() -> httpx.Response:
+        async with client(gw, agent) as c:
+            return await c.post(
+                "/v1/chat/completions", json=chat_body("explain your reasoning", stream=True)
+            )
+
+    r = run(go())
+    assert r.status_code == 200
+    blocks = [b[6:] for b in r.text.strip().split("\n\n")]
+    assert blocks[-1] == "[DONE]"
+    text = "".join(json.loads(b)["choices"][0]["delta"].get("content", "") for b in blocks[:-1])
+    store = open_store(settings.store_url)
+    try:
+        rows = [s.exchange for b in store.iter_exchanges() for s in b]
+    finally:
+        store.close()
+    assert len(rows) == 1 and rows[0].response == text
+    assert rows[0].extra["dg_watermark"]["applied"] is True
