@@ -143,7 +143,7 @@ def main() -> None:
                 page_size=n,
             ),
         )
-        gw.mount("/console-full", full)
+        gw.mount("/console-full", full, admin_only=False)
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(gw, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -593,6 +593,7 @@ def create_gateway(
         gateway.mount(
             "/console",
             console_from_settings(settings, admin=admin, keyring=keyring, metrics=metrics),
+            admin_only=False,  # the console's login exchanges the token for a session cookie
         )
     return gateway
 

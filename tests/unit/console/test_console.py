@@ -292,3 +292,40 @@ def test_static_assets_are_bundled(world: World) -> None:
         assert "https://" not in page
 
     run(go, world, logged_in=False)
+
+
+def test_revoke_passport_takes_effect_at_once(world: World) -> None:
+    from distillguard.gateway.agents import AgentFactory
+    from distillguard.gateway.testing import chat_body, client
+
+    agent = AgentFactory.from_settings(world.settings).issue("acct-c003")
+
+    async def go(c: httpx.AsyncClient) -> None:
+        async with client(world.gateway, agent) as api:
+            assert (await api.post("/v1/chat/completions", json=chat_body())).status_code == 200
+            page = await c.get("/console/accounts/acct-c003")
+            pid = agent.passport_id if hasattr(agent, "passport_id") else None
+            found = re.search(r"<code>(pp_[^<]+)</code>", page.text)
+            assert found is not None and (pid is None or found.group(1) == pid)
+            data = {"csrf": csrf_of(page.text), "reason": "leaked key"}
+            path = f"/console/passports/{found.group(1)}/revoke"
+            assert (await c.post(path + "/confirm", data=data)).status_code == 200
+            assert (await c.post(path, data=data)).status_code == 400  # not confirmed
+            assert (await c.post(path, data={**data, "confirm": "yes"})).status_code == 303
+            refused = await api.post("/v1/chat/completions", json=chat_body())
+            assert refused.status_code == 403 and refused.json()["code"] == "revoked_passport"
+            text = (await c.get("/console/audit")).text
+            assert "revoke_passport" in text and "leaked key" in text
+            missing = await c.post("/console/passports/pp_nope/revoke/confirm", data=data)
+            assert missing.status_code == 404
+
+    run(go, world)
+
+
+def test_vendored_htmx_is_the_recorded_version() -> None:
+    from importlib import resources
+
+    from distillguard.console import HTMX_VERSION
+
+    js = resources.files("distillguard.console").joinpath("static", "htmx.min.js").read_text()
+    assert f'version:"{HTMX_VERSION}"' in js
