@@ -81,3 +81,18 @@ def test_table_output_and_errors(workdir: Path, capsys: pytest.CaptureFixture[st
     assert main(["image", "detect", "missing-folder"]) == 4
     assert main(["image", "embed", "a.png", "x.png", "-p", str(2**40)]) == 4
     assert main(["image", "embed", "a.png", "x.png"]) == 2  # --payload is required
+
+
+def test_image_settings_from_config_and_env(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "distillguard.toml").write_text("[image]\npayload_bits = 16\nstrength = 3.0\n")
+    code, doc = run_json(capsys, "image", "embed", "a.png", "m.png", "--payload", "65535")
+    assert code == 0
+    code, doc = run_json(capsys, "image", "detect", "m.png")
+    assert doc["results"][0]["payload_bits"] == 16 and doc["results"][0]["payload"] == 65535
+    code, doc = run_json(capsys, "image", "embed", "a.png", "m.png", "--payload", "65536")
+    assert code == 4  # does not fit in 16 bits
+    monkeypatch.setenv("DISTILLGUARD_IMAGE__PAYLOAD_BITS", "8")
+    code, doc = run_json(capsys, "image", "detect", "m.png")
+    assert code == 3 and "payload_bits" in doc["message"]
