@@ -67,8 +67,10 @@ def serve(
         )
         return
     from distillguard.gateway import create_gateway
+    from distillguard.gateway.app import tune_gc_for_serving
 
     app = create_gateway(settings)
+    tune_gc_for_serving()
     uvicorn.run(
         app,
         host=h,

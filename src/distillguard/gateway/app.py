@@ -67,6 +67,7 @@ __all__ = [
     "app_from_environment",
     "create_gateway",
     "openai_paths_schema",
+    "tune_gc_for_serving",
 ]
 
 logger = logging.getLogger(__name__)
@@ -598,10 +599,28 @@ def create_gateway(
     return gateway
 
 
+def tune_gc_for_serving() -> None:
+    """Garbage-collector settings for a serving process (called by ``distillguard serve``).
+
+    Everything allocated at start-up (modules, the app, caches) is moved out of the collector's
+    generations (``gc.freeze``), so full collections no longer rescan it, and the youngest
+    generation is collected every 10,000 allocations instead of 700: fewer, still short, pauses
+    on the request path (about a tenth of the CPU time per request in a profile).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(10_000, g1, g2)
+
+
 def app_from_environment() -> Gateway:
     """The gateway of the configuration found from the environment (uvicorn ``--factory``)."""
     from distillguard.config import load_settings
     from distillguard.gateway.logs import configure_json_logging
 
     configure_json_logging(os.environ.get("DISTILLGUARD_LOG_LEVEL", "INFO"))
-    return create_gateway(load_settings())
+    gateway = create_gateway(load_settings())
+    tune_gc_for_serving()
+    return gateway

@@ -593,6 +593,21 @@ class GatewayCore:
             self._limit_cache[key] = hit
         return hit
 
+    @staticmethod
+    def _aggregate_value(key: str, ctx: _Ctx) -> str | None:
+        """The request's value of an aggregate key (computed only for configured keys)."""
+        if key == "cluster":
+            return ctx.decision.risk.cluster_id if ctx.decision else None
+        if key == "payment":
+            return ctx.payment
+        if key == "subnet24":
+            return _subnet24(ctx.ip)
+        if key == "asn":
+            return str(ctx.asn) if ctx.asn is not None else None
+        if key == "client_fingerprint":
+            return ctx.client_fingerprint
+        return None
+
     def _checks(self, ctx: _Ctx, prompt_tokens: int) -> tuple[list[Check], list[Check]]:
         """Request checks (admission) and token checks (admission cost = prompt tokens)."""
         p = ctx.identity.passport
@@ -611,15 +626,8 @@ class GatewayCore:
             Check("passport_tokens", f"pp:{p.passport_id}:t", pp_tok),
             Check("account_tokens", f"ac:{acct}:t", ac_tok),
         ]
-        values = {
-            "cluster": ctx.decision.risk.cluster_id if ctx.decision else None,
-            "payment": ctx.payment,
-            "subnet24": _subnet24(ctx.ip),
-            "asn": str(ctx.asn) if ctx.asn is not None else None,
-            "client_fingerprint": ctx.client_fingerprint,
-        }
         for agg in self.limits.aggregates:
-            value = values.get(agg.key)
+            value = self._aggregate_value(agg.key, ctx)
             if value:
                 reqs.append(Check(agg.key, f"ag:{agg.key}:{value}:r", agg.requests))
                 toks.append(Check(agg.key + "_tokens", f"ag:{agg.key}:{value}:t", agg.tokens))
