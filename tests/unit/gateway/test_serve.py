@@ -20,6 +20,10 @@ _LOGGERS = ("distillguard", "uvicorn", "uvicorn.error")
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
+    """Restore the loggers (and the GC settings) that serving changes."""
+    import gc
+
+    threshold = gc.get_threshold()
     saved = {
         n: (
             list(logging.getLogger(n).handlers),
@@ -32,6 +36,8 @@ def restore_logging() -> Iterator[None]:
     for n, (handlers, propagate, level) in saved.items():
         lg = logging.getLogger(n)
         lg.handlers, lg.propagate, lg.level = handlers, propagate, level
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def test_worker_factory_builds_the_configured_gateway(
@@ -43,9 +49,12 @@ def test_worker_factory_builds_the_configured_gateway(
     config = tmp_path / "dg.toml"
     config.write_text(f'home = "{home}"\n[gateway]\nmodels = ["m-1"]\n', encoding="utf-8")
     monkeypatch.setenv("DISTILLGUARD_CONFIG", str(config))
+    import gc
+
     gw = app_from_environment()
     try:
         assert isinstance(gw, Gateway)
+        assert gc.get_threshold()[0] == 10_000 and gc.get_freeze_count() > 0
         assert gw.core.upstream.models() == ["m-1"]
         token = (home / "admin.token").read_text().strip()  # created, owner-only
         assert len(token) >= 32 and (home / "admin.token").stat().st_mode & 0o077 == 0
