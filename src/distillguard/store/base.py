@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import orjson
 
 from distillguard._internal.timeutil import from_micros, to_micros
-from distillguard.records.model import Account, Exchange, Message
+from distillguard.records.model import EXCHANGE_FIELDS, Account, Exchange, Message
 
 __all__ = [
     "Cursor",
@@ -65,27 +65,12 @@ class StoredExchange:
 
 InsertHook = Callable[[Cursor, Sequence[StoredExchange]], None]
 
+#: Columns of ``exchanges``: the format's fields in their order, with ``seq`` after the id, then
+#: the unknown fields, the salt and the ingest bookkeeping.
 EXCHANGE_COLUMNS: tuple[str, ...] = (
-    "exchange_id",
+    EXCHANGE_FIELDS[0],
     "seq",
-    "ts",
-    "account_id",
-    "api_key_id",
-    "agent_id",
-    "ip",
-    "asn",
-    "user_agent",
-    "client_fingerprint",
-    "model",
-    "endpoint",
-    "messages",
-    "response",
-    "reasoning",
-    "tools",
-    "prompt_tokens",
-    "completion_tokens",
-    "status",
-    "latency_ms",
+    *EXCHANGE_FIELDS[1:],
     "extra",
     "salt",
     "ingest_run",
