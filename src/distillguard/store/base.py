@@ -23,10 +23,17 @@ from distillguard._internal.timeutil import from_micros, to_micros
 from distillguard.records.model import EXCHANGE_FIELDS, Account, Exchange, Message
 
 __all__ = [
+    "ACCOUNT_COLUMNS",
+    "EXCHANGE_COLUMNS",
     "Cursor",
     "InsertHook",
     "Store",
     "StoredExchange",
+    "account_from_row",
+    "account_row",
+    "exchange_from_row",
+    "exchange_row",
+    "new_salts",
 ]
 
 logger = logging.getLogger(__name__)

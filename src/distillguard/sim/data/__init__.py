@@ -1,1 +1,3 @@
 """Package data: a compact copy of the AlpacaEval instructions (see NOTICE)."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Package data: the shipped scenario files (TOML)."""
+
+__all__: list[str] = []
