@@ -75,8 +75,10 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         tails = input_ids[:, -width:].tolist()
         if self.rows is None and isinstance(self.scheme, KGWWatermark):
             # fast path: one vectorised green-mask computation for the whole batch
-            green = torch.from_numpy(self.scheme.green_masks(tails, vocab))
-            return scores + self.scheme.config.delta * green.to(scores.device, scores.dtype)
+            bias = torch.from_numpy(self.scheme.bias_rows(tails, vocab))
+            if scores.dtype != torch.float32 or scores.device.type != "cpu":
+                bias = bias.to(scores.device, scores.dtype)
+            return scores + bias
         out = scores.clone()
         for row in range(batch):
             scheme = self._scheme(row)

@@ -117,6 +117,11 @@ class KGWWatermark(WindowScheme):
                 self._cache[w] = row
         return np.stack([self._cache[w] for w in lasts])
 
+    def bias_rows(self, windows: list[list[int]], vocab_size: int) -> npt.NDArray[np.float32]:
+        """``delta`` times the green masks of a batch, as float32 (what a processor adds)."""
+        masks = self.green_masks(windows, vocab_size)
+        return np.asarray(masks * np.float32(self.config.delta), dtype=np.float32)
+
     def _token_scores(self, values: U64) -> F64:
         return self.green(values).astype(np.float64)
 
