@@ -43,6 +43,7 @@ from distillguard.errors import ConfigurationError
 __all__ = [
     "AggregateLimitSettings",
     "AlertSettings",
+    "GatewayImagesSettings",
     "GatewaySettings",
     "ImageSettings",
     "IngestSettings",
@@ -300,6 +301,27 @@ class AlertSettings(_Section):
     )
 
 
+class GatewayImagesSettings(_Section):
+    """``POST /v1/images/generations`` on the gateway (see docs/gateway.md, docs/multimodal.md)."""
+
+    enabled: bool = Field(default=True, description="Serve the images endpoint.")
+    upstream: Literal["synthetic", "openai"] = Field(
+        default="synthetic",
+        description="'synthetic' (deterministic test images) or 'openai' (an OpenAI-compatible "
+        "image API).",
+    )
+    upstream_url: str | None = Field(default=None, description="Base URL (…/v1) for 'openai'.")
+    upstream_api_key: SecretStr | None = Field(default=None, description="Bearer for upstream.")
+    upstream_timeout_s: float = Field(default=180.0, gt=0, le=3600, description="Read timeout.")
+    models: list[str] = Field(
+        default_factory=lambda: ["stub-image-1"], description="Image models served."
+    )
+    max_n: int = Field(default=4, ge=1, le=10, description="Most images per request.")
+    output_format: Literal["PNG", "JPEG"] = Field(
+        default="PNG", description="Format of the delivered (watermarked, signed) images."
+    )
+
+
 class GatewaySettings(_Section):
     """The OpenAI-compatible gateway (``distillguard serve``)."""
 
@@ -361,6 +383,7 @@ class GatewaySettings(_Section):
         default=True, description="Feed every exchange to the online scorer (monitor.online)."
     )
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    images: GatewayImagesSettings = Field(default_factory=GatewayImagesSettings)
 
 
 class LoggingSettings(_Section):

@@ -42,7 +42,6 @@ from distillguard.gateway.core import (
 )
 from distillguard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from distillguard.gateway.policy import (
-    CanaryPlanter,
     NullScorer,
     OnlineScorer,
     Policy,
@@ -542,6 +541,9 @@ def create_gateway(
         ),
         throttle_factor=cfg.throttle_factor,
     )
+    from distillguard.gateway.canaries import GatewayCanaries
+
+    canaries = GatewayCanaries.open(store_url=store_url, key=wm_key)
     core = GatewayCore(
         verifier=the_verifier,
         upstream=the_upstream,
@@ -556,7 +558,7 @@ def create_gateway(
         else AccountDirectory(None),
         alerter=alerter,
         watermarker=watermarker,
-        canaries=CanaryPlanter(secret=wm_key.secret),
+        canaries=canaries,
         max_body_bytes=cfg.max_body_bytes,
         body_timeout_s=cfg.body_timeout_s,
         trust_forwarded=cfg.trust_forwarded_for,
@@ -587,7 +589,12 @@ def create_gateway(
         clusters=clusters if callable(clusters) else None,
     )
     directory = KeyDirectory(registry=registry, signing_key=issuer_key)
-    gateway = Gateway(core=core, admin=admin, directory=directory, metrics=metrics)
+    gateway = Gateway(
+        core=core, admin=admin, directory=directory, metrics=metrics, on_close=canaries.close
+    )
+    from distillguard.gateway.images import mount_images
+
+    mount_images(gateway, settings, keyring)
     if settings.console.enabled:
         from distillguard.console import console_from_settings
 

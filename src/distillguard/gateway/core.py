@@ -49,7 +49,7 @@ from distillguard.gateway.metrics import GatewayMetrics
 from distillguard.gateway.policy import (
     Action,
     ActionDecision,
-    CanaryPlanter,
+    CanaryPlanting,
     NullScorer,
     OnlineScorer,
     Policy,
@@ -302,7 +302,7 @@ class GatewayCore:
         accounts: AccountDirectory,
         alerter: Alerter | None = None,
         watermarker: PostHocWatermarker | None = None,
-        canaries: CanaryPlanter | None = None,
+        canaries: CanaryPlanting | None = None,
         max_body_bytes: int = 1 << 20,
         body_timeout_s: float = 30.0,
         trust_forwarded: bool = False,
@@ -800,7 +800,8 @@ class GatewayCore:
             }
         if decision is not None and decision.plants_canary and self.canaries is not None:
             text, canary_id = self.canaries.plant(text, ctx.identity.account_id)
-            ctx.extra["dg_canary"] = canary_id
+            if canary_id is not None:
+                ctx.extra["dg_canary"] = canary_id
         return text
 
     def _charge_completion(self, toks: list[Check], completion_tokens: int) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "ActionDecision",
     "ActionRecord",
     "CanaryPlanter",
+    "CanaryPlanting",
     "NullScorer",
     "OnlineScorer",
     "Override",
@@ -295,6 +296,15 @@ def payload_for(secret: bytes, account_id: str, *, bits: int = 16) -> int:
     """The account's watermark payload: a keyed hash of the account id, ``bits`` bits."""
     digest = hmac.new(secret, b"payload:" + account_id.encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") % (1 << bits)
+
+
+class CanaryPlanting(Protocol):
+    """What the ``canary`` action calls (``GatewayCore(canaries=...)``): the gateway uses
+    :class:`distillguard.gateway.canaries.GatewayCanaries` (keyed, recorded in the store)."""
+
+    def plant(self, text: str, account_id: str) -> tuple[str, str | None]:
+        """``(text with a canary planted, canary_id)``, or ``(text, None)`` when none was."""
+        ...
 
 
 class CanaryPlanter:

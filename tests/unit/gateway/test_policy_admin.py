@@ -170,15 +170,22 @@ def test_canary_action_plants_the_accounts_canary(scored: Any) -> None:
     settings, gw, _, agents = scored
     r = _ask(gw, agents.issue("canary"))
     assert r.status_code == 200
+    from distillguard.fingerprint.canaries import CanaryGenerator, CanaryRegistry
+
     key = open_keyring(settings).watermark_key()
-    cid, sentence = CanaryPlanter(secret=key.secret).canary("canary")
-    assert r.json()["choices"][0]["message"]["content"].endswith(sentence)
     store = open_store(settings.store_url)
     try:
         ex = store.get_exchange(r.headers["x-distillguard-exchange-id"]).exchange  # type: ignore[union-attr]
+        planted = CanaryRegistry(store).planted("canary")
     finally:
         store.close()
-    assert ex.extra["dg_canary"] == cid
+    # the keyed planter's canary (keyring watermark secret), recorded in the registry
+    assert [p.canary_id for p in planted] == [ex.extra["dg_canary"]]
+    fact = CanaryGenerator(secret=key.secret, kid=key.kid).fact(
+        account_id="canary", index=planted[0].index
+    )
+    assert fact.canary_id == planted[0].canary_id
+    assert r.json()["choices"][0]["message"]["content"].endswith(" " + fact.sentence)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,949 @@
+"""Images through the gateway: an OpenAI-compatible ``POST /v1/images/generations``.
+
+The request path is the text endpoints' one (:class:`~distillguard.gateway.core.GatewayCore`):
+bounded body, passport and RFC 9421 signature, the policy action (block and re-verification
+refuse and are recorded; throttle scales the limits), GCRA rate limits on requests and tokens,
+the upstream (502/504 on failure, recorded with the failure), then provenance, then the exchange
+record in the store and the ledger before the answer.
+
+Provenance: every returned image goes through :func:`distillguard.image.protect_image`: an
+invisible keyed watermark (the keyring's watermark key) carrying the account's payload (the same
+keyed hash of the account id the policy uses for text watermarks,
+:func:`~distillguard.gateway.policy.payload_for`), then, when C2PA credentials are configured
+(``[image] c2pa_chain``), a C2PA manifest signed with the provider's key. Without credentials
+the images are watermarked but carry no manifest; the exchange records which.
+
+Recording: the gateway has no blob store, so the exchange's ``response`` holds a JSON summary of
+the images (SHA-256 of the exact bytes delivered, size, format, manifest or not), not the pixels;
+the hash lets an investigator match a suspect file to its exchange and ledger leaf.
+
+Token accounting (for the token rate limits): the prompt's tokens at admission, and each image
+charged afterwards like a vision input, ``85 + 170 × (512-pixel tiles)`` (765 for 1024×1024).
+
+Upstreams (:class:`ImageUpstream`): :class:`SyntheticImageUpstream`, deterministic natural-looking
+images per prompt (tests, demos, load tests), and :class:`OpenAIImageUpstream`, any
+OpenAI-compatible image API over httpx with timeouts, retries and a circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import httpx
+import orjson
+
+from distillguard.errors import (
+    DistillGuardError,
+    StorageError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from distillguard.gateway._http import (
+    BodyError,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_bytes,
+)
+from distillguard.gateway.policy import Action, payload_for
+from distillguard.gateway.upstream import CircuitBreaker, CompletionRequest, CompletionResult
+from distillguard.passport import HttpRequest
+
+if TYPE_CHECKING:
+    from distillguard.config import Settings
+    from distillguard.gateway.app import Gateway
+    from distillguard.gateway.core import GatewayCore
+    from distillguard.image import ImageWatermarkConfig, ManifestCredentials
+    from distillguard.keyring import Keyring, WatermarkKey
+
+__all__ = [
+    "IMAGES_PATH",
+    "IMAGES_PREFIX",
+    "IMAGE_SCHEME",
+    "GeneratedImage",
+    "ImageProtector",
+    "ImageRequest",
+    "ImageResult",
+    "ImageUpstream",
+    "ImagesEndpoint",
+    "OpenAIImageUpstream",
+    "ProtectedImage",
+    "SyntheticImageUpstream",
+    "image_tokens",
+    "images_paths_schema",
+    "mount_images",
+    "parse_image_request",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGES_PREFIX = "/v1/images"
+"""Where the images endpoint is mounted."""
+IMAGES_PATH = IMAGES_PREFIX + "/generations"
+"""The OpenAI-compatible image generation path."""
+IMAGE_SCHEME = "distillguard-image-wm-v1"
+"""The name recorded for the image watermark scheme."""
+
+_MIN_SIDE = 128
+_MAX_SIDE = 2048
+_MAX_PROMPT_CHARS = 32_000
+
+
+# -- request and result --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """A validated image generation request.
+
+    Attributes:
+        model: the image model asked for.
+        prompt: the text prompt.
+        n: images to generate.
+        width, height: size in pixels.
+        quality, style: passed through to an OpenAI-compatible upstream when given.
+    """
+
+    model: str
+    prompt: str
+    n: int = 1
+    width: int = 1024
+    height: int = 1024
+    quality: str | None = None
+    style: str | None = None
+
+    @property
+    def size(self) -> str:
+        """The size as OpenAI writes it (``"1024x1024"``)."""
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image from the upstream: encoded bytes (PNG, JPEG or WebP), and a revised prompt."""
+
+    data: bytes = field(repr=False)
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """What the upstream returned."""
+
+    images: tuple[GeneratedImage, ...]
+
+
+def parse_image_request(body: bytes, *, default_model: str | None, max_n: int) -> ImageRequest:
+    """Validate an OpenAI ``images/generations`` body.
+
+    ``response_format`` must be ``b64_json`` (the default here): the gateway keeps no image
+    store to serve URLs from.
+
+    Raises:
+        ValueError: the body is not a valid request (the message says why; HTTP 400).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    model = data.get("model", default_model)
+    if not isinstance(model, str) or not model:
+        raise ValueError("'model' must be a non-empty string")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("'prompt' must be a non-empty string")
+    if len(prompt) > _MAX_PROMPT_CHARS:
+        raise ValueError(f"'prompt' is longer than {_MAX_PROMPT_CHARS} characters")
+    n = data.get("n", 1)
+    if n is None:
+        n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
+        raise ValueError(f"'n' must be an integer between 1 and {max_n}")
+    size = data.get("size", "1024x1024")
+    if size is None or size == "auto":
+        size = "1024x1024"
+    if not isinstance(size, str):
+        raise ValueError("'size' must be a string such as '1024x1024'")
+    w, sep, h = size.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise ValueError("'size' must be WIDTHxHEIGHT, e.g. '1024x1024'")
+    width, height = int(w), int(h)
+    if not (_MIN_SIDE <= width <= _MAX_SIDE and _MIN_SIDE <= height <= _MAX_SIDE):
+        raise ValueError(f"each side of 'size' must be between {_MIN_SIDE} and {_MAX_SIDE}")
+    fmt = data.get("response_format", "b64_json")
+    if fmt is None:
+        fmt = "b64_json"
+    if fmt != "b64_json":
+        raise ValueError("only response_format 'b64_json' is served (the gateway stores no URLs)")
+    quality, style = data.get("quality"), data.get("style")
+    if quality is not None and not isinstance(quality, str):
+        raise ValueError("'quality' must be a string")
+    if style is not None and not isinstance(style, str):
+        raise ValueError("'style' must be a string")
+    return ImageRequest(
+        model=model,
+        prompt=prompt,
+        n=n,
+        width=width,
+        height=height,
+        quality=quality,
+        style=style,
+    )
+
+
+def image_tokens(width: int, height: int) -> int:
+    """Token cost of one image for the rate limits: ``85 + 170 × ceil(w/512) × ceil(h/512)``."""
+    return 85 + 170 * math.ceil(width / 512) * math.ceil(height / 512)
+
+
+# -- upstreams ----------------------------------------------------------------------------------
+
+
+class ImageUpstream(Protocol):
+    """The image model behind the gateway."""
+
+    name: str
+
+    def models(self) -> list[str]:
+        """The image model names served."""
+        ...
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        """``request.n`` images.
+
+        Raises:
+            UpstreamError: the model failed or answered garbage (HTTP 502).
+            UpstreamTimeoutError: the model did not answer in time (HTTP 504).
+        """
+        ...
+
+    def ready(self) -> bool:
+        """Whether calls may go through now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class SyntheticImageUpstream:
+    """A deterministic test model: one natural-looking synthetic image per prompt and index.
+
+    The image is :func:`distillguard.image.synthetic.synthetic_image` seeded by a hash of the
+    model, prompt, index and size, encoded as PNG; rendering runs off the event loop.
+    """
+
+    name = "synthetic"
+
+    def __init__(self, *, models: Sequence[str] = ("stub-image-1",)) -> None:
+        if not models:
+            raise ValueError("at least one image model name is needed")
+        self._models = list(models)
+
+    def __repr__(self) -> str:
+        return f"SyntheticImageUpstream(models={self._models!r})"
+
+    def models(self) -> list[str]:
+        """The configured model names."""
+        return list(self._models)
+
+    def ready(self) -> bool:
+        """Always ready."""
+        return True
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    @staticmethod
+    def seed(request: ImageRequest, index: int) -> int:
+        """The seed of image ``index`` of ``request``."""
+        label = f"{request.model}\x00{request.prompt}\x00{index}\x00{request.size}".encode()
+        return int.from_bytes(hashlib.sha256(label).digest()[:8], "big")
+
+    def render(self, request: ImageRequest, index: int) -> bytes:
+        """PNG bytes of image ``index`` (blocking)."""
+        from PIL import Image
+
+        from distillguard.image.synthetic import synthetic_image
+
+        pixels = synthetic_image(
+            seed=self.seed(request, index), width=request.width, height=request.height
+        )
+        out = io.BytesIO()
+        Image.fromarray(pixels, mode="RGB").save(out, format="PNG", compress_level=1)
+        return out.getvalue()
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        """``request.n`` images (see the class documentation)."""
+
+        def all_images() -> tuple[GeneratedImage, ...]:
+            return tuple(GeneratedImage(data=self.render(request, i)) for i in range(request.n))
+
+        return ImageResult(images=await asyncio.to_thread(all_images))
+
+
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
+
+
+class OpenAIImageUpstream:
+    """Any OpenAI-compatible image API (``POST {base_url}/images/generations``, ``b64_json``).
+
+    Args:
+        base_url: the API base, e.g. ``http://127.0.0.1:8000/v1``.
+        api_key: sent as a bearer token (never logged).
+        models: image model names served.
+        connect_timeout_s, read_timeout_s: httpx timeouts (image generation is slow).
+        retries: extra attempts on connection errors and 5xx, with exponential backoff.
+        backoff_s: first retry delay.
+        breaker: the circuit breaker (default: 5 failures, 30 s).
+        max_image_bytes: larger decoded images are refused as garbage.
+        transport: an httpx transport (tests: ``httpx.ASGITransport``).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        models: Sequence[str] = (),
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 180.0,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        breaker: CircuitBreaker | None = None,
+        max_image_bytes: int = 64 << 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            transport=transport,
+        )
+        self.base_url = base_url
+        self._models = list(models)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_image_bytes = max_image_bytes
+        self.breaker = breaker or CircuitBreaker()
+
+    def __repr__(self) -> str:
+        return f"OpenAIImageUpstream(base_url={self.base_url!r})"
+
+    def models(self) -> list[str]:
+        """The configured model names."""
+        return list(self._models)
+
+    def ready(self) -> bool:
+        """False while the circuit is open."""
+        return self.breaker.state != "open"
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        if not self.breaker.allow():
+            raise UpstreamError(
+                "the image upstream circuit is open after repeated failures",
+                hint="the gateway retries it automatically after the breaker's reset time",
+            )
+        attempt = 0
+        while True:
+            failure: UpstreamError
+            try:
+                response = await self._client.post("/images/generations", json=body)
+            except httpx.TimeoutException:
+                self.breaker.failure()
+                raise UpstreamTimeoutError(
+                    "the image upstream did not answer in time",
+                    hint="raise the image upstream timeout or check the upstream",
+                ) from None
+            except httpx.HTTPError as exc:
+                failure = UpstreamError(
+                    f"cannot reach the image upstream: {type(exc).__name__}",
+                    hint="check the image upstream URL and that the server runs",
+                )
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code < 500:
+                    self.breaker.success()  # the upstream works; the request was refused
+                    raise UpstreamError(
+                        f"the image upstream refused the request (HTTP {response.status_code})",
+                        details={"upstream_status": response.status_code},
+                    )
+                failure = UpstreamError(f"the image upstream failed (HTTP {response.status_code})")
+                if response.status_code not in _RETRY_STATUS:
+                    self.breaker.failure()
+                    raise failure
+            if attempt >= self.retries:
+                self.breaker.failure()
+                raise failure
+            await asyncio.sleep(self.backoff_s * (2**attempt))
+            attempt += 1
+
+    def _images(self, response: httpx.Response, request: ImageRequest) -> ImageResult:
+        try:
+            data = response.json()
+            items = data["data"]
+            if not isinstance(items, list) or not items:
+                raise TypeError("no images")
+            images: list[GeneratedImage] = []
+            for item in items[: request.n]:
+                b64 = item["b64_json"]
+                if not isinstance(b64, str) or len(b64) > self.max_image_bytes * 4 // 3 + 4:
+                    raise TypeError("b64_json is not a string of a bounded size")
+                revised = item.get("revised_prompt")
+                images.append(
+                    GeneratedImage(
+                        data=base64.b64decode(b64, validate=True),
+                        revised_prompt=revised if isinstance(revised, str) else None,
+                    )
+                )
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+            self.breaker.failure()
+            raise UpstreamError(
+                f"the image upstream answered something that is not an OpenAI image response "
+                f"({type(exc).__name__})",
+                hint="the gateway asks for response_format b64_json; check the upstream",
+            ) from None
+        self.breaker.success()
+        return ImageResult(images=tuple(images))
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        """``request.n`` images from the upstream (see :class:`ImageUpstream`)."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "n": request.n,
+            "size": request.size,
+            "response_format": "b64_json",
+        }
+        if request.quality is not None:
+            body["quality"] = request.quality
+        if request.style is not None:
+            body["style"] = request.style
+        return self._images(await self._post(body), request)
+
+
+# -- provenance -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedImage:
+    """An image as delivered: the bytes, and what the exchange record says about them."""
+
+    data: bytes = field(repr=False)
+    sha256: str
+    width: int
+    height: int
+    format: str
+    c2pa: bool
+    revised_prompt: str | None = None
+
+    def summary(self, index: int) -> dict[str, Any]:
+        """The JSON summary recorded in the exchange (no pixels)."""
+        return {
+            "index": index,
+            "sha256": self.sha256,
+            "bytes": len(self.data),
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+            "c2pa": self.c2pa,
+        }
+
+
+class ImageProtector:
+    """Watermarks each image with the account's payload and signs a C2PA manifest over it.
+
+    Args:
+        key: the watermark key (the keyring's active one); its secret also derives the payload.
+        credentials: C2PA signing credentials (``None``: watermark only, no manifest).
+        config: the image watermark parameters (``[image]``); detection must use the same.
+        output_format: ``PNG`` (lossless, default) or ``JPEG``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: WatermarkKey,
+        credentials: ManifestCredentials | None = None,
+        config: ImageWatermarkConfig | None = None,
+        output_format: Literal["PNG", "JPEG"] = "PNG",
+    ) -> None:
+        self.key = key
+        self.credentials = credentials
+        self.config = config
+        self.output_format = output_format
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageProtector(kid={self.key.kid!r}, c2pa={self.credentials is not None}, "
+            f"format={self.output_format!r})"
+        )
+
+    def payload(self, account_id: str) -> int:
+        """The account's payload: the policy's keyed hash (:func:`payload_for`)."""
+        return payload_for(self.key.secret, account_id)
+
+    def protect(
+        self, image: GeneratedImage, *, account_id: str, model: str, title: str
+    ) -> ProtectedImage:
+        """Watermark and sign one image (blocking: run it off the event loop).
+
+        Raises:
+            ImageFormatError: the upstream's bytes are not a usable image; SignatureError:
+                C2PA signing failed.
+        """
+        from distillguard.image import protect_image
+        from distillguard.image._codec import decode_image
+
+        out = protect_image(
+            image.data,
+            payload=self.payload(account_id),
+            key=self.key,
+            credentials=self.credentials,
+            config=self.config,
+            model=model,
+            title=title,
+            output_format=self.output_format,
+        )
+        decoded = decode_image(out)
+        width, height = decoded.size
+        return ProtectedImage(
+            data=out,
+            sha256=hashlib.sha256(out).hexdigest(),
+            width=width,
+            height=height,
+            format=decoded.format,
+            c2pa=self.credentials is not None,
+            revised_prompt=image.revised_prompt,
+        )
+
+
+# -- the endpoint ---------------------------------------------------------------------------------
+
+
+class ImagesEndpoint:
+    """``POST /v1/images/generations`` as an ASGI app on the gateway's request path.
+
+    Mounted at :data:`IMAGES_PREFIX` by :func:`mount_images`; verification, policy, limits,
+    recording, metrics and scoring are the :class:`~distillguard.gateway.core.GatewayCore`'s.
+
+    Args:
+        core: the gateway core (verifier, limiter, policy, recorder, metrics).
+        upstream: the image model.
+        protector: watermark and C2PA signing.
+        max_n: most images per request.
+    """
+
+    def __init__(
+        self,
+        *,
+        core: GatewayCore,
+        upstream: ImageUpstream,
+        protector: ImageProtector,
+        max_n: int = 4,
+    ) -> None:
+        if not 1 <= max_n <= 10:
+            raise ValueError("max_n must be between 1 and 10")
+        self.core = core
+        self.upstream = upstream
+        self.protector = protector
+        self.max_n = max_n
+        self._models = frozenset(upstream.models())
+        self._default_model = upstream.models()[0] if upstream.models() else None
+
+    def __repr__(self) -> str:
+        return f"ImagesEndpoint(upstream={self.upstream!r}, protector={self.protector!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request (mounted: ``scope['path']`` is relative to the prefix)."""
+        if scope["type"] != "http":
+            return
+        inner_path = scope["path"]
+        root = str(scope.get("root_path", ""))
+        full = dict(scope)
+        if root.endswith(IMAGES_PREFIX):  # undo the mount's split, for the signature's @path
+            full["root_path"] = root[: -len(IMAGES_PREFIX)]
+            full["path"] = IMAGES_PREFIX + inner_path
+        path = str(full["path"])
+        started = time.perf_counter()
+        status = 500
+        sent = False
+        core = self.core
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                sent = True
+            await send(message)
+
+        try:
+            await self._serve(full, receive, tracking_send, path, started)
+        except Exception:
+            logger.exception("unhandled error on %s", path)
+            if not sent:
+                await core._reject(
+                    tracking_send, 500, "internal_error", "Internal error", "see the gateway log"
+                )
+        finally:
+            core.metrics.requests.labels(IMAGES_PATH, str(status)).inc()
+            core.metrics.latency.labels(IMAGES_PATH).observe(time.perf_counter() - started)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, path: str, started: float
+    ) -> None:
+        core = self.core
+        if path != IMAGES_PATH:
+            await core._reject(
+                send, 404, "not_found", "Not found", f"{path} is not served; use {IMAGES_PATH}"
+            )
+            return
+        if scope.get("method", "GET") != "POST":
+            await core._reject(send, 405, "method_not_allowed", "Method not allowed", "POST")
+            return
+        try:
+            body = await read_body(
+                receive, scope, limit=core.max_body_bytes, timeout_s=core.body_timeout_s
+            )
+        except BodyError as exc:
+            if exc.code == "client_disconnected":
+                core.metrics.rejections.labels(exc.code).inc()
+                return
+            await core._reject(send, exc.status, exc.code, "Request body refused", exc.detail)
+            return
+        averify = getattr(core.verifier, "averify", None)
+        if averify is not None:
+            verdict = await averify(HttpRequest.from_asgi(scope), body)
+        else:
+            verdict = core.verifier.verify(HttpRequest.from_asgi(scope), body)
+        if verdict.rejection is not None:
+            problem = verdict.rejection.problem()
+            headers = [(b"cache-control", b"no-store")]
+            if problem.status == 401:
+                headers.append((b"www-authenticate", b'Signature realm="distillguard"'))
+            core.metrics.rejections.labels(problem.code).inc()
+            await send_bytes(
+                send,
+                problem.status,
+                problem.to_json(),
+                content_type=b"application/problem+json",
+                headers=headers,
+            )
+            return
+        identity = verdict.identity
+        assert identity is not None
+        try:
+            request = parse_image_request(body, default_model=self._default_model, max_n=self.max_n)
+        except ValueError as exc:
+            await core._reject(send, 400, "invalid_request", "Invalid request", str(exc))
+            return
+        if request.model not in self._models:
+            await core._reject(
+                send,
+                404,
+                "model_not_found",
+                "Model not found",
+                f"the image model {request.model!r} is not served here",
+            )
+            return
+        ctx = core._context(scope, path, identity, started)
+        await self._generate(ctx, request, send)
+
+    @staticmethod
+    def _as_completion(request: ImageRequest) -> CompletionRequest:
+        """The exchange's view of the request (the prompt as one user message)."""
+        return CompletionRequest(
+            kind="completion",
+            model=request.model,
+            prompt=request.prompt,
+            max_tokens=1,
+            raw={"n": request.n, "size": request.size},
+        )
+
+    async def _generate(self, ctx: Any, request: ImageRequest, send: Send) -> None:
+        from distillguard.gateway.upstream import count_tokens
+
+        core = self.core
+        account_id = ctx.identity.account_id
+        decision = core.policy.decide(account_id, core.scorer.score(account_id))
+        ctx.decision = decision
+        as_text = self._as_completion(request)
+        if decision.blocks:
+            blocked = decision.action == Action.BLOCK
+            status = 403 if blocked else 401
+            exchange = core._exchange(ctx, as_text, status=status, result=None, text=None)
+            try:
+                await core._record(ctx, exchange)
+            except StorageError:
+                await self._storage_unavailable(send)
+                return
+            await core._reject(
+                send,
+                status,
+                "account_blocked" if blocked else "reverification_required",
+                "Account blocked" if blocked else "Re-verification required",
+                "this account is blocked"
+                if blocked
+                else "renew the passport (re-verify the account) to continue",
+            )
+            return
+        if any(a.key == "payment" for a in core.limits.aggregates):
+            ctx.payment = await core.accounts.payment(account_id)
+        reqs, toks = core._checks(ctx, count_tokens(request.prompt))
+        try:
+            allowed = core.limiter.acquire([*reqs, *toks])
+        except StorageError:
+            await core._reject(
+                send,
+                503,
+                "rate_limiter_unavailable",
+                "Rate limiter unavailable",
+                "rate limits cannot be checked; retry later",
+            )
+            return
+        if not allowed.allowed:
+            retry = max(1, math.ceil(allowed.retry_after_s))
+            await core._reject(
+                send,
+                429,
+                "rate_limited",
+                "Too many requests",
+                f"limited by {allowed.limited_by}; retry after {retry} s",
+                headers=[(b"retry-after", str(retry).encode())],
+            )
+            return
+        t0 = time.perf_counter()
+        try:
+            result = await self.upstream.generate(request)
+            if not result.images:
+                raise UpstreamError("the image upstream returned no image")
+        except UpstreamError as exc:
+            core.metrics.upstream.observe(time.perf_counter() - t0)
+            await core._upstream_failed(ctx, as_text, exc, send)
+            return
+        core.metrics.upstream.observe(time.perf_counter() - t0)
+        try:
+            protected = await asyncio.to_thread(self._protect_all, result, account_id, request)
+        except DistillGuardError as exc:  # unusable image bytes, or C2PA signing failed
+            failure = UpstreamError(f"the generated image could not be protected: {exc.message}")
+            await core._upstream_failed(ctx, as_text, failure, send)
+            return
+        payload = self.protector.payload(account_id)
+        ctx.extra["dg_watermark"] = {
+            "payload": payload,
+            "applied": True,
+            "scheme": IMAGE_SCHEME,
+            "kid": self.protector.key.kid,
+        }
+        ctx.extra["dg_images"] = len(protected)
+        summary = orjson.dumps(
+            {
+                "object": "image.generations",
+                "size": request.size,
+                "images": [p.summary(i) for i, p in enumerate(protected)],
+            }
+        ).decode()
+        cost = sum(image_tokens(p.width, p.height) for p in protected)
+        done = CompletionResult(
+            text=summary, prompt_tokens=count_tokens(request.prompt), completion_tokens=cost
+        )
+        exchange = core._exchange(ctx, as_text, status=200, result=done, text=summary)
+        try:
+            await core._record(ctx, exchange)
+        except StorageError:
+            await self._storage_unavailable(send)
+            return
+        core._charge_completion(toks, cost)
+        data: list[dict[str, Any]] = []
+        for p in protected:
+            item: dict[str, Any] = {"b64_json": base64.b64encode(p.data).decode("ascii")}
+            if p.revised_prompt is not None:
+                item["revised_prompt"] = p.revised_prompt
+            data.append(item)
+        body = orjson.dumps({"created": int(ctx.ts.timestamp()), "data": data})
+        await send_bytes(
+            send,
+            200,
+            body,
+            headers=[(b"x-distillguard-exchange-id", exchange.exchange_id.encode())],
+        )
+        core._log(ctx, exchange)
+        core._after(ctx, exchange)
+
+    def _protect_all(
+        self, result: ImageResult, account_id: str, request: ImageRequest
+    ) -> list[ProtectedImage]:
+        return [
+            self.protector.protect(
+                image, account_id=account_id, model=request.model, title=f"{request.model} #{i}"
+            )
+            for i, image in enumerate(result.images[: request.n])
+        ]
+
+    async def _storage_unavailable(self, send: Send) -> None:
+        await self.core._reject(
+            send,
+            503,
+            "storage_unavailable",
+            "Storage unavailable",
+            "the exchange could not be recorded; retry later",
+        )
+
+
+# -- assembly -------------------------------------------------------------------------------------
+
+
+def images_paths_schema() -> dict[str, Any]:
+    """The OpenAPI path item of ``/v1/images/generations``."""
+    problem = {
+        "description": "Refused (RFC 9457 problem document)",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    errors = {str(s): problem for s in (400, 401, 403, 404, 408, 413, 429, 502, 503, 504)}
+    body = {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "model": {"type": "string"},
+            "prompt": {"type": "string", "minLength": 1, "maxLength": _MAX_PROMPT_CHARS},
+            "n": {"type": "integer", "minimum": 1, "maximum": 10},
+            "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+            "response_format": {"type": "string", "enum": ["b64_json"]},
+        },
+    }
+    signed = [
+        {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
+        for n in ("DistillGuard-Passport", "Signature-Input", "Signature")
+    ]
+    return {
+        IMAGES_PATH: {
+            "post": {
+                "tags": ["openai"],
+                "summary": "Image generation (OpenAI-compatible; watermarked, C2PA-signed)",
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": body}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The images, base64 (b64_json)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **errors,
+                },
+            }
+        }
+    }
+
+
+def _credentials(settings: Settings, keyring: Keyring) -> ManifestCredentials | None:
+    from distillguard.image import ManifestCredentials
+    from distillguard.keyring import KeyPurpose
+
+    image = settings.image
+    if image.c2pa_chain is None:
+        return None
+    key = None if image.c2pa_key else keyring.signing_key(KeyPurpose.LEDGER).private_key
+    return ManifestCredentials.from_pem(
+        chain_path=image.c2pa_chain, key_path=image.c2pa_key, private_key=key, tsa_url=image.tsa_url
+    )
+
+
+def _image_upstream(settings: Settings) -> ImageUpstream:
+    from distillguard.errors import ConfigurationError
+
+    cfg = settings.gateway.images
+    if cfg.upstream == "synthetic":
+        return SyntheticImageUpstream(models=cfg.models)
+    if not cfg.upstream_url:
+        raise ConfigurationError(
+            "gateway.images.upstream = 'openai' needs gateway.images.upstream_url",
+            hint="set the base URL of the image API, e.g. http://127.0.0.1:8000/v1",
+        )
+    gw = settings.gateway
+    return OpenAIImageUpstream(
+        base_url=cfg.upstream_url,
+        api_key=cfg.upstream_api_key.get_secret_value() if cfg.upstream_api_key else None,
+        models=cfg.models,
+        connect_timeout_s=gw.upstream_connect_timeout_s,
+        read_timeout_s=cfg.upstream_timeout_s,
+        retries=gw.upstream_retries,
+        breaker=CircuitBreaker(failures=gw.breaker_failures, reset_s=gw.breaker_reset_s),
+    )
+
+
+def mount_images(
+    gateway: Gateway,
+    settings: Settings,
+    keyring: Keyring,
+    *,
+    upstream: ImageUpstream | None = None,
+) -> ImagesEndpoint | None:
+    """Serve ``/v1/images/generations`` on ``gateway`` as ``settings`` say (``None`` when off).
+
+    The watermark key is the keyring's active one, the watermark parameters and the C2PA
+    credentials come from ``[image]``; the upstream from ``[gateway.images]`` unless given.
+
+    Raises:
+        ConfigurationError: unreadable C2PA credentials or a missing upstream URL.
+    """
+    from distillguard.image import ImageWatermarkConfig
+
+    cfg = settings.gateway.images
+    if not cfg.enabled:
+        return None
+    credentials = _credentials(settings, keyring)
+    if credentials is None:
+        logger.warning(
+            "images are watermarked but not C2PA-signed: set image.c2pa_chain to sign manifests"
+        )
+    protector = ImageProtector(
+        key=keyring.watermark_key(),
+        credentials=credentials,
+        config=ImageWatermarkConfig(
+            payload_bits=settings.image.payload_bits,
+            sync_bits=settings.image.sync_bits,
+            strength=settings.image.strength,
+        ),
+        output_format=cfg.output_format,
+    )
+    the_upstream = upstream if upstream is not None else _image_upstream(settings)
+    endpoint = ImagesEndpoint(
+        core=gateway.core, upstream=the_upstream, protector=protector, max_n=cfg.max_n
+    )
+    gateway.mount(IMAGES_PREFIX, endpoint, admin_only=False)
+    api = gateway.api
+    base_openapi = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = base_openapi()
+        schema.setdefault("paths", {}).update(images_paths_schema())
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return endpoint
