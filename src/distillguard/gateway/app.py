@@ -250,6 +250,9 @@ class Gateway:
             finally:
                 task.cancel()
                 await self.aclose()
+                import gc
+
+                gc.unfreeze()  # let the start-up objects be freed at exit (see tune_gc_for_serving)
 
         api = FastAPI(
             title="DistillGuard gateway",
