@@ -33,7 +33,16 @@ from distillguard.gateway.policy import (
 )
 from distillguard.store import Store
 
-__all__ = ["AdminContext", "admin_router", "load_overrides"]
+__all__ = [
+    "AccountOut",
+    "AdminContext",
+    "IssuePassport",
+    "Revoke",
+    "RiskOut",
+    "SetAction",
+    "admin_router",
+    "load_overrides",
+]
 
 
 @dataclass

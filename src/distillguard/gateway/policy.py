@@ -40,7 +40,10 @@ __all__ = [
     "PolicyThresholds",
     "RiskScore",
     "RiskView",
+    "action_from_row",
     "ensure_action_tables",
+    "insert_action",
+    "new_action_record",
     "payload_for",
 ]
 

@@ -47,7 +47,12 @@ from distillguard.records.model import Account, Exchange
 from distillguard.store import Store, open_store
 from distillguard.store.base import ACCOUNT_COLUMNS, Cursor, account_row, new_salts
 
-__all__ = ["ExchangeRecorder", "RecordedExchange", "RowWriter"]
+__all__ = [
+    "ExchangeRecorder",
+    "RecordedExchange",
+    "RecorderStats",
+    "RowWriter",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MinHasher", "TemplateBuckets", "template_buckets"]
+__all__ = [
+    "MinHasher",
+    "TemplateBuckets",
+    "shingle_hashes",
+    "template_buckets",
+]
 
 _MASK61 = np.uint64((1 << 61) - 1)
 
