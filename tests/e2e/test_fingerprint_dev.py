@@ -94,7 +94,67 @@ def test_baseline_always_accuses(dev: dict[str, Any]) -> None:
         assert base.family in dev["families"].families.values()
 
 
+FAST_PROMPTS = 200
+
+
+@_skip_no_data
+def test_fast_real_data_cli_with_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A distilled and an independent suspect on 200 real prompts, through the CLI and the cache.
+
+    The first run fingerprints the references into the cache; the second suspect reuses them.
+    """
+    import distillguard.fingerprint.cache as cache_mod
+    from distillguard.fingerprint.library import write_outputs_file
+
+    lineage = json.loads((DATA / "lineage.json").read_text())
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    ids = list(range(FAST_PROMPTS))
+    for name in [*lineage["reference_models"], "alpaca-7b", "humpback-llama-65b"]:
+        out = read_outputs(DATA / "outputs" / f"{name}.jsonl.gz").subset(ids)
+        folder = refs if name in lineage["reference_models"] else tmp_path
+        target = folder / f"{name}.jsonl.gz"
+        write_outputs_file(target, out)
+    fam = tmp_path / "families.json"
+    fam.write_text(json.dumps({"reference_models": lineage["reference_models"]}))
+    cache = tmp_path / "cache"
+    base = ["--references", str(refs), "--families", str(fam), "--cache-dir", str(cache)]
+    code, doc = _run(
+        [*base, "--suspect", str(tmp_path / "alpaca-7b.jsonl.gz"), "--alpha", "0.01"], capsys
+    )
+    assert code == 0
+    assert doc["verdict"] == "text-davinci-003"
+    assert doc["ranking"][0]["p_value"] < 0.01
+    assert doc["explanation"]["shared_habits"]
+    assert len(list(cache.glob("*.npz"))) == len(lineage["reference_models"])
+
+    computed: list[str] = []
+    real = compute_fingerprint
+
+    def counting(outputs: Any, **kwargs: Any) -> Any:
+        computed.append(outputs.name)
+        return real(outputs, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "compute_fingerprint", counting)
+    code, doc = _run(
+        [*base, "--suspect", str(tmp_path / "humpback-llama-65b.jsonl.gz"), "--alpha", "0.01"],
+        capsys,
+    )
+    assert code == 0
+    assert doc["verdict"] is None
+    assert computed == []  # every reference came from the cache
+
+
 # ---- the CLI on small synthetic data ---------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI runs without --cache-dir write their fingerprint cache under tmp_path, not $HOME."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
 
 _STYLES = {
     "alpha": "Sure! Here is the answer:\n\n1. {w}\n2. {w} again\n\nHope this helps!",

@@ -37,8 +37,21 @@ def attribute_cmd(
     baseline: Annotated[
         bool, typer.Option("--baseline", help="Also report the naive TF-IDF baseline.")
     ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Fingerprint cache folder (default ~/.cache/distillguard/fingerprints).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compute every fingerprint afresh, store nothing.")
+    ] = False,
 ) -> None:
     """Which reference family, if any, did the suspect learn from? Prints a verdict and ranking.
+
+    Fingerprints are cached on disk keyed by each file's SHA-256 and the feature options, so
+    only the first run against a reference folder computes the references' features.
 
     Example: `distillguard --json fingerprint attribute --references ./outputs
     --families lineage.json --suspect vicuna-7b.jsonl.gz --alpha 0.01`
@@ -52,6 +65,7 @@ def attribute_cmd(
         read_outputs,
     )
     from distillguard.fingerprint.baseline import naive_baseline
+    from distillguard.fingerprint.cache import FingerprintCache, default_cache_dir
     from distillguard.fingerprint.outputs import model_name_of
 
     state = state_of(ctx)
@@ -74,14 +88,19 @@ def attribute_cmd(
             hint="remove them from the families file or add their outputs",
         )
     options = FingerprintOptions(embeddings=embeddings)
+    cache = None if no_cache else FingerprintCache(cache_dir or default_cache_dir())
     ref_outputs = []
     ref_fps = []
     with progress_bar(state, unit="models") as progress:
         task = progress.add_task("fingerprinting", total=len(files) + 1)
         for path in files:
-            out = read_outputs(path)
+            if cache is None:
+                out = read_outputs(path)
+                fp = compute_fingerprint(out, options=options)
+            else:
+                out, fp = cache.fingerprint_file(path, options=options)
             ref_outputs.append(out)
-            ref_fps.append(compute_fingerprint(out, options=options))
+            ref_fps.append(fp)
             progress.advance(task)
         suspect_fp = compute_fingerprint(suspect_out, options=options)
         progress.advance(task)

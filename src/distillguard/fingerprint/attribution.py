@@ -126,17 +126,30 @@ def _common_prompts(suspect: Fingerprint, references: Sequence[Fingerprint]) -> 
 
 
 def _tfidf(counts: Sequence[sp.csr_matrix], n_refs: int) -> list[sp.csr_matrix]:
-    ref_stack = sp.vstack(counts[:n_refs]).tocsc()
-    df = np.diff(ref_stack.indptr).astype(np.float64)
-    idf = np.log((1.0 + ref_stack.shape[0]) / (1.0 + df)) + 1.0
+    """Sublinear TF-IDF rows of unit length; IDF from the references' rows.
+
+    Works on the CSR arrays directly (the hashed feature space has 2^20 columns, where sparse
+    diagonal products dominate the cost).
+    """
+    n_cols = counts[0].shape[1]
+    df = np.zeros(n_cols, dtype=np.float64)
+    n_rows = 0
+    for m in counts[:n_refs]:
+        csr = sp.csr_matrix(m)
+        csr.sum_duplicates()
+        df += np.bincount(csr.indices, minlength=n_cols)
+        n_rows += csr.shape[0]
+    idf = np.log((1.0 + n_rows) / (1.0 + df)) + 1.0
     out = []
     for m in counts:
-        m = m.astype(np.float64).tocsr(copy=True)
-        m.data = 1.0 + np.log(m.data)
-        m = m @ sp.diags(idf)
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        csr = sp.csr_matrix(m, dtype=np.float64, copy=True)
+        csr.sum_duplicates()
+        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        data = (1.0 + np.log(csr.data)) * idf[csr.indices]
+        norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=csr.shape[0]))
         norms[norms == 0] = 1.0
-        out.append(sp.csr_matrix(sp.diags(1.0 / norms) @ m))
+        csr.data = data / norms[rows]
+        out.append(csr)
     return out
 
 
