@@ -8,15 +8,20 @@ later stage that exists (campaign scan, evaluation...). Each stage is one :class
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.panel import Panel
 from rich.rule import Rule
@@ -33,6 +38,8 @@ class DemoContext:
     out: Path
     seed: int
     scenario: str
+    lab_preset: str = "quick"
+    attribution: bool = True
 
     @property
     def home(self) -> Path:
@@ -47,12 +54,21 @@ class DemoContext:
 
 @dataclass(frozen=True)
 class Step:
-    """One stage of the demo: a title, what it shows, and the command line it runs."""
+    """One stage of the demo: a title, what it shows, and the command line it runs.
+
+    ``argv`` returns the command line (None: skip the step). ``around``, when given, runs the
+    command inside a context (e.g. with a gateway server running) and ``after`` turns its output
+    into files later steps use; with ``capture``, the command's ``--json`` output is written to
+    that file instead of the screen.
+    """
 
     title: str
     why: str
-    argv: Callable[[DemoContext], list[str] | None]  # None: skip this step
+    argv: Callable[[DemoContext], list[str] | None]
     ok_codes: tuple[int, ...] = (0,)
+    around: Callable[[DemoContext], AbstractContextManager[None]] | None = None
+    after: Callable[[DemoContext], None] | None = None
+    capture: Callable[[DemoContext], Path] | None = None
 
 
 def _first_exchange_id(ctx: DemoContext) -> str | None:
@@ -75,6 +91,144 @@ def _keys_init(ctx: DemoContext) -> list[str] | None:
     if (ctx.home / "keyring.json").exists():
         return None
     return ["keys", "init"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _gateway(ctx: DemoContext) -> Iterator[None]:
+    """Run ``distillguard serve`` (stub upstream, embedded store) while the step runs."""
+    import httpx
+
+    port = int(os.environ.get("DG_DEMO_PORT", "0")) or _free_port()
+    env = {**os.environ, "DISTILLGUARD_GATEWAY__TRUST_FORWARDED_FOR": "true"}
+    log = (ctx.out / "gateway.log").open("ab")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "distillguard.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise typer.Exit(1)
+            time.sleep(0.5)
+        os.environ["DG_DEMO_GATEWAY"] = url
+        yield
+    finally:
+        os.environ.pop("DG_DEMO_GATEWAY", None)
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _replay(ctx: DemoContext) -> list[str]:
+    return [
+        "simulate",
+        "--scenario",
+        "tiny",
+        "--out",
+        str(ctx.out / "gateway-traffic"),
+        "--seed",
+        str(ctx.seed),
+        "--overwrite",
+        "--target",
+        os.environ.get("DG_DEMO_GATEWAY", "http://127.0.0.1:8080"),
+        "--rate",
+        "400",
+        "--limit",
+        "1500",
+        "--concurrency",
+        "16",
+        "--model",
+        "stub-1",
+    ]
+
+
+def _radioactivity_file(ctx: DemoContext) -> None:
+    """The lab's student trained on harvested (watermarked) outputs, as a radioactivity result.
+
+    The suspect is the student fine-tuned on 100% harvested answers, read in open mode; its
+    control is the independent model under the same key.
+    """
+    lab = orjson.loads((ctx.out / "lab" / "lab.json").read_bytes())
+    curves = {(c["subject"], c["mode"]): c for c in lab["curves"]}
+    suspect = curves.get(("student-100%", "open"))
+    control = curves.get(("independent", "open"))
+    if suspect is None:
+        return
+    alpha = 0.01
+    if control is not None and control["p_value"] <= alpha:
+        verdict = "inconclusive (control rejected)"
+    else:
+        verdict = "radioactive" if suspect["p_value"] <= alpha else "not detected"
+    result = {
+        "format": "distillguard-radioactivity/1",
+        "alpha": alpha,
+        "verdict": verdict,
+        "suspect": {**suspect, "role": "suspect"},
+        "control": None if control is None else {**control, "role": "control"},
+        "tracing": None,
+    }
+    (ctx.out / "radioactivity.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+def _shared_outputs() -> Path | None:
+    from distillguard.sim._text import find_instruction_dir
+
+    return find_instruction_dir()
+
+
+def _attribute(ctx: DemoContext) -> list[str] | None:
+    if not ctx.attribution:
+        return None
+    outputs = _shared_outputs()
+    if outputs is None or not (outputs.parent / "lineage.json").exists():
+        return None  # the real model outputs are not on this machine
+    return [
+        "fingerprint",
+        "attribute",
+        "--references",
+        str(outputs),
+        "--families",
+        str(outputs.parent / "lineage.json"),
+        "--suspect",
+        str(outputs / "alpaca-7b.jsonl.gz"),
+        "--alpha",
+        "0.01",
+    ]
+
+
+def _report(ctx: DemoContext) -> list[str]:
+    argv = [
+        "report",
+        "--scan",
+        str(ctx.out / "scan"),
+        "--out",
+        str(ctx.out / "report" / "report.html"),
+        "--bundle",
+        str(ctx.out / "evidence.zip"),
+    ]
+    if (ctx.out / "radioactivity.json").exists():
+        argv += ["--radioactivity", str(ctx.out / "radioactivity.json")]
+    if (ctx.out / "attribution.json").exists():
+        argv += ["--fingerprint", str(ctx.out / "attribution.json")]
+    return argv
 
 
 STEPS: list[Step] = [
@@ -105,6 +259,15 @@ STEPS: list[Step] = [
         lambda c: ["validate", str(c.log)],
     ),
     Step(
+        "Gateway",
+        "The OpenAI-compatible gateway in front of the model: each simulated account calls it "
+        "with its own agent passport and RFC 9421 signed requests; every exchange is verified, "
+        "rate-limited, watermarked, scored online and recorded in the store and the ledger "
+        "before the answer.",
+        _replay,
+        around=_gateway,
+    ),
+    Step(
         "Ingest",
         "Records into the SQLite store; every exchange becomes a leaf of the Merkle ledger and "
         "a signed checkpoint is published.",
@@ -126,6 +289,21 @@ STEPS: list[Step] = [
             "--labels",
             str(c.log / "labels.parquet"),
         ],
+    ),
+    Step(
+        "Radioactivity",
+        "The lab: a small teacher model, its watermarked answers harvested, students fine-tuned "
+        "on them, and the test of whether each learned from our watermark (open and closed "
+        "mode, with controls).",
+        lambda c: ["lab", "--preset", c.lab_preset, "--out", str(c.out / "lab")],
+        after=_radioactivity_file,
+    ),
+    Step(
+        "Attribution",
+        "Behavioural fingerprints of real model outputs (AlpacaEval): which reference family did "
+        "a suspect (Alpaca 7B) learn from, with a false-accusation rate of 1%.",
+        _attribute,
+        capture=lambda c: c.out / "attribution.json",
     ),
     Step(
         "Audit",
@@ -156,17 +334,10 @@ STEPS: list[Step] = [
     Step(
         "Report",
         "The evidence report (self-contained HTML: per campaign the signals with p-values, a "
-        "timeline, the shared infrastructure, redacted exchanges) and the evidence bundle (cited "
-        "records, inclusion proofs, signed checkpoints, keys, results; the records go on hold).",
-        lambda c: [
-            "report",
-            "--scan",
-            str(c.out / "scan"),
-            "--out",
-            str(c.out / "report" / "report.html"),
-            "--bundle",
-            str(c.out / "evidence.zip"),
-        ],
+        "timeline, the shared infrastructure, redacted exchanges, the radioactivity and "
+        "attribution results) and the evidence bundle (cited records, inclusion proofs, signed "
+        "checkpoints, keys, results; the records go on legal hold).",
+        _report,
     ),
     Step(
         "Verify the bundle",
@@ -205,6 +376,16 @@ def demo(
     ),
     scenario: Annotated[str, typer.Option(help="Simulator scenario.")] = "small",
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 2026,
+    lab_preset: Annotated[
+        str, typer.Option(help="Radioactivity lab preset: tiny | quick | full.")
+    ] = "quick",
+    attribution: Annotated[
+        bool,
+        typer.Option(
+            "--attribution/--no-attribution",
+            help="Attribute a suspect with fingerprints (needs the AlpacaEval outputs).",
+        ),
+    ] = True,
 ) -> None:
     """Run DistillGuard end to end on embedded defaults and say where the results are.
 
@@ -213,7 +394,13 @@ def demo(
     from distillguard.cli.main import main as run_cli
 
     state = state_of(ctx)
-    context = DemoContext(out=out.resolve(), seed=seed, scenario=scenario)
+    context = DemoContext(
+        out=out.resolve(),
+        seed=seed,
+        scenario=scenario,
+        lab_preset=lab_preset,
+        attribution=attribution,
+    )
     context.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     done: list[str] = []
@@ -226,9 +413,19 @@ def demo(
             console.print(f"[dim]{step.why}[/]")
             console.print(f"[cyan]$ distillguard {shlex.join(argv)}[/]")
             prefix = ["--quiet"] if state.quiet else []
-            code = run_cli([*prefix, *argv])
+            with step.around(context) if step.around else nullcontext():
+                final = step.argv(context) or argv  # again inside `around`: may read the env
+                if step.capture is not None:  # the command's --json output is the result file
+                    buffer = io.StringIO()
+                    with redirect_stdout(buffer):
+                        code = run_cli(["--json", *prefix, *final])
+                    step.capture(context).write_text(buffer.getvalue())
+                else:
+                    code = run_cli([*prefix, *final])
             if code not in step.ok_codes:
                 raise typer.Exit(code)
+            if step.after is not None:
+                step.after(context)
             done.append(step.title)
     seconds = time.perf_counter() - started
     console.print(
@@ -238,13 +435,19 @@ def demo(
             "  home/store.sqlite  the store and the ledger\n"
             "  home/keyring.json  the keys (owner-only)\n"
             "  scan/              account_scores.parquet/.csv and campaigns.json\n"
+            "  lab/               the radioactivity lab: lab.md, lab.png, lab.json\n"
+            "  attribution.json   the fingerprint attribution of a suspect\n"
             "  proof.json         an inclusion proof for one exchange\n"
-            "  public-keys.json   what a third party needs to verify it",
+            "  public-keys.json   what a third party needs to verify it\n"
+            "  report/report.html the evidence report; evidence.zip the bundle",
             title="DistillGuard demo",
         )
     )
     # Paths on lines of their own, never wrapped, so that they can be copied.
     console.print(f"Results are in {context.out}", soft_wrap=True)
+    report = context.out / "report" / "report.html"
+    if report.exists():
+        console.print(f"Open the report: {report.as_uri()}", soft_wrap=True)
     console.print(f"Try: DISTILLGUARD_HOME={context.home} distillguard ledger head", soft_wrap=True)
 
 

@@ -197,10 +197,34 @@ class RadioactivityEvidence:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _from_radioactivity_report(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Flatten a ``distillguard radioactivity --out`` file: the suspect's detection and curve,
+    its subject, and the verdict and control's p-value in ``details``."""
+    suspect = raw.get("suspect")
+    if not isinstance(suspect, Mapping) or not isinstance(suspect.get("detection"), Mapping):
+        raise InputError(f"{where}: field 'suspect.detection' must be an object")
+    detection = dict(suspect["detection"])
+    details = dict(detection.get("details") or {})
+    details["verdict"] = raw.get("verdict")
+    control = raw.get("control")
+    if isinstance(control, Mapping):
+        details["control"] = control.get("subject")
+        details["control_p_value"] = control.get("p_value")
+    detection["details"] = details
+    return {
+        "result": detection,
+        "curve": suspect.get("curve", []),
+        "suspect": suspect.get("subject"),
+    }
+
+
 def load_radioactivity(path: Path) -> RadioactivityEvidence:
-    """Read a radioactivity result: an object with ``statistic``, ``p_value`` and ``method``
-    (at the top level or under ``result``), optional ``n_scored``, ``suspect`` and ``curve``
-    (a list of ``{n_scored, statistic, p_value}``).
+    """Read a radioactivity result.
+
+    Either the file ``distillguard radioactivity --out`` writes (format
+    ``distillguard-radioactivity/1``), or an object with ``statistic``, ``p_value`` and ``method``
+    (at the top level or under ``result``), optional ``n_scored``, ``suspect`` and ``curve`` (a
+    list of ``{n_scored, statistic, p_value}``).
 
     Raises:
         InputError: the file is missing or malformed; the message names the field.
@@ -209,6 +233,8 @@ def load_radioactivity(path: Path) -> RadioactivityEvidence:
     where = str(path)
     if not isinstance(raw, Mapping):
         raise InputError(f"{where}: expected an object")
+    if raw.get("format") == "distillguard-radioactivity/1":
+        raw = _from_radioactivity_report(raw, where)
     core = raw.get("result", raw)
     if not isinstance(core, Mapping):
         raise InputError(f"{where}: field 'result' must be an object")
