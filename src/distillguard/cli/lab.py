@@ -32,11 +32,15 @@ def lab_cmd(
         int | None, typer.Option("--seeds", help="Override the number of seeds.")
     ] = None,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Seeds run in this many processes at once.")
+    ] = 1,
 ) -> None:
     """Train a teacher, watermark its answers, fine-tune students on 0-100% watermarked data and
     test each in open and closed mode; writes a table, a plot and a JSON file.
 
     Example: `distillguard lab --quick --out lab-out`
+    (the documented figures: `distillguard lab --preset full --workers 3 --out lab-full`)
     """
     from dataclasses import replace
 
@@ -56,7 +60,9 @@ def lab_cmd(
         if not state.json_output and not state.quiet:
             err_console.print(f"[dim]lab[/] {message}")
 
-    result = run_lab(config, out_dir=out, corpus=corpus, progress=say, threads=threads)
+    result = run_lab(
+        config, out_dir=out, corpus=corpus, progress=say, threads=threads, workers=workers
+    )
     if state.json_output:
         emit_json(
             {

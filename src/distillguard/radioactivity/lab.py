@@ -51,6 +51,7 @@ __all__ = [
     "LabResult",
     "LabRun",
     "find_corpus",
+    "lab_table",
     "run_lab",
 ]
 
@@ -76,8 +77,14 @@ class LabConfig:
         samples_per_prompt: teacher answers per prompt (watermarked, and as many clean).
         answer_tokens: tokens per generated answer.
         fractions: watermarked fractions of the students' fine-tuning data.
-        n_probe_texts: held-out clean answers read in open mode.
-        n_probe_prompts: held-out prompts asked in closed mode.
+        n_probe_texts: unwatermarked answers of sources the students never trained on (the
+            probe source and the teacher group's), read in open mode.
+        read_teacher: open mode also reads fresh *unwatermarked* teacher answers to the
+            harvested prompts (the provider can regenerate its own answers with the watermark
+            off; they are independent of the key, so the test stays exact).
+        n_probe_prompts: prompts asked in closed mode.
+        closed_prompts: ``"harvest"`` (the prompts the harvesters asked, from our logs) or
+            ``"held-out"`` (prompts nobody asked).
         filter_top: windows kept by the k-gram filter (most frequent in the harvest).
         gamma, delta, context_width: the KGW watermark.
         seeds: one full repetition per seed (teacher, harvest, students, tests).
@@ -98,7 +105,9 @@ class LabConfig:
     answer_tokens: int = 48
     fractions: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 1.0)
     n_probe_texts: int = 400
+    read_teacher: bool = True
     n_probe_prompts: int = 200
+    closed_prompts: str = "harvest"
     filter_top: int = 400
     gamma: float = 0.25
     delta: float = 4.0
@@ -115,26 +124,13 @@ class LabConfig:
             raise InputError("the lab needs at least one seed")
         if self.n_train_prompts < 10 or self.answer_tokens < 8 or self.seq_len < 16:
             raise InputError("lab sizes too small to mean anything")
+        if self.closed_prompts not in ("harvest", "held-out"):
+            raise InputError("closed_prompts must be 'harvest' or 'held-out'")
 
     @classmethod
     def quick(cls) -> LabConfig:
-        """A minute or two: one seed, small models and few steps (for ``make demo`` and tests)."""
-        return cls(
-            vocab_size=1200,
-            width=96,
-            teacher_steps=250,
-            base_steps=150,
-            student_steps=150,
-            n_train_prompts=300,
-            samples_per_prompt=1,
-            answer_tokens=40,
-            fractions=(0.0, 0.1, 1.0),
-            n_probe_texts=200,
-            n_probe_prompts=96,
-            filter_top=1000,
-            seeds=(0,),
-            null_keys=4,
-        )
+        """One seed of :meth:`full` (a few minutes on a quiet core; ``make demo``)."""
+        return replace(cls.full(), seeds=(0,))
 
     @classmethod
     def tiny(cls) -> LabConfig:
@@ -161,8 +157,26 @@ class LabConfig:
 
     @classmethod
     def full(cls) -> LabConfig:
-        """The documented figures: every fraction, three seeds, 9 extra keys per null model."""
-        return cls()
+        """The documented figures: fractions 0/5/10/100%, three seeds, 12 extra keys per null
+        model (3 x 64 = 192 null runs). 600 harvested prompts answered twice (1,200 answers of
+        48 tokens), students fine-tuned for 250 steps; open mode reads 600 fresh unwatermarked
+        teacher answers and 2,000 other answers, closed mode asks the 600 harvested prompts."""
+        return cls(
+            vocab_size=1200,
+            width=96,
+            teacher_steps=200,
+            base_steps=120,
+            student_steps=250,
+            n_train_prompts=600,
+            samples_per_prompt=2,
+            answer_tokens=48,
+            fractions=(0.0, 0.05, 0.1, 1.0),
+            n_probe_texts=2000,
+            n_probe_prompts=600,
+            filter_top=1000,
+            seeds=(0, 1, 2),
+            null_keys=12,
+        )
 
 
 @dataclass(frozen=True)
@@ -446,12 +460,23 @@ def run_lab(
     corpus: Path | None = None,
     progress: Progress | None = None,
     threads: int = 1,
+    workers: int = 1,
 ) -> LabResult:
     """Run the lab; writes ``lab.json``, ``lab.md`` and ``lab.png`` to ``out_dir`` when given.
 
     ``threads``: torch intra-op threads (1 is fastest for these tiny models on a shared machine:
-    more threads spin against other processes).
+    more threads spin against other processes). ``workers``: seeds run in that many processes
+    at once (each seed is independent: its own teacher, base, harvest and students).
     """
+    if workers > 1 and len(config.seeds) > 1:
+        return _run_parallel(
+            config,
+            out_dir=out_dir,
+            corpus=corpus,
+            progress=progress,
+            threads=threads,
+            workers=workers,
+        )
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - the ml extra is installed in dev
@@ -514,12 +539,19 @@ def run_lab(
                 seqs.append(np.concatenate([prompt_ids(int(pid)), body, [2]]))
         return seqs
 
-    probe_texts = [
-        TokenText.of(answer_ids(a)[: config.seq_len])
-        for pid in held_ids
-        if (a := data.answers[probe_src][int(pid)])
-    ][: config.n_probe_texts]
-    probe_prompts = [prompt_text(int(pid))[: -len(SEP) - 1] for pid in held_ids][
+    # open mode reads answers of sources the students never trained on (key-independent text):
+    # the probe source first, then the teacher group's, held-out prompts before harvested ones
+    probe_texts: list[TokenText] = []
+    for src in [probe_src, *[s for s in teacher_src if s != probe_src]]:
+        for pid in [*held_ids, *train_ids]:
+            if len(probe_texts) >= config.n_probe_texts:
+                break
+            if a := data.answers[src][int(pid)]:
+                ids = answer_ids(a)[: config.seq_len]
+                if ids.shape[0] > config.context_width:
+                    probe_texts.append(TokenText.of(ids))
+    closed_ids = train_ids if config.closed_prompts == "harvest" else held_ids
+    probe_prompts = [prompt_text(int(pid))[: -len(SEP) - 1] for pid in closed_ids][
         : config.n_probe_prompts
     ]
     timings["data"] = time.perf_counter() - t0
@@ -556,6 +588,63 @@ def run_lab(
         runs=tuple(runs),
         curves=tuple(curves),
         timings_s={k: round(v, 2) for k, v in timings.items()},
+        corpus=str(source),
+    )
+    if out_dir is not None:
+        result = _write(result, out_dir)
+    return result
+
+
+def _seed_job(config: LabConfig, corpus: Path | None, threads: int) -> LabResult:
+    return run_lab(
+        config, corpus=corpus, threads=threads, progress=lambda m: logger.info("lab: %s", m)
+    )
+
+
+def _run_parallel(
+    config: LabConfig,
+    *,
+    out_dir: Path | None,
+    corpus: Path | None,
+    progress: Progress | None,
+    threads: int,
+    workers: int,
+) -> LabResult:
+    """The seeds in a process pool; the results merged in seed order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    say = progress or (lambda _m: None)
+    t0 = time.perf_counter()
+    source = corpus or find_corpus()
+    ctx = multiprocessing.get_context("fork")  # scripts without a __main__ guard work too
+    with ProcessPoolExecutor(max_workers=min(workers, len(config.seeds)), mp_context=ctx) as ex:
+        futures = [
+            ex.submit(_seed_job, replace(config, seeds=(seed,)), source, threads)
+            for seed in config.seeds
+        ]
+        parts: list[LabResult] = []
+        for seed, fut in zip(config.seeds, futures, strict=True):
+            part = fut.result()
+            say(
+                f"seed {seed} done in {part.timings_s.get('total', 0.0):.0f} s: "
+                + ", ".join(
+                    f"{r.model} {r.mode} p={r.p_value:.1e}"
+                    for r in part.runs
+                    if r.key == "watermark"
+                )
+            )
+            parts.append(part)
+    timings: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.timings_s.items():
+            timings[f"seed{part.config.seeds[0]}_{k}"] = v
+    timings["total"] = round(time.perf_counter() - t0, 2)
+    result = LabResult(
+        config=config,
+        runs=tuple(r for part in parts for r in part.runs),
+        curves=parts[0].curves,
+        timings_s=timings,
         corpus=str(source),
     )
     if out_dir is not None:
@@ -606,8 +695,10 @@ def _one_seed(
     harvest: list[I64] = []
     clean: list[I64] = []
     plens: list[int] = []
-    for i in range(0, len(prompts), 64):
-        batch = prompts[i : i + 64]
+    reread: list[TokenText] = []  # fresh unwatermarked teacher answers, read in open mode
+    gen_batch = 128
+    for i in range(0, len(prompts), gen_batch):
+        batch = prompts[i : i + gen_batch]
         wm_out = generate_watermarked(
             teacher,
             tok.hf,
@@ -624,9 +715,28 @@ def _one_seed(
             max_new_tokens=cfg.answer_tokens,
             seed=seed * 7919 + i + 1,
         )
-        harvest.extend(np.asarray(x, dtype=np.int64) for x in wm_out.token_ids)
-        clean.extend(np.asarray(x, dtype=np.int64) for x in cl_out.token_ids)
+        harvest.extend(
+            _cut(x, p) for x, p in zip(wm_out.token_ids, wm_out.prompt_lengths, strict=True)
+        )
+        clean.extend(
+            _cut(x, p) for x, p in zip(cl_out.token_ids, cl_out.prompt_lengths, strict=True)
+        )
         plens.extend(wm_out.prompt_lengths)
+    if cfg.read_teacher:
+        for i in range(0, len(train_prompts), gen_batch):
+            batch = train_prompts[i : i + gen_batch]
+            rd_out = generate_watermarked(
+                teacher,
+                tok.hf,
+                batch,
+                scheme=None,
+                max_new_tokens=cfg.answer_tokens,
+                seed=seed * 7919 + 500_009 + i,
+            )
+            reread.extend(
+                TokenText.of(_cut(x, p), p)
+                for x, p in zip(rd_out.token_ids, rd_out.prompt_lengths, strict=True)
+            )
     harvest_texts = [TokenText.of(h, p) for h, p in zip(harvest, plens, strict=True)]
     wm_check = scheme.test(
         _pool([scheme.score_tokens(t.tokens, prompt_len=t.prompt_len) for t in harvest_texts])
@@ -684,7 +794,7 @@ def _one_seed(
                 mode=mode,
                 keys=test_keys,
                 flt=flt,
-                probe_texts=probe_texts,
+                probe_texts=[*reread, *probe_texts],
                 probe_prompts=probe_prompts,
                 subject=name,
                 seed=seed,
@@ -711,6 +821,18 @@ def _one_seed(
             )
     tick("tests", t)
     return runs, curves
+
+
+def _cut(ids: Sequence[int], prompt_len: int) -> I64:
+    """A generated row up to and including its first end-of-text (padding after it dropped)."""
+    arr = np.asarray(ids, dtype=np.int64)
+    tail = arr[prompt_len:]
+    stops = np.flatnonzero((tail == 1) | (tail == 2))  # <pad> 1, <eos> 2
+    if stops.shape[0]:
+        arr = arr[: prompt_len + int(stops[0]) + 1]
+        if arr[-1] == 1:
+            arr[-1] = 2
+    return arr
 
 
 def _pool(parts: Sequence[Any]) -> Any:
@@ -829,6 +951,24 @@ def lab_table(result: LabResult) -> str:
             f"| {row['model']} | {frac} | {row['mode']} | {row['seeds']} | {row['median_p']:.1e} "
             f"| {row['max_p']:.1e} | {row['median_scored']} | {row['median_green']:.3f} |"
         )
+    seeds = sorted({r.seed for r in result.runs})
+    if len(seeds) > 1:
+        lines += [
+            "",
+            "p-value per seed (teacher's key):",
+            "",
+            "| model | mode | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---|---|" + "---|" * len(seeds),
+        ]
+        by: dict[tuple[str, str], dict[int, float]] = {}
+        order: dict[str, float] = {}
+        for r in result.runs:
+            if r.key == "watermark":
+                by.setdefault((r.mode, r.model), {})[r.seed] = r.p_value
+                order[r.model] = -1.0 if r.fraction is None else r.fraction
+        for mode, model in sorted(by, key=lambda k: (k[0], order[k[1]])):
+            cells = [_fmt(by[(mode, model)].get(s)) for s in seeds]
+            lines.append(f"| {model} | {mode} | " + " | ".join(cells) + " |")
     t = result.targets()
     lines += [
         "",
