@@ -163,15 +163,32 @@ class TemplateBuckets:
         return tbl.group_by(["key", "acct"]).aggregate([([], "count_all")])
 
 
+#: Prompts hashed at a time by :func:`template_buckets` (bounds the memory of the shingle arrays:
+#: about 1 GB per 250k prompts of the scan's sample, whatever the size of the log).
+CHUNK_DOCS = 250_000
+
+
 def template_buckets(
-    words: pa.Array | pa.ChunkedArray, doc_account: np.ndarray, *, hasher: MinHasher | None = None
+    words: pa.Array | pa.ChunkedArray,
+    doc_account: np.ndarray,
+    *,
+    hasher: MinHasher | None = None,
+    chunk: int = CHUNK_DOCS,
 ) -> TemplateBuckets:
-    """Band keys of every sampled prompt (``words``: list<string> of normalised words)."""
+    """Band keys of every sampled prompt (``words``: list<string> of normalised words).
+
+    Prompts are processed ``chunk`` at a time; the keys do not depend on ``chunk``.
+    """
     hasher = hasher or MinHasher()
-    sh, off = shingle_hashes(words)
-    sig = hasher.signatures(sh, off)
-    keys = hasher.band_keys(sig)
-    empty = np.diff(off) == 0
-    if empty.any():
-        keys[empty] = np.uint64(0)  # empty prompts: one shared key, dropped later
-    return TemplateBuckets(doc_account=np.asarray(doc_account, dtype=np.int64), keys=keys)
+    arr = words.combine_chunks() if isinstance(words, pa.ChunkedArray) else words
+    n = len(arr)
+    parts: list[np.ndarray] = []
+    for lo in range(0, max(n, 1), max(int(chunk), 1)):
+        sh, off = shingle_hashes(arr.slice(lo, chunk))
+        keys = hasher.band_keys(hasher.signatures(sh, off))
+        empty = np.diff(off) == 0
+        if empty.any():
+            keys[empty] = np.uint64(0)  # empty prompts: one shared key, dropped later
+        parts.append(keys)
+    keys_all = np.concatenate(parts) if parts else np.zeros((0, hasher.bands), np.uint64)
+    return TemplateBuckets(doc_account=np.asarray(doc_account, dtype=np.int64), keys=keys_all)

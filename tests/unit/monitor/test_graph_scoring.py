@@ -151,3 +151,23 @@ def test_bad_graph_parameters() -> None:
         GraphParams(max_degree=-1)
     with pytest.raises(ValueError):
         GraphParams(clique_cap=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), min_size=0, max_size=12),
+        min_size=0,
+        max_size=40,
+    ),
+    st.integers(1, 7),
+)
+def test_template_keys_do_not_depend_on_the_chunk_size(docs: list[list[str]], chunk: int) -> None:
+    from distillguard.monitor.templates import template_buckets
+
+    words = pa.array(docs, pa.list_(pa.string()))
+    accts = np.arange(len(docs))
+    whole = template_buckets(words, accts, chunk=10_000)
+    parts = template_buckets(words, accts, chunk=chunk)
+    assert whole.keys.shape == (len(docs), 10)
+    assert (whole.keys == parts.keys).all()
