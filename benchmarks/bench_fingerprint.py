@@ -5,6 +5,12 @@ computed once, as a built library would hold them; the suspect's fingerprint, em
 included when the ``ml`` extra is installed, is computed inside the timed part), and the naive
 TF-IDF baseline in the same run, and prints both accuracies.
 
+Without ``--quick`` it also runs the leave-one-out checks on the references
+(:func:`distillguard.fingerprint.evaluation.holdout_checks`): every reference held out with its
+family and provider removed (any verdict is a false accusation), and every member of a family with
+several versions held out alone (it should be attributed to its own family). It also times loading
+the 22 reference fingerprints from the on-disk cache against computing them.
+
     python benchmarks/bench_fingerprint.py [--quick] [--no-embeddings]
 """
 
@@ -14,6 +20,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +33,8 @@ from distillguard.fingerprint import (
     read_outputs,
 )
 from distillguard.fingerprint.baseline import naive_baseline
+from distillguard.fingerprint.cache import FingerprintCache
+from distillguard.fingerprint.evaluation import holdout_checks
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval_dev"
 
@@ -72,6 +81,32 @@ def main() -> int:
         f"naive baseline per suspect: median {basem:.1f} s; ratio ours/baseline {ours / basem:.2f}"
     )
     print(f"correct: ours {ours_ok}/{len(suspects)}, baseline {base_ok}/{len(suspects)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = FingerprintCache(Path(tmp))
+        paths = [DATA / "outputs" / f"{r}.jsonl.gz" for r in lineage["reference_models"]]
+        t = time.perf_counter()
+        for path in paths:
+            cache.fingerprint_file(path, options=options)
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        for path in paths:
+            cache.fingerprint_file(path, options=options)
+        warm = time.perf_counter() - t
+    print(f"reference fingerprints: computed {cold:.1f} s, from cache {warm:.1f} s")
+    if args.quick:
+        return 0
+    t = time.perf_counter()
+    report = holdout_checks(ref_fps, fam, alpha=0.01)
+    print(f"leave-one-out checks ({time.perf_counter() - t:.0f} s):")
+    for c in report.checks:
+        print(
+            f"  {c.kind:12s} {c.held_out:28s} expected={c.expected!s:16s} "
+            f"verdict={c.verdict!s:18s} top={c.top_family} p={c.top_p_value:.3g}"
+        )
+    print(
+        f"false accusations: {report.false_accusations}/{report.unrelated_tests} held-out "
+        f"references; same family found: {report.same_family_hits}/{report.same_family_tests}"
+    )
     return 0
 
 

@@ -160,9 +160,35 @@ def _paired_mean(a: Any, b: Any) -> float:
 
 
 def _matrix(rows: Sequence[Any], n_refs: int) -> npt.NDArray[np.float64]:
-    return np.array(
-        [[_paired_mean(rows[a], rows[b]) for b in range(n_refs)] for a in range(len(rows))]
-    )
+    """``out[a, b]`` = mean over prompts of the dot product of model a's and b's rows.
+
+    Sparse rows are regrouped prompt by prompt, so that one small Gram matrix per prompt gives
+    every pair at once (instead of one full elementwise product per pair of models).
+    """
+    m = len(rows)
+    n = rows[0].shape[0]
+    if n == 0:
+        return np.zeros((m, n_refs))
+    if not sp.issparse(rows[0]):
+        stack = np.stack([np.asarray(r, dtype=np.float64) for r in rows])
+        gram: npt.NDArray[np.float64] = np.einsum("anf,bnf->ab", stack, stack) / n
+        return gram[:, :n_refs]
+    z = sp.csr_matrix(sp.vstack(rows, format="csr"))
+    z.sum_duplicates()
+    order = (np.arange(m)[None, :] * n + np.arange(n)[:, None]).ravel()
+    z = z[order]
+    total = np.zeros((m, m))
+    indptr, indices, data = z.indptr, z.indices, z.data
+    for i in range(n):
+        lo, hi = indptr[i * m], indptr[(i + 1) * m]
+        # one prompt: the m models' rows as a small dense matrix over the columns they use
+        cols, inverse = np.unique(indices[lo:hi], return_inverse=True)
+        block = sp.csr_matrix(
+            (data[lo:hi], inverse, indptr[i * m : (i + 1) * m + 1] - lo), shape=(m, cols.size)
+        )
+        total += (block @ block.T).toarray()
+    out: npt.NDArray[np.float64] = total[:, :n_refs] / n
+    return out
 
 
 def _style_rows(fps: Sequence[Fingerprint], n_refs: int) -> list[npt.NDArray[np.float64]]:
