@@ -56,6 +56,10 @@ __all__ = [
     "write_pdf",
 ]
 
+#: Standalone numbers in a reason ("shared by 480 accounts", "p=1.8e-06"), not the digits inside
+#: an identifier such as a campaign id.
+_NUMBER = re.compile(r"(?<![\w.-])\d+(\.\d+)?(e-?\d+)?(?![\w-])")
+
 logger = logging.getLogger(__name__)
 
 _BUCKETS_US: Final = (60, 300, 900, 3600, 6 * 3600, 86_400, 7 * 86_400)
@@ -338,7 +342,7 @@ def _campaign_section(
     reason_counts: Counter[str] = Counter()
     for a in members:
         for r in reasons_of.get(a, ()):
-            reason_counts[re.sub(r"\d+(\.\d+)?(e-?\d+)?", "N", r)] += 1
+            reason_counts[_NUMBER.sub("N", r)] += 1
     sample_n = sum(min(_SAMPLE_PER_ACCOUNT, exchanges_of.get(a, 0)) for a in members)
     histogram = _plots.score_histogram_png(
         all_scores.tolist(), highlighted=[score_of[a] for a in members if a in score_of]
