@@ -128,6 +128,8 @@ def test_fast_real_data_cli_with_cache(
     assert doc["verdict"] == "text-davinci-003"
     assert doc["ranking"][0]["p_value"] < 0.01
     assert doc["explanation"]["shared_habits"]
+    phrases = doc["explanation"]["shared_phrases"]
+    assert phrases and all(p["suspect_rate"] > p["others_rate"] for p in phrases)
     assert len(list(cache.glob("*.npz"))) == len(lineage["reference_models"])
 
     computed: list[str] = []

@@ -66,6 +66,7 @@ def attribute_cmd(
     )
     from distillguard.fingerprint.baseline import naive_baseline
     from distillguard.fingerprint.cache import FingerprintCache, default_cache_dir
+    from distillguard.fingerprint.explain import shared_phrases
     from distillguard.fingerprint.outputs import model_name_of
 
     state = state_of(ctx)
@@ -106,6 +107,14 @@ def attribute_cmd(
         progress.advance(task)
     result = attribute(suspect_fp, ref_fps, fam, alpha=alpha)
     payload = result.to_dict()
+    top_ref = result.ranking[0].reference
+    closest = next(o for o in ref_outputs if o.name == top_ref)
+    payload["explanation"]["shared_phrases"] = [
+        ph.to_dict()
+        for ph in shared_phrases(
+            suspect_out, closest, [o for o in ref_outputs if o.name != top_ref]
+        )
+    ]
     if baseline:
         base = naive_baseline(suspect_out, ref_outputs, fam)
         payload["baseline"] = {"family": base.family, "reference": base.reference}
