@@ -193,7 +193,7 @@ class QuarantineWriter:
 class _SeenIds:
     """An exact set of exchange ids with bounded memory: spills to a temporary SQLite file."""
 
-    def __init__(self, limit: int = 500_000) -> None:
+    def __init__(self, limit: int = 1_500_000) -> None:
         self._mem: set[str] = set()
         self._limit = limit
         self._db: sqlite3.Connection | None = None
