@@ -43,6 +43,7 @@ from distillguard.errors import ConfigurationError
 __all__ = [
     "AggregateLimitSettings",
     "AlertSettings",
+    "ConsoleSettings",
     "GatewayImagesSettings",
     "GatewaySettings",
     "ImageSettings",
@@ -236,47 +237,6 @@ class LedgerSettings(_Section):
     )
 
 
-class ImageSettings(_Section):
-    """Image outputs: the invisible watermark and C2PA manifests (see docs/multimodal.md)."""
-
-    payload_bits: int = Field(default=32, ge=16, le=64, description="Watermark payload bits.")
-    sync_bits: int = Field(default=32, ge=16, le=64, description="Key-fixed bits for detection.")
-    strength: float = Field(default=2.0, ge=0.25, le=16.0, description="Luma amplitude (0-255).")
-    alpha: float = Field(default=1e-3, gt=0, lt=1, description="Detection significance level.")
-    c2pa_chain: Path | None = Field(
-        default=None,
-        description="PEM certificate chain (leaf first) of the C2PA signing key; unset: no C2PA.",
-    )
-    c2pa_key: Path | None = Field(
-        default=None,
-        description="PEM Ed25519 private key of c2pa_chain (default: the keyring's ledger key).",
-    )
-    trust_anchors: Path | None = Field(
-        default=None, description="PEM trust anchors for verifying C2PA manifests."
-    )
-    tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL.")
-
-
-class WatermarkSettings(_Section):
-    """Output watermarks (see docs/watermark.md); generator and detector read the same values."""
-
-    scheme: Literal["kgw", "aaronson", "synthid", "mpac"] = Field(
-        default="kgw", description="Generation-time scheme: kgw | aaronson | synthid | mpac."
-    )
-    gamma: float = Field(default=0.25, gt=0.0, lt=1.0, description="KGW green fraction.")
-    delta: float = Field(default=2.0, ge=0.0, description="KGW/MPAC logit bias.")
-    context_width: int = Field(default=1, ge=1, le=64, description="Tokens of context hashed.")
-    self_hash: bool = Field(default=False, description="KGW self-hash anchoring.")
-    depth: int = Field(default=16, ge=1, le=64, description="SynthID tournament layers.")
-    bits: int = Field(default=16, ge=1, le=64, description="MPAC payload bits.")
-    tokenizer: str = Field(
-        default="word", description="Detection tokenizer: word | byte | a local HF folder."
-    )
-    fdr: float = Field(
-        default=0.01, gt=0.0, lt=1.0, description="scan-dataset false-discovery rate."
-    )
-
-
 class AggregateLimitSettings(_Section):
     """A rate limit on an aggregate key shared by many accounts (GCRA, per minute)."""
 
@@ -386,6 +346,47 @@ class GatewaySettings(_Section):
     images: GatewayImagesSettings = Field(default_factory=GatewayImagesSettings)
 
 
+class WatermarkSettings(_Section):
+    """Output watermarks (see docs/watermark.md); generator and detector read the same values."""
+
+    scheme: Literal["kgw", "aaronson", "synthid", "mpac"] = Field(
+        default="kgw", description="Generation-time scheme: kgw | aaronson | synthid | mpac."
+    )
+    gamma: float = Field(default=0.25, gt=0.0, lt=1.0, description="KGW green fraction.")
+    delta: float = Field(default=2.0, ge=0.0, description="KGW/MPAC logit bias.")
+    context_width: int = Field(default=1, ge=1, le=64, description="Tokens of context hashed.")
+    self_hash: bool = Field(default=False, description="KGW self-hash anchoring.")
+    depth: int = Field(default=16, ge=1, le=64, description="SynthID tournament layers.")
+    bits: int = Field(default=16, ge=1, le=64, description="MPAC payload bits.")
+    tokenizer: str = Field(
+        default="word", description="Detection tokenizer: word | byte | a local HF folder."
+    )
+    fdr: float = Field(
+        default=0.01, gt=0.0, lt=1.0, description="scan-dataset false-discovery rate."
+    )
+
+
+class ImageSettings(_Section):
+    """Image outputs: the invisible watermark and C2PA manifests (see docs/multimodal.md)."""
+
+    payload_bits: int = Field(default=32, ge=16, le=64, description="Watermark payload bits.")
+    sync_bits: int = Field(default=32, ge=16, le=64, description="Key-fixed bits for detection.")
+    strength: float = Field(default=2.0, ge=0.25, le=16.0, description="Luma amplitude (0-255).")
+    alpha: float = Field(default=1e-3, gt=0, lt=1, description="Detection significance level.")
+    c2pa_chain: Path | None = Field(
+        default=None,
+        description="PEM certificate chain (leaf first) of the C2PA signing key; unset: no C2PA.",
+    )
+    c2pa_key: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 private key of c2pa_chain (default: the keyring's ledger key).",
+    )
+    trust_anchors: Path | None = Field(
+        default=None, description="PEM trust anchors for verifying C2PA manifests."
+    )
+    tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL.")
+
+
 class LoggingSettings(_Section):
     """Library logging."""
 
@@ -439,10 +440,10 @@ class Settings(BaseSettings):
     passport: PassportSettings = Field(default_factory=PassportSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
-    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
-    image: ImageSettings = Field(default_factory=ImageSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -501,7 +502,8 @@ def mask_url(url: str) -> str:
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:
-    """Locate the configuration file: explicit path, ``$DISTILLGUARD_CONFIG``, ``./distillguard.toml``.
+    """Locate the configuration file: the explicit path, ``$DISTILLGUARD_CONFIG``, or
+    ``./distillguard.toml``.
 
     Raises:
         ConfigurationError: an explicitly named file does not exist.
