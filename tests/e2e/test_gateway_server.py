@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -312,13 +313,13 @@ def test_schemathesis_finds_no_500(tmp_path: Path) -> None:
                 suppress_health_check=list(HealthCheck),
             )
             @given(case=operation.as_strategy())
-            def check(case: object) -> None:
+            def check(case: Any) -> None:
                 case.headers = {
-                    **(case.headers or {}),  # type: ignore[attr-defined]
+                    **(case.headers or {}),
                     "authorization": f"Bearer {ADMIN_TOKEN}",
                 }
-                response = case.call()  # type: ignore[attr-defined]
-                label = case.operation.label  # type: ignore[attr-defined]
+                response = case.call()
+                label = case.operation.label
                 calls[label] = calls.get(label, 0) + 1
                 if response.status_code >= 500 and response.status_code not in (502, 503, 504):
                     failures.append(f"{label}: {response.status_code}")

@@ -28,6 +28,12 @@ def run(
     return asyncio.run(main())
 
 
+def _admin_token(world: World) -> str:
+    token = world.settings.gateway.admin_token
+    assert token is not None, "the console tests configure an admin token"
+    return token.get_secret_value()
+
+
 def rows(html: str) -> list[str]:
     return re.findall(r'<tr><td><a href="/console/accounts/([^"]+)">', html)
 
@@ -163,9 +169,7 @@ def test_action_needs_confirmation_then_applies_and_is_audited(world: World) -> 
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=world.gateway),
             base_url="http://gateway.test",
-            headers={
-                "authorization": f"Bearer {world.settings.gateway.admin_token.get_secret_value()}"
-            },
+            headers={"authorization": f"Bearer {_admin_token(world)}"},
         ) as admin:
             acct = (await admin.get("/admin/accounts/acct-c007")).json()
             assert acct["action"] == "block" and acct["override"]["actor"] == "ana"

@@ -134,7 +134,7 @@ def _actions(settings: Settings) -> list[tuple[str, str, str, str | None]]:
     try:
         with store.transaction() as cur:
             cur.execute("SELECT account_id, action, source, exchange_id FROM gateway_actions")
-            return [tuple(r) for r in cur.fetchall()]  # type: ignore[misc]
+            return [tuple(r) for r in cur.fetchall()]
     finally:
         store.close()
 
@@ -404,7 +404,7 @@ def test_default_scorer_is_the_online_scorer(gateway: Gateway, agents: AgentFact
     assert gateway.core.scoring is not None
     gateway.core.scoring.join()
     assert gateway.core.scoring.failures == 0
-    assert gateway.core.scorer.exchanges_seen == 5  # type: ignore[attr-defined]
+    assert gateway.core.scorer.exchanges_seen == 5
 
     async def account() -> Any:
         async with admin_client(gateway) as a:

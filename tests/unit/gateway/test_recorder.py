@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from distillguard.errors import StorageError
 from distillguard.gateway.recorder import ExchangeRecorder
 from distillguard.ledger import Ledger
+from distillguard.records.model import Exchange
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange
 
 
-def _exchanges(n: int, prefix: str = "ex") -> list:
+def _exchanges(n: int, prefix: str = "ex") -> list[Exchange]:
     return [make_exchange(f"{prefix}-{i}", account_id=f"acct-{i % 3}") for i in range(n)]
 
 
@@ -22,7 +24,7 @@ def _exchanges(n: int, prefix: str = "ex") -> list:
     ("durability", "inline"), [("sync", False), ("batch", False), ("batch", True)]
 )
 def test_every_acknowledged_exchange_is_stored_with_its_leaf(
-    store_url: str, durability: str, inline: bool
+    store_url: str, durability: Literal["sync", "batch"], inline: bool
 ) -> None:
     rec = ExchangeRecorder(
         store_url=store_url,

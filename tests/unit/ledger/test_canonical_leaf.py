@@ -158,7 +158,9 @@ def test_fast_leaf_path_equals_reference(ex: Exchange, salt: bytes) -> None:
     # And straight against the reference canonicalizer, not only our own canonical_json.
     record = ex.to_dict()
     meta = {k: v for k, v in record.items() if k not in ("messages", "response", "reasoning")}
-    content = {k: record[k] for k in ("messages", "response", "reasoning") if k in record}
+    content: dict[str, Any] = {
+        k: record[k] for k in ("messages", "response", "reasoning") if k in record
+    }
     mh = hashlib.sha256(META_PREFIX + salt + rfc8785.dumps(meta)).digest()
     ch = hashlib.sha256(CONTENT_PREFIX + salt + rfc8785.dumps(content)).digest()
     assert (expected.meta_hash, expected.content_hash) == (mh, ch)
