@@ -158,21 +158,23 @@ class LabConfig:
     @classmethod
     def full(cls) -> LabConfig:
         """The documented figures: fractions 0/5/10/100%, three seeds, 12 extra keys per null
-        model (3 x 64 = 192 null runs). 600 harvested prompts answered twice (1,200 answers of
-        48 tokens), students fine-tuned for 250 steps; open mode reads 600 fresh unwatermarked
-        teacher answers and 2,000 other answers, closed mode asks the 600 harvested prompts."""
+        model (3 x 58 = 174 null runs). 300 harvested prompts answered once (40 tokens),
+        students fine-tuned for 400 steps (about 40 passes over their 300 answers: a student
+        that memorises its data, as the anchor's do); open mode reads 300 fresh unwatermarked
+        teacher answers and 2,000 other answers, closed mode asks the 300 harvested prompts."""
         return cls(
             vocab_size=1200,
             width=96,
-            teacher_steps=200,
-            base_steps=120,
-            student_steps=250,
-            n_train_prompts=600,
-            samples_per_prompt=2,
-            answer_tokens=48,
+            teacher_steps=250,
+            base_steps=150,
+            student_steps=400,
+            finetune_rate=5e-3,
+            n_train_prompts=300,
+            samples_per_prompt=1,
+            answer_tokens=40,
             fractions=(0.0, 0.05, 0.1, 1.0),
             n_probe_texts=2000,
-            n_probe_prompts=600,
+            n_probe_prompts=300,
             filter_top=1000,
             seeds=(0, 1, 2),
             null_keys=12,

@@ -109,3 +109,13 @@ def test_cut_stops_at_first_end_of_text(prompt: list[int], body: list[int]) -> N
     else:
         assert tail == body
     assert not np.isin(out[len(prompt) : -1], [1, 2]).any()
+
+
+def test_workers_run_seeds_in_processes_and_merge(tmp_path: Path) -> None:
+    config = replace(LabConfig.tiny(), seeds=(3, 4), null_keys=0, fractions=(0.0,))
+    result = run_lab(config, out_dir=tmp_path, workers=2)
+    assert {r.seed for r in result.runs} == {3, 4}
+    # per seed: student-0% and independent, two modes, the teacher's key only
+    assert len(result.runs) == 2 * 2 * 2
+    assert {"seed3_total", "seed4_total", "total"} <= set(result.timings_s)
+    assert "| seed 3 | seed 4 |" in (tmp_path / "lab.md").read_text()
