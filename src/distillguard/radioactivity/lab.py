@@ -989,6 +989,9 @@ def _fmt(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.1e}"
 
 
+_FLOOR = 1e-30  # the plots' lower limit: the region of the targets stays readable
+
+
 def _plot(result: LabResult, path: Path) -> None:
     import matplotlib
 
@@ -1003,7 +1006,7 @@ def _plot(result: LabResult, path: Path) -> None:
             if r.key == "watermark" and r.mode == mode and r.fraction is not None
         ]
         xs = [max(r.fraction or 0.0, 0.003) * 100 for r in pts]
-        ys = [max(r.p_value, 1e-300) for r in pts]
+        ys = [max(r.p_value, _FLOOR) for r in pts]
         ax1.scatter(xs, ys, marker=marker, label=f"{mode} mode (each seed)", alpha=0.8)
         ind = [
             r for r in result.runs if r.key == "watermark" and r.mode == mode and r.fraction is None
@@ -1011,7 +1014,7 @@ def _plot(result: LabResult, path: Path) -> None:
         if ind:
             ax1.scatter(
                 [0.15] * len(ind),
-                [max(r.p_value, 1e-300) for r in ind],
+                [max(r.p_value, _FLOOR) for r in ind],
                 marker="x",
                 label=f"independent model ({mode})",
             )
@@ -1020,17 +1023,19 @@ def _plot(result: LabResult, path: Path) -> None:
     ax1.axhline(1e-5, color="grey", linestyle=":", linewidth=0.8, label="1e-5")
     ax1.axhline(1e-3, color="grey", linestyle="--", linewidth=0.8, label="1e-3")
     ax1.set_xlabel("watermarked fraction of fine-tuning data (%) (0% drawn at 0.3%)")
-    ax1.set_ylabel("p-value")
+    ax1.set_ylabel(f"p-value (below {_FLOOR:.0e} drawn at {_FLOOR:.0e})")
+    ax1.set_ylim(_FLOOR / 3, 3.0)
     ax1.set_title("radioactivity against watermarked fraction")
     ax1.legend(fontsize=7)
     for c in result.curves:
         xs = [p.n_scored for p in c.curve]
-        ys = [max(p.p_value, 1e-300) for p in c.curve]
+        ys = [max(p.p_value, _FLOOR) for p in c.curve]
         ax2.plot(xs, ys, "-" if c.mode == "open" else "--", label=f"{c.subject} ({c.mode})")
     ax2.set_yscale("log")
     ax2.set_xscale("log")
     ax2.set_xlabel("scored tokens (filter + dedup)")
-    ax2.set_ylabel("pooled p-value")
+    ax2.set_ylabel(f"pooled p-value (floor {_FLOOR:.0e})")
+    ax2.set_ylim(_FLOOR / 3, 3.0)
     ax2.set_title(f"p-value against scored tokens (seed {result.config.seeds[0]})")
     ax2.legend(fontsize=6, ncol=2)
     fig.tight_layout()
