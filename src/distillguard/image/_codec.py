@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from distillguard.errors import ImageFormatError
 
@@ -42,6 +45,25 @@ class DecodedImage:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
+_STRICT = threading.Lock()
+
+
+@contextmanager
+def _strict_loading() -> Iterator[None]:
+    """Refuse truncated images while decoding, whatever the process-wide Pillow setting.
+
+    Some libraries set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` when imported (WeasyPrint
+    does), which would make a truncated image decode silently with grey rows.
+    """
+    with _STRICT:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
 def decode_image(data: bytes, *, name: str = "image") -> DecodedImage:
     """Decode image bytes (JPEG, PNG, WebP, TIFF, ...) into pixels.
 
@@ -59,7 +81,8 @@ def decode_image(data: bytes, *, name: str = "image") -> DecodedImage:
             img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
             _check_size(width, height, name=name)
-            img.load()
+            with _strict_loading():
+                img.load()
     except ImageFormatError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):

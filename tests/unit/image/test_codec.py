@@ -56,6 +56,18 @@ def test_truncated_jpeg(key: WatermarkKey, photo: NDArray[np.uint8]) -> None:
         detect_image(data[: len(data) // 2], key=key, name="half.jpg")
 
 
+def test_truncated_images_are_refused_even_if_pillow_is_told_to_load_them(
+    key: WatermarkKey, photo: NDArray[np.uint8], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as WeasyPrint's import does
+    data = encode(photo, "JPEG", quality=90)
+    with pytest.raises(ImageFormatError, match=r"truncated|cannot decode"):
+        detect_image(data[: len(data) // 2], key=key, name="half.jpg")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the process-wide setting is restored
+
+
 def test_truncated_png(key: WatermarkKey, photo: NDArray[np.uint8]) -> None:
     data = encode(photo)
     with pytest.raises(ImageFormatError):
