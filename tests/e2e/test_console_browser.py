@@ -184,7 +184,7 @@ def test_login_navigate_filter_block_and_revoke(served: dict[str, Any], driver: 
     Select(driver.find_element(By.ID, "act")).select_by_value("block")
     driver.find_element(By.ID, "reason").send_keys("hydra cluster, e2e")
     driver.find_element(By.XPATH, "//button[text()='Review action']").click()
-    assert "You are about to" in driver.page_source
+    WebDriverWait(driver, 20).until(lambda d: "You are about to" in d.page_source)
     driver.find_element(By.ID, "confirm").click()
     WebDriverWait(driver, 10).until(lambda d: "block" in d.find_element(By.ID, "action-now").text)
     _shot(driver, "account-blocked")
