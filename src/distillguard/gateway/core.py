@@ -704,17 +704,17 @@ class GatewayCore:
         if self.scoring is not None:
             self.scoring.submit(exchange, asyncio.get_running_loop())
 
-    async def _complete(
-        self,
-        ctx: _Ctx,
-        request: CompletionRequest,
-        stream: bool,
-        include_usage: bool,
-        send: Send,
-    ) -> None:
+    async def _admit(
+        self, ctx: _Ctx, request: CompletionRequest, *, prompt_text: str, send: Send
+    ) -> list[Check] | None:
+        """The policy decision (a refusal is recorded and answered) and the rate limits.
+
+        Returns the token checks to charge the completion to, or None when the request was
+        answered here (blocked, re-verification required, rate limited, or a backend down).
+        Shared by every endpoint that reaches an upstream (text and images).
+        """
         account_id = ctx.identity.account_id
-        risk = self.scorer.score(account_id)
-        decision = self.policy.decide(account_id, risk)
+        decision = self.policy.decide(account_id, self.scorer.score(account_id))
         ctx.decision = decision
         if decision.blocks:
             blocked = decision.action == Action.BLOCK
@@ -731,7 +731,7 @@ class GatewayCore:
                     "Storage unavailable",
                     "the exchange could not be recorded; retry later",
                 )
-                return
+                return None
             await self._reject(
                 send,
                 status,
@@ -741,10 +741,10 @@ class GatewayCore:
                 if blocked
                 else "renew the passport (re-verify the account) to continue",
             )
-            return
+            return None
         if any(a.key == "payment" for a in self.limits.aggregates):
             ctx.payment = await self.accounts.payment(account_id)
-        reqs, toks = self._checks(ctx, count_tokens(request.prompt_text))
+        reqs, toks = self._checks(ctx, count_tokens(prompt_text))
         try:
             verdict = self.limiter.acquire([*reqs, *toks])
         except StorageError:
@@ -755,7 +755,7 @@ class GatewayCore:
                 "Rate limiter unavailable",
                 "rate limits cannot be checked; retry later",
             )
-            return
+            return None
         if not verdict.allowed:
             retry = max(1, math.ceil(verdict.retry_after_s))
             await self._reject(
@@ -766,7 +766,22 @@ class GatewayCore:
                 f"limited by {verdict.limited_by}; retry after {retry} s",
                 headers=[(b"retry-after", str(retry).encode())],
             )
+            return None
+        return toks
+
+    async def _complete(
+        self,
+        ctx: _Ctx,
+        request: CompletionRequest,
+        stream: bool,
+        include_usage: bool,
+        send: Send,
+    ) -> None:
+        toks = await self._admit(ctx, request, prompt_text=request.prompt_text, send=send)
+        if toks is None:
             return
+        decision = ctx.decision
+        assert decision is not None
         if decision.payload is not None:
             request = CompletionRequest(
                 kind=request.kind,

@@ -56,7 +56,7 @@ from distillguard.gateway._http import (
     read_body,
     send_bytes,
 )
-from distillguard.gateway.policy import Action, payload_for
+from distillguard.gateway.policy import payload_for
 from distillguard.gateway.upstream import CircuitBreaker, CompletionRequest, CompletionResult
 from distillguard.passport import HttpRequest
 
@@ -687,52 +687,9 @@ class ImagesEndpoint:
 
         core = self.core
         account_id = ctx.identity.account_id
-        decision = core.policy.decide(account_id, core.scorer.score(account_id))
-        ctx.decision = decision
         as_text = self._as_completion(request)
-        if decision.blocks:
-            blocked = decision.action == Action.BLOCK
-            status = 403 if blocked else 401
-            exchange = core._exchange(ctx, as_text, status=status, result=None, text=None)
-            try:
-                await core._record(ctx, exchange)
-            except StorageError:
-                await self._storage_unavailable(send)
-                return
-            await core._reject(
-                send,
-                status,
-                "account_blocked" if blocked else "reverification_required",
-                "Account blocked" if blocked else "Re-verification required",
-                "this account is blocked"
-                if blocked
-                else "renew the passport (re-verify the account) to continue",
-            )
-            return
-        if any(a.key == "payment" for a in core.limits.aggregates):
-            ctx.payment = await core.accounts.payment(account_id)
-        reqs, toks = core._checks(ctx, count_tokens(request.prompt))
-        try:
-            allowed = core.limiter.acquire([*reqs, *toks])
-        except StorageError:
-            await core._reject(
-                send,
-                503,
-                "rate_limiter_unavailable",
-                "Rate limiter unavailable",
-                "rate limits cannot be checked; retry later",
-            )
-            return
-        if not allowed.allowed:
-            retry = max(1, math.ceil(allowed.retry_after_s))
-            await core._reject(
-                send,
-                429,
-                "rate_limited",
-                "Too many requests",
-                f"limited by {allowed.limited_by}; retry after {retry} s",
-                headers=[(b"retry-after", str(retry).encode())],
-            )
+        toks = await core._admit(ctx, as_text, prompt_text=request.prompt, send=send)
+        if toks is None:
             return
         t0 = time.perf_counter()
         try:
