@@ -82,6 +82,7 @@ class LabConfig:
         read_teacher: open mode also reads fresh *unwatermarked* teacher answers to the
             harvested prompts (the provider can regenerate its own answers with the watermark
             off; they are independent of the key, so the test stays exact).
+        read_samples: fresh teacher answers per harvested prompt read (with ``read_teacher``).
         n_probe_prompts: prompts asked in closed mode.
         closed_prompts: ``"harvest"`` (the prompts the harvesters asked, from our logs) or
             ``"held-out"`` (prompts nobody asked).
@@ -106,6 +107,7 @@ class LabConfig:
     fractions: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 1.0)
     n_probe_texts: int = 400
     read_teacher: bool = True
+    read_samples: int = 1
     n_probe_prompts: int = 200
     closed_prompts: str = "harvest"
     filter_top: int = 400
@@ -124,6 +126,8 @@ class LabConfig:
             raise InputError("the lab needs at least one seed")
         if self.n_train_prompts < 10 or self.answer_tokens < 8 or self.seq_len < 16:
             raise InputError("lab sizes too small to mean anything")
+        if self.read_samples < 1:
+            raise InputError("read_samples must be at least 1")
         if self.closed_prompts not in ("harvest", "held-out"):
             raise InputError("closed_prompts must be 'harvest' or 'held-out'")
 
@@ -725,8 +729,9 @@ def _one_seed(
         )
         plens.extend(wm_out.prompt_lengths)
     if cfg.read_teacher:
-        for i in range(0, len(train_prompts), gen_batch):
-            batch = train_prompts[i : i + gen_batch]
+        to_read = [p for p in train_prompts for _ in range(cfg.read_samples)]
+        for i in range(0, len(to_read), gen_batch):
+            batch = to_read[i : i + gen_batch]
             rd_out = generate_watermarked(
                 teacher,
                 tok.hf,

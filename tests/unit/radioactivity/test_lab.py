@@ -93,6 +93,8 @@ def test_config_rejects_bad_values() -> None:
         replace(LabConfig.tiny(), closed_prompts="anything")
     with pytest.raises(InputError):
         replace(LabConfig.tiny(), seeds=())
+    with pytest.raises(InputError):
+        replace(LabConfig.tiny(), read_samples=0)
 
 
 @given(
