@@ -205,14 +205,28 @@ def _ip(value: object) -> str:
     return value
 
 
+_EXCHANGE_OPTIONAL_META: tuple[str, ...] = (
+    "api_key_id",
+    "agent_id",
+    "user_agent",
+    "client_fingerprint",
+    "endpoint",
+)
+
+
 def exchange_from_mapping(obj: dict[str, Any]) -> Exchange:
     """Validate one exchange record.
 
     Raises:
         FieldError: a required field is missing or a field has the wrong type or value.
     """
-    asn = obj.get("asn")
-    latency = obj.get("latency_ms")
+    get = obj.get
+    for name in _EXCHANGE_OPTIONAL_META:  # the common case, valid or absent, without a call
+        value = get(name)
+        if value is not None and (type(value) is not str or "\x00" in value):
+            _opt_str(obj, name)  # raises with the precise reason
+    asn = get("asn")
+    latency = get("latency_ms")
     if latency is not None:
         if type(latency) is int:
             latency = float(latency)
@@ -220,28 +234,29 @@ def exchange_from_mapping(obj: dict[str, Any]) -> Exchange:
             raise FieldError("latency_ms", f"must be a number, got {_type_name(latency)}")
         if not latency >= 0.0 or latency == float("inf"):
             raise FieldError("latency_ms", f"must be a finite number >= 0, got {latency}")
-    status = _int(obj.get("status"), "status")
+    status = _int(get("status"), "status")
     if not 100 <= status <= 599:
         raise FieldError("status", f"must be an HTTP status code (100-599), got {status}")
+    # Positional, in the field order of Exchange (keyword passing costs more on the hot path).
     return Exchange(
-        exchange_id=_req_str(obj, "exchange_id"),
-        ts=_timestamp(obj.get("ts"), "ts"),
-        account_id=_req_str(obj, "account_id"),
-        ip=_ip(obj.get("ip")),
-        model=_req_str(obj, "model"),
-        messages=_messages(obj.get("messages")),
-        prompt_tokens=_int(obj.get("prompt_tokens"), "prompt_tokens"),
-        completion_tokens=_int(obj.get("completion_tokens"), "completion_tokens"),
-        status=status,
-        api_key_id=_opt_str(obj, "api_key_id"),
-        agent_id=_opt_str(obj, "agent_id"),
-        asn=None if asn is None else _int(asn, "asn"),
-        user_agent=_opt_str(obj, "user_agent"),
-        client_fingerprint=_opt_str(obj, "client_fingerprint"),
-        endpoint=_opt_str(obj, "endpoint"),
-        response=_opt_text(obj, "response"),
-        reasoning=_opt_text(obj, "reasoning"),
-        tools=_tools(obj.get("tools")),
-        latency_ms=latency,
-        extra=_extra(obj, _EXCHANGE_KNOWN),
+        _req_str(obj, "exchange_id"),
+        _timestamp(get("ts"), "ts"),
+        _req_str(obj, "account_id"),
+        _ip(get("ip")),
+        _req_str(obj, "model"),
+        _messages(get("messages")),
+        _int(get("prompt_tokens"), "prompt_tokens"),
+        _int(get("completion_tokens"), "completion_tokens"),
+        status,
+        get("api_key_id"),
+        get("agent_id"),
+        None if asn is None else _int(asn, "asn"),
+        get("user_agent"),
+        get("client_fingerprint"),
+        get("endpoint"),
+        _opt_text(obj, "response"),
+        _opt_text(obj, "reasoning"),
+        _tools(get("tools")),
+        latency,
+        _extra(obj, _EXCHANGE_KNOWN),
     )

@@ -286,3 +286,41 @@ def test_parquet_naive_timestamp(tmp_path: Path) -> None:
     assert accounts == []
     (entry,) = _quarantined(folder)
     assert "no time zone" in entry["reason"]
+
+
+def test_every_field_lands_in_its_own_attribute() -> None:
+    from distillguard.records.validate import exchange_from_mapping
+
+    full = {
+        "exchange_id": "ex-all",
+        "ts": "2026-02-23T14:05:09.123000Z",
+        "account_id": "acct-1",
+        "api_key_id": "key-1",
+        "agent_id": "agent-1",
+        "ip": "2001:db8::1",
+        "asn": 64500,
+        "user_agent": "OpenAI/Python 1.54.0",
+        "client_fingerprint": "t13d1516h2_8daaf6152771",
+        "model": "provider-large",
+        "endpoint": "/v1/chat/completions",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response": "hello",
+        "reasoning": "think",
+        "tools": ["search"],
+        "prompt_tokens": 3,
+        "completion_tokens": 5,
+        "status": 200,
+        "latency_ms": 12.5,
+    }
+    ex = exchange_from_mapping(full)
+    assert ex.to_dict() == full
+    for name, value in full.items():
+        got = getattr(ex, name)
+        if name == "ts":
+            continue
+        if name == "messages":
+            assert [m.to_dict() for m in got] == value
+        elif name == "tools":
+            assert list(got) == value
+        else:
+            assert got == value, name
