@@ -397,7 +397,7 @@ def test_openai_upstream_through_the_gateway_and_its_failure(tmp_path: Path) -> 
         endpoint = mount_images(gw, settings, open_keyring(settings), upstream=_remote(server))
         assert endpoint is not None
         agent = AgentFactory.from_settings(settings).issue("acct-o")
-        body = {"model": "remote-img", "prompt": "a bridge", "size": "128x192"}
+        body = {"model": "remote-img", "prompt": "a bridge", "size": "256x256"}
         r = _post(gw, agent, body)
         assert r.status_code == 200 and r.json()["data"][0]["revised_prompt"] == "r"
         key = open_keyring(settings).watermark_key()
