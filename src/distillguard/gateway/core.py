@@ -384,39 +384,10 @@ class GatewayCore:
         elif method != "POST":
             await self._reject(send, 405, "method_not_allowed", "Method not allowed", "POST")
             return
-        try:
-            body = await read_body(
-                receive, scope, limit=self.max_body_bytes, timeout_s=self.body_timeout_s
-            )
-        except BodyError as exc:
-            if exc.code == "client_disconnected":
-                self.metrics.rejections.labels(exc.code).inc()
-                return
-            await self._reject(send, exc.status, exc.code, "Request body refused", exc.detail)
+        verified = await self._read_verified(scope, receive, send)
+        if verified is None:
             return
-        averify = getattr(self.verifier, "averify", None)
-        if averify is not None:
-            result = await averify(HttpRequest.from_asgi(scope), body)
-        else:
-            result = self.verifier.verify(HttpRequest.from_asgi(scope), body)
-        if result.rejection is not None:
-            problem = result.rejection.problem()
-            headers = (
-                [(b"www-authenticate", b'Signature realm="distillguard"')]
-                if problem.status == 401
-                else None
-            )
-            self.metrics.rejections.labels(problem.code).inc()
-            await send_bytes(
-                send,
-                problem.status,
-                problem.to_json(),
-                content_type=b"application/problem+json",
-                headers=[(b"cache-control", b"no-store"), *(headers or [])],
-            )
-            return
-        identity = result.identity
-        assert identity is not None
+        body, identity = verified
         if path == "/v1/models":
             await self._models_response(send)
             return
@@ -519,6 +490,49 @@ class GatewayCore:
                 raw=data,
             )
         return req, stream, include_usage
+
+    async def _read_verified(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[bytes, VerifiedIdentity] | None:
+        """Read the bounded body and verify the request's signature and passport.
+
+        Returns the body and the verified identity, or None when the request was answered here
+        (body refused, client gone, or a problem+json rejection). Every endpoint starts so.
+        """
+        try:
+            body = await read_body(
+                receive, scope, limit=self.max_body_bytes, timeout_s=self.body_timeout_s
+            )
+        except BodyError as exc:
+            if exc.code == "client_disconnected":
+                self.metrics.rejections.labels(exc.code).inc()
+                return None
+            await self._reject(send, exc.status, exc.code, "Request body refused", exc.detail)
+            return None
+        averify = getattr(self.verifier, "averify", None)
+        if averify is not None:
+            result = await averify(HttpRequest.from_asgi(scope), body)
+        else:
+            result = self.verifier.verify(HttpRequest.from_asgi(scope), body)
+        if result.rejection is not None:
+            problem = result.rejection.problem()
+            headers = (
+                [(b"www-authenticate", b'Signature realm="distillguard"')]
+                if problem.status == 401
+                else None
+            )
+            self.metrics.rejections.labels(problem.code).inc()
+            await send_bytes(
+                send,
+                problem.status,
+                problem.to_json(),
+                content_type=b"application/problem+json",
+                headers=[(b"cache-control", b"no-store"), *(headers or [])],
+            )
+            return None
+        identity = result.identity
+        assert identity is not None
+        return body, identity
 
     def _context(self, scope: Scope, path: str, identity: VerifiedIdentity, started: float) -> _Ctx:
         client = scope.get("client")

@@ -49,16 +49,13 @@ from distillguard.errors import (
     UpstreamTimeoutError,
 )
 from distillguard.gateway._http import (
-    BodyError,
     Receive,
     Scope,
     Send,
-    read_body,
     send_bytes,
 )
 from distillguard.gateway.policy import payload_for
 from distillguard.gateway.upstream import CircuitBreaker, CompletionRequest, CompletionResult
-from distillguard.passport import HttpRequest
 
 if TYPE_CHECKING:
     from distillguard.config import Settings
@@ -623,37 +620,10 @@ class ImagesEndpoint:
         if scope.get("method", "GET") != "POST":
             await core._reject(send, 405, "method_not_allowed", "Method not allowed", "POST")
             return
-        try:
-            body = await read_body(
-                receive, scope, limit=core.max_body_bytes, timeout_s=core.body_timeout_s
-            )
-        except BodyError as exc:
-            if exc.code == "client_disconnected":
-                core.metrics.rejections.labels(exc.code).inc()
-                return
-            await core._reject(send, exc.status, exc.code, "Request body refused", exc.detail)
+        verified = await core._read_verified(scope, receive, send)
+        if verified is None:
             return
-        averify = getattr(core.verifier, "averify", None)
-        if averify is not None:
-            verdict = await averify(HttpRequest.from_asgi(scope), body)
-        else:
-            verdict = core.verifier.verify(HttpRequest.from_asgi(scope), body)
-        if verdict.rejection is not None:
-            problem = verdict.rejection.problem()
-            headers = [(b"cache-control", b"no-store")]
-            if problem.status == 401:
-                headers.append((b"www-authenticate", b'Signature realm="distillguard"'))
-            core.metrics.rejections.labels(problem.code).inc()
-            await send_bytes(
-                send,
-                problem.status,
-                problem.to_json(),
-                content_type=b"application/problem+json",
-                headers=headers,
-            )
-            return
-        identity = verdict.identity
-        assert identity is not None
+        body, identity = verified
         try:
             request = parse_image_request(body, default_model=self._default_model, max_n=self.max_n)
         except ValueError as exc:
