@@ -67,7 +67,12 @@ def radioactivity_cmd(
         typer.Option("--read", help="Open mode: texts to feed (ideally not watermarked by us)."),
     ] = None,
     prompts: Annotated[
-        Path | None, typer.Option("--prompts", help="Closed mode: prompts to ask (file).")
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Prompts (e.g. what the harvesting accounts asked): closed mode asks them; "
+            "open mode reads the model's own answers to them.",
+        ),
     ] = None,
     field: Annotated[
         str | None, typer.Option("--field", help="Text field of JSONL/Parquet/CSV records.")
@@ -108,6 +113,24 @@ def radioactivity_cmd(
         typer.Option("--api-key-env", help="Environment variable holding the endpoint's key."),
     ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Answer length.")] = 128,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            help="Sampled answers per prompt (closed mode, and open mode with --prompts); "
+            "repeats count once.",
+            min=0,
+        ),
+    ] = 1,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Temperature of the sampled answers.", min=0.0)
+    ] = 0.5,
+    greedy: Annotated[
+        bool,
+        typer.Option(
+            "--greedy/--no-greedy", help="Also take one greedy (temperature 0) answer per prompt."
+        ),
+    ] = True,
     skip_echo: Annotated[
         bool,
         typer.Option("--skip-echo", help="Open mode: skip predictions equal to the real token."),
@@ -195,12 +218,38 @@ def radioactivity_cmd(
             scorer, subject=str(path), mode="texts", role=role, n_texts=len(body)
         ), scorer
 
-    def run_open(m: Any, sch: Any, role: str, subject: str, keep: Any = None) -> Any:
-        from distillguard.radioactivity.open_mode import score_open
+    def asks() -> tuple[list[str], list[float]]:
+        """Each prompt once greedily (``--greedy``), then ``--samples`` times sampled."""
+        assert prompts is not None
+        listed = _read_texts(prompts, field)
+        plan = ([(p, 0.0) for p in listed] if greedy else []) + [
+            (p, temperature) for p in listed for _ in range(samples)
+        ]
+        if not plan:
+            raise InputError("nothing to ask: give --samples >= 1 or keep --greedy")
+        return [p for p, _ in plan], [t for _, t in plan]
 
-        if read is None:
-            raise InputError("open mode needs --read FILE: texts to feed the suspect")
-        body = [TokenText.of(encode(t)) for t in _read_texts(read, field)]
+    def run_open(m: Any, sch: Any, role: str, subject: str, keep: Any = None) -> Any:
+        from distillguard.radioactivity.open_mode import own_answers, score_open
+
+        if read is None and prompts is None:
+            raise InputError(
+                "open mode needs --read FILE (texts to feed the suspect) or --prompts FILE "
+                "(the suspect's own answers to them are read)"
+            )
+        body = [] if read is None else [TokenText.of(encode(t)) for t in _read_texts(read, field)]
+        if prompts is not None:
+            if samples and temperature <= 0:
+                raise InputError("sampled answers need --temperature > 0")
+            body += own_answers(
+                m,
+                hf_tok,
+                _read_texts(prompts, field),
+                samples=samples,
+                temperature=temperature,
+                greedy=greedy,
+                max_new_tokens=max_tokens,
+            )
         return score_open(
             m,
             body,
@@ -231,9 +280,10 @@ def radioactivity_cmd(
                 max_tokens=max_tokens,
             )
         )
+        asked, temps = asks()
         return score_closed(
             client,
-            _read_texts(prompts, field),
+            asked,
             sch,
             encode,
             subject=url,
@@ -241,6 +291,7 @@ def radioactivity_cmd(
             kgram_filter=flt,
             on_point=show(role),
             scorer=keep,
+            temperatures=temps,
         )
 
     from distillguard.radioactivity.pipeline import RadioactivityScorer

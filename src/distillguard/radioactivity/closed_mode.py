@@ -87,12 +87,12 @@ class SuspectClient:
     def __repr__(self) -> str:
         return f"SuspectClient(url={self.config.url!r}, model={self.config.model!r})"
 
-    def _request(self, prompt: str) -> tuple[str, dict[str, object]]:
+    def _request(self, prompt: str, temperature: float | None) -> tuple[str, dict[str, object]]:
         c = self.config
         base: dict[str, object] = {
             "model": c.model,
             "max_tokens": c.max_tokens,
-            "temperature": c.temperature,
+            "temperature": c.temperature if temperature is None else temperature,
         }
         if c.chat:
             return "/chat/completions", {**base, "messages": [{"role": "user", "content": prompt}]}
@@ -110,8 +110,14 @@ class SuspectClient:
             ) from exc
         return str(text or "")
 
-    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, prompt: str) -> str:
-        path, body = self._request(prompt)
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        sem: asyncio.Semaphore,
+        prompt: str,
+        temperature: float | None = None,
+    ) -> str:
+        path, body = self._request(prompt, temperature)
         delay = self.config.backoff_s
         last: Exception | None = None
         for attempt in range(self.config.retries + 1):
@@ -142,8 +148,12 @@ class SuspectClient:
         assert last is not None
         raise last
 
-    async def acomplete(self, prompts: Sequence[str]) -> list[str]:
-        """Answers to ``prompts``, in order."""
+    async def acomplete(
+        self, prompts: Sequence[str], temperatures: Sequence[float] | None = None
+    ) -> list[str]:
+        """Answers to ``prompts``, in order; ``temperatures`` (one per prompt) override the
+        configured temperature (e.g. 0 for a greedy answer)."""
+        temps = _temperatures(prompts, temperatures)
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         sem = asyncio.Semaphore(self.config.concurrency)
         async with httpx.AsyncClient(
@@ -152,11 +162,27 @@ class SuspectClient:
             timeout=self.config.timeout_s,
             transport=self._transport,
         ) as client:
-            return list(await asyncio.gather(*(self._one(client, sem, p) for p in prompts)))
+            return list(
+                await asyncio.gather(
+                    *(self._one(client, sem, p, t) for p, t in zip(prompts, temps, strict=True))
+                )
+            )
 
-    def complete(self, prompts: Sequence[str]) -> list[str]:
+    def complete(
+        self, prompts: Sequence[str], temperatures: Sequence[float] | None = None
+    ) -> list[str]:
         """Blocking form of :meth:`acomplete`."""
-        return asyncio.run(self.acomplete(prompts))
+        return asyncio.run(self.acomplete(prompts, temperatures))
+
+
+def _temperatures(
+    prompts: Sequence[str], temperatures: Sequence[float] | None
+) -> list[float | None]:
+    if temperatures is None:
+        return [None] * len(prompts)
+    if len(temperatures) != len(prompts) or any(t < 0 for t in temperatures):
+        raise InputError("give one non-negative temperature per prompt")
+    return [float(t) for t in temperatures]
 
 
 def score_closed(
@@ -172,8 +198,13 @@ def score_closed(
     on_point: Callable[[CurvePoint], None] | None = None,
     scorer: RadioactivityScorer | None = None,
     on_answers: Callable[[Sequence[str]], None] | None = None,
+    temperatures: Sequence[float] | None = None,
 ) -> ModeResult:
     """The closed-mode test: prompt the endpoint in batches, score the answers as they arrive.
+
+    ``temperatures`` (one per prompt) override the client's temperature: asking each prompt
+    once at 0 (greedy) and a few times sampled gets the most out of a student that memorised
+    our answers; repeated answers are scored once (deduplication).
 
     Answers are tokenized with ``encode`` (the watermark's tokenizer) and scored whole: each
     answer's first ``h`` tokens are context only. Pass a ``scorer`` to keep the pooled
@@ -186,9 +217,15 @@ def score_closed(
     elif scorer.scheme is not scheme:
         raise InputError("the scorer given must use the same scheme")
 
+    temps = _temperatures(prompts, temperatures)
+
     async def run() -> None:
         for i in range(0, len(prompts), batch_size):
-            answers = await client.acomplete(prompts[i : i + batch_size])
+            part = temps[i : i + batch_size]
+            answers = await client.acomplete(
+                prompts[i : i + batch_size],
+                None if temperatures is None else [t or 0.0 for t in part],
+            )
             if on_answers is not None:
                 on_answers(answers)
             point = scorer.add_texts([TokenText.of(encode(a)) for a in answers])

@@ -83,10 +83,31 @@ class LabConfig:
             harvested prompts (the provider can regenerate its own answers with the watermark
             off; they are independent of the key, so the test stays exact).
         read_samples: fresh teacher answers per harvested prompt read (with ``read_teacher``).
-        n_probe_prompts: prompts asked in closed mode.
+        probes: what each model is tested with. ``"logged"``: the prompts of the watermarked
+            answers in its fine-tuning data, i.e. what our logs show the harvesting accounts
+            asked (at most ``max_logged_prompts`` of them); open mode reads ``read_samples``
+            fresh unwatermarked teacher answers to each, closed mode asks each
+            ``closed_samples`` times. The null models (0% student, independent model), which
+            have no such log, get a log of ``null_log_fraction`` of the harvested prompts drawn
+            at random. ``"all"``: every model reads the fresh answers to all harvested prompts
+            and ``n_probe_texts`` other answers, and is asked ``n_probe_prompts`` prompts.
+        closed_samples: answers asked per logged prompt in closed mode (``"logged"``), at
+            ``ask_temperature``.
+        ask_greedy: closed mode also asks each logged prompt once at temperature 0 (a student
+            that memorised a watermarked answer gives it back most faithfully greedily).
+        self_read: open mode (``"logged"``) reads the suspect's *own* answers to the logged
+            prompts, generated locally from its weights: one greedy answer and ``read_samples``
+            sampled at ``read_temperature`` (key-independent under the null, see
+            :func:`distillguard.radioactivity.open_mode.own_answers`).
+        read_temperature: sampling temperature of those answers.
+        max_logged_prompts: at most this many logged prompts per model (a random subset).
+        null_log_fraction: size of the null models' random log, as a fraction of the harvest.
+        n_probe_prompts: prompts asked in closed mode (``probes="all"``).
         closed_prompts: ``"harvest"`` (the prompts the harvesters asked, from our logs) or
-            ``"held-out"`` (prompts nobody asked).
+            ``"held-out"`` (prompts nobody asked); ``probes="all"`` only.
         filter_top: windows kept by the k-gram filter (most frequent in the harvest).
+        temperature: the teacher's sampling temperature (harvest, clean and fresh answers).
+        ask_temperature: the temperature asked of the suspect in closed mode.
         gamma, delta, context_width: the KGW watermark.
         seeds: one full repetition per seed (teacher, harvest, students, tests).
         null_keys: extra never-used keys each null model is also tested under.
@@ -108,9 +129,18 @@ class LabConfig:
     n_probe_texts: int = 400
     read_teacher: bool = True
     read_samples: int = 1
+    probes: str = "all"
+    closed_samples: int = 1
+    ask_greedy: bool = False
+    self_read: bool = False
+    read_temperature: float = 0.5
+    max_logged_prompts: int = 60
+    null_log_fraction: float = 0.1
     n_probe_prompts: int = 200
     closed_prompts: str = "harvest"
     filter_top: int = 400
+    temperature: float = 1.0
+    ask_temperature: float = 1.0
     gamma: float = 0.25
     delta: float = 4.0
     context_width: int = 1
@@ -126,15 +156,22 @@ class LabConfig:
             raise InputError("the lab needs at least one seed")
         if self.n_train_prompts < 10 or self.answer_tokens < 8 or self.seq_len < 16:
             raise InputError("lab sizes too small to mean anything")
-        if self.read_samples < 1:
-            raise InputError("read_samples must be at least 1")
+        if self.read_samples < 1 or self.closed_samples < 1:
+            raise InputError("read_samples and closed_samples must be at least 1")
+        if self.read_temperature <= 0 or self.ask_temperature < 0 or self.temperature <= 0:
+            raise InputError("temperatures must be positive (ask_temperature may be 0)")
+        if self.probes not in ("logged", "all"):
+            raise InputError("probes must be 'logged' or 'all'")
+        if self.max_logged_prompts < 1 or not 0.0 < self.null_log_fraction <= 1.0:
+            raise InputError("max_logged_prompts must be >= 1, null_log_fraction in (0, 1]")
         if self.closed_prompts not in ("harvest", "held-out"):
             raise InputError("closed_prompts must be 'harvest' or 'held-out'")
 
     @classmethod
     def quick(cls) -> LabConfig:
-        """One seed of :meth:`full` (a few minutes on a quiet core; ``make demo``)."""
-        return replace(cls.full(), seeds=(0,))
+        """Seed 0 of :meth:`full` without the 5% student and with 4 extra null keys (about six
+        minutes on a quiet core; ``make demo``)."""
+        return replace(cls.full(), seeds=(0,), fractions=(0.0, 0.1, 1.0), null_keys=4)
 
     @classmethod
     def tiny(cls) -> LabConfig:
@@ -154,6 +191,11 @@ class LabConfig:
             fractions=(0.0, 1.0),
             n_probe_texts=24,
             n_probe_prompts=8,
+            probes="logged",
+            self_read=True,
+            read_samples=2,
+            closed_samples=2,
+            ask_greedy=True,
             filter_top=100,
             seeds=(0,),
             null_keys=1,
@@ -171,7 +213,7 @@ class LabConfig:
             width=96,
             teacher_steps=250,
             base_steps=150,
-            student_steps=400,
+            student_steps=800,
             finetune_rate=5e-3,
             n_train_prompts=300,
             samples_per_prompt=1,
@@ -179,6 +221,13 @@ class LabConfig:
             fractions=(0.0, 0.05, 0.1, 1.0),
             n_probe_texts=2000,
             n_probe_prompts=300,
+            probes="logged",
+            read_teacher=False,
+            self_read=True,
+            read_samples=8,
+            closed_samples=8,
+            ask_temperature=0.5,
+            ask_greedy=True,
             filter_top=1000,
             seeds=(0, 1, 2),
             null_keys=12,
@@ -196,6 +245,8 @@ class LabRun:
         mode: ``"open"`` or ``"closed"``.
         key: ``"watermark"`` (the key the teacher used) or ``"other-<i>"`` (never used).
         p_value, n_scored, green_fraction: the pooled test.
+        logged_prompts: prompts of the log the model was tested with (``probes="logged"``;
+            0 with ``probes="all"``).
     """
 
     seed: int
@@ -206,6 +257,7 @@ class LabRun:
     p_value: float
     n_scored: int
     green_fraction: float
+    logged_prompts: int = 0
 
     @property
     def is_null(self) -> bool:
@@ -701,7 +753,6 @@ def _one_seed(
     harvest: list[I64] = []
     clean: list[I64] = []
     plens: list[int] = []
-    reread: list[TokenText] = []  # fresh unwatermarked teacher answers, read in open mode
     gen_batch = 128
     for i in range(0, len(prompts), gen_batch):
         batch = prompts[i : i + gen_batch]
@@ -711,6 +762,7 @@ def _one_seed(
             batch,
             scheme=scheme,
             max_new_tokens=cfg.answer_tokens,
+            temperature=cfg.temperature,
             seed=seed * 7919 + i,
         )
         cl_out = generate_watermarked(
@@ -719,6 +771,7 @@ def _one_seed(
             batch,
             scheme=None,
             max_new_tokens=cfg.answer_tokens,
+            temperature=cfg.temperature,
             seed=seed * 7919 + i + 1,
         )
         harvest.extend(
@@ -728,22 +781,6 @@ def _one_seed(
             _cut(x, p) for x, p in zip(cl_out.token_ids, cl_out.prompt_lengths, strict=True)
         )
         plens.extend(wm_out.prompt_lengths)
-    if cfg.read_teacher:
-        to_read = [p for p in train_prompts for _ in range(cfg.read_samples)]
-        for i in range(0, len(to_read), gen_batch):
-            batch = to_read[i : i + gen_batch]
-            rd_out = generate_watermarked(
-                teacher,
-                tok.hf,
-                batch,
-                scheme=None,
-                max_new_tokens=cfg.answer_tokens,
-                seed=seed * 7919 + 500_009 + i,
-            )
-            reread.extend(
-                TokenText.of(_cut(x, p), p)
-                for x, p in zip(rd_out.token_ids, rd_out.prompt_lengths, strict=True)
-            )
     harvest_texts = [TokenText.of(h, p) for h, p in zip(harvest, plens, strict=True)]
     wm_check = scheme.test(
         _pool([scheme.score_tokens(t.tokens, prompt_len=t.prompt_len) for t in harvest_texts])
@@ -756,8 +793,9 @@ def _one_seed(
     t = tick("generate_harvest", t)
 
     rng = np.random.default_rng(seed)
-    models: list[tuple[str, float | None, Any]] = []
+    models: list[tuple[str, float | None, Any, I64]] = []
     n = len(harvest)
+    spp = cfg.samples_per_prompt
     for fraction in cfg.fractions:
         frac: float | None = fraction
         k = round(fraction * n)
@@ -771,7 +809,8 @@ def _one_seed(
         )
         name = f"student-{_pct(fraction)}"
         say(f"seed {seed}: {name} fine-tuned ({k} of {n} answers watermarked, loss {loss:.2f})")
-        models.append((name, frac, student))
+        # what our logs show the harvesting accounts asked: the prompts of the watermarked answers
+        models.append((name, frac, student, _subset(np.unique(wm_idx // spp), cfg, rng)))
     independent = _clone(base)
     _train(
         independent,
@@ -781,18 +820,64 @@ def _one_seed(
         lr=cfg.finetune_rate,
         seed=seed + 7,
     )
-    models.append(("independent", None, independent))
+    # the null models have no log of their own: a random one, drawn independently of the key
+    null_log = _subset(
+        rng.choice(
+            len(train_prompts),
+            size=max(1, round(cfg.null_log_fraction * len(train_prompts))),
+            replace=False,
+        ),
+        cfg,
+        rng,
+    )
+    models = [(m, f, mdl, null_log if f == 0.0 else lg) for m, f, mdl, lg in models]
+    models.append(("independent", None, independent, null_log))
     say(f"seed {seed}: independent model fine-tuned on other sources' answers")
     t = tick("train_students", t)
+
+    # open mode can read fresh *unwatermarked* teacher answers (independent of the key): to the
+    # logged prompts of each model, or to every harvested prompt
+    if not cfg.read_teacher:
+        to_read_ids = np.zeros(0, np.int64)
+    elif cfg.probes == "logged":
+        to_read_ids = np.unique(np.concatenate([lg for *_, lg in models]))
+    else:
+        to_read_ids = np.arange(len(train_prompts))
+    reread = _fresh_answers(teacher, tok, train_prompts, to_read_ids, cfg=cfg, seed=seed)
+    t = tick("generate_reading_texts", t)
 
     keys = [("watermark", key)] + [
         (f"other-{i}", _key(seed, f"other-{i}")) for i in range(cfg.null_keys)
     ]
     runs: list[LabRun] = []
     curves: list[ModeResult] = []
-    for name, frac, model in models:
+    for name, frac, model, log in models:
         null_model = frac in (None, 0.0)
         test_keys = keys if null_model else keys[:1] + keys[1:2]
+        asks: list[tuple[list[str], float]]
+        if cfg.probes == "logged":
+            logged = [train_prompts[int(i)] for i in log]
+            texts = [x for i in log if int(i) in reread for x in reread[int(i)]]
+            if cfg.self_read:
+                from distillguard.radioactivity.open_mode import own_answers
+
+                texts += own_answers(
+                    model,
+                    tok.hf,
+                    logged,
+                    samples=cfg.read_samples,
+                    temperature=cfg.read_temperature,
+                    max_new_tokens=cfg.answer_tokens,
+                    seed=seed * 7919 + 700_001,
+                )
+            bare = [p[: -len(SEP) - 1] for p in logged]  # the app appends <sep> itself
+            asks = [([p for p in bare for _ in range(cfg.closed_samples)], cfg.ask_temperature)]
+            if cfg.ask_greedy:
+                asks.insert(0, (bare, 0.0))
+            n_logged = len(logged)
+        else:
+            texts = [x for i in to_read_ids for x in reread[int(i)]] + probe_texts
+            asks, n_logged = [(probe_prompts, cfg.ask_temperature)], 0
         for mode in ("open", "closed"):
             results = _test_model(
                 cfg,
@@ -801,8 +886,8 @@ def _one_seed(
                 mode=mode,
                 keys=test_keys,
                 flt=flt,
-                probe_texts=[*reread, *probe_texts],
-                probe_prompts=probe_prompts,
+                probe_texts=texts,
+                asks=asks,
                 subject=name,
                 seed=seed,
             )
@@ -817,6 +902,7 @@ def _one_seed(
                         p_value=res.p_value,
                         n_scored=res.detection.n_scored,
                         green_fraction=float(res.detection.details.get("green_fraction", math.nan)),
+                        logged_prompts=n_logged,
                     )
                 )
                 if key_name == "watermark":
@@ -828,6 +914,46 @@ def _one_seed(
             )
     tick("tests", t)
     return runs, curves
+
+
+def _subset(ids: I64, cfg: LabConfig, rng: np.random.Generator) -> I64:
+    """At most ``cfg.max_logged_prompts`` of ``ids`` (a random subset), sorted."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.shape[0] > cfg.max_logged_prompts:
+        ids = rng.choice(ids, size=cfg.max_logged_prompts, replace=False)
+    return np.sort(ids)
+
+
+def _fresh_answers(
+    teacher: Any,
+    tok: _LabTokenizer,
+    prompts: Sequence[str],
+    ids: I64,
+    *,
+    cfg: LabConfig,
+    seed: int,
+) -> dict[int, list[TokenText]]:
+    """``cfg.read_samples`` unwatermarked teacher answers to each prompt in ``ids``, sampled
+    afresh (prompt as context, answer scored)."""
+    from distillguard.watermark.hf import generate_watermarked
+
+    order = [int(i) for i in ids for _ in range(cfg.read_samples)]
+    out: dict[int, list[TokenText]] = {int(i): [] for i in ids}
+    gen_batch = 128
+    for j in range(0, len(order), gen_batch):
+        batch = order[j : j + gen_batch]
+        rd_out = generate_watermarked(
+            teacher,
+            tok.hf,
+            [prompts[i] for i in batch],
+            scheme=None,
+            max_new_tokens=cfg.answer_tokens,
+            temperature=cfg.temperature,
+            seed=seed * 7919 + 500_009 + j,
+        )
+        for i, x, p in zip(batch, rd_out.token_ids, rd_out.prompt_lengths, strict=True):
+            out[i].append(TokenText.of(_cut(x, p), p))
+    return out
 
 
 def _cut(ids: Sequence[int], prompt_len: int) -> I64:
@@ -862,7 +988,7 @@ def _test_model(
     keys: list[tuple[str, WatermarkKey]],
     flt: KgramFilter,
     probe_texts: list[TokenText],
-    probe_prompts: list[str],
+    asks: list[tuple[list[str], float]],
     subject: str,
     seed: int,
 ) -> list[tuple[str, ModeResult]]:
@@ -884,7 +1010,11 @@ def _test_model(
             for sc in scorers:
                 sc.add_pairs(windows, preds, n_texts=n)
     else:
-        answers = _ask_endpoint(model, tok, probe_prompts, cfg=cfg, seed=seed)
+        answers = [
+            a
+            for prompts, temperature in asks
+            for a in _ask_endpoint(model, tok, prompts, cfg=cfg, seed=seed, temperature=temperature)
+        ]
         n_texts = len(answers)
         texts = [TokenText.of(np.asarray(tok.hf.encode(a), dtype=np.int64)) for a in answers]
         for sc in scorers:
@@ -906,7 +1036,13 @@ def _test_model(
 
 
 def _ask_endpoint(
-    model: Any, tok: _LabTokenizer, prompts: list[str], *, cfg: LabConfig, seed: int
+    model: Any,
+    tok: _LabTokenizer,
+    prompts: list[str],
+    *,
+    cfg: LabConfig,
+    seed: int,
+    temperature: float,
 ) -> list[str]:
     """The model's answers to ``prompts`` through the OpenAI-compatible ASGI app (closed mode)."""
     import httpx
@@ -919,7 +1055,7 @@ def _ask_endpoint(
         EndpointConfig(
             url="http://suspect.lab/v1",
             max_tokens=cfg.answer_tokens,
-            temperature=1.0,
+            temperature=temperature,
             concurrency=64,
             retries=0,
         ),

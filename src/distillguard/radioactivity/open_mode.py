@@ -6,11 +6,17 @@ prediction for token ``p`` is scored for the watermark with the *real* text's wi
 green continuations, so its predictions are green more often than ``gamma``; an independent model's
 predictions are not (each deduplicated (window, prediction) pair is a fresh PRF input).
 
-Which texts to feed: any text works. Text that carries our watermark under the tested key makes
-even an independent model's correct predictions green more often (it predicts the real, green
-token), so the null is only exact on text *independent* of the key (other models' answers, human
-text, our prompts), or with ``skip_echo`` (positions where the prediction equals the real next
-token are not scored). The control run catches a violation: see ``docs/radioactivity.md``.
+Which texts to feed: any text independent of the key works. With the weights in hand the best
+text is often the suspect's **own answers** to the prompts our logs show the harvesting accounts
+asked (:func:`own_answers`: one greedy answer and a few sampled ones, generated locally): a student
+that memorised our watermarked answers gives them back, and reading them scores its preferences
+along its own paths. Under the null they are as key-independent as any text (a model that never
+saw the watermark writes them without the key). Text that carries our watermark under the tested
+key makes even an independent model's correct predictions green more often (it predicts the real,
+green token), so the null is only exact on text *independent* of the key (other models' answers,
+human text, our prompts, the suspect's own answers), or with ``skip_echo`` (positions where the
+prediction equals the real next token are not scored). The control run catches a violation:
+see ``docs/radioactivity.md``.
 
 Requires the ``ml`` extra (torch, transformers). The suspect must use the watermark's tokenizer
 (token ids are scored as they are); for a suspect with another tokenizer use closed mode.
@@ -36,7 +42,7 @@ from distillguard.radioactivity.pipeline import (
 from distillguard.radioactivity.results import ModeResult
 from distillguard.watermark.base import WatermarkScheme
 
-__all__ = ["load_suspect", "predictions", "score_open"]
+__all__ = ["load_suspect", "own_answers", "predictions", "score_open"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,59 @@ def load_suspect(path: Path) -> tuple[Any, Any]:
     model.eval()  # type: ignore[no-untyped-call]
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return model, tokenizer
+
+
+def own_answers(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    samples: int = 4,
+    temperature: float = 0.5,
+    greedy: bool = True,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[TokenText]:
+    """The model's own answers to ``prompts`` (the prompt kept as context, not scored): one
+    greedy answer per prompt when ``greedy``, and ``samples`` answers sampled at ``temperature``.
+
+    They are texts for :func:`score_open` to read. Under the null they do not depend on the
+    watermark key (the model and the prompts do not), so the test stays exact; generation
+    happens locally, so many samples cost only compute."""
+    from distillguard.watermark.hf import generate_watermarked
+
+    if samples < 0 or (samples == 0 and not greedy):
+        raise InputError("own_answers needs greedy=True or samples >= 1")
+    if samples and temperature <= 0:
+        raise InputError("sampling needs a temperature > 0")
+    if not prompts:
+        raise InputError("no prompts to answer")
+    plans = [(list(prompts), 0.0)] if greedy else []
+    if samples:
+        plans.append(([p for p in prompts for _ in range(samples)], temperature))
+    pad = tokenizer.pad_token_id
+    stops = [i for i in (pad, tokenizer.eos_token_id) if i is not None]
+    out: list[TokenText] = []
+    for rows, temp in plans:
+        for j in range(0, len(rows), batch_size):
+            gen = generate_watermarked(
+                model,
+                tokenizer,
+                rows[j : j + batch_size],
+                scheme=None,
+                max_new_tokens=max_new_tokens,
+                do_sample=temp > 0,
+                temperature=temp if temp > 0 else 1.0,
+                seed=seed + j + (1 if temp > 0 else 0) * 1_000_003,
+            )
+            for ids, plen in zip(gen.token_ids, gen.prompt_lengths, strict=True):
+                arr = np.asarray(ids, dtype=np.int64)
+                cut = np.flatnonzero(np.isin(arr[plen:], stops))
+                if cut.shape[0]:  # up to and including the first end-of-text
+                    arr = arr[: plen + int(cut[0]) + 1]
+                out.append(TokenText.of(arr, plen))
+    return out
 
 
 def predictions(

@@ -164,8 +164,27 @@ def test_open_mode_cli_on_saved_model(
     assert code == 0, data
     assert data["suspect"]["mode"] == "open" and data["suspect"]["detection"]["n_scored"] > 0
     assert data["suspect"]["p_value"] > 1e-4  # a random model never saw the watermark
+    # --prompts: the model's own answers (one greedy, two sampled per prompt) are read
+    asked = _jsonl(tmp_path / "asked.jsonl", [f"word{i} word{i + 2}" for i in range(5)])
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--model",
+        str(folder),
+        "--prompts",
+        str(asked),
+        "--field",
+        "text",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "16",
+    )
+    assert code == 0, data
+    assert data["suspect"]["n_texts"] == 15 and data["suspect"]["detection"]["n_scored"] > 0
+    assert data["suspect"]["p_value"] > 1e-4
     code, data = run_json(capsys, "radioactivity", "--model", str(folder))
-    assert code == 4 and "--read" in data["message"]
+    assert code == 4 and "--read" in data["message"] and "--prompts" in data["message"]
 
 
 def test_lab_cli_tiny(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,3 +199,77 @@ def test_lab_cli_tiny(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| model |" in Path(data["table"]).read_text()
     code, data = run_json(capsys, "lab", "--preset", "nope")
     assert code == 4
+
+
+def test_closed_mode_cli_asks_each_prompt_samples_times(
+    ring: Keyring,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--endpoint`` with ``--samples``: every prompt is asked once greedily and that many times
+    sampled (through an in-process OpenAI-compatible app serving a tiny model)."""
+    hf = pytest.importorskip("distillguard.watermark.hf")
+    import httpx
+
+    from distillguard.radioactivity import closed_mode
+    from distillguard.radioactivity.serve import model_app
+
+    model = hf.build_tiny_model(len(VOCAB) + 3, layers=1, width=16, heads=2)
+    tok = hf.build_word_tokenizer(VOCAB)
+    asked: list[tuple[str, float]] = []
+    inner = model_app(model, tok, seed=1)
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        message = await receive()
+        body = json.loads(message["body"])
+        asked.append((scope["path"], body["temperature"]))
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return message
+            return await receive()
+
+        await inner(scope, replay, send)
+
+    real = closed_mode.SuspectClient
+
+    class InProcess(real):  # type: ignore[misc, valid-type]
+        def __init__(self, config: Any, **_: Any) -> None:
+            super().__init__(config, transport=httpx.ASGITransport(app=counting))
+
+    monkeypatch.setattr(closed_mode, "SuspectClient", InProcess)
+    prompts = _jsonl(tmp_path / "p.jsonl", [f"word{i} word{i + 1}" for i in range(4)])
+    code, data = run_json(
+        capsys,
+        "radioactivity",
+        "--endpoint",
+        "http://suspect.test/v1",
+        "--prompts",
+        str(prompts),
+        "--field",
+        "text",
+        "--samples",
+        "3",
+        "--temperature",
+        "0.7",
+        "--max-tokens",
+        "12",
+    )
+    assert code == 0, data
+    # per prompt: one greedy answer and three sampled ones; suspect and control each ask
+    assert data["suspect"]["n_texts"] == 16 and data["control"]["n_texts"] == 16
+    assert len(asked) == 32 and {p for p, _ in asked} == {"/v1/chat/completions"}
+    assert sorted(t for _, t in asked) == [0.0] * 8 + [0.7] * 24
+    assert data["suspect"]["p_value"] > 1e-4  # a random model never saw the watermark
+    bad = ["radioactivity", "--endpoint", "http://x/v1", "--prompts", str(prompts)]
+    assert main([*bad, "--samples", "-1"]) == 2  # a usage error, nothing asked
+    code, data = run_json(capsys, *bad, "--samples", "0", "--no-greedy")
+    assert code == 4 and "nothing to ask" in data["message"]
+    assert len(asked) == 32

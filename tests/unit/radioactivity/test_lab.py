@@ -47,7 +47,10 @@ def test_tiny_lab_end_to_end(tmp_path: Path) -> None:
     for r in result.runs:
         assert 0.0 <= r.p_value <= 1.0
         assert r.n_scored > 0
-    # open mode reads the fresh teacher answers too: more scored pairs than closed mode asks
+    # every model is tested with a log: the prompts of its watermarked answers (the 100%
+    # student: all 40), a random 10% log for the null models
+    logs = {r.model: r.logged_prompts for r in result.runs}
+    assert logs == {"student-0%": 4, "independent": 4, "student-100%": 40}
     open_main = [r for r in result.runs if r.mode == "open" and r.key == "watermark"]
     assert all(r.n_scored > 20 for r in open_main)
     table = (tmp_path / "lab.md").read_text()
@@ -95,6 +98,12 @@ def test_config_rejects_bad_values() -> None:
         replace(LabConfig.tiny(), seeds=())
     with pytest.raises(InputError):
         replace(LabConfig.tiny(), read_samples=0)
+    with pytest.raises(InputError):
+        replace(LabConfig.tiny(), probes="everything")
+    with pytest.raises(InputError):
+        replace(LabConfig.tiny(), read_temperature=0.0)
+    with pytest.raises(InputError):
+        replace(LabConfig.tiny(), null_log_fraction=0.0)
 
 
 @given(

@@ -177,3 +177,46 @@ def test_client_retries_then_fails() -> None:
     with pytest.raises(InputError):
         EndpointConfig(url="ftp://x")
     assert "secret" not in repr(EndpointConfig(url="http://x", api_key="secret"))
+
+
+def _own_texts(model: Any, tok: Any, **kw: Any) -> list[TokenText]:
+    """The model's own answers, shifted back to the synthetic watermark's ids (end-of-text and
+    padding dropped)."""
+    from distillguard.radioactivity.open_mode import own_answers
+
+    prompts = [" ".join(f"w{i}" for i in random_tokens(4, s, vocab=VOCAB - 3)) for s in range(12)]
+    texts = own_answers(model, tok, prompts, max_new_tokens=24, seed=5, **kw)
+    out = []
+    for t in texts:
+        assert 0 < t.prompt_len < t.tokens.shape[0]
+        body = t.tokens[t.tokens >= 3] - 3
+        out.append(TokenText.of(body, t.prompt_len))
+    return out
+
+
+def test_open_mode_reads_the_models_own_answers(models: dict[str, Any]) -> None:
+    """Own answers (one greedy + sampled per prompt) as the texts read: the student that learned
+    the watermark is detected, the clean model is not, under any key."""
+    tok = models["tok"]
+    own = {n: _own_texts(models[n], tok, samples=3, temperature=0.7) for n in ("student", "clean")}
+    assert len(own["student"]) == 12 * (1 + 3)
+    # the greedy answers are reproducible
+    again = _own_texts(models["student"], tok, samples=0)
+    assert [t.tokens.tolist() for t in again] == [t.tokens.tolist() for t in own["student"][:12]]
+    wm = models["wm"]
+    student = score_open(_ShiftModel(models["student"]), own["student"], wm, subject="s")
+    clean = score_open(_ShiftModel(models["clean"]), own["clean"], wm, subject="c")
+    assert student.p_value < 1e-4 and clean.p_value > 1e-3
+    # null: the clean model's own answers under 40 unrelated keys; p-values uniform, so about
+    # 2 of 40 below 0.05 (more than 7 has probability < 0.001 under Binomial(40, 0.05))
+    ps = [
+        score_open(
+            _ShiftModel(models["clean"]), own["clean"], kgw(make_key(100 + k)), subject="c"
+        ).p_value
+        for k in range(40)
+    ]
+    assert sum(p < 0.05 for p in ps) <= 7
+    with pytest.raises(InputError):
+        _own_texts(models["clean"], tok, samples=0, greedy=False)
+    with pytest.raises(InputError):
+        _own_texts(models["clean"], tok, samples=2, temperature=0.0)
