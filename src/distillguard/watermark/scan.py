@@ -45,11 +45,21 @@ _DATA_SUFFIXES = {".jsonl", ".ndjson", ".parquet", ".csv", ".gz"}
 def _pick(record: dict[str, Any], text_field: str | None) -> str | None:
     if text_field is not None:
         value = record.get(text_field)
+        if isinstance(value, list):  # a conversation (log format v1 ``messages``)
+            return _last_user_message(value)
         return value if isinstance(value, str) else None
     for name in DEFAULT_FIELDS:
         value = record.get(name)
         if isinstance(value, str):
             return value
+    return None
+
+
+def _last_user_message(messages: list[Any]) -> str | None:
+    """The content of the last ``user`` message of a conversation (what the account asked)."""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
+            return str(m["content"])
     return None
 
 
@@ -84,6 +94,8 @@ def _parquet(path: Path, text_field: str | None) -> Iterator[tuple[str, str | No
     row = 0
     for batch in pf.iter_batches(columns=[column], batch_size=2048):
         for value in batch.column(0).to_pylist():
+            if isinstance(value, list):
+                value = _last_user_message(value)
             yield f"{path.name}:{row}", value if isinstance(value, str) else None
             row += 1
 
