@@ -724,7 +724,6 @@ def _one_seed(
     timings: dict[str, float],
     say: Progress,
 ) -> tuple[list[LabRun], list[ModeResult]]:
-    from distillguard.watermark.hf import generate_watermarked
 
     vocab_n = len(tok.hf)
     key = _key(seed, "watermark")
@@ -750,38 +749,13 @@ def _one_seed(
     t = tick("train_teacher_and_base", t)
 
     prompts = [p for p in train_prompts for _ in range(cfg.samples_per_prompt)]
-    harvest: list[I64] = []
-    clean: list[I64] = []
-    plens: list[int] = []
-    gen_batch = 128
-    for i in range(0, len(prompts), gen_batch):
-        batch = prompts[i : i + gen_batch]
-        wm_out = generate_watermarked(
-            teacher,
-            tok.hf,
-            batch,
-            scheme=scheme,
-            max_new_tokens=cfg.answer_tokens,
-            temperature=cfg.temperature,
-            seed=seed * 7919 + i,
-        )
-        cl_out = generate_watermarked(
-            teacher,
-            tok.hf,
-            batch,
-            scheme=None,
-            max_new_tokens=cfg.answer_tokens,
-            temperature=cfg.temperature,
-            seed=seed * 7919 + i + 1,
-        )
-        harvest.extend(
-            _cut(x, p) for x, p in zip(wm_out.token_ids, wm_out.prompt_lengths, strict=True)
-        )
-        clean.extend(
-            _cut(x, p) for x, p in zip(cl_out.token_ids, cl_out.prompt_lengths, strict=True)
-        )
-        plens.extend(wm_out.prompt_lengths)
-    harvest_texts = [TokenText.of(h, p) for h, p in zip(harvest, plens, strict=True)]
+    # each batch seeds its own generation, so the two passes are independent of their order
+    harvest_texts = _teacher_answers(teacher, tok, prompts, scheme, cfg=cfg, seed=seed * 7919)
+    clean = [
+        t.tokens
+        for t in _teacher_answers(teacher, tok, prompts, None, cfg=cfg, seed=seed * 7919 + 1)
+    ]
+    harvest = [t.tokens for t in harvest_texts]
     wm_check = scheme.test(
         _pool([scheme.score_tokens(t.tokens, prompt_len=t.prompt_len) for t in harvest_texts])
     )
@@ -924,6 +898,38 @@ def _subset(ids: I64, cfg: LabConfig, rng: np.random.Generator) -> I64:
     return np.sort(ids)
 
 
+def _teacher_answers(
+    teacher: Any,
+    tok: _LabTokenizer,
+    prompts: Sequence[str],
+    scheme: KGWWatermark | None,
+    *,
+    cfg: LabConfig,
+    seed: int,
+) -> list[TokenText]:
+    """The teacher's answers to ``prompts`` (prompt kept as context), with the watermark
+    ``scheme`` or without it (``None``); batch ``j`` is sampled with seed ``seed + j``."""
+    from distillguard.watermark.hf import generate_watermarked
+
+    out: list[TokenText] = []
+    gen_batch = 128
+    for j in range(0, len(prompts), gen_batch):
+        gen = generate_watermarked(
+            teacher,
+            tok.hf,
+            prompts[j : j + gen_batch],
+            scheme=scheme,
+            max_new_tokens=cfg.answer_tokens,
+            temperature=cfg.temperature,
+            seed=seed + j,
+        )
+        out.extend(
+            TokenText.of(_cut(x, p), p)
+            for x, p in zip(gen.token_ids, gen.prompt_lengths, strict=True)
+        )
+    return out
+
+
 def _fresh_answers(
     teacher: Any,
     tok: _LabTokenizer,
@@ -935,24 +941,13 @@ def _fresh_answers(
 ) -> dict[int, list[TokenText]]:
     """``cfg.read_samples`` unwatermarked teacher answers to each prompt in ``ids``, sampled
     afresh (prompt as context, answer scored)."""
-    from distillguard.watermark.hf import generate_watermarked
-
     order = [int(i) for i in ids for _ in range(cfg.read_samples)]
     out: dict[int, list[TokenText]] = {int(i): [] for i in ids}
-    gen_batch = 128
-    for j in range(0, len(order), gen_batch):
-        batch = order[j : j + gen_batch]
-        rd_out = generate_watermarked(
-            teacher,
-            tok.hf,
-            [prompts[i] for i in batch],
-            scheme=None,
-            max_new_tokens=cfg.answer_tokens,
-            temperature=cfg.temperature,
-            seed=seed * 7919 + 500_009 + j,
-        )
-        for i, x, p in zip(batch, rd_out.token_ids, rd_out.prompt_lengths, strict=True):
-            out[i].append(TokenText.of(_cut(x, p), p))
+    answers = _teacher_answers(
+        teacher, tok, [prompts[i] for i in order], None, cfg=cfg, seed=seed * 7919 + 500_009
+    )
+    for i, text in zip(order, answers, strict=True):
+        out[i].append(text)
     return out
 
 
