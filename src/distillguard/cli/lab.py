@@ -31,6 +31,12 @@ def lab_cmd(
     seeds: Annotated[
         int | None, typer.Option("--seeds", help="Override the number of seeds.")
     ] = None,
+    first_seed: Annotated[
+        int | None,
+        typer.Option(
+            "--first-seed", help="Run seeds from this one on (e.g. held-out seeds).", min=0
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option("--threads", help="torch threads.")] = 1,
     workers: Annotated[
         int, typer.Option("--workers", help="Seeds run in this many processes at once.")
@@ -55,6 +61,8 @@ def lab_cmd(
         if seeds < 1:
             raise InputError("--seeds must be at least 1")
         config = replace(config, seeds=tuple(range(seeds)))
+    if first_seed is not None:
+        config = replace(config, seeds=tuple(first_seed + s for s in range(len(config.seeds))))
 
     def say(message: str) -> None:
         if not state.json_output and not state.quiet:

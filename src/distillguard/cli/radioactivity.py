@@ -123,8 +123,14 @@ def radioactivity_cmd(
         ),
     ] = 1,
     temperature: Annotated[
-        float, typer.Option("--temperature", help="Temperature of the sampled answers.", min=0.0)
-    ] = 0.5,
+        float,
+        typer.Option(
+            "--temperature",
+            help="Temperature of the sampled answers (low: memorised answers lie on the most "
+            "likely paths).",
+            min=0.0,
+        ),
+    ] = 0.2,
     greedy: Annotated[
         bool,
         typer.Option(

@@ -11,8 +11,10 @@ What it does (``distillguard lab``, or :func:`run_lab`):
 4. fine-tunes one **student** per watermarked fraction (0, 1, 5, 10, 100%) from the base on the
    teacher's answers, that fraction watermarked, and an **independent** model on human/other
    models' answers to the same prompts;
-5. tests each model in **open mode** (reading mode on held-out clean answers, k-gram filter) and
-   **closed mode** (held-out prompts through an OpenAI-compatible ASGI app, k-gram filter);
+5. tests each model with the prompts of its watermarked answers (what the provider's logs show
+   the harvesting accounts asked) in **open mode** (reading mode on the model's own answers to
+   them, k-gram filter) and **closed mode** (the same prompts through an OpenAI-compatible ASGI
+   app, k-gram filter);
 6. repeats over seeds, and tests the null models (0% student, independent model) under extra
    keys that were never used, to measure the false-positive rate at alpha = 0.01;
 7. writes ``lab.json`` (all runs), ``lab.md`` (the table) and ``lab.png`` (p-value against
@@ -86,11 +88,13 @@ class LabConfig:
         probes: what each model is tested with. ``"logged"``: the prompts of the watermarked
             answers in its fine-tuning data, i.e. what our logs show the harvesting accounts
             asked (at most ``max_logged_prompts`` of them); open mode reads ``read_samples``
-            fresh unwatermarked teacher answers to each, closed mode asks each
-            ``closed_samples`` times. The null models (0% student, independent model), which
-            have no such log, get a log of ``null_log_fraction`` of the harvested prompts drawn
-            at random. ``"all"``: every model reads the fresh answers to all harvested prompts
-            and ``n_probe_texts`` other answers, and is asked ``n_probe_prompts`` prompts.
+            fresh unwatermarked teacher answers to each (``read_teacher``) and/or the model's
+            own answers (``self_read``), closed mode asks each ``closed_samples`` times (and
+            once greedily with ``ask_greedy``). The null models (0% student, independent
+            model), which have no such log, get a log of ``null_log_fraction`` of the harvested
+            prompts drawn at random. ``"all"``: every model reads the fresh answers to all
+            harvested prompts and ``n_probe_texts`` other answers, and is asked
+            ``n_probe_prompts`` prompts.
         closed_samples: answers asked per logged prompt in closed mode (``"logged"``), at
             ``ask_temperature``.
         ask_greedy: closed mode also asks each logged prompt once at temperature 0 (a student
@@ -169,7 +173,7 @@ class LabConfig:
 
     @classmethod
     def quick(cls) -> LabConfig:
-        """Seed 0 of :meth:`full` without the 5% student and with 4 extra null keys (about six
+        """Seed 0 of :meth:`full` with fractions 0/10/100% and 4 extra null keys (about seven
         minutes on a quiet core; ``make demo``)."""
         return replace(cls.full(), seeds=(0,), fractions=(0.0, 0.1, 1.0), null_keys=4)
 
@@ -203,11 +207,12 @@ class LabConfig:
 
     @classmethod
     def full(cls) -> LabConfig:
-        """The documented figures: fractions 0/5/10/100%, three seeds, 12 extra keys per null
-        model (3 x 58 = 174 null runs). 300 harvested prompts answered once (40 tokens),
-        students fine-tuned for 400 steps (about 40 passes over their 300 answers: a student
-        that memorises its data, as the anchor's do); open mode reads 300 fresh unwatermarked
-        teacher answers and 2,000 other answers, closed mode asks the 300 harvested prompts."""
+        """The documented figures: fractions 0/1/5/10/100%, three seeds, 12 extra keys per null
+        model (3 x 60 = 180 null runs). 300 harvested prompts answered once (40 tokens),
+        students fine-tuned for 800 steps (about 85 passes over their 300 answers: students that
+        memorise their data, as the anchor's do); each model is tested with its log (the
+        prompts of its watermarked answers): open mode reads its own answers to them (one
+        greedy, 8 sampled at 0.2), closed mode asks them (once greedily, 8 times at 0.2)."""
         return cls(
             vocab_size=1200,
             width=96,
@@ -218,15 +223,16 @@ class LabConfig:
             n_train_prompts=300,
             samples_per_prompt=1,
             answer_tokens=40,
-            fractions=(0.0, 0.05, 0.1, 1.0),
+            fractions=(0.0, 0.01, 0.05, 0.1, 1.0),
             n_probe_texts=2000,
             n_probe_prompts=300,
             probes="logged",
             read_teacher=False,
             self_read=True,
             read_samples=8,
+            read_temperature=0.2,
             closed_samples=8,
-            ask_temperature=0.5,
+            ask_temperature=0.2,
             ask_greedy=True,
             filter_top=1000,
             seeds=(0, 1, 2),

@@ -71,7 +71,7 @@ def own_answers(
     prompts: Sequence[str],
     *,
     samples: int = 4,
-    temperature: float = 0.5,
+    temperature: float = 0.2,
     greedy: bool = True,
     max_new_tokens: int = 128,
     seed: int = 0,

@@ -189,11 +189,14 @@ def test_open_mode_cli_on_saved_model(
 
 def test_lab_cli_tiny(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("torch")
-    code, data = run_json(capsys, "lab", "--preset", "tiny", "--out", str(tmp_path / "lab"))
+    code, data = run_json(
+        capsys, "lab", "--preset", "tiny", "--first-seed", "2", "--out", str(tmp_path / "lab")
+    )
     assert code == 0
     assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
     lab = json.loads(Path(data["json"]).read_text())
     assert {r["mode"] for r in lab["runs"]} == {"open", "closed"}
+    assert {r["seed"] for r in lab["runs"]} == {2}
     models = {r["model"] for r in lab["runs"]}
     assert {"student-0%", "student-100%", "independent"} <= models
     assert "| model |" in Path(data["table"]).read_text()
