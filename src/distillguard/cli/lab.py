@@ -46,7 +46,7 @@ def lab_cmd(
     test each in open and closed mode; writes a table, a plot and a JSON file.
 
     Example: `distillguard lab --quick --out lab-out`
-    (the documented held-out figures: `distillguard lab --preset full --first-seed 3 --workers 3`)
+    (the documented held-out figures: `distillguard lab --preset full --first-seed 6 --workers 3`)
     """
     from dataclasses import replace
 

@@ -173,9 +173,11 @@ class LabConfig:
 
     @classmethod
     def quick(cls) -> LabConfig:
-        """Seed 0 of :meth:`full` with fractions 0/10/100% and 4 extra null keys (about seven
-        minutes on a quiet core; ``make demo``)."""
-        return replace(cls.full(), seeds=(0,), fractions=(0.0, 0.1, 1.0), null_keys=4)
+        """Seed 0 of :meth:`full` with fractions 0/10/100%, 4 extra null keys and 800 fine-tuning
+        steps (about seven minutes on a quiet core; ``make demo``)."""
+        return replace(
+            cls.full(), seeds=(0,), fractions=(0.0, 0.1, 1.0), null_keys=4, student_steps=800
+        )
 
     @classmethod
     def tiny(cls) -> LabConfig:
@@ -209,7 +211,7 @@ class LabConfig:
     def full(cls) -> LabConfig:
         """The documented figures: fractions 0/1/5/10/100%, three seeds, 12 extra keys per null
         model (3 x 60 = 180 null runs). 300 harvested prompts answered once (40 tokens),
-        students fine-tuned for 800 steps (about 85 passes over their 300 answers: students that
+        students fine-tuned for 1200 steps (about 130 passes over their 300 answers: students that
         memorise their data, as the anchor's do); each model is tested with its log (the
         prompts of its watermarked answers): open mode reads its own answers to them (one
         greedy, 8 sampled at 0.2), closed mode asks them (once greedily, 8 times at 0.2)."""
@@ -218,7 +220,7 @@ class LabConfig:
             width=96,
             teacher_steps=250,
             base_steps=150,
-            student_steps=800,
+            student_steps=1200,
             finetune_rate=5e-3,
             n_train_prompts=300,
             samples_per_prompt=1,
