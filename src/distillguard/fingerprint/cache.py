@@ -31,7 +31,13 @@ from distillguard.fingerprint.features import (
 )
 from distillguard.fingerprint.outputs import ModelOutputs, read_outputs
 
-__all__ = ["FEATURE_VERSION", "FingerprintCache", "default_cache_dir"]
+__all__ = [
+    "FEATURE_VERSION",
+    "FingerprintCache",
+    "decode_fingerprint",
+    "default_cache_dir",
+    "encode_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,44 +63,55 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _encode(fp: Fingerprint) -> bytes:
+def encode_fingerprint(fp: Fingerprint, *, sep: str = "_", compressed: bool = False) -> bytes:
+    """A fingerprint as ``.npz`` bytes (no pickle): sparse matrices as ``<name><sep>data``,
+    ``indices``, ``indptr`` and ``shape`` arrays. The cache uses ``"_"``, uncompressed; the
+    reference library ``"."``, compressed."""
     arrays: dict[str, Any] = {"prompt_ids": np.asarray(fp.prompt_ids, dtype=np.int64)}
     for key in _SPARSE:
         m = sp.csr_matrix(getattr(fp, key))
-        arrays[f"{key}_data"] = m.data
-        arrays[f"{key}_indices"] = m.indices
-        arrays[f"{key}_indptr"] = m.indptr
-        arrays[f"{key}_shape"] = np.asarray(m.shape, dtype=np.int64)
+        arrays[f"{key}{sep}data"] = m.data
+        arrays[f"{key}{sep}indices"] = m.indices
+        arrays[f"{key}{sep}indptr"] = m.indptr
+        arrays[f"{key}{sep}shape"] = np.asarray(m.shape, dtype=np.int64)
     arrays["style"] = fp.style
     if fp.embeddings is not None:
         arrays["embeddings"] = fp.embeddings
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     return buf.getvalue()
 
 
-def _decode(data: bytes, *, name: str, options: FingerprintOptions) -> Fingerprint:
+def decode_fingerprint(
+    data: bytes, *, name: str, options: FingerprintOptions, sep: str = "_"
+) -> Fingerprint:
+    """The inverse of :func:`encode_fingerprint` (same ``sep``)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
 
         def csr(key: str) -> sp.csr_matrix:
-            shape = tuple(int(x) for x in z[f"{key}_shape"])
+            shape = tuple(int(x) for x in z[f"{key}{sep}shape"])
             return sp.csr_matrix(
-                (z[f"{key}_data"], z[f"{key}_indices"], z[f"{key}_indptr"]), shape=shape
+                (z[f"{key}{sep}data"], z[f"{key}{sep}indices"], z[f"{key}{sep}indptr"]),
+                shape=shape,
             )
 
-        prompt_ids = tuple(int(x) for x in z["prompt_ids"])
-        style = np.asarray(z["style"], dtype=np.float32)
-        emb = np.asarray(z["embeddings"], dtype=np.float32) if "embeddings" in z.files else None
-        fp = Fingerprint(
+        return Fingerprint(
             name=name,
-            prompt_ids=prompt_ids,
+            prompt_ids=tuple(int(x) for x in z["prompt_ids"]),
             opening_counts=csr("opening_counts"),
             char_counts=csr("char_counts"),
             phrase_df=csr("phrase_df"),
-            style=style,
-            embeddings=emb,
+            style=np.asarray(z["style"], dtype=np.float32),
+            embeddings=(
+                np.asarray(z["embeddings"], dtype=np.float32) if "embeddings" in z.files else None
+            ),
             options=options,
         )
+
+
+def _decode(data: bytes, *, name: str, options: FingerprintOptions) -> Fingerprint:
+    fp = decode_fingerprint(data, name=name, options=options)
+    style, emb, prompt_ids = fp.style, fp.embeddings, fp.prompt_ids
     n = len(prompt_ids)
     if (
         style.shape != (n, len(STYLE_FEATURES))
@@ -143,7 +160,7 @@ class FingerprintCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(_encode(fingerprint))
+                fh.write(encode_fingerprint(fingerprint))
             Path(tmp).replace(self._entry(key))
         except OSError as exc:
             logger.warning("fingerprint cache not written in %s: %s", self.directory, exc)

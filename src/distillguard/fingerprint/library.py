@@ -29,10 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
 from distillguard.errors import InputError, VerificationError
+from distillguard.fingerprint.cache import decode_fingerprint, encode_fingerprint
 from distillguard.fingerprint.features import Fingerprint, FingerprintOptions, compute_fingerprint
 from distillguard.fingerprint.outputs import (
     SHIPPED_PROBE_SETS,
@@ -119,42 +117,11 @@ def write_outputs_file(
 
 
 def _save_fingerprint(fp: Fingerprint) -> bytes:
-    arrays: dict[str, Any] = {"prompt_ids": np.asarray(fp.prompt_ids, dtype=np.int64)}
-    for name in ("opening_counts", "char_counts", "phrase_df"):
-        m: sp.csr_matrix = sp.csr_matrix(getattr(fp, name))
-        arrays[f"{name}.data"] = m.data
-        arrays[f"{name}.indices"] = m.indices
-        arrays[f"{name}.indptr"] = m.indptr
-        arrays[f"{name}.shape"] = np.asarray(m.shape, dtype=np.int64)
-    arrays["style"] = fp.style
-    if fp.embeddings is not None:
-        arrays["embeddings"] = fp.embeddings
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    return encode_fingerprint(fp, sep=".", compressed=True)
 
 
 def _load_fingerprint(data: bytes, *, name: str, options: FingerprintOptions) -> Fingerprint:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-
-        def csr(key: str) -> sp.csr_matrix:
-            shape = tuple(int(x) for x in z[f"{key}.shape"])
-            return sp.csr_matrix(
-                (z[f"{key}.data"], z[f"{key}.indices"], z[f"{key}.indptr"]), shape=shape
-            )
-
-        return Fingerprint(
-            name=name,
-            prompt_ids=tuple(int(x) for x in z["prompt_ids"]),
-            opening_counts=csr("opening_counts"),
-            char_counts=csr("char_counts"),
-            phrase_df=csr("phrase_df"),
-            style=np.asarray(z["style"], dtype=np.float32),
-            embeddings=(
-                np.asarray(z["embeddings"], dtype=np.float32) if "embeddings" in z.files else None
-            ),
-            options=options,
-        )
+    return decode_fingerprint(data, name=name, options=options, sep=".")
 
 
 @dataclass(frozen=True)
