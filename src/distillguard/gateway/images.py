@@ -46,7 +46,6 @@ from distillguard.errors import (
     DistillGuardError,
     StorageError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 from distillguard.gateway._http import (
     Receive,
@@ -55,7 +54,13 @@ from distillguard.gateway._http import (
     send_bytes,
 )
 from distillguard.gateway.policy import payload_for
-from distillguard.gateway.upstream import CircuitBreaker, CompletionRequest, CompletionResult
+from distillguard.gateway.upstream import (
+    CircuitBreaker,
+    CompletionRequest,
+    CompletionResult,
+    UpstreamHints,
+    send_with_retries,
+)
 
 if TYPE_CHECKING:
     from distillguard.config import Settings
@@ -292,7 +297,11 @@ class SyntheticImageUpstream:
         return ImageResult(images=await asyncio.to_thread(all_images))
 
 
-_RETRY_STATUS = frozenset({500, 502, 503, 504})
+_IMAGE_HINTS = UpstreamHints(
+    circuit_open="the gateway retries it automatically after the breaker's reset time",
+    timeout="raise the image upstream timeout or check the upstream",
+    unreachable="check the image upstream URL and that the server runs",
+)
 
 
 class OpenAIImageUpstream:
@@ -357,45 +366,17 @@ class OpenAIImageUpstream:
         await self._client.aclose()
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
-        if not self.breaker.allow():
-            raise UpstreamError(
-                "the image upstream circuit is open after repeated failures",
-                hint="the gateway retries it automatically after the breaker's reset time",
-            )
-        attempt = 0
-        while True:
-            failure: UpstreamError
-            try:
-                response = await self._client.post("/images/generations", json=body)
-            except httpx.TimeoutException:
-                self.breaker.failure()
-                raise UpstreamTimeoutError(
-                    "the image upstream did not answer in time",
-                    hint="raise the image upstream timeout or check the upstream",
-                ) from None
-            except httpx.HTTPError as exc:
-                failure = UpstreamError(
-                    f"cannot reach the image upstream: {type(exc).__name__}",
-                    hint="check the image upstream URL and that the server runs",
-                )
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code < 500:
-                    self.breaker.success()  # the upstream works; the request was refused
-                    raise UpstreamError(
-                        f"the image upstream refused the request (HTTP {response.status_code})",
-                        details={"upstream_status": response.status_code},
-                    )
-                failure = UpstreamError(f"the image upstream failed (HTTP {response.status_code})")
-                if response.status_code not in _RETRY_STATUS:
-                    self.breaker.failure()
-                    raise failure
-            if attempt >= self.retries:
-                self.breaker.failure()
-                raise failure
-            await asyncio.sleep(self.backoff_s * (2**attempt))
-            attempt += 1
+        return await send_with_retries(
+            self._client,
+            "/images/generations",
+            body,
+            stream=False,
+            breaker=self.breaker,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            what="the image upstream",
+            hints=_IMAGE_HINTS,
+        )
 
     def _images(self, response: httpx.Response, request: ImageRequest) -> ImageResult:
         try:

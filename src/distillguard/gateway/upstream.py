@@ -255,6 +255,89 @@ class CircuitBreaker:
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 
 
+@dataclass(frozen=True)
+class UpstreamHints:
+    """What to tell the operator when an upstream call fails (see :func:`send_with_retries`)."""
+
+    circuit_open: str
+    timeout: str
+    unreachable: str
+
+
+_TEXT_HINTS = UpstreamHints(
+    circuit_open="the gateway retries it automatically after gateway.breaker_reset_s",
+    timeout="raise gateway.upstream_timeout_s or check the upstream",
+    unreachable="check gateway.upstream_url and that the model server runs",
+)
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    breaker: CircuitBreaker,
+    retries: int,
+    backoff_s: float,
+    what: str,
+    hints: UpstreamHints,
+) -> httpx.Response:
+    """POST ``body`` to ``path`` through the circuit breaker, retrying what may succeed later.
+
+    Connection errors and HTTP 500/502/503/504 are retried up to ``retries`` times with
+    exponential backoff (``backoff_s * 2**attempt``); a timeout is not retried (the caller's
+    deadline is spent). A 4xx answer means the upstream works and refused this request: the
+    breaker records a success and the call fails without retry. ``what`` names the upstream in
+    the error messages ("the upstream", "the image upstream").
+
+    Raises:
+        UpstreamTimeoutError: no answer in time; UpstreamError: the circuit is open, the upstream
+            cannot be reached, failed, or refused the request (``details.upstream_status``).
+    """
+    if not breaker.allow():
+        raise UpstreamError(
+            f"{what} circuit is open after repeated failures", hint=hints.circuit_open
+        )
+    attempt = 0
+    while True:
+        failure: UpstreamError
+        try:
+            response = await client.send(
+                client.build_request("POST", path, json=body), stream=stream
+            )
+        except httpx.TimeoutException:
+            breaker.failure()
+            raise UpstreamTimeoutError(
+                f"{what} did not answer in time", hint=hints.timeout
+            ) from None
+        except httpx.HTTPError as exc:
+            failure = UpstreamError(
+                f"cannot reach {what}: {type(exc).__name__}", hint=hints.unreachable
+            )
+        else:
+            if response.status_code < 400:
+                return response
+            if response.status_code < 500:
+                await response.aread()  # drain it so that the connection can be reused
+                await response.aclose()
+                breaker.success()  # the upstream works; the request was refused
+                raise UpstreamError(
+                    f"{what} refused the request (HTTP {response.status_code})",
+                    details={"upstream_status": response.status_code},
+                )
+            await response.aclose()
+            failure = UpstreamError(f"{what} failed (HTTP {response.status_code})")
+            if response.status_code not in _RETRY_STATUS:
+                breaker.failure()
+                raise failure
+        if attempt >= retries:
+            breaker.failure()
+            raise failure
+        await asyncio.sleep(backoff_s * (2**attempt))
+        attempt += 1
+
+
 def _result_from_json(data: Any, kind: str, request: CompletionRequest) -> CompletionResult:
     try:
         choice = data["choices"][0]
@@ -362,49 +445,17 @@ class OpenAIUpstream:
         return "/chat/completions" if request.kind == "chat" else "/completions"
 
     async def _send(self, request: CompletionRequest, *, stream: bool) -> httpx.Response:
-        if not self.breaker.allow():
-            raise UpstreamError(
-                "the upstream circuit is open after repeated failures",
-                hint="the gateway retries it automatically after gateway.breaker_reset_s",
-            )
-        body = self._body(request, stream=stream)
-        attempt = 0
-        while True:
-            try:
-                req = self._client.build_request("POST", self._path(request), json=body)
-                response = await self._client.send(req, stream=stream)
-            except httpx.TimeoutException:
-                self.breaker.failure()
-                raise UpstreamTimeoutError(
-                    "the upstream did not answer in time",
-                    hint="raise gateway.upstream_timeout_s or check the upstream",
-                ) from None
-            except httpx.HTTPError as exc:
-                failure: Exception = UpstreamError(
-                    f"cannot reach the upstream: {type(exc).__name__}",
-                    hint="check gateway.upstream_url and that the model server runs",
-                )
-            else:
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        await response.aclose()
-                        self.breaker.success()  # the upstream works; the request was bad
-                        raise UpstreamError(
-                            f"the upstream refused the request (HTTP {response.status_code})",
-                            details={"upstream_status": response.status_code},
-                        )
-                    return response
-                await response.aclose()
-                failure = UpstreamError(f"the upstream failed (HTTP {response.status_code})")
-                if response.status_code not in _RETRY_STATUS:
-                    self.breaker.failure()
-                    raise failure
-            if attempt >= self.retries:
-                self.breaker.failure()
-                raise failure
-            await asyncio.sleep(self.backoff_s * (2**attempt))
-            attempt += 1
+        return await send_with_retries(
+            self._client,
+            self._path(request),
+            self._body(request, stream=stream),
+            stream=stream,
+            breaker=self.breaker,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            what="the upstream",
+            hints=_TEXT_HINTS,
+        )
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         """The whole answer (see :class:`Upstream`)."""

@@ -32,6 +32,7 @@ from distillguard.gateway.images import (
 )
 from distillguard.gateway.policy import RiskScore, payload_for
 from distillguard.gateway.testing import client, make_settings
+from distillguard.gateway.upstream import CircuitBreaker
 from distillguard.image import inspect_image, make_test_credentials
 from distillguard.keyring import KeyPurpose, open_keyring
 from distillguard.records.model import Exchange
@@ -173,6 +174,8 @@ class ImageServer:
             out = b'{"data": [{"url": "http://x/1.png"}]}'
         elif self.mode == "error":
             status, out = 503, b'{"error": "busy"}'
+        elif self.mode == "refuse":
+            status, out = 400, b'{"error": {"message": "content policy"}}'
         else:
             w, h = (int(v) for v in data["size"].split("x"))
             req = ImageRequest(
@@ -227,10 +230,21 @@ def test_openai_image_upstream_success_retries_and_garbage() -> None:
         run(up.generate(req))
 
 
+def test_openai_image_upstream_refusal_is_not_retried_and_keeps_the_circuit_closed() -> None:
+    server = ImageServer(mode="refuse")
+    up = _remote(server, breaker=CircuitBreaker(failures=1, reset_s=60))
+    req = ImageRequest(model="remote-img", prompt="a fox", n=1, width=64, height=64)
+    with pytest.raises(UpstreamError, match="HTTP 400") as info:
+        run(up.generate(req))
+    assert info.value.details == {"upstream_status": 400}
+    assert len(server.requests) == 1  # a refusal is final: no retry
+    assert up.breaker.state == "closed" and up.ready()  # the upstream works
+    server.mode = "ok"
+    assert len(run(up.generate(req)).images) == 1
+
+
 def test_openai_image_upstream_timeout_and_breaker() -> None:
     """A real socket that accepts and never answers: the read timeout fires, the breaker opens."""
-    from distillguard.gateway.upstream import CircuitBreaker
-
     req = ImageRequest(model="remote-img", prompt="a fox", n=1, width=128, height=128)
 
     async def go() -> tuple[BaseException | None, bool, BaseException | None]:
