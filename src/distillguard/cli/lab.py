@@ -46,7 +46,8 @@ def lab_cmd(
     test each in open and closed mode; writes a table, a plot and a JSON file.
 
     Example: `distillguard lab --quick --out lab-out`
-    (the documented held-out figures: `distillguard lab --preset full --first-seed 6 --workers 3`)
+    (documented held-out figures: `distillguard lab --preset full --first-seed 9 --workers 3`;
+    also `--first-seed 6`)
     """
     from dataclasses import replace
 

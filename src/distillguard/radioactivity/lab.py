@@ -1171,10 +1171,18 @@ def _plot(result: LabResult, path: Path) -> None:
     ax1.set_ylim(_FLOOR / 3, 3.0)
     ax1.set_title("radioactivity against watermarked fraction")
     ax1.legend(fontsize=7)
-    for c in result.curves:
+    subjects = list(dict.fromkeys(c.subject for c in result.curves))
+    palette = plt.get_cmap("tab10")
+    for c in result.curves:  # one colour per model, the line style says the mode
         xs = [p.n_scored for p in c.curve]
         ys = [max(p.p_value, _FLOOR) for p in c.curve]
-        ax2.plot(xs, ys, "-" if c.mode == "open" else "--", label=f"{c.subject} ({c.mode})")
+        ax2.plot(
+            xs,
+            ys,
+            "-" if c.mode == "open" else "--",
+            color=palette(subjects.index(c.subject) % 10),
+            label=f"{c.subject} ({c.mode})",
+        )
     ax2.set_yscale("log")
     ax2.set_xscale("log")
     ax2.set_xlabel("scored tokens (filter + dedup)")
