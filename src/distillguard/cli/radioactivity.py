@@ -235,7 +235,14 @@ def radioactivity_cmd(
             raise InputError("nothing to ask: give --samples >= 1 or keep --greedy")
         return [p for p, _ in plan], [t for _, t in plan]
 
-    def run_open(m: Any, sch: Any, role: str, subject: str, keep: Any = None) -> Any:
+    # what the suspect run asked or read, reused by the default control (the suspect under an
+    # unused key) so that nothing is asked or generated twice
+    asked_answers: list[str] = []
+    read_texts: list[Any] = []
+
+    def run_open(
+        m: Any, sch: Any, role: str, subject: str, keep: Any = None, texts_in: Any = None
+    ) -> Any:
         from distillguard.radioactivity.open_mode import own_answers, score_open
 
         if read is None and prompts is None:
@@ -243,8 +250,13 @@ def radioactivity_cmd(
                 "open mode needs --read FILE (texts to feed the suspect) or --prompts FILE "
                 "(the suspect's own answers to them are read)"
             )
-        body = [] if read is None else [TokenText.of(encode(t)) for t in _read_texts(read, field)]
-        if prompts is not None:
+        if texts_in is not None:
+            body = list(texts_in)
+        else:
+            body = (
+                [] if read is None else [TokenText.of(encode(t)) for t in _read_texts(read, field)]
+            )
+        if prompts is not None and texts_in is None:
             if samples and temperature <= 0:
                 raise InputError("sampled answers need --temperature > 0")
             body += own_answers(
@@ -256,6 +268,8 @@ def radioactivity_cmd(
                 greedy=greedy,
                 max_new_tokens=max_tokens,
             )
+        if role == "suspect":
+            read_texts.extend(body)
         return score_open(
             m,
             body,
@@ -298,6 +312,25 @@ def radioactivity_cmd(
             on_point=show(role),
             scorer=keep,
             temperatures=temps,
+            on_answers=asked_answers.extend if role == "suspect" else None,
+        )
+
+    def closed_key_control() -> Any:
+        """The suspect's answers scored again under the unused key: nothing is asked twice."""
+        from distillguard.radioactivity.results import ModeResult
+
+        ctl = RadioactivityScorer(ctl_scheme, kgram_filter=flt)
+        on = show("control")
+        answers = [TokenText.of(encode(a)) for a in asked_answers]
+        for i in range(0, len(answers), 256):
+            on(ctl.add_texts(answers[i : i + 256]))
+        return ModeResult.from_scorer(
+            ctl,
+            subject=f"{endpoint} (key {ctl_key.kid})",
+            mode="closed",
+            role="control",
+            n_texts=len(answers),
+            notes=["the suspect's answers scored under an unused key (nothing asked twice)"],
         )
 
     from distillguard.radioactivity.pipeline import RadioactivityScorer
@@ -327,10 +360,15 @@ def radioactivity_cmd(
     elif texts is not None:
         control, _ = run_texts(texts, ctl_scheme, "control")
     elif model is not None:
-        control = run_open(suspect_model, ctl_scheme, "control", f"{model} (key {ctl_key.kid})")
+        control = run_open(
+            suspect_model,
+            ctl_scheme,
+            "control",
+            f"{model} (key {ctl_key.kid})",
+            texts_in=read_texts,
+        )
     else:
-        assert endpoint is not None
-        control = run_closed(endpoint, ctl_scheme, "control")
+        control = closed_key_control()
 
     if trace:
         tracing = _trace(scheme, pooled, payloads)

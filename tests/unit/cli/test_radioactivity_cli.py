@@ -183,6 +183,9 @@ def test_open_mode_cli_on_saved_model(
     assert code == 0, data
     assert data["suspect"]["n_texts"] == 15 and data["suspect"]["detection"]["n_scored"] > 0
     assert data["suspect"]["p_value"] > 1e-4
+    # the control reads the same answers under an unused key (none generated twice)
+    assert data["control"]["n_texts"] == 15
+    assert data["control"]["detection"]["n_scored"] == data["suspect"]["detection"]["n_scored"]
     code, data = run_json(capsys, "radioactivity", "--model", str(folder))
     assert code == 4 and "--read" in data["message"] and "--prompts" in data["message"]
 
@@ -266,13 +269,17 @@ def test_closed_mode_cli_asks_each_prompt_samples_times(
         "12",
     )
     assert code == 0, data
-    # per prompt: one greedy answer and three sampled ones; suspect and control each ask
+    # per prompt: one greedy answer and three sampled ones, asked once: the control (the suspect
+    # under an unused key) scores the same answers
     assert data["suspect"]["n_texts"] == 16 and data["control"]["n_texts"] == 16
-    assert len(asked) == 32 and {p for p, _ in asked} == {"/v1/chat/completions"}
-    assert sorted(t for _, t in asked) == [0.0] * 8 + [0.7] * 24
+    assert len(asked) == 16 and {p for p, _ in asked} == {"/v1/chat/completions"}
+    assert sorted(t for _, t in asked) == [0.0] * 4 + [0.7] * 12
+    suspect_n = data["suspect"]["detection"]["n_scored"]
+    assert suspect_n > 0 and data["control"]["detection"]["n_scored"] == suspect_n
+    assert data["control"]["detection"]["key_id"] != data["suspect"]["detection"]["key_id"]
     assert data["suspect"]["p_value"] > 1e-4  # a random model never saw the watermark
     bad = ["radioactivity", "--endpoint", "http://x/v1", "--prompts", str(prompts)]
     assert main([*bad, "--samples", "-1"]) == 2  # a usage error, nothing asked
     code, data = run_json(capsys, *bad, "--samples", "0", "--no-greedy")
     assert code == 4 and "nothing to ask" in data["message"]
-    assert len(asked) == 32
+    assert len(asked) == 16
