@@ -37,7 +37,9 @@ __all__ = [
     "OpenAIUpstream",
     "StubUpstream",
     "Upstream",
+    "UpstreamHints",
     "count_tokens",
+    "send_with_retries",
     "stub_app",
 ]
 
