@@ -227,13 +227,14 @@ def radioactivity_cmd(
     def asks() -> tuple[list[str], list[float]]:
         """Each prompt once greedily (``--greedy``), then ``--samples`` times sampled."""
         assert prompts is not None
-        listed = _read_texts(prompts, field)
-        plan = ([(p, 0.0) for p in listed] if greedy else []) + [
-            (p, temperature) for p in listed for _ in range(samples)
-        ]
+        from distillguard.radioactivity.pipeline import answer_plan
+
+        plan = answer_plan(
+            _read_texts(prompts, field), samples=samples, temperature=temperature, greedy=greedy
+        )
         if not plan:
             raise InputError("nothing to ask: give --samples >= 1 or keep --greedy")
-        return [p for p, _ in plan], [t for _, t in plan]
+        return [p for ps, _ in plan for p in ps], [t for ps, t in plan for _ in ps]
 
     # what the suspect run asked or read, reused by the default control (the suspect under an
     # unused key) so that nothing is asked or generated twice

@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity.pipeline import KgramFilter, TokenText
+from distillguard.radioactivity.pipeline import KgramFilter, TokenText, answer_plan
 from distillguard.radioactivity.results import ModeResult
 from distillguard.watermark.kgw import KGWConfig, KGWWatermark
 
@@ -853,9 +853,12 @@ def _one_seed(
                     seed=seed * 7919 + 700_001,
                 )
             bare = [p[: -len(SEP) - 1] for p in logged]  # the app appends <sep> itself
-            asks = [([p for p in bare for _ in range(cfg.closed_samples)], cfg.ask_temperature)]
-            if cfg.ask_greedy:
-                asks.insert(0, (bare, 0.0))
+            asks = answer_plan(
+                bare,
+                samples=cfg.closed_samples,
+                temperature=cfg.ask_temperature,
+                greedy=cfg.ask_greedy,
+            )
             n_logged = len(logged)
         else:
             texts = [x for i in to_read_ids for x in reread[int(i)]] + probe_texts

@@ -38,6 +38,7 @@ from distillguard.radioactivity.pipeline import (
     KgramFilter,
     RadioactivityScorer,
     TokenText,
+    answer_plan,
 )
 from distillguard.radioactivity.results import ModeResult
 from distillguard.watermark.base import WatermarkScheme
@@ -91,9 +92,7 @@ def own_answers(
         raise InputError("sampling needs a temperature > 0")
     if not prompts:
         raise InputError("no prompts to answer")
-    plans = [(list(prompts), 0.0)] if greedy else []
-    if samples:
-        plans.append(([p for p in prompts for _ in range(samples)], temperature))
+    plans = answer_plan(prompts, samples=samples, temperature=temperature, greedy=greedy)
     pad = tokenizer.pad_token_id
     stops = [i for i in (pad, tokenizer.eos_token_id) if i is not None]
     out: list[TokenText] = []

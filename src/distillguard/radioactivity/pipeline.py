@@ -41,6 +41,7 @@ __all__ = [
     "RadioactivityScorer",
     "ScoringTape",
     "TokenText",
+    "answer_plan",
     "window_hashes",
 ]
 
@@ -479,3 +480,19 @@ def _concat_scores(chunks: list[TokenScores]) -> TokenScores:
         else:
             values[f.name] = parts[0]
     return type(first)(**values)
+
+
+def answer_plan(
+    prompts: Sequence[str], *, samples: int, temperature: float, greedy: bool
+) -> list[tuple[list[str], float]]:
+    """How a suspect is asked (closed mode) or made to answer (open mode's own answers): each
+    prompt once at temperature 0 when ``greedy``, then each prompt ``samples`` times at
+    ``temperature``, as ``(prompts, temperature)`` rounds in that order (empty rounds left out).
+
+    The greedy answers carry most of a memorising student's evidence; low-temperature samples
+    add paths near them (see ``docs/radioactivity.md``)."""
+    plan = [(list(prompts), 0.0)] if greedy and prompts else []
+    sampled = [p for p in prompts for _ in range(samples)]
+    if sampled:
+        plan.append((sampled, temperature))
+    return plan

@@ -220,3 +220,16 @@ def test_open_mode_reads_the_models_own_answers(models: dict[str, Any]) -> None:
         _own_texts(models["clean"], tok, samples=0, greedy=False)
     with pytest.raises(InputError):
         _own_texts(models["clean"], tok, samples=2, temperature=0.0)
+
+
+def test_answer_plan_greedy_first_then_samples_per_prompt() -> None:
+    from distillguard.radioactivity.pipeline import answer_plan
+
+    assert answer_plan(["a", "b"], samples=2, temperature=0.2, greedy=True) == [
+        (["a", "b"], 0.0),
+        (["a", "a", "b", "b"], 0.2),
+    ]
+    assert answer_plan(["a"], samples=0, temperature=0.2, greedy=True) == [(["a"], 0.0)]
+    assert answer_plan(["a"], samples=1, temperature=0.7, greedy=False) == [(["a"], 0.7)]
+    assert answer_plan([], samples=3, temperature=0.2, greedy=True) == []
+    assert answer_plan(["a"], samples=0, temperature=0.2, greedy=False) == []
