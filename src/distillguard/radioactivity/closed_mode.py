@@ -217,14 +217,13 @@ def score_closed(
     elif scorer.scheme is not scheme:
         raise InputError("the scorer given must use the same scheme")
 
-    temps = _temperatures(prompts, temperatures)
+    _temperatures(prompts, temperatures)  # checked before anything is asked
 
     async def run() -> None:
         for i in range(0, len(prompts), batch_size):
-            part = temps[i : i + batch_size]
             answers = await client.acomplete(
                 prompts[i : i + batch_size],
-                None if temperatures is None else [t or 0.0 for t in part],
+                None if temperatures is None else temperatures[i : i + batch_size],
             )
             if on_answers is not None:
                 on_answers(answers)
