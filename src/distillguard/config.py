@@ -327,6 +327,9 @@ class GatewaySettings(_Section):
         default=None, description="Admin API bearer token (default: HOME/admin.token, created)."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30, description="Body cap.")
+    max_header_bytes: int = Field(
+        default=65_536, ge=4096, le=1 << 24, description="Request line + headers cap (431)."
+    )
     body_timeout_s: float = Field(
         default=30.0, gt=0, le=600, description="Longest time to receive a request body."
     )
