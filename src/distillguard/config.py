@@ -287,6 +287,11 @@ class GatewaySettings(_Section):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients call (https://api.example.com); its host is the accepted "
+        "@authority when [passport] authorities is empty.",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
     upstream: Literal["stub", "openai", "local"] = Field(
         default="stub",

@@ -12,7 +12,11 @@ key can recompute them. A watermark key id is ``wm-`` followed by 128 bits of an
 label under the secret: it names the secret without revealing anything about it.
 
 For each purpose exactly one key is *active* (used for new signatures and watermarks); rotation
-retires it, keeps it for verification and detection, and makes a new active key. The file is
+retires it, keeps it for verification and detection, and makes a new active key. A retired key
+verifies only what it signed before its retirement (:meth:`VerifyKey.trusts` compares the signing
+time with ``retired_at``). A key believed leaked is marked *compromised*
+(:meth:`Keyring.mark_compromised`): nothing it signed verifies any more, at any time, and the
+public-key export says so, so that offline verifiers distrust it too. The file is
 written atomically (a temporary file with mode 0600 in the same folder, fsync, rename) and
 :meth:`Keyring.load` refuses a file that users other than its owner can read or write.
 
@@ -35,6 +39,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -42,7 +47,7 @@ import secrets
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -186,18 +191,43 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class VerifyKey:
-    """An Ed25519 public key of a purpose, active (``retired_at`` is None) or retired."""
+    """An Ed25519 public key of a purpose, active (``retired_at`` is None) or retired.
+
+    A compromised key (``compromised_at`` set) verifies nothing; a retired one verifies only
+    what was signed at or before ``retired_at`` (see :meth:`trusts`).
+    """
 
     kid: str
     purpose: KeyPurpose
     created_at: datetime
     retired_at: datetime | None
     public_key: Ed25519PublicKey = field(repr=False, compare=False)
+    compromised_at: datetime | None = None
 
     @property
     def active(self) -> bool:
         """True for the key currently used to sign, False for a retired one."""
         return self.retired_at is None
+
+    @property
+    def compromised(self) -> bool:
+        """True when the key was marked compromised: nothing it signed is trusted."""
+        return self.compromised_at is not None
+
+    def trusts(self, signed_at: datetime | float | None) -> bool:
+        """Whether a signature made at ``signed_at`` (a datetime or UNIX seconds) is trusted.
+
+        False for a compromised key; for a retired key, False when ``signed_at`` is after
+        ``retired_at`` or unknown (None); True otherwise.
+        """
+        if self.compromised_at is not None:
+            return False
+        if self.retired_at is None:
+            return True
+        if signed_at is None:
+            return False
+        seconds = signed_at if isinstance(signed_at, int | float) else signed_at.timestamp()
+        return seconds <= self.retired_at.timestamp()
 
     def public_jwk(self) -> dict[str, str]:
         """The public key as a JWK (``kty``, ``crv``, ``x``, ``kid``, ``alg``, ``use``)."""
@@ -206,9 +236,18 @@ class VerifyKey:
     def verify(self, signature: bytes, data: bytes) -> None:
         """Check an Ed25519 signature over ``data``.
 
+        The signing time is not known here: callers that know it also check :meth:`trusts`.
+
         Raises:
-            SignatureError: the signature does not verify under this key.
+            SignatureError: the key is compromised, or the signature does not verify under it.
         """
+        if self.compromised_at is not None:
+            raise SignatureError(
+                f"{self.purpose} key {self.kid} is marked compromised: nothing it signed is "
+                "trusted",
+                hint="re-sign with the active key (see the key-compromise runbook, docs/keys.md)",
+                details={"kid": self.kid, "purpose": str(self.purpose), "reason": "compromised"},
+            )
         try:
             self.public_key.verify(signature, data)
         except InvalidSignature:
@@ -227,6 +266,7 @@ class WatermarkKey:
     created_at: datetime
     secret: bytes = field(repr=False, compare=False)
     retired_at: datetime | None = None
+    compromised_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -243,10 +283,14 @@ class KeyInfo:
     algorithm: str
     created_at: datetime
     retired_at: datetime | None
+    compromised_at: datetime | None = None
+    compromise_reason: str | None = None
 
     @property
     def status(self) -> str:
-        """``active`` or ``retired``."""
+        """``compromised``, ``active`` or ``retired``."""
+        if self.compromised_at is not None:
+            return "compromised"
         return "active" if self.retired_at is None else "retired"
 
     def to_dict(self) -> dict[str, str | None]:
@@ -257,6 +301,8 @@ class KeyInfo:
             "algorithm": self.algorithm,
             "created_at": format_ts(self.created_at),
             "retired_at": format_ts(self.retired_at) if self.retired_at else None,
+            "compromised_at": format_ts(self.compromised_at) if self.compromised_at else None,
+            "compromise_reason": self.compromise_reason,
             "status": self.status,
         }
 
@@ -271,20 +317,18 @@ class _Entry:
     retired_at: datetime | None
     private_key: Ed25519PrivateKey | None = field(default=None, repr=False, compare=False)
     secret: bytes | None = field(default=None, repr=False, compare=False)
+    compromised_at: datetime | None = None
+    compromise_reason: str | None = None
 
     @property
     def algorithm(self) -> str:
         return "Ed25519" if self.private_key is not None else "HMAC-SHA256-secret"
 
     def retire(self, when: datetime) -> _Entry:
-        return _Entry(
-            kid=self.kid,
-            purpose=self.purpose,
-            created_at=self.created_at,
-            retired_at=when,
-            private_key=self.private_key,
-            secret=self.secret,
-        )
+        return replace(self, retired_at=when)
+
+    def compromise(self, when: datetime, reason: str) -> _Entry:
+        return replace(self, compromised_at=when, compromise_reason=reason)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -293,6 +337,9 @@ class _Entry:
             "created_at": format_ts(self.created_at),
             "retired_at": format_ts(self.retired_at) if self.retired_at else None,
         }
+        if self.compromised_at is not None:
+            out["compromised_at"] = format_ts(self.compromised_at)
+            out["compromise_reason"] = self.compromise_reason or ""
         if self.private_key is not None:
             jwk: dict[str, str] = _ed25519_jwk(self.private_key.public_key())
             jwk["d"] = _b64url(self.private_key.private_bytes_raw())
@@ -404,14 +451,24 @@ class Keyring:
             private_key=entry.private_key,
         )
 
-    def verify_keys(self, purpose: KeyPurpose) -> list[VerifyKey]:
-        """Every Ed25519 public key of ``purpose``, active first, then retired ones newest first.
+    def verify_keys(
+        self, purpose: KeyPurpose, *, include_compromised: bool = False
+    ) -> list[VerifyKey]:
+        """The trusted Ed25519 public keys of ``purpose``: active first, then retired ones newest
+        first. Compromised keys are left out unless ``include_compromised``.
+
+        A retired key is trusted only for what was signed before its ``retired_at``: callers
+        that know the signing time check :meth:`VerifyKey.trusts`.
 
         Raises:
             KeyNotFoundError: ``purpose`` is ``watermark`` (it has no public keys).
         """
         purpose = _signing_purpose(purpose)
-        found = [_verify_key(e) for e in self._entries if e.purpose is purpose]
+        found = [
+            _verify_key(e)
+            for e in self._entries
+            if e.purpose is purpose and (include_compromised or e.compromised_at is None)
+        ]
         return sorted(found, key=_newest_active_first)
 
     def verify_key(self, kid: str) -> VerifyKey:
@@ -449,6 +506,7 @@ class Keyring:
             created_at=entry.created_at,
             secret=entry.secret,
             retired_at=entry.retired_at,
+            compromised_at=entry.compromised_at,
         )
 
     def watermark_keys(self) -> list[WatermarkKey]:
@@ -468,6 +526,8 @@ class Keyring:
                 algorithm=e.algorithm,
                 created_at=e.created_at,
                 retired_at=e.retired_at,
+                compromised_at=e.compromised_at,
+                compromise_reason=e.compromise_reason,
             )
             for e in self._entries
         ]
@@ -476,16 +536,24 @@ class Keyring:
     def public_jwks(self) -> dict[str, Any]:
         """A JWK Set of every Ed25519 public key, active and retired.
 
-        Each JWK carries ``kid``, ``alg`` (``EdDSA``), ``use`` (``sig``) and three DistillGuard
-        members: ``purpose``, ``created_at`` and ``retired_at`` (null while active).
+        Each JWK carries ``kid``, ``alg`` (``EdDSA``), ``use`` (``sig``) and DistillGuard
+        members: ``purpose``, ``created_at``, ``retired_at`` (null while active: a retired key
+        verifies only what was signed at or before it), ``status`` (``active``, ``retired`` or
+        ``compromised``) and ``compromised_at`` (null unless compromised: such a key verifies
+        nothing). Compromised keys stay in the set so that offline verifiers learn to distrust
+        them; verifiers that do not read ``status`` must drop them (see docs/keys.md).
         """
         keys: list[dict[str, Any]] = []
         for purpose in _SIGNING_PURPOSES:
-            for vk in self.verify_keys(purpose):
+            for vk in self.verify_keys(purpose, include_compromised=True):
                 jwk: dict[str, Any] = dict(vk.public_jwk())
                 jwk["purpose"] = str(purpose)
                 jwk["created_at"] = format_ts(vk.created_at)
                 jwk["retired_at"] = format_ts(vk.retired_at) if vk.retired_at else None
+                jwk["status"] = (
+                    "compromised" if vk.compromised else ("active" if vk.active else "retired")
+                )
+                jwk["compromised_at"] = format_ts(vk.compromised_at) if vk.compromised_at else None
                 keys.append(jwk)
         return {"keys": keys}
 
@@ -516,6 +584,49 @@ class Keyring:
             self._save()
         logger.info("rotated %s key of keyring %s: new kid %s", purpose, self._path, new.kid)
         return new.kid
+
+    def mark_compromised(self, kid: str, *, reason: str) -> tuple[KeyInfo, str | None]:
+        """Mark key ``kid`` compromised (nothing it signed is trusted any more) and save.
+
+        The mark is permanent. If ``kid`` is the active key of its purpose, it is retired and
+        a new active key made in the same write (a compromised key must not sign again); the
+        second member of the result is then the new key's id, else None. Marking a key that
+        is already compromised changes nothing (the first time and reason are kept).
+
+        Raises:
+            KeyNotFoundError: no key has this id.
+            KeyringError: the file cannot be read or written.
+        """
+        with _locked(self._path):
+            current = _parse(self._path, _read_private_file(self._path))
+            self._entries = current
+            target = self._by_kid(kid)
+            new_kid: str | None = None
+            if target.compromised_at is None:
+                now = _now()
+                entries: list[_Entry] = []
+                for e in current:
+                    if e.kid == kid:
+                        e = e.compromise(now, reason)
+                        if e.retired_at is None:
+                            e = e.retire(now)
+                    entries.append(e)
+                if target.retired_at is None:
+                    new = _new_entry(target.purpose, now)
+                    entries.append(new)
+                    new_kid = new.kid
+                _check_invariants(self._path, entries)
+                self._entries = entries
+                self._save()
+                logger.warning(
+                    "marked %s key %s of keyring %s compromised%s",
+                    target.purpose,
+                    kid,
+                    self._path,
+                    f"; new active key {new_kid}" if new_kid else "",
+                )
+        info = next(i for i in self.describe() if i.kid == kid)
+        return info, new_kid
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -569,6 +680,7 @@ def _verify_key(entry: _Entry) -> VerifyKey:
         created_at=entry.created_at,
         retired_at=entry.retired_at,
         public_key=entry.private_key.public_key(),
+        compromised_at=entry.compromised_at,
     )
 
 
@@ -691,12 +803,44 @@ def _parse(path: Path, text: str) -> list[_Entry]:
     if not isinstance(keys, list):
         raise _malformed(path, "'keys' is missing or not a list")
     entries: list[_Entry] = []
+    unstamped: set[str] = set()  # keys written without a 'retired_at' member at all
     for index, item in enumerate(keys):
         try:
             entries.append(_parse_entry(item))
         except (_MalformedError, ValueError, TypeError) as exc:
             raise _malformed(path, f"keys[{index}]: {exc}") from None
-    return entries
+        if isinstance(item, dict) and "retired_at" not in item:
+            unstamped.add(entries[-1].kid)
+    return _migrate_retired_at(path, entries, unstamped)
+
+
+def _migrate_retired_at(path: Path, entries: list[_Entry], unstamped: set[str]) -> list[_Entry]:
+    """Give a retirement time to keys of an old keyring that has no ``retired_at`` member.
+
+    Such a key counts as active while it is the newest of its purpose; an older one is taken
+    as retired when the next key of its purpose was created (the latest moment it can have
+    been the active key), so that it verifies only what it signed before then. The file is
+    not rewritten here: the next save (rotation, compromise) stores the times.
+    """
+    if not unstamped:
+        return entries
+    out = list(entries)
+    for purpose in KeyPurpose:
+        ordered = sorted(
+            (i for i, e in enumerate(out) if e.purpose is purpose), key=lambda i: out[i].created_at
+        )
+        for older, newer in itertools.pairwise(ordered):
+            entry = out[older]
+            if entry.kid in unstamped and entry.retired_at is None:
+                out[older] = entry.retire(out[newer].created_at)
+                logger.warning(
+                    "keyring %s: key %s has no retired_at; taken as retired at %s, when its "
+                    "successor was created",
+                    path,
+                    entry.kid,
+                    format_ts(out[newer].created_at),
+                )
+    return out
 
 
 def _malformed(path: Path, why: str) -> KeyringError:
@@ -727,16 +871,27 @@ def _parse_entry(item: object) -> _Entry:
     if retired_raw is not None and not isinstance(retired_raw, str):
         raise _MalformedError("'retired_at' is neither null nor a timestamp")
     retired_at = parse_rfc3339(retired_raw) if retired_raw is not None else None
+    compromised_raw = item.get("compromised_at")
+    if compromised_raw is not None and not isinstance(compromised_raw, str):
+        raise _MalformedError("'compromised_at' is neither null nor a timestamp")
+    compromised_at = parse_rfc3339(compromised_raw) if compromised_raw is not None else None
+    reason = item.get("compromise_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _MalformedError("'compromise_reason' is not a string")
+    if compromised_at is not None and retired_at is None:
+        raise _MalformedError("a compromised key must be retired ('retired_at' is null)")
+    marks = {"compromised_at", "compromise_reason"}
+    mark_args: dict[str, Any] = {"compromised_at": compromised_at, "compromise_reason": reason}
     if purpose is KeyPurpose.WATERMARK:
-        allowed = {"kid", "purpose", "created_at", "retired_at", "secret"}
+        allowed = {"kid", "purpose", "created_at", "retired_at", "secret", *marks}
         _no_extra(item, allowed)
         secret = _b64url_decode(_str_member(item, "secret"))
         if len(secret) != _WATERMARK_SECRET_BYTES:
             raise _MalformedError(f"watermark secret is {len(secret)} bytes, expected 32")
         if _watermark_kid(secret) != kid:
             raise _MalformedError(f"kid {kid!r} does not match its watermark secret")
-        return _Entry(kid, purpose, created_at, retired_at, secret=secret)
-    _no_extra(item, {"kid", "purpose", "created_at", "retired_at", "jwk"})
+        return _Entry(kid, purpose, created_at, retired_at, secret=secret, **mark_args)
+    _no_extra(item, {"kid", "purpose", "created_at", "retired_at", "jwk", *marks})
     jwk = item.get("jwk")
     if not isinstance(jwk, dict):
         raise _MalformedError("'jwk' is missing or not an object")
@@ -751,7 +906,7 @@ def _parse_entry(item: object) -> _Entry:
         raise _MalformedError(f"public key 'x' of {kid!r} does not match its private key")
     if jwk_thumbprint(public_jwk) != kid:
         raise _MalformedError(f"kid {kid!r} is not the RFC 7638 thumbprint of its public key")
-    return _Entry(kid, purpose, created_at, retired_at, private_key=private)
+    return _Entry(kid, purpose, created_at, retired_at, private_key=private, **mark_args)
 
 
 def _no_extra(item: Mapping[str, Any], allowed: set[str]) -> None:

@@ -35,6 +35,7 @@ from distillguard.passport.credential import (
 from distillguard.passport.registry import (
     PassportRecord,
     PassportRegistry,
+    RegistrationCache,
     Revocation,
     RevocationCache,
     SQLitePassportRegistry,
@@ -83,6 +84,7 @@ __all__ = [
     "Problem",
     "RateTier",
     "RedisNonceCache",
+    "RegistrationCache",
     "Rejection",
     "RejectionCounter",
     "RejectionReason",

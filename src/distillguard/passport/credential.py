@@ -18,6 +18,12 @@ issuer key id). Its claims:
 Decoding is strict: only ``EdDSA``/``Ed25519`` are accepted (``none`` and HMAC algorithms are
 refused before any cryptography runs, so an attacker cannot make a public key act as an HMAC
 secret), the ``kid`` must be a known issuer key, and every claim is type-checked.
+
+Key compromise: a passport signed by a *retired* issuer key is accepted only when its ``iat`` is
+at or before the key's retirement (``retired_issuer_key`` otherwise), and one signed by a key
+marked *compromised* is never accepted (``compromised_issuer_key``). A leaked retired key can
+still mint a passport with a back-dated ``iat``; the gateway's verifier closes that by accepting
+only passports recorded in the registry (see :mod:`~distillguard.passport.verifier`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import json
 import secrets
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +113,8 @@ class PassportProblem:
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
+    RETIRED_KEY = "retired_issuer_key"
+    COMPROMISED_KEY = "compromised_issuer_key"
 
 
 def _fail(reason: str, message: str) -> PassportError:
@@ -329,6 +337,10 @@ class PassportValidator:
         issuer: the expected ``iss``.
         leeway_s: clock-skew allowance for ``iat``/``exp``.
         max_token_bytes: longer tokens are refused unread.
+        retired_at: for retired issuer keys, the retirement time (UNIX seconds): a passport
+            they signed is refused (``retired_issuer_key``) when its ``iat`` is later.
+        compromised: issuer key ids marked compromised: every passport they signed is refused
+            (``compromised_issuer_key``), whatever its ``iat``.
 
     Use :meth:`from_keyring` in a service.
     """
@@ -340,19 +352,32 @@ class PassportValidator:
         issuer: str = "distillguard",
         leeway_s: int = 60,
         max_token_bytes: int = 8192,
+        retired_at: Mapping[str, float] | None = None,
+        compromised: Collection[str] = (),
     ) -> None:
         self._keys = {kid: OKPKey.import_key(pk) for kid, pk in issuer_keys.items()}
+        self._retired_at = {kid: int(t) for kid, t in (retired_at or {}).items()}
+        self._compromised = frozenset(compromised)
         self.issuer = issuer
         self.leeway_s = leeway_s
         self.max_token_bytes = max_token_bytes
 
     @classmethod
     def from_keyring(cls, keyring: Any, *, issuer: str = "distillguard") -> PassportValidator:
-        """A validator trusting every passport key (active and retired) of a ``Keyring``."""
+        """A validator for the passport keys of a ``Keyring``: the active key, retired keys for
+        passports issued before their retirement, and none of the compromised keys."""
         from distillguard.keyring import KeyPurpose
 
-        keys = {vk.kid: vk.public_key for vk in keyring.verify_keys(KeyPurpose.PASSPORT)}
-        return cls(issuer_keys=keys, issuer=issuer)
+        every = keyring.verify_keys(KeyPurpose.PASSPORT, include_compromised=True)
+        trusted = [vk for vk in every if not vk.compromised]
+        return cls(
+            issuer_keys={vk.kid: vk.public_key for vk in trusted},
+            issuer=issuer,
+            retired_at={
+                vk.kid: vk.retired_at.timestamp() for vk in trusted if vk.retired_at is not None
+            },
+            compromised=[vk.kid for vk in every if vk.compromised],
+        )
 
     @property
     def issuer_kids(self) -> tuple[str, ...]:
@@ -394,6 +419,11 @@ class PassportValidator:
         if header.get("typ") not in (PASSPORT_TYP, None):
             raise _fail(PassportProblem.MALFORMED, "passport header typ is not dg-passport+jwt")
         kid = header.get("kid")
+        if isinstance(kid, str) and kid in self._compromised:
+            raise _fail(
+                PassportProblem.COMPROMISED_KEY,
+                "passport is signed by an issuer key marked compromised",
+            )
         key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise _fail(
@@ -415,6 +445,12 @@ class PassportValidator:
         if not isinstance(claims, dict):
             raise _fail(PassportProblem.MALFORMED, "passport payload is not a JSON object")
         passport = self._from_claims(claims, kid=str(kid), token=token)
+        retired = self._retired_at.get(str(kid))
+        if retired is not None and passport.issued_at > retired:
+            raise _fail(
+                PassportProblem.RETIRED_KEY,
+                f"passport {passport.passport_id} was issued after its issuer key was retired",
+            )
         if check_time:
             t = time.time() if now is None else now
             if t >= passport.expires_at + self.leeway_s:

@@ -24,10 +24,18 @@ elsewhere (the CLI, another replica) takes effect within ``refresh_s``. If the r
 read, the last list is used for at most ``max_stale_s`` seconds, after which every lookup fails
 (the verifier then refuses requests with ``revocation_list_unavailable``) rather than let a
 revoked passport through.
+
+Every passport a verifier accepts must also be *registered*: issued through the registry, with
+the very claims recorded at issue. :class:`RegistrationCache` answers that from memory: a
+registered passport is looked up once (its record never changes), an unknown id is remembered as
+unknown for ``negative_ttl_s`` (so a passport issued elsewhere is accepted within that time), and
+a registry that cannot be read fails closed. A passport minted with a leaked issuer key under an
+invented id, or a registered id with other claims (another agent key, longer expiry), is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PassportRecord",
     "PassportRegistry",
+    "RegistrationCache",
     "Revocation",
     "RevocationCache",
     "SQLitePassportRegistry",
@@ -489,6 +498,85 @@ class RevocationCache:
         with self._lock:
             self._revoked = self._revoked | {passport_id}
         return revocation
+
+
+def _claims_digest(claims: Any) -> bytes:
+    canonical = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).digest()
+
+
+class RegistrationCache:
+    """Whether a verified passport was issued through the registry, answered from memory.
+
+    A passport is *registered* when the registry holds a record with its id, the same issuer
+    key id and the same claims. Registered ids are cached for good (a record does not change;
+    revocation is checked separately), up to ``max_entries``; an id the registry does not know
+    is cached as unknown for ``negative_ttl_s``, so one unknown passport costs at most one
+    registry query per ``negative_ttl_s``. Thread-safe. Works with every
+    :class:`PassportRegistry` (SQLite file, or the store's tables in PostgreSQL shared by
+    replicas).
+
+    Args:
+        registry: where issued passports are recorded.
+        negative_ttl_s: how long an unknown id stays unknown before the registry is asked again
+            (the longest delay before a passport issued by another process is accepted here).
+        max_entries: bound of each cache (cleared when full).
+        clock: monotonic time source in seconds (tests).
+    """
+
+    def __init__(
+        self,
+        registry: PassportRegistry,
+        *,
+        negative_ttl_s: float = 1.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if negative_ttl_s < 0 or max_entries < 1:
+            raise ValueError("need negative_ttl_s >= 0 and max_entries >= 1")
+        self.registry = registry
+        self.negative_ttl_s = negative_ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[str, bytes]] = {}  # id -> (issuer kid, claims digest)
+        self._unknown: dict[str, float] = {}  # id -> monotonic time until which it is unknown
+
+    def __repr__(self) -> str:
+        return f"RegistrationCache(registry={self.registry!r})"
+
+    def is_registered(self, passport: Passport) -> bool:
+        """True when ``passport`` (already verified) matches its record in the registry.
+
+        Raises:
+            StorageError: the registry cannot be read (callers refuse the request).
+        """
+        pid = passport.passport_id
+        known = self._known.get(pid)
+        if known is None:
+            until = self._unknown.get(pid)
+            if until is not None and self._clock() < until:
+                return False
+            record = self.registry.get(pid)  # StorageError propagates: fail closed
+            with self._lock:
+                if record is None:
+                    if len(self._unknown) >= self.max_entries:
+                        self._unknown.clear()
+                    self._unknown[pid] = self._clock() + self.negative_ttl_s
+                    return False
+                known = (record.issuer_kid, _claims_digest(record.claims))
+                if len(self._known) >= self.max_entries:
+                    self._known.clear()
+                self._known[pid] = known
+                self._unknown.pop(pid, None)
+        issuer_kid, digest = known
+        return issuer_kid == passport.issuer_kid and digest == _claims_digest(passport.claims())
+
+    def record_issued(self, passport: Passport) -> None:
+        """Record through the registry; accepted by this process at once."""
+        self.registry.record_issued(passport)
+        with self._lock:
+            self._unknown.pop(passport.passport_id, None)
 
 
 def open_registry(settings: Settings) -> PassportRegistry:

@@ -19,8 +19,11 @@ Checks, cheapest first, and the reason each failure gives:
 4. ``@authority`` is one of ours (``wrong_authority``);
 5. the passport: present, valid, from a known issuer, not expired, not revoked
    (``missing_passport``, ``invalid_passport``, ``unknown_issuer``, ``expired_passport``,
-   ``revoked_passport``; ``revocation_list_unavailable`` when the list cannot be read);
-   ``keyid`` is the passport's agent key (``key_mismatch``);
+   ``revoked_passport``; ``revocation_list_unavailable`` when the list cannot be read); not
+   signed by a compromised issuer key (``compromised_issuer_key``) nor by a retired one after
+   its retirement (``retired_issuer_key``); issued through the registry with these very claims
+   (``unregistered_passport``, when the verifier has a registry); ``keyid`` is the passport's
+   agent key (``key_mismatch``);
 6. the Ed25519 signature (``bad_signature``); the body digest (``missing_digest``,
    ``digest_mismatch``); the scopes (``scope_violation``);
 7. last, so that forged requests cannot burn nonces: the nonce is new (``replayed_nonce``).
@@ -64,6 +67,7 @@ __all__ = [
     "PASSPORT_HEADER",
     "WEB_BOT_AUTH_TAG",
     "Problem",
+    "RegistrationChecker",
     "Rejection",
     "RejectionCounter",
     "RejectionReason",
@@ -72,6 +76,7 @@ __all__ = [
     "VerificationResult",
     "VerifiedIdentity",
     "VerifierPolicy",
+    "default_authorities",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +116,9 @@ class RejectionReason(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     REPLAY_CACHE_UNAVAILABLE = "replay_cache_unavailable"
     REVOCATION_LIST_UNAVAILABLE = "revocation_list_unavailable"
+    RETIRED_ISSUER_KEY = "retired_issuer_key"
+    COMPROMISED_ISSUER_KEY = "compromised_issuer_key"
+    UNREGISTERED_PASSPORT = "unregistered_passport"
 
     @property
     def status(self) -> int:
@@ -161,6 +169,9 @@ _TITLES = {
     RejectionReason.BODY_TOO_LARGE: "Request body is too large",
     RejectionReason.REPLAY_CACHE_UNAVAILABLE: "Replay protection is unavailable",
     RejectionReason.REVOCATION_LIST_UNAVAILABLE: "The revocation list is unavailable",
+    RejectionReason.RETIRED_ISSUER_KEY: "Passport was signed by a retired key after retirement",
+    RejectionReason.COMPROMISED_ISSUER_KEY: "Passport was signed by a compromised key",
+    RejectionReason.UNREGISTERED_PASSPORT: "Passport was not issued by this provider",
 }
 
 
@@ -291,6 +302,15 @@ class RevocationChecker(Protocol):
         ...
 
 
+class RegistrationChecker(Protocol):
+    """Anything that answers "was this passport issued through the registry?"
+    (:class:`~distillguard.passport.registry.RegistrationCache` does)."""
+
+    def is_registered(self, passport: Passport) -> bool:
+        """True when the registry holds this passport with these claims."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class VerifierPolicy:
     """What the verifier accepts.
@@ -323,6 +343,8 @@ class VerifierPolicy:
 _PASSPORT_REASONS = {
     PassportProblem.UNKNOWN_ISSUER: RejectionReason.UNKNOWN_ISSUER,
     PassportProblem.EXPIRED: RejectionReason.EXPIRED_PASSPORT,
+    PassportProblem.RETIRED_KEY: RejectionReason.RETIRED_ISSUER_KEY,
+    PassportProblem.COMPROMISED_KEY: RejectionReason.COMPROMISED_ISSUER_KEY,
 }
 
 
@@ -349,6 +371,9 @@ class RequestVerifier:
     Args:
         passports: verifies passport tokens (issuer keys).
         revocations: the revocation list, consulted on every request (None: no revocation).
+        registrations: the registry of issued passports: a passport it does not hold (with
+            the same claims) is refused with ``unregistered_passport``. None skips the check
+            (tests and embeddings without a registry); :meth:`from_settings` always sets it.
         nonce_cache: the replay cache (default: in process); an async one
             (:class:`~distillguard.passport.replay.AsyncRedisNonceCache`) needs :meth:`averify`.
         policy: what is accepted.
@@ -368,6 +393,7 @@ class RequestVerifier:
         passports: PassportValidator,
         revocations: RevocationChecker | None = None,
         nonce_cache: NonceCache | AsyncNonceCache | None = None,
+        registrations: RegistrationChecker | None = None,
         policy: VerifierPolicy | None = None,
         counter: RejectionCounter | None = None,
         clock: Callable[[], float] = time.time,
@@ -376,6 +402,8 @@ class RequestVerifier:
     ) -> None:
         self.passports = passports
         self.revocations = revocations
+        self.registrations = registrations
+        self._registered: set[str] = set()  # tokens already found in the registry
         self.nonce_cache: NonceCache | AsyncNonceCache = nonce_cache or MemoryNonceCache()
         self._acache: AsyncNonceCache | None = None
         self._scache: NonceCache | None = None
@@ -406,9 +434,17 @@ class RequestVerifier:
 
         Uses ``settings.passport`` (window, skew, authorities, replay cache) and the passport
         registry (:func:`~distillguard.passport.registry.open_registry`) as the revocation list,
-        held in memory by a :class:`~distillguard.passport.registry.RevocationCache`.
+        held in memory by a :class:`~distillguard.passport.registry.RevocationCache`, and as the
+        list of issued passports (a :class:`~distillguard.passport.registry.RegistrationCache`).
+        The accepted authorities are ``passport.authorities``, else the host of
+        ``gateway.public_url``; when neither is set any authority is accepted and a warning is
+        logged.
         """
-        from distillguard.passport.registry import RevocationCache, open_registry
+        from distillguard.passport.registry import (
+            RegistrationCache,
+            RevocationCache,
+            open_registry,
+        )
         from distillguard.passport.replay import AsyncRedisNonceCache, RedisNonceCache
 
         cfg = settings.passport
@@ -419,16 +455,26 @@ class RequestVerifier:
             cache = AsyncRedisNonceCache.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
         else:
             cache = MemoryNonceCache()
+        registry = open_registry(settings)
+        authorities = default_authorities(settings)
+        if not authorities:
+            logger.warning(
+                "passport.authorities is empty and gateway.public_url is not set: requests "
+                "signed for any host are accepted; set one of them in production"
+            )
         return cls(
             passports=PassportValidator.from_keyring(keyring, issuer=cfg.issuer),
             revocations=RevocationCache(
-                open_registry(settings),
+                registry,
                 refresh_s=cfg.revocation_refresh_s,
                 max_stale_s=max(cfg.revocation_max_stale_s, cfg.revocation_refresh_s),
             ),
+            registrations=RegistrationCache(
+                registry, negative_ttl_s=max(cfg.revocation_refresh_s, 0.1)
+            ),
             nonce_cache=cache,
             policy=VerifierPolicy(
-                authorities=tuple(cfg.authorities),
+                authorities=authorities,
                 validity_window_s=cfg.validity_window_s,
                 clock_skew_s=cfg.clock_skew_s,
             ),
@@ -610,6 +656,22 @@ class RequestVerifier:
                     RejectionReason.REVOKED_PASSPORT,
                     f"passport {passport.passport_id} is revoked",
                 )
+        if self.registrations is not None and passport.token not in self._registered:
+            try:
+                registered = self.registrations.is_registered(passport)
+            except StorageError:
+                raise _RejectError(
+                    RejectionReason.REVOCATION_LIST_UNAVAILABLE,
+                    "the passport registry is unavailable",
+                ) from None
+            if not registered:
+                raise _RejectError(
+                    RejectionReason.UNREGISTERED_PASSPORT,
+                    f"passport {passport.passport_id} was not issued by this provider",
+                )
+            if len(self._registered) >= self._cache_size:
+                self._registered.clear()
+            self._registered.add(passport.token)
         if keyid != passport.agent_kid:
             raise _RejectError(
                 RejectionReason.KEY_MISMATCH, "keyid is not the passport's agent key"
@@ -678,6 +740,32 @@ class RequestVerifier:
             raise _RejectError(
                 RejectionReason.SCOPE_VIOLATION, "this model is not in the passport's scope"
             )
+
+
+def default_authorities(settings: Any) -> tuple[str, ...]:
+    """The ``@authority`` values a service accepts: ``passport.authorities`` when set, else the
+    host (with its port, when not the scheme's default) of ``gateway.public_url``, else none
+    (any authority is accepted)."""
+    from urllib.parse import urlsplit
+
+    configured = tuple(settings.passport.authorities)
+    if configured:
+        return configured
+    url = getattr(settings.gateway, "public_url", None)
+    if not url:
+        return ()
+    parts = urlsplit(str(url))
+    host = (parts.hostname or "").lower()
+    if not host:
+        return ()
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        return ()
+    return (host if port in (None, default_port) else f"{host}:{port}",)
 
 
 def _model_of(body: bytes) -> str | None:

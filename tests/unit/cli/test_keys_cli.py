@@ -107,9 +107,16 @@ def test_list_text_and_json(ring_path: Path, capsys: pytest.CaptureFixture[str])
     code, data = run_json(capsys, "keys", "list")
     assert code == 0
     assert [k["kid"] for k in data["keys"]] == [i.kid for i in ring.describe()]
-    assert {"kid", "purpose", "algorithm", "created_at", "retired_at", "status"} == set(
-        data["keys"][0]
-    )
+    assert {
+        "kid",
+        "purpose",
+        "algorithm",
+        "created_at",
+        "retired_at",
+        "compromised_at",
+        "compromise_reason",
+        "status",
+    } == set(data["keys"][0])
 
 
 def test_rotate_then_list(ring_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -675,3 +675,58 @@ def test_concurrent_rotations_in_two_processes_lose_nothing(ring_path: Path) -> 
     assert len(kids) == 3 + 60
     assert final.signing_key(KeyPurpose.LEDGER).kid == made[0][-1]
     assert final.signing_key(KeyPurpose.PASSPORT).kid == made[1][-1]
+
+
+def test_retired_key_trusts_only_signatures_up_to_its_retirement(tmp_path: Path) -> None:
+    ring = Keyring.create(tmp_path / "k.json")
+    old = ring.signing_key(KeyPurpose.LEDGER)
+    ring.rotate(KeyPurpose.LEDGER)
+    retired = ring.verify_key(old.kid)
+    assert retired.retired_at is not None
+    before = retired.retired_at.timestamp() - 1
+    assert retired.trusts(before) and retired.trusts(retired.retired_at)
+    assert not retired.trusts(retired.retired_at.timestamp() + 1)
+    assert not retired.trusts(None)
+    assert ring.verify_keys(KeyPurpose.LEDGER)[0].trusts(None)  # the active key
+
+
+def test_mark_compromised_distrusts_rotates_exports_and_persists(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    ring = Keyring.create(path)
+    active = ring.signing_key(KeyPurpose.PASSPORT)
+    sig = active.sign(b"data")
+    info, new_kid = ring.mark_compromised(active.kid, reason="laptop stolen")
+    assert info.status == "compromised" and info.compromise_reason == "laptop stolen"
+    assert new_kid is not None and ring.signing_key(KeyPurpose.PASSPORT).kid == new_kid
+    loaded = Keyring.load(path)
+    assert [k.kid for k in loaded.verify_keys(KeyPurpose.PASSPORT)] == [new_kid]
+    bad = loaded.verify_key(active.kid)
+    assert bad.compromised and not bad.trusts(0)
+    with pytest.raises(SignatureError, match="compromised"):
+        bad.verify(sig, b"data")
+    exported = {k["kid"]: k for k in loaded.public_jwks()["keys"]}
+    assert exported[active.kid]["status"] == "compromised"
+    assert exported[active.kid]["compromised_at"] is not None
+    assert "d" not in exported[active.kid]
+    # idempotent: a second mark keeps the first time and reason, and makes no new key
+    again, none = loaded.mark_compromised(active.kid, reason="other")
+    assert none is None and again.compromise_reason == "laptop stolen"
+    with pytest.raises(KeyNotFoundError):
+        loaded.mark_compromised("no-such-kid", reason="x")
+
+
+def test_old_keyring_without_retired_at_is_migrated(tmp_path: Path) -> None:
+    """A keyring written without 'retired_at' members: older keys of a purpose count as retired
+    when their successor was created, the newest stays active."""
+    path = tmp_path / "k.json"
+    ring = Keyring.create(path)
+    ring.rotate(KeyPurpose.PASSPORT)
+    doc = json.loads(path.read_text())
+    for key in doc["keys"]:
+        del key["retired_at"]
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    loaded = Keyring.load(path)
+    keys = loaded.verify_keys(KeyPurpose.PASSPORT)
+    assert keys[0].active and not keys[1].active
+    assert keys[1].retired_at == keys[0].created_at

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,10 +39,18 @@ def test_issue_and_decode_round_trip(keyring: Keyring, passport: Passport) -> No
 
 
 def test_rotated_issuer_key_still_verifies_old_passports(
-    keyring: Keyring, passport: Passport
+    keyring: Keyring, issuer: PassportIssuer, agent_key: Ed25519PrivateKey
 ) -> None:
+    issued = int(time.time()) - 60  # before the rotation below
+    passport = issuer.issue(
+        account_id="acct_1",
+        org_id="org_1",
+        agent_public_jwk=agent_jwk(agent_key.public_key()),
+        now=issued,
+    )
     keyring.rotate(KeyPurpose.PASSPORT)
-    assert PassportValidator.from_keyring(keyring).decode(passport.token, now=NOW) == passport
+    validator = PassportValidator.from_keyring(keyring)
+    assert validator.decode(passport.token, now=issued + 10) == passport
 
 
 def test_alg_none_and_hmac_are_refused(keyring: Keyring, passport: Passport) -> None:
@@ -136,3 +145,44 @@ def test_crafted_headers_never_accepted(
     token = f"{_b64(json.dumps(header).encode())}.{_b64(payload)}.{_b64(sig)}"
     with pytest.raises(PassportError):
         validator.decode(token, now=NOW)
+
+
+def test_passport_minted_with_a_retired_key_after_retirement_is_refused(
+    keyring: Keyring, agent_key: Ed25519PrivateKey
+) -> None:
+    """Issue 24 finding 2: a leaked, rotated-out issuer key must not mint new passports."""
+    leaked = keyring.signing_key(KeyPurpose.PASSPORT)
+    keyring.rotate(KeyPurpose.PASSPORT)
+    now = int(time.time()) + 5  # after the rotation
+    forged = PassportIssuer(key=leaked).issue(
+        account_id="acct_x",
+        org_id="org_x",
+        agent_public_jwk=agent_jwk(agent_key.public_key()),
+        ttl_s=10 * 365 * 86400,
+        now=now,
+        passport_id="pp_invented",
+    )
+    with pytest.raises(PassportError) as exc:
+        PassportValidator.from_keyring(keyring).decode(forged.token, now=now)
+    assert _reason(exc) == "retired_issuer_key"
+    assert exc.value.code == "DG331"
+
+
+def test_nothing_signed_by_a_compromised_key_is_accepted(
+    keyring: Keyring, issuer: PassportIssuer, agent_key: Ed25519PrivateKey
+) -> None:
+    issued = int(time.time()) - 60  # a genuine passport, issued before anything happened
+    genuine = issuer.issue(
+        account_id="acct_1",
+        org_id="org_1",
+        agent_public_jwk=agent_jwk(agent_key.public_key()),
+        now=issued,
+    )
+    validator = PassportValidator.from_keyring(keyring)
+    assert validator.decode(genuine.token, now=issued + 1) == genuine
+    info, new_kid = keyring.mark_compromised(genuine.issuer_kid, reason="leaked in a backup")
+    assert info.status == "compromised" and new_kid is not None
+    reloaded = PassportValidator.from_keyring(Keyring.load(keyring.path))
+    with pytest.raises(PassportError) as exc:
+        reloaded.decode(genuine.token, now=issued + 1, check_time=False)
+    assert _reason(exc) == "compromised_issuer_key"
