@@ -150,20 +150,25 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
         return f"CAST(NULL AS {typ}) AS {name}"
 
     acc_opt = ", ".join(opt(acc_cols, n, t, "accounts") for n, t in _OPTIONAL_ACC.items())
+    # Duplicate rows are resolved by a total order on their values, so the row kept (and so the
+    # scan's result) does not depend on the order in which DuckDB's threads read them.
+    acc_ties = ", ".join(f"{n} NULLS FIRST" for n in _OPTIONAL_ACC)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE acc AS
         SELECT * EXCLUDE (rn) FROM (
-          SELECT CAST(account_id AS VARCHAR) AS account_id,
-                 CAST(created_at AS TIMESTAMPTZ) AS created_at, {acc_opt},
-                 row_number() OVER (PARTITION BY account_id ORDER BY created_at) AS rn
-          FROM {acc_src} WHERE account_id IS NOT NULL AND created_at IS NOT NULL
+          SELECT *, row_number() OVER (PARTITION BY account_id
+                                       ORDER BY created_at, {acc_ties}) AS rn
+          FROM (SELECT CAST(account_id AS VARCHAR) AS account_id,
+                       CAST(created_at AS TIMESTAMPTZ) AS created_at, {acc_opt}
+                FROM {acc_src} WHERE account_id IS NOT NULL AND created_at IS NOT NULL)
         ) WHERE rn = 1
         """
     )
     acc_total = int(con.execute(f"SELECT count(*) FROM {acc_src}").fetchall()[0][0])
     acc_ok = int(con.execute("SELECT count(*) FROM acc").fetchall()[0][0])
     ex_opt = ", ".join(opt(ex_cols, n, t, "exchanges") for n, t in _OPTIONAL_EX.items())
+    ex_ties = ", ".join(f"{n} NULLS FIRST" for n in _OPTIONAL_EX)
     # Slim columns only: message contents are not kept here (16M prompts would dominate the
     # memory of the scan); the per-account content sample reads them again (content_sample).
     con.execute(
@@ -181,7 +186,9 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
           FROM {ex_src}
           WHERE {_EX_VALID}
         ), dedup AS (
-          SELECT * FROM src QUALIFY row_number() OVER (PARTITION BY exchange_id ORDER BY ts) = 1
+          SELECT * FROM src QUALIFY row_number() OVER (
+            PARTITION BY exchange_id ORDER BY ts, account_id, ip, {ex_ties}, prompt_tokens,
+                                              completion_tokens, status, n_user, has_system) = 1
         )
         SELECT d.* EXCLUDE (ip, api_key_id),
                CASE WHEN contains(d.ip, ':')
@@ -241,7 +248,7 @@ def content_sample(con: duckdb.DuckDBPyConnection, report: LoadReport, *, per_ac
                          right(um[-1].content, {PROMPT_TAIL}) END AS prompt
         FROM pick p JOIN raw r
           ON r.exchange_id = p.exchange_id AND r.ts = p.ts AND r.account_id = p.account_id
-        QUALIFY row_number() OVER (PARTITION BY p.exchange_id) = 1
+        QUALIFY row_number() OVER (PARTITION BY p.exchange_id ORDER BY prompt) = 1
         """
     )
 

@@ -48,18 +48,22 @@ WITH g AS (
   FROM ex
 ), gaps AS (
   SELECT account_id,
-         avg(gap) AS gmean, stddev_pop(gap) AS gstd,
+         avg(gap) AS gmean,
+         -- exact integer moments: the result does not depend on the summation order of
+         -- DuckDB's threads (stddev_pop's floating-point combine does)
+         sqrt(greatest(0.0, CAST(sum(CAST(gap AS HUGEINT) * gap) AS DOUBLE) / count(gap)
+                            - pow(CAST(sum(gap) AS DOUBLE) / count(gap), 2))) AS gstd,
          1 + count(*) FILTER (WHERE gap > 1800000000) AS sessions
   FROM g GROUP BY account_id
 ), hours AS (
   SELECT account_id, hour(ts AT TIME ZONE 'UTC') AS h, count(*) AS c FROM ex GROUP BY ALL
 ), hent AS (
-  SELECT account_id, -sum(c / t * ln(c / t)) / ln(24) AS hour_entropy
+  SELECT account_id, -sum(c / t * ln(c / t) ORDER BY h) / ln(24) AS hour_entropy
   FROM (SELECT *, sum(c) OVER (PARTITION BY account_id) AS t FROM hours) GROUP BY account_id
 ), mins AS (
   SELECT account_id, minute(ts AT TIME ZONE 'UTC') // 5 AS m, count(*) AS c FROM ex GROUP BY ALL
 ), ment AS (
-  SELECT account_id, -sum(c / t * ln(c / t)) / ln(12) AS minute_entropy
+  SELECT account_id, -sum(c / t * ln(c / t) ORDER BY m) / ln(12) AS minute_entropy
   FROM (SELECT *, sum(c) OVER (PARTITION BY account_id) AS t FROM mins) GROUP BY account_id
 ), base AS (
   SELECT account_id, count(*) AS exchanges,

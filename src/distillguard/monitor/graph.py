@@ -142,7 +142,10 @@ def _edges_sql(params: GraphParams) -> str:
     ),
     summed AS (
       SELECT least(a, b) AS a, greatest(a, b) AS b,
-             sum((CASE kind {cases} ELSE 0 END) / log2(1 + g)) AS w
+             -- fixed point (1e-9): integer sums are exact, so the weights (and Leiden's
+             -- communities) do not depend on the order in which threads add them up
+             sum(CAST(round(1e9 * (CASE kind {cases} ELSE 0 END) / log2(1 + g)) AS BIGINT))
+               / 1e9 AS w
       FROM pairs GROUP BY ALL
     ),
     kept AS (

@@ -225,7 +225,9 @@ def scan_connection(
         f"""
         WITH toks AS (SELECT account_id, exchange_id, unnest({tok.split("FROM", 1)[0]}) AS token
                       FROM {tok.split("FROM", 1)[1]}),
-        s AS (SELECT t.account_id, t.exchange_id, sum(w.w_cot) AS zc, sum(w.w_grade) AS zg
+        s AS (SELECT t.account_id, t.exchange_id,
+                     sum(CAST(round(1e12 * w.w_cot) AS BIGINT)) / 1e12 AS zc,
+                     sum(CAST(round(1e12 * w.w_grade) AS BIGINT)) / 1e12 AS zg
               FROM toks t JOIN _w w USING (token) GROUP BY ALL),
         p AS (SELECT sample.account_id,
                      1 / (1 + exp(-({model.bias[0]} + coalesce(zc, 0)))) AS p_cot,

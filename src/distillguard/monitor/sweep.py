@@ -52,8 +52,9 @@ def sweep_features(con: duckdb.DuckDBPyConnection, source: str = "sample") -> pa
              FROM tot CROSS JOIN gmix
              LEFT JOIN acc ON acc.account_id = tot.account_id AND acc.topic = gmix.topic)
     SELECT account_id,
-           greatest(0.0, sum(CASE WHEN p > 0 THEN 0.5 * p * log2(p / ((p + q) / 2)) ELSE 0 END)
-             + sum(0.5 * q * log2(q / ((p + q) / 2)))) AS topic_divergence,
+           greatest(0.0, sum(CASE WHEN p > 0 THEN 0.5 * p * log2(p / ((p + q) / 2)) ELSE 0 END
+                             ORDER BY topic)
+             + sum(0.5 * q * log2(q / ((p + q) / 2)) ORDER BY topic)) AS topic_divergence,
            count(*) FILTER (WHERE p > 0) AS topics_covered
     FROM grid GROUP BY account_id ORDER BY account_id
     """
