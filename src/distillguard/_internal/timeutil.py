@@ -5,9 +5,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["EPOCH", "format_ts", "from_micros", "parse_rfc3339", "to_micros"]
+__all__ = [
+    "EPOCH",
+    "MAX_UTC",
+    "MIN_UTC",
+    "format_ts",
+    "from_micros",
+    "parse_rfc3339",
+    "to_micros",
+    "to_utc",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The earliest and latest instants a timestamp may have (Python's datetime range, in UTC).
+MIN_UTC = "0001-01-01T00:00:00Z"
+MAX_UTC = "9999-12-31T23:59:59.999999Z"
 _ONE_US = timedelta(microseconds=1)
 _ZERO = timedelta(0)
 _RFC3339 = re.compile(
@@ -22,8 +34,14 @@ def parse_rfc3339(text: str) -> datetime:
     Offsets other than ``Z`` are accepted and converted to UTC; digits beyond microseconds are
     truncated.
 
+    The result must lie within what a datetime holds in UTC (``0001-01-01T00:00:00Z`` to
+    ``9999-12-31T23:59:59.999999Z``): a valid RFC 3339 text such as
+    ``0001-01-01T00:00:00+14:00`` is outside it and raises :class:`ValueError` like any other
+    unusable timestamp. Leap seconds (``23:59:60``) are not representable and raise too.
+
     Raises:
-        ValueError: not an RFC 3339 timestamp; the message says why (e.g. no time zone).
+        ValueError: not an RFC 3339 timestamp, or one outside the representable range; the
+            message says why (e.g. no time zone).
     """
     if not _RFC3339.fullmatch(text):
         if _NO_ZONE.fullmatch(text):
@@ -37,9 +55,28 @@ def parse_rfc3339(text: str) -> datetime:
     if text[-1] == "z":
         text = text[:-1] + "Z"
     dt = datetime.fromisoformat(text)  # validates ranges (month 13, hour 25...); accepts "Z"
-    if dt.utcoffset() == _ZERO:
+    return to_utc(dt)
+
+
+def to_utc(dt: datetime) -> datetime:
+    """An aware datetime converted to UTC.
+
+    Raises:
+        ValueError: ``dt`` has no time zone, or it is outside the range a datetime holds once
+            converted to UTC (e.g. ``0001-01-01T00:00:00+14:00``, ``9999-12-31T23:59:59-01:00``).
+    """
+    offset = dt.utcoffset()
+    if offset is None:
+        raise ValueError("timestamp has no time zone")
+    if offset == _ZERO:
         return dt if dt.tzinfo is UTC else dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"timestamp {dt.isoformat()} is out of range: in UTC it falls outside "
+            f"{MIN_UTC} .. {MAX_UTC}"
+        ) from None
 
 
 def to_micros(dt: datetime) -> int:

@@ -32,6 +32,14 @@ def ingest(
         Path | None,
         typer.Option(help="Where rejected records go (default HOME/quarantine/<run>.jsonl)."),
     ] = None,
+    atomic: Annotated[
+        bool,
+        typer.Option(
+            "--atomic/--commit-batches",
+            help="One transaction for the whole log (default: a failed run stores nothing), or "
+            "one per batch (shorter locks next to a live gateway; re-run to complete).",
+        ),
+    ] = True,
 ) -> None:
     """Validate a log and load it into the store; every stored exchange joins the ledger.
 
@@ -62,6 +70,8 @@ def ingest(
                 on_progress=lambda n: progress.advance(task, n),
                 ledger_origin=settings.ledger.origin,
                 retention=RetentionPolicy.from_settings(settings.retention),
+                quarantine_max_bytes=settings.ingest.quarantine_max_bytes,
+                atomic=atomic,
             )
         checkpoint = _publish_checkpoint(state.settings(), store)
     data = {**result.to_dict(), "store": mask_url(url), "checkpoint": checkpoint}

@@ -44,6 +44,7 @@ def validate(
         batch_size=settings.ingest.batch_size,
         max_record_bytes=settings.ingest.max_record_bytes,
         quarantine=quarantine,
+        quarantine_max_bytes=settings.ingest.quarantine_max_bytes,
     )
     with progress_bar(state) as progress:
         task = progress.add_task("validating", total=None)
@@ -80,7 +81,13 @@ def print_report(report: ReadReport, *, title: str) -> None:
         for entry in report.sample[:10]:
             console.print(f"  {entry.describe()}", markup=False)
         total = report.accounts.quarantined + report.exchanges.quarantined
-        console.print(f"all {total:,} rejected records are in {report.quarantine_path}")
+        if report.quarantine_unwritten:
+            console.print(
+                f"{total - report.quarantine_unwritten:,} of {total:,} rejected records are in "
+                f"{report.quarantine_path} (its size cap was reached)"
+            )
+        else:
+            console.print(f"all {total:,} rejected records are in {report.quarantine_path}")
     if not report.reconciles:  # pragma: no cover - would be a bug
         console.print("[red]counts do not reconcile (a bug: please report it)[/]")
 

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import sqlite3
@@ -23,12 +24,14 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
 import orjson
 
+from distillguard._internal.files import open_private
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import LogFormatError, LogNotFoundError
 from distillguard.records.model import Account, Exchange
@@ -39,6 +42,7 @@ __all__ = [
     "LogReader",
     "QuarantineEntry",
     "QuarantineWriter",
+    "RawCopy",
     "ReadReport",
     "TableCounts",
     "find_tables",
@@ -51,8 +55,31 @@ Table = Literal["accounts", "exchanges"]
 R = TypeVar("R", Account, Exchange)
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
-MAX_RAW_KEPT = 65_536  # bytes of a bad record copied into the quarantine
+#: Bytes of a bad record copied into the quarantine; its full size and SHA-256 are kept too.
+MAX_RAW_KEPT = 65_536
+#: Default cap on the quarantine file of one run; later entries are counted, not written.
+MAX_QUARANTINE_BYTES = 64 * 1024 * 1024
 SAMPLE_LIMIT = 100  # quarantine entries kept in memory for the report
+
+
+@dataclass(frozen=True, slots=True)
+class RawCopy:
+    """What the quarantine keeps of a rejected record.
+
+    ``record`` is the line's text (JSONL) or the row (Parquet), cut to :data:`MAX_RAW_KEPT`
+    bytes; ``size`` and ``sha256`` describe the whole record as it is in the file (the line's
+    bytes including its line end; for Parquet, the row as compact JSON), so that a copy that was
+    cut can still be matched to its original.
+    """
+
+    record: Any
+    size: int
+    sha256: str
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``record`` is only the start of the record."""
+        return self.size > MAX_RAW_KEPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +91,7 @@ class QuarantineEntry:
     line: int | None
     field: str | None
     reason: str
-    raw: Any = None
+    raw: RawCopy | None = None
 
     @property
     def where(self) -> str:
@@ -75,14 +102,23 @@ class QuarantineEntry:
         return f"{self.file}{sep}{self.line}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, as written to the quarantine file."""
+        """JSON form, as written to the quarantine file.
+
+        ``record`` is the (possibly cut) copy of the record; ``record_bytes`` and
+        ``record_sha256`` describe the whole record, ``record_truncated`` says whether the copy
+        is cut.
+        """
+        raw = self.raw
         return {
             "table": self.table,
             "file": self.file,
             "line": self.line,
             "field": self.field,
             "reason": self.reason,
-            "record": self.raw,
+            "record": None if raw is None else raw.record,
+            "record_bytes": None if raw is None else raw.size,
+            "record_sha256": None if raw is None else raw.sha256,
+            "record_truncated": False if raw is None else raw.truncated,
         }
 
     def describe(self) -> str:
@@ -124,6 +160,7 @@ class ReadReport:
     issues: list[FileIssue] = field(default_factory=list)
     sample: list[QuarantineEntry] = field(default_factory=list)
     quarantine_path: Path | None = None
+    quarantine_unwritten: int = 0
 
     @property
     def reconciles(self) -> bool:
@@ -151,6 +188,7 @@ class ReadReport:
                 {"file": i.file, "severity": i.severity, "message": i.message} for i in self.issues
             ],
             "quarantine": str(self.quarantine_path) if self.quarantine_path else None,
+            "quarantine_unwritten": self.quarantine_unwritten,
             "sample": [{**e.to_dict(), "record": None} for e in self.sample],
         }
 
@@ -160,22 +198,41 @@ def _counts(c: TableCounts) -> dict[str, int]:
 
 
 class QuarantineWriter:
-    """Appends rejected records to a JSONL file, created on the first entry."""
+    """Appends rejected records to a JSONL file (owner-only), created on the first entry.
 
-    def __init__(self, path: Path | None) -> None:
+    At most ``max_bytes`` are written per run (each entry's record copy is already cut to
+    :data:`MAX_RAW_KEPT`); entries past the cap are counted in :attr:`unwritten` only, so that a
+    small compressed input cannot fill the disk through its quarantine.
+    """
+
+    def __init__(self, path: Path | None, *, max_bytes: int = MAX_QUARANTINE_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._fh: IO[bytes] | None = None
         self.count = 0
+        self.written_bytes = 0
+        self.unwritten = 0
 
     def write(self, entry: QuarantineEntry) -> None:
-        """Record one entry (a no-op without a path)."""
+        """Record one entry (a no-op without a path; counted only once the cap is reached)."""
         self.count += 1
         if self.path is None:
             return
+        data = _entry_json(entry)
+        if self.written_bytes + len(data) > self.max_bytes:
+            if self.unwritten == 0:
+                logger.warning(
+                    "quarantine file %s reached its cap of %s bytes: further rejected records "
+                    "are counted but not copied",
+                    self.path,
+                    f"{self.max_bytes:,}",
+                )
+            self.unwritten += 1
+            return
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")  # never overwrite earlier quarantined records
-        self._fh.write(orjson.dumps(entry.to_dict(), default=str) + b"\n")
+            self._fh = open_private(self.path, append=True)  # never overwrite earlier entries
+        self._fh.write(data)
+        self.written_bytes += len(data)
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -298,13 +355,40 @@ def find_tables(path: Path) -> tuple[list[Path], list[Path]]:
     return accounts, exchanges
 
 
-def _raw_text(line: bytes) -> str:
+def _entry_json(entry: QuarantineEntry) -> bytes:
+    """One line of the quarantine file; never fails on what a record holds."""
+    data = entry.to_dict()
+    try:
+        return orjson.dumps(data, default=str) + b"\n"
+    except TypeError:  # too deep, or strings that are not UTF-8 (from a Parquet row)
+        data["record"] = repr(data["record"])[:MAX_RAW_KEPT]
+        return orjson.dumps(data, default=str) + b"\n"
+
+
+def _raw_text(line: bytes, size: int | None = None, digest: str | None = None) -> RawCopy:
+    """The quarantine copy of a JSONL line (``size``/``digest``: of the whole line, if cut)."""
     text = line[:MAX_RAW_KEPT].decode("utf-8", errors="replace").rstrip("\r\n")
-    return text + ("…" if len(line) > MAX_RAW_KEPT else "")
+    full = len(line) if size is None else size
+    return RawCopy(
+        text + ("…" if full > MAX_RAW_KEPT else ""),
+        full,
+        hashlib.sha256(line).hexdigest() if digest is None else digest,
+    )
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (format_ts(v) if hasattr(v, "tzinfo") and v.tzinfo else v) for k, v in row.items()}
+def _jsonable(row: dict[str, Any]) -> RawCopy:
+    """The quarantine copy of a Parquet row: compact JSON, cut to :data:`MAX_RAW_KEPT` bytes."""
+    clean = {
+        k: (format_ts(v) if isinstance(v, datetime) and v.tzinfo else v) for k, v in row.items()
+    }
+    try:
+        data = orjson.dumps(clean, default=str)
+    except TypeError:  # nested too deep, or text that is not UTF-8
+        data = repr(clean).encode("utf-8", errors="replace")
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) <= MAX_RAW_KEPT:
+        return RawCopy(clean, len(data), digest)
+    return RawCopy(data[:MAX_RAW_KEPT].decode("utf-8", errors="replace") + "…", len(data), digest)
 
 
 class LogReader:
@@ -408,12 +492,23 @@ class LogReader:
         where: tuple[str, int | None],
         field: str | None,
         reason: str,
-        raw: Any,
+        raw: RawCopy | None,
     ) -> None:
         entry = QuarantineEntry(table, where[0], where[1], field, reason, raw)
         counts = self.report.accounts if table == "accounts" else self.report.exchanges
         counts.quarantined += 1
         self.quarantine.write(entry)
+        if self.quarantine.unwritten and not self.report.quarantine_unwritten:
+            self.report.issues.append(
+                FileIssue(
+                    str(self.quarantine.path),
+                    "warning",
+                    f"the quarantine file reached its cap of {self.quarantine.max_bytes:,} bytes "
+                    "(ingest.quarantine_max_bytes); later rejected records are counted but not "
+                    "copied there (see quarantine_unwritten)",
+                )
+            )
+        self.report.quarantine_unwritten = self.quarantine.unwritten
         if len(self.report.sample) < SAMPLE_LIMIT:
             self.report.sample.append(entry)
         logger.debug("quarantined %s", entry.describe())
@@ -449,7 +544,7 @@ class LogReader:
 
     def _jsonl_rows(
         self, table: Table, path: Path
-    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], Any]]]:
+    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], RawCopy]]]:
         name = str(path)
         counts = self.report.accounts if table == "accounts" else self.report.exchanges
         limit = self.max_record_bytes
@@ -479,15 +574,17 @@ class LogReader:
                         return
                     lineno += 1
                     if len(line) > limit and not line.endswith(b"\n"):
-                        skipped = _skip_rest_of_line(fh)
+                        hasher = hashlib.sha256(line)
+                        skipped = _skip_rest_of_line(fh, hasher)
                         counts.read += 1
+                        size = len(line) + skipped
                         self._reject(
                             table,
                             (name, lineno),
                             None,
                             f"line is longer than {limit:,} bytes (max_record_bytes; "
-                            f"{limit + 1 + skipped:,}+ bytes)",
-                            _raw_text(line[:1024]),
+                            f"{size:,} bytes)",
+                            _raw_text(line[:1024], size, hasher.hexdigest()),
                         )
                         continue
                     if not line.strip():
@@ -515,7 +612,7 @@ class LogReader:
 
     def _parquet_rows(
         self, table: Table, path: Path
-    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], Any]]]:
+    ) -> Iterator[tuple[tuple[str, int | None], dict[str, Any], Callable[[], RawCopy]]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -531,7 +628,24 @@ class LogReader:
         rowno = 0
         try:
             for rb in pf.iter_batches(batch_size=self.batch_size):
-                for row in rb.to_pylist():
+                try:
+                    rows = rb.to_pylist()
+                except _CONVERSION_ERRORS:  # one value Python cannot hold: find it row by row
+                    rows = None
+                if rows is None:
+                    for i in range(rb.num_rows):
+                        rowno += 1
+                        counts.read += 1
+                        row, problem = _parquet_row(rb, i)
+                        if problem is not None:
+                            self._reject(
+                                table, (name, rowno), problem[0], problem[1], _jsonable(row)
+                            )
+                            continue
+                        clean = {k: v for k, v in row.items() if v is not None}
+                        yield (name, rowno), clean, partial(_jsonable, row)
+                    continue
+                for row in rows:
                     rowno += 1
                     counts.read += 1
                     clean = {k: v for k, v in row.items() if v is not None}
@@ -542,10 +656,31 @@ class LogReader:
             )
 
 
-def _skip_rest_of_line(fh: gzip.GzipFile | io.BufferedReader) -> int:
+#: What converting an Arrow value to Python raises for a value Python cannot hold: a timestamp
+#: outside the datetime range (OverflowError), text that is not UTF-8 (UnicodeDecodeError, a
+#: ValueError), a nanosecond value without pandas (ValueError).
+_CONVERSION_ERRORS = (ValueError, OverflowError, ArithmeticError)
+
+
+def _parquet_row(rb: Any, i: int) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """Row ``i`` of a record batch, column by column; the first unreadable column, if any."""
+    row: dict[str, Any] = {}
+    problem: tuple[str, str] | None = None
+    for name, column in zip(rb.schema.names, rb.columns, strict=True):
+        try:
+            row[name] = column[i].as_py()
+        except _CONVERSION_ERRORS as exc:
+            row[name] = None
+            if problem is None:
+                problem = (name, f"value cannot be read ({type(exc).__name__}: {exc})")
+    return row, problem
+
+
+def _skip_rest_of_line(fh: gzip.GzipFile | io.BufferedReader, hasher: Any) -> int:
     skipped = 0
     while True:
         chunk = fh.readline(1 << 20)
+        hasher.update(chunk)
         skipped += len(chunk)
         if not chunk or chunk.endswith(b"\n"):
             return skipped
@@ -573,6 +708,7 @@ def read_log(
     quarantine: Path | None = None,
     check_duplicates: bool = True,
     known_accounts: Callable[[list[str]], set[str]] | None = None,
+    quarantine_max_bytes: int = MAX_QUARANTINE_BYTES,
 ) -> LogReader:
     """Open a log folder for streaming validated reading.
 
@@ -585,6 +721,8 @@ def read_log(
         check_duplicates: quarantine repeated exchange ids (exact, bounded memory).
         known_accounts: called with account ids absent from the log's accounts table; returns
             those that are valid anyway (e.g. stored by an earlier ingest).
+        quarantine_max_bytes: cap on what this run writes to the quarantine file; rejected
+            records past it are counted (``report.quarantine_unwritten``) but not copied.
 
     Raises:
         LogNotFoundError: the folder does not exist.
@@ -594,7 +732,7 @@ def read_log(
         Path(path),
         batch_size=batch_size,
         max_record_bytes=max_record_bytes,
-        quarantine=QuarantineWriter(quarantine),
+        quarantine=QuarantineWriter(quarantine, max_bytes=quarantine_max_bytes),
         check_duplicates=check_duplicates,
         known_accounts=known_accounts,
     )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from distillguard._internal.timeutil import parse_rfc3339
+import orjson
+
+from distillguard._internal.timeutil import parse_rfc3339, to_utc
 from distillguard.records.model import ACCOUNT_FIELDS, EXCHANGE_FIELDS, Account, Exchange, Message
 
 __all__ = ["FieldError", "account_from_mapping", "exchange_from_mapping"]
@@ -110,12 +112,28 @@ def _timestamp(value: object, name: str) -> datetime:
         except ValueError as exc:
             raise FieldError(name, str(exc)) from None
     if isinstance(value, datetime):  # Parquet timestamp column
-        if value.tzinfo is None:
+        if value.tzinfo is None or value.utcoffset() is None:
             raise FieldError(name, "timestamp has no time zone (Parquet needs timestamp[us, UTC])")
-        return value.astimezone(UTC)
+        try:
+            return to_utc(value)
+        except ValueError as exc:  # outside the datetime range once in UTC
+            raise FieldError(name, str(exc)) from None
     if value is None:
         raise FieldError(name, "required field is missing")
     raise FieldError(name, f"must be an RFC 3339 timestamp string, got {_type_name(value)}")
+
+
+def _storable(value: object, name: str) -> None:
+    """Refuse a value the store cannot write as JSON.
+
+    JSON read by the reader nests up to 1,024 levels, but JSON is written with at most 254;
+    Parquet rows may hold bytes, decimals or strings that are not valid UTF-8. Such a value is
+    a property of the record, so it is quarantined here rather than failing the store's batch.
+    """
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise FieldError(name, f"cannot be stored as JSON ({exc})") from None
 
 
 def _extra(obj: dict[str, Any], known: frozenset[str]) -> MappingProxyType[str, Any]:
@@ -124,15 +142,21 @@ def _extra(obj: dict[str, Any], known: frozenset[str]) -> MappingProxyType[str, 
     extra = {k: v for k, v in obj.items() if k not in known}
     packed = extra.pop("_extra", None)  # DistillGuard's Parquet export keeps extras as JSON
     if isinstance(packed, str) and packed:
-        import orjson
-
         try:
             unpacked = orjson.loads(packed)
         except orjson.JSONDecodeError:
             raise FieldError("_extra", "is not valid JSON") from None
         if isinstance(unpacked, dict):
             extra.update(unpacked)
-    return MappingProxyType(extra) if extra else _EMPTY
+    if not extra:
+        return _EMPTY
+    try:
+        orjson.dumps(extra)
+    except TypeError:  # name the field that cannot be written
+        for key, value in extra.items():
+            _storable(value, key)
+        raise FieldError("_extra", "cannot be stored as JSON") from None
+    return MappingProxyType(extra)
 
 
 def account_from_mapping(obj: dict[str, Any]) -> Account:
@@ -175,6 +199,7 @@ def _messages(value: object) -> tuple[Message, ...]:
             out.append(Message(role, content, _EMPTY))
         else:
             rest = {k: v for k, v in item.items() if k != "role" and k != "content"}
+            _storable(rest, f"messages[{i}]")
             out.append(Message(role, content, MappingProxyType(rest)))
     return tuple(out)
 

@@ -4,6 +4,12 @@ Every exchange stored becomes a leaf of the ledger (:mod:`distillguard.ledger`),
 same transaction as its row. Every record read is accounted for: accepted records are inserted,
 or counted as already stored when their id is in the store from an earlier ingest (so
 re-ingesting a log adds nothing and says so); rejected records go to the quarantine file.
+
+By default a run is one transaction: if it fails half-way (an unreadable file, a store error,
+an interrupt), nothing of it stays in the store, so there are never accounts without the
+exchanges of the same log; the ``ingest_runs`` row records the failure. ``atomic=False`` commits
+each batch instead (shorter locks next to a live gateway); a failed run then leaves the batches
+committed before the failure, and re-running the same log completes it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +29,7 @@ import orjson
 from distillguard._internal.timeutil import to_micros
 from distillguard.ledger.log import DEFAULT_ORIGIN, Ledger
 from distillguard.privacy.policy import RetentionPolicy
-from distillguard.records.reader import ReadReport, read_log
+from distillguard.records.reader import MAX_QUARANTINE_BYTES, ReadReport, read_log
 from distillguard.store.base import Store, new_salts
 
 __all__ = ["IngestCounts", "IngestResult", "ingest_log"]
@@ -104,6 +111,8 @@ def ingest_log(
     on_progress: Callable[[int], None] | None = None,
     ledger_origin: str = DEFAULT_ORIGIN,
     retention: RetentionPolicy | None = None,
+    quarantine_max_bytes: int = MAX_QUARANTINE_BYTES,
+    atomic: bool = True,
 ) -> IngestResult:
     """Validate a log folder and load it into ``store``.
 
@@ -117,6 +126,8 @@ def ingest_log(
         ledger_origin: the ledger's name, used if this ingest creates the ledger.
         retention: the retention policy; where it minimises content (hash, drop, truncate),
             stored content is minimised right after the ledger committed to the full record.
+        quarantine_max_bytes: cap on what this run writes to the quarantine file.
+        atomic: one transaction for the whole run (all or nothing); False: one per batch.
 
     Raises:
         LogNotFoundError, LogFormatError: the log cannot be read at all.
@@ -135,6 +146,7 @@ def ingest_log(
         max_record_bytes=max_record_bytes,
         quarantine=quarantine,
         known_accounts=store.known_accounts,
+        quarantine_max_bytes=quarantine_max_bytes,
     )
     started = time.perf_counter()
     now_us = to_micros(datetime.now(UTC))
@@ -143,25 +155,33 @@ def ingest_log(
             store.q("INSERT INTO ingest_runs (run_id, started_at, source) VALUES (?, ?, ?)"),
             (run_id, now_us, str(log_dir)),
         )
+    failure: BaseException | None = None
     try:
-        for accounts in reader.accounts():
-            with store.transaction() as cur:
-                added = store.add_accounts(cur, accounts, run_id=run_id)
-            result.accounts.inserted += added
-            result.accounts.already_stored += len(accounts) - added
-        read_before = 0
-        for batch in reader.exchanges():
-            salts = new_salts(len(batch))
-            with store.transaction() as cur:
-                inserted = store.add_exchanges(
-                    cur, list(zip(batch, salts, strict=True)), run_id=run_id, now_us=now_us
-                )
-            result.exchanges.inserted += len(inserted)
-            result.exchanges.already_stored += len(batch) - len(inserted)
-            if on_progress is not None:
-                read_now = reader.report.exchanges.read
-                on_progress(read_now - read_before)
-                read_before = read_now
+        with store.transaction() if atomic else nullcontext():
+            for accounts in reader.accounts():
+                with store.transaction() as cur:  # joins the run's transaction if atomic
+                    added = store.add_accounts(cur, accounts, run_id=run_id)
+                result.accounts.inserted += added
+                result.accounts.already_stored += len(accounts) - added
+            read_before = 0
+            for batch in reader.exchanges():
+                salts = new_salts(len(batch))
+                with store.transaction() as cur:
+                    inserted = store.add_exchanges(
+                        cur, list(zip(batch, salts, strict=True)), run_id=run_id, now_us=now_us
+                    )
+                result.exchanges.inserted += len(inserted)
+                result.exchanges.already_stored += len(batch) - len(inserted)
+                if on_progress is not None:
+                    read_now = reader.report.exchanges.read
+                    on_progress(read_now - read_before)
+                    read_before = read_now
+    except BaseException as exc:
+        failure = exc
+        if atomic:  # rolled back: nothing of this run is stored
+            result.accounts.inserted = result.accounts.already_stored = 0
+            result.exchanges.inserted = result.exchanges.already_stored = 0
+        raise
     finally:
         reader.quarantine.close()
         result.seconds = time.perf_counter() - started
@@ -171,15 +191,20 @@ def ingest_log(
         result.accounts.quarantined = rep.accounts.quarantined
         result.exchanges.read = rep.exchanges.read
         result.exchanges.quarantined = rep.exchanges.quarantined
-        with store.transaction() as cur:
-            cur.execute(
-                store.q("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE run_id = ?"),
-                (
-                    to_micros(datetime.now(UTC)),
-                    orjson.dumps(result.to_dict()).decode(),
-                    run_id,
-                ),
-            )
+        summary = result.to_dict()
+        if failure is not None:
+            summary["failed"] = f"{type(failure).__name__}: {failure}"[:1000]
+            summary["rolled_back"] = atomic
+        try:
+            with store.transaction() as cur:
+                cur.execute(
+                    store.q("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE run_id = ?"),
+                    (to_micros(datetime.now(UTC)), orjson.dumps(summary).decode(), run_id),
+                )
+        except Exception:  # the store itself failed: keep the original error
+            if failure is None:
+                raise
+            logger.warning("ingest %s: could not record the failed run", run_id, exc_info=True)
     logger.info(
         "ingest %s: %d exchanges read, %d inserted, %d already stored, %d quarantined in %.1fs",
         run_id,
