@@ -112,6 +112,12 @@ class IngestSettings(_Section):
         ge=1024,
         description="Longest accepted JSONL line; longer ones are quarantined unread.",
     )
+    quarantine_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Most bytes one validate/ingest run writes to its quarantine file (each "
+        "record copy is cut to 64 KiB); later rejected records are counted, not copied.",
+    )
 
 
 class PassportSettings(_Section):

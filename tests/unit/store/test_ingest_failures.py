@@ -87,7 +87,7 @@ def test_store_error_mid_run_rolls_back(tmp_path: Path, monkeypatch: pytest.Monk
             assert cur.fetchone()[0] == 0
 
 
-BAD_VALUES = st.sampled_from(
+BAD_VALUES: st.SearchStrategy[Any] = st.sampled_from(
     [
         "0001-01-01T00:00:00+14:00",
         "9999-12-31T23:59:59-01:00",
