@@ -144,7 +144,9 @@ def inspect(
 ) -> None:
     """Verify a passport with the keyring and show its claims and status.
 
-    Exits with code 5 when the signature does not verify or the issuer key is unknown.
+    Exits with code 5 when the signature does not verify, the issuer key is unknown or
+    compromised, or a retired issuer key signed it after its retirement. The status is
+    `unregistered` for a passport the registry does not hold (the gateway refuses it).
 
     Example: `distillguard passport inspect agent.passport`
     """
@@ -162,13 +164,21 @@ def inspect(
         open_keyring(settings), issuer=settings.passport.issuer
     )
     passport = validator.decode(token, check_time=False)
+    from distillguard.passport import RegistrationCache
+
     registry = open_registry(settings)
     try:
         revoked = registry.is_revoked(passport.passport_id)
+        registered = RegistrationCache(registry).is_registered(passport)
     finally:
         registry.close()
     now = time.time()
-    status = "revoked" if revoked else ("expired" if passport.is_expired(now) else "active")
+    if not registered:  # not issued through the registry (or its claims differ): never accepted
+        status = "unregistered"
+    elif revoked:
+        status = "revoked"
+    else:
+        status = "expired" if passport.is_expired(now) else "active"
     data: dict[str, Any] = {**passport.to_dict(), "status": status, "signature": "valid"}
     if state.json_output:
         emit_json(data)

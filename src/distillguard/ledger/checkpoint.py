@@ -315,7 +315,8 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
     """Ed25519 public keys from a file: a JWK Set (``keys export-public``), one JWK, or C2SP
     verifier key lines.
 
-    Only keys whose ``purpose`` is ``ledger`` (or that carry no purpose) are taken from a JWKS.
+    Only keys whose ``purpose`` is ``ledger`` (or that carry no purpose) are taken from a JWKS,
+    and none marked compromised (``status: compromised``, ``distillguard keys compromised``).
 
     Raises:
         InputError: the file is missing, unreadable or holds no usable key.
@@ -337,6 +338,8 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
                 continue
             if jwk.get("purpose") not in (None, "ledger"):
                 continue
+            if jwk.get("status") == "compromised" or jwk.get("compromised_at"):
+                continue  # `keys compromised`: nothing this key signed is trusted
             x = jwk.get("x")
             if not isinstance(x, str):
                 continue

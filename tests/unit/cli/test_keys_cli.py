@@ -238,3 +238,61 @@ def test_help_has_an_example(sub: str, capsys: pytest.CaptureFixture[str]) -> No
 def test_keys_listed_in_main_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "keys" in capsys.readouterr().out
+
+
+def test_compromised_distrusts_the_key_everywhere(
+    ring_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24: `keys compromised` marks a ledger key so that nothing it signed verifies, in
+    the keyring and in the exported public keys; it is listed and audited, with no secret."""
+    from distillguard.console.data import ConsoleQueries
+    from distillguard.errors import SignatureError
+    from distillguard.ledger.checkpoint import load_public_keys, sign_checkpoint, verify_checkpoint
+    from distillguard.store import open_store
+
+    store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    monkeypatch.setenv("DISTILLGUARD_STORE__URL", store_url)
+    assert main(["keys", "init"]) == 0
+    ring = Keyring.load(ring_path)
+    ledger_key = ring.signing_key(KeyPurpose.LEDGER)
+    cp = sign_checkpoint(origin="o", size=1, root_hash=b"\0" * 32, key=ledger_key)
+    jwks = tmp_path / "jwks.json"
+    assert main(["keys", "export-public", "--out", str(jwks)]) == 0
+    assert verify_checkpoint(cp.note, public_keys=load_public_keys(jwks)).kid == ledger_key.kid
+
+    capsys.readouterr()
+    assert main(["keys", "compromised", ledger_key.kid, "--reason", "leaked"]) == 4  # no --yes
+    assert Keyring.load(ring_path).verify_key(ledger_key.kid).compromised is False
+    code, data = run_json(
+        capsys, "keys", "compromised", ledger_key.kid, "--reason", "leaked in a backup", "--yes"
+    )
+    assert code == 0 and data["key"]["status"] == "compromised" and data["new_kid"]
+    ring = Keyring.load(ring_path)
+    assert ring.signing_key(KeyPurpose.LEDGER).kid == data["new_kid"]
+    with pytest.raises(SignatureError):
+        verify_checkpoint(
+            cp.note, public_keys=[k.public_key for k in ring.verify_keys(KeyPurpose.LEDGER)]
+        )
+    assert main(["keys", "export-public", "--out", str(jwks)]) == 0
+    exported = {k["kid"]: k for k in json.loads(jwks.read_text())["keys"]}
+    assert exported[ledger_key.kid]["status"] == "compromised"
+    with pytest.raises(SignatureError):
+        verify_checkpoint(cp.note, public_keys=load_public_keys(jwks))
+
+    capsys.readouterr()
+    assert main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "compromised" in listing
+    for secret in secrets_in(ring_path):
+        assert secret not in listing
+    store = open_store(store_url)
+    try:
+        trail = ConsoleQueries(store).audit_trail(target=ledger_key.kid, limit=5)
+    finally:
+        store.close()
+    assert [(e.action, e.reason) for e in trail] == [("key_compromised", "leaked in a backup")]
+    code, again = run_json(capsys, "keys", "compromised", ledger_key.kid, "--reason", "x", "--yes")
+    assert code == 0 and again["already_compromised"] and again["new_kid"] is None
