@@ -157,7 +157,11 @@ def inspect(
     settings = settings_of(ctx)
     path = Path(source)
     try:
-        token = path.read_text(encoding="utf-8").strip() if path.is_file() else source.strip()
+        is_file = path.is_file()
+    except OSError:  # a token is longer than a file name may be
+        is_file = False
+    try:
+        token = path.read_text(encoding="utf-8").strip() if is_file else source.strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read passport {source}: {exc}") from None
     validator = PassportValidator.from_keyring(
