@@ -6,11 +6,20 @@ incrementally, compares every interior node with the stored one, and checks ever
 checkpoint (the store's and any given from outside, e.g. saved by a witness): its signature, and
 that its root is the recomputed root at its size. It reports:
 
-* the first leaf whose record no longer matches (changed, missing, reordered), by index;
+* the first leaf whose record no longer matches (changed, missing, reordered, or a row that is
+  not a valid record at all), by index and exchange id;
 * the first checkpoint that fails (forged signature, root not in the recomputed tree, or a tree
   size beyond the current tree: the tree was truncated or rolled back);
-* erased leaves as *erased*, with when, why and by whom, never as tampering;
+* erased leaves as *erased*, with when, why and by whom, never as tampering, but only where the
+  erasure is in the log: a tombstone leaf (:mod:`distillguard.ledger.tombstone`) recomputed from
+  its ``ledger_erasures`` row, matching the stored leaf, and covered by a signed checkpoint whose
+  root matches the recomputed tree. An erasure row with no tombstone (``erasure_unlogged``), one
+  whose tombstone does not match (``tombstone_mismatch``, ``erasure_unverified``) or whose
+  tombstone no signed checkpoint covers yet (``erasure_unsigned``) is a finding: a row in a table
+  is not evidence of an erasure, a signed log entry is;
 * records in the store that are not in the ledger.
+
+Nothing in the store can make the audit raise: a row that cannot be decoded is a located finding.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from distillguard._internal.timeutil import format_ts, from_micros
 from distillguard.errors import DistillGuardError
 from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from distillguard.ledger.compact_range import CompactRange
@@ -34,7 +44,10 @@ from distillguard.ledger.leaf import (
     split_record,
 )
 from distillguard.ledger.log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger
+from distillguard.ledger.verify import verify_inclusion
+from distillguard.records.model import Exchange
 from distillguard.store import StoredExchange
+from distillguard.store.base import UndecodableExchange
 
 __all__ = ["AuditFinding", "AuditReport", "FindingKind", "audit_ledger"]
 
@@ -51,6 +64,11 @@ FindingKind = Literal[
     "checkpoint_root",
     "checkpoint_beyond_tree",
     "record_not_in_ledger",
+    "record_undecodable",
+    "erasure_unlogged",
+    "erasure_unverified",
+    "erasure_unsigned",
+    "tombstone_mismatch",
 ]
 _WINDOW: Final = 50_000
 _MAX_FINDINGS: Final = 1000
@@ -88,6 +106,8 @@ class AuditReport:
     checkpoints_checked: int = 0
     erased: list[Erasure] = field(default_factory=list)
     findings: list[AuditFinding] = field(default_factory=list)
+    #: The largest tree size a verified checkpoint signs whose root matched the recomputed tree.
+    signed_size: int = 0
 
     @property
     def ok(self) -> bool:
@@ -119,6 +139,7 @@ class AuditReport:
             "checkpoints_checked": self.checkpoints_checked,
             "first_bad_index": self.first_bad_index,
             "first_bad_checkpoint": self.first_bad_checkpoint,
+            "signed_size": self.signed_size,
             "erased": [e.to_dict() for e in self.erased],
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -130,17 +151,24 @@ class _Expected:
     checkpoint: Checkpoint
 
 
+_Row = StoredExchange | UndecodableExchange
+
+
+def _id_of(row: _Row) -> str:
+    return row.exchange_id if isinstance(row, UndecodableExchange) else row.exchange.exchange_id
+
+
 class _Records:
     """Stored records by exchange id, read in insertion order with a bounded look-ahead."""
 
     def __init__(self, ledger: Ledger) -> None:
         self._store = ledger.store
-        self._iter: Iterator[list[StoredExchange]] = ledger.store.iter_exchanges()
-        self._pending: dict[str, StoredExchange] = {}
+        self._iter: Iterator[list[_Row]] = ledger.store.iter_exchanges_checked()
+        self._pending: dict[str, _Row] = {}
         self._fetched_directly: set[str] = set()
         self._done = False
 
-    def get(self, exchange_id: str) -> StoredExchange | None:
+    def get(self, exchange_id: str) -> _Row | None:
         pending = self._pending
         while exchange_id not in pending and not self._done and len(pending) < _WINDOW:
             batch = next(self._iter, None)
@@ -148,13 +176,14 @@ class _Records:
                 self._done = True
                 break
             for s in batch:
-                if s.exchange.exchange_id in self._fetched_directly:
-                    self._fetched_directly.discard(s.exchange.exchange_id)
+                sid = _id_of(s)
+                if sid in self._fetched_directly:
+                    self._fetched_directly.discard(sid)
                 else:
-                    pending[s.exchange.exchange_id] = s
+                    pending[sid] = s
         found = pending.pop(exchange_id, None)
         if found is None and not self._done:
-            found = self._store.get_exchange(exchange_id)
+            found = self._store.get_exchange_checked(exchange_id)
             if found is not None:
                 self._fetched_directly.add(exchange_id)
         return found
@@ -163,8 +192,8 @@ class _Records:
         yield from self._pending
         for batch in self._iter:
             for s in batch:
-                if s.exchange.exchange_id not in self._fetched_directly:
-                    yield s.exchange.exchange_id
+                if _id_of(s) not in self._fetched_directly:
+                    yield _id_of(s)
 
 
 def _load_checkpoints(
@@ -172,6 +201,7 @@ def _load_checkpoints(
     report: AuditReport,
     public_keys: Sequence[Ed25519PublicKey],
     external: Sequence[tuple[str, str]],
+    verified: list[Checkpoint],
 ) -> dict[int, list[_Expected]]:
     notes = [(f"checkpoint #{c.checkpoint_no}", c.note) for c in ledger.checkpoints()]
     notes.extend(external)
@@ -197,7 +227,66 @@ def _load_checkpoints(
             )
             continue
         by_size.setdefault(cp.size, []).append(_Expected(label, cp))
+        verified.append(cp)
+    verified.sort(key=lambda cp: cp.size)
     return by_size
+
+
+@dataclass(slots=True)
+class _Erasures:
+    """The erasure rows and what the walk learns about them."""
+
+    by_leaf: dict[int, list[Erasure]]
+    by_tombstone: dict[int, list[Erasure]] = field(default_factory=dict)
+    #: Stored leaf hash of each walked leaf that has erasure rows (what its tombstone names).
+    erased_hashes: dict[int, bytes] = field(default_factory=dict)
+    #: (erased leaf, scope) -> index and hash of the tombstone leaf that matched its row.
+    vouched: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)
+    #: Erasures the audit relied on to accept a missing or changed record.
+    relied: list[tuple[LeafRecord, Erasure, str]] = field(default_factory=list)
+
+
+def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Erasures:
+    """Every ``ledger_erasures`` row; a row that cannot be read is a finding, not a crash."""
+    out = _Erasures(by_leaf={})
+    with ledger.store.transaction() as cur:
+        cur.execute(
+            "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf "
+            "FROM ledger_erasures"
+        )
+        rows = cur.fetchall()
+    for r in rows:
+        try:
+            if r[2] not in ("content", "record") or not isinstance(r[1], str):
+                raise ValueError(f"scope {r[2]!r}")
+            if not (isinstance(r[4], str) and isinstance(r[5], str)):
+                raise ValueError("reason and actor must be text")
+            e = Erasure(
+                int(r[0]),
+                r[1],
+                "record" if r[2] == "record" else "content",
+                from_micros(int(r[3])),
+                r[4],
+                r[5],
+                None if r[6] is None else int(r[6]),
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            index = r[0] if type(r[0]) is int else None
+            add(
+                AuditFinding(
+                    "erasure_unverified",
+                    f"an erasure row (leaf {r[0]!r}, exchange {r[1]!r}) cannot be read: {exc}",
+                    leaf_index=index,
+                    exchange_id=r[1] if isinstance(r[1], str) else None,
+                )
+            )
+            continue
+        out.by_leaf.setdefault(e.leaf_index, []).append(e)
+        if e.tombstone_index is not None:
+            out.by_tombstone.setdefault(e.tombstone_index, []).append(e)
+    for erased in out.by_leaf.values():
+        erased.sort(key=lambda e: (e.erased_at, e.scope))
+    return out
 
 
 def audit_ledger(
@@ -220,8 +309,8 @@ def audit_ledger(
     """
     head = ledger.head()
     report = AuditReport(origin=ledger.origin, tree_size=head.size, root_hash=head.root_hash)
-    expected = _load_checkpoints(ledger, report, public_keys, external_checkpoints)
-    erasures = ledger.erasures()
+    verified: list[Checkpoint] = []
+    expected = _load_checkpoints(ledger, report, public_keys, external_checkpoints, verified)
     records = _Records(ledger)
     tree = CompactRange()
     findings = report.findings
@@ -229,6 +318,8 @@ def audit_ledger(
     def add(finding: AuditFinding) -> None:
         if len(findings) < _MAX_FINDINGS:
             findings.append(finding)
+
+    erasures = _read_erasures(ledger, add)
 
     def check_checkpoints(size: int, root: bytes) -> None:
         for exp in expected.pop(size, []):
@@ -241,6 +332,8 @@ def audit_ledger(
                         checkpoint=exp.label,
                     )
                 )
+            else:
+                report.signed_size = max(report.signed_size, size)
 
     check_checkpoints(0, EMPTY_ROOT)
     next_index = 0
@@ -258,7 +351,7 @@ def audit_ledger(
                 )
                 good = batch[:k]  # the tree cannot be rebuilt past a gap
                 break
-        hashes = _check_leaves(good, records, erasures, report, add)
+        hashes = _check_leaves(good, records, erasures, add)
         # Grow the tree in runs that end at the signed sizes, whose roots are then compared.
         base = tree.size
         pos = 0
@@ -300,6 +393,33 @@ def audit_ledger(
                     checkpoint=exp.label,
                 )
             )
+
+    def signed(index: int, hashed: bytes) -> bool:
+        """Whether a verified checkpoint includes leaf ``index`` with this hash.
+
+        Where the root of a checkpoint covering the leaf matched the recomputed tree, it does.
+        Otherwise (another leaf was changed since) the leaf's inclusion proof, built from the
+        stored nodes, is checked against each verified checkpoint that covers it: sound whatever
+        the stored nodes say, since the root it must reach is signed.
+        """
+        if index < report.signed_size:
+            return True
+        for cp in verified:
+            if cp.size <= index:
+                continue
+            try:
+                proof = ledger.inclusion_proof(index=index, size=cp.size)
+                verify_inclusion(
+                    leaf_hash=hashed, index=index, size=cp.size, proof=proof, root=cp.root_hash
+                )
+            except DistillGuardError:
+                continue
+            return True
+        return False
+
+    _settle_erasures(
+        erasures, report, tree.size, complete=tree.size == head.size, signed=signed, add=add
+    )
     count = 0
     first: list[str] = []
     for exchange_id in records.leftovers():
@@ -319,32 +439,85 @@ def audit_ledger(
     return report
 
 
+def _describe(e: Erasure) -> str:
+    return f"{e.scope} erasure of {format_ts(e.erased_at)} by {e.actor!r} ({e.reason!r})"
+
+
+def _settle_erasures(
+    erasures: _Erasures,
+    report: AuditReport,
+    checked: int,
+    *,
+    complete: bool,
+    signed: Callable[[int, bytes], bool],
+    add: Callable[[AuditFinding], None],
+) -> None:
+    """Accept each logged erasure whose tombstone matched and is signed; name the others."""
+    relied = {(leaf.leaf_index, e.scope): state for leaf, e, state in erasures.relied}
+    for index in sorted(erasures.by_leaf):
+        if index >= checked and not complete:
+            continue  # the walk stopped at a gap before this leaf (already a finding)
+        for e in erasures.by_leaf[index]:
+            if e.tombstone_index is None:
+                continue  # named as erasure_unlogged when its leaf was checked
+            vouched = erasures.vouched.get((index, e.scope))
+            state = relied.get((index, e.scope))
+            because = f" (the record is {state})" if state else ""
+            if vouched is None:
+                add(
+                    AuditFinding(
+                        "erasure_unverified",
+                        f"leaf {index}: the {_describe(e)} of {e.exchange_id!r} names tombstone "
+                        f"leaf {e.tombstone_index}, which is not a tombstone matching it{because}",
+                        leaf_index=index,
+                        exchange_id=e.exchange_id,
+                    )
+                )
+            elif not signed(*vouched):
+                add(
+                    AuditFinding(
+                        "erasure_unsigned",
+                        f"leaf {index}: the tombstone (leaf {vouched[0]}) of the {_describe(e)} "
+                        f"of {e.exchange_id!r} is not covered by a signed checkpoint yet"
+                        f"{because}; publish one (`distillguard ledger checkpoint`)",
+                        leaf_index=index,
+                        exchange_id=e.exchange_id,
+                    )
+                )
+            else:
+                report.erased.append(e)
+    report.erased.sort(key=lambda e: (e.leaf_index, e.erased_at))
+
+
+def _poison(stored_hash: bytes) -> bytes:
+    """A leaf hash that is certainly not the stored one (so the signed roots show the change)."""
+    return leaf_hash(b"\xff" + stored_hash)
+
+
 def _check_leaves(
     batch: Sequence[LeafRecord],
     records: _Records,
-    erasures: dict[int, list[Erasure]],
-    report: AuditReport,
+    erasures: _Erasures,
     add: Callable[[AuditFinding], None],
 ) -> list[bytes]:
     """The recomputed leaf hashes of a batch of consecutive leaves.
 
     Records with no erasure are recommitted in one :func:`commit_exchanges` call (the append
-    path's own loop); leaves that differ, are missing or were erased go through
-    :func:`_check_leaf`, which names them.
+    path's own loop); leaves that differ, are missing, were erased or are tombstones go through
+    :func:`_check_leaf` or :func:`_check_tombstone`, which name them.
     """
-    stored = [records.get(leaf.exchange_id) for leaf in batch]
-    plain = [
-        k
-        for k, leaf in enumerate(batch)
-        if stored[k] is not None and leaf.leaf_index not in erasures
-    ]
+    stored = [None if leaf.is_tombstone else records.get(leaf.exchange_id) for leaf in batch]
+    plain: list[int] = []
+    pairs: list[tuple[Exchange, bytes]] = []
+    for k, leaf in enumerate(batch):
+        s = stored[k]
+        if isinstance(s, StoredExchange) and leaf.leaf_index not in erasures.by_leaf:
+            plain.append(k)
+            pairs.append((s.exchange, s.salt))
     fresh: dict[int, tuple[bytes, bytes]] = {}
     if plain:
         try:
-            commits = commit_exchanges(
-                [(s.exchange, s.salt) for k in plain if (s := stored[k]) is not None]
-            )
-            fresh = dict(zip(plain, commits, strict=True))
+            fresh = dict(zip(plain, commit_exchanges(pairs), strict=True))
         except DistillGuardError:
             fresh = {}  # one record cannot be committed: let _check_leaf find which
     out: list[bytes] = []
@@ -352,61 +525,127 @@ def _check_leaves(
         got = fresh.get(k)
         if got is not None and got[0] == leaf.leaf_hash and got[1] == leaf.content_hash:
             out.append(got[0])
+        elif leaf.is_tombstone:
+            out.append(_check_tombstone(leaf, erasures, add))
         else:
-            out.append(_check_leaf(leaf, stored[k], erasures, report, add))
+            out.append(_check_leaf(leaf, stored[k], erasures, add))
     return out
+
+
+def _check_tombstone(
+    leaf: LeafRecord, erasures: _Erasures, add: Callable[[AuditFinding], None]
+) -> bytes:
+    """The tombstone leaf's hash recomputed from the erasure row that names it."""
+    claims = erasures.by_tombstone.get(leaf.leaf_index, [])
+    computed: bytes | None = None
+    for e in claims:
+        erased_hash = erasures.erased_hashes.get(e.leaf_index)
+        if erased_hash is None or e.leaf_index >= leaf.leaf_index:
+            continue
+        try:
+            h = e.tombstone(erased_hash).tombstone_hash
+        except DistillGuardError:
+            continue
+        if h == leaf.leaf_hash:
+            erasures.vouched[(e.leaf_index, e.scope)] = (leaf.leaf_index, h)
+            return h
+        computed = h
+    if not claims:
+        why = "no erasure row names it"
+    else:
+        e = claims[0]
+        why = (
+            f"the erasure row naming it ({e.scope} of leaf {e.leaf_index}) does not match it: "
+            "the erasure's leaf, time, reason or actor was changed"
+        )
+    add(
+        AuditFinding(
+            "tombstone_mismatch",
+            f"leaf {leaf.leaf_index} is a tombstone of {leaf.exchange_id!r} but {why}",
+            leaf_index=leaf.leaf_index,
+            exchange_id=leaf.exchange_id,
+        )
+    )
+    return computed if computed is not None else _poison(leaf.leaf_hash)
 
 
 def _check_leaf(
     leaf: LeafRecord,
-    stored: StoredExchange | None,
-    erasures: dict[int, list[Erasure]],
-    report: AuditReport,
+    stored: _Row | None,
+    erasures: _Erasures,
     add: Callable[[AuditFinding], None],
 ) -> bytes:
     """The leaf hash recomputed from the record (the stored one for an erased record)."""
-    erased = erasures.get(leaf.leaf_index, [])
+    index = leaf.leaf_index
+    erased = erasures.by_leaf.get(index, [])
+    if erased:
+        erasures.erased_hashes[index] = leaf.leaf_hash
     scopes = {e.scope for e in erased}
-    report.erased.extend(erased)
-    if "record" in scopes:
-        return leaf.leaf_hash
-    if stored is None:
-        add(
-            AuditFinding(
-                "record_missing",
-                f"leaf {leaf.leaf_index}: record {leaf.exchange_id!r} is missing from the store "
-                "and no erasure is recorded",
-                leaf_index=leaf.leaf_index,
-                exchange_id=leaf.exchange_id,
-            )
-        )
-        return leaf.leaf_hash
-    if "content" in scopes:
-        meta, _ = split_record(stored.exchange.to_dict())
-        try:
-            recomputed = leaf_hash(leaf_data(meta_hash(meta, stored.salt), leaf.content_hash))
-        except DistillGuardError:
-            recomputed = b""
+    recomputed = b""
+    if isinstance(stored, UndecodableExchange):
+        state = f"not a valid record ({stored.describe()})"
+        need = "record"
+    elif stored is None:
+        state, need = "missing", "record"
+        recomputed = leaf.leaf_hash
     else:
         try:
             commitment = commit_exchange(stored.exchange, stored.salt)
-            recomputed = commitment.leaf_hash
-            if commitment.content_hash != leaf.content_hash:
-                recomputed = b""
+            if commitment.content_hash == leaf.content_hash:
+                recomputed = commitment.leaf_hash
         except DistillGuardError:
-            recomputed = b""
-    if recomputed != leaf.leaf_hash:
+            pass
+        if recomputed == leaf.leaf_hash:
+            state, need = "intact", ""
+        elif "content" in scopes:
+            meta, _ = split_record(stored.exchange.to_dict())
+            try:
+                recomputed = leaf_hash(leaf_data(meta_hash(meta, stored.salt), leaf.content_hash))
+            except DistillGuardError:
+                recomputed = b""
+            if recomputed == leaf.leaf_hash:
+                state, need = "changed in its content only", "content"
+            else:
+                state, need = "changed", ""
+        else:
+            state, need = "changed", ""
+    for e in erased:
+        if e.tombstone_index is None:
+            add(
+                AuditFinding(
+                    "erasure_unlogged",
+                    f"leaf {index}: ledger_erasures holds a {_describe(e)} of "
+                    f"{e.exchange_id!r} that is not in the log (no tombstone leaf); the record "
+                    f"is {state}",
+                    leaf_index=index,
+                    exchange_id=leaf.exchange_id,
+                )
+            )
+    logged = [e for e in erased if e.scope == need and e.tombstone_index is not None]
+    bare = any(e.scope == need and e.tombstone_index is None for e in erased)
+    if logged:
+        erasures.relied.extend((leaf, e, state) for e in logged)
+    elif need and not bare:
+        kind: FindingKind = "record_missing" if stored is None else "record_undecodable"
         add(
             AuditFinding(
-                "record_changed",
-                f"leaf {leaf.leaf_index}: record {leaf.exchange_id!r} no longer matches its leaf",
-                leaf_index=leaf.leaf_index,
+                kind,
+                f"leaf {index}: record {leaf.exchange_id!r} is {state} and no erasure is recorded",
+                leaf_index=index,
                 exchange_id=leaf.exchange_id,
             )
         )
-        # The tree is rebuilt from what the records say now, so checkpoints show the change.
-        return recomputed if len(recomputed) == 32 else leaf_hash(b"\xff" + leaf.leaf_hash)
-    return recomputed
+    elif not need and state == "changed":
+        add(
+            AuditFinding(
+                "record_changed",
+                f"leaf {index}: record {leaf.exchange_id!r} no longer matches its leaf",
+                leaf_index=index,
+                exchange_id=leaf.exchange_id,
+            )
+        )
+    # The tree is rebuilt from what the records say now, so checkpoints show a change.
+    return recomputed if len(recomputed) == 32 else _poison(leaf.leaf_hash)
 
 
 def _check_stored_nodes(

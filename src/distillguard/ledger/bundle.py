@@ -11,7 +11,15 @@ nothing but the ledger's public key:
 
 Where the record's content was erased before the bundle was made, the bundle carries the
 metadata only (``content_included`` false) and the stored content hash: the metadata is still
-verified, the content is not.
+verified, the content is not. It then also carries the erasure's tombstone (member
+``tombstones``: the tombstone's fields, its leaf index and its own inclusion proof to the same
+checkpoint), which the verifier checks and reports: erased, when, why, by whom.
+
+An exchange erased as a whole has no record to show; ``Ledger.prove_erasure`` gives an *erasure
+bundle* (``format: distillguard/erasure-bundle/v1``): the exchange id, the erased leaf's index,
+hash and inclusion proof, and its tombstones with their inclusion proofs. A verifier that does
+not know this format rejects it (its ``format`` is not the inclusion bundle's), so an erased
+exchange is never taken for a proven record.
 """
 
 from __future__ import annotations
@@ -34,12 +42,23 @@ from distillguard.ledger.leaf import (
     meta_hash,
     split_record,
 )
+from distillguard.ledger.tombstone import Tombstone
 from distillguard.ledger.verify import verify_inclusion
 
-__all__ = ["BUNDLE_FORMAT", "BundleVerification", "InclusionBundle", "verify_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ERASURE_BUNDLE_FORMAT",
+    "BundleVerification",
+    "ErasureBundle",
+    "InclusionBundle",
+    "TombstoneProof",
+    "verify_bundle",
+]
 
 #: The ``format`` member of an inclusion bundle.
 BUNDLE_FORMAT: Final = "distillguard/inclusion-bundle/v1"
+#: The ``format`` member of an erasure bundle (an exchange erased as a whole).
+ERASURE_BUNDLE_FORMAT: Final = "distillguard/erasure-bundle/v1"
 
 
 def _b64(data: bytes) -> str:
@@ -56,6 +75,74 @@ def _unb64(value: Any, name: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class TombstoneProof:
+    """A tombstone, the index of its leaf and its inclusion proof."""
+
+    tombstone: Tombstone
+    index: int
+    proof: tuple[bytes, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "tombstone": self.tombstone.to_dict(),
+            "tombstone_index": self.index,
+            "proof": [_b64(p) for p in self.proof],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TombstoneProof:
+        """Read the JSON form.
+
+        Raises:
+            InputError: a member is missing or has the wrong type; the message names it.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"bundle member {where!r} must be an object")
+        index = data.get("tombstone_index")
+        if type(index) is not int or index < 0:
+            raise InputError(f"{where}.tombstone_index must be a non-negative integer")
+        proof = data.get("proof")
+        if not isinstance(proof, list):
+            raise InputError(f"{where}.proof must be a list")
+        try:
+            tombstone = Tombstone.from_dict(data.get("tombstone"))  # type: ignore[arg-type]
+        except InputError as exc:
+            raise InputError(f"{where}: {exc.message}") from None
+        return cls(
+            tombstone=tombstone,
+            index=index,
+            proof=tuple(_unb64(p, f"{where}.proof[{i}]") for i, p in enumerate(proof)),
+        )
+
+    def verify(
+        self, *, leaf_index: int, leaf_hash: bytes, exchange_id: str | None, size: int, root: bytes
+    ) -> None:
+        """Check that the tombstone names this leaf and is in the tree of ``size`` / ``root``.
+
+        Raises:
+            ProofError: it names another leaf, or its proof does not lead to the root.
+        """
+        t = self.tombstone
+        if t.leaf_index != leaf_index or t.leaf_hash != leaf_hash:
+            raise ProofError(f"the tombstone at leaf {self.index} is for another leaf")
+        if exchange_id is not None and t.exchange_id != exchange_id:
+            raise ProofError(f"the tombstone at leaf {self.index} is for another exchange")
+        if self.index <= leaf_index:
+            raise ProofError(f"the tombstone at leaf {self.index} precedes the leaf it erases")
+        verify_inclusion(
+            leaf_hash=t.tombstone_hash, index=self.index, size=size, proof=self.proof, root=root
+        )
+
+
+def _tombstones_from(data: Mapping[str, Any]) -> tuple[TombstoneProof, ...]:
+    items = data.get("tombstones", [])
+    if not isinstance(items, list):
+        raise InputError("bundle member 'tombstones' must be a list")
+    return tuple(TombstoneProof.from_dict(t, f"tombstones[{i}]") for i, t in enumerate(items))
+
+
+@dataclass(frozen=True, slots=True)
 class InclusionBundle:
     """A record, its salt, its leaf and inclusion proof, and the signed checkpoint."""
 
@@ -67,13 +154,14 @@ class InclusionBundle:
     content_included: bool
     proof: tuple[bytes, ...]
     checkpoint: str
+    tombstones: tuple[TombstoneProof, ...] = ()
 
     def __repr__(self) -> str:
         return f"InclusionBundle(leaf_index={self.leaf_index}, proof={len(self.proof)} hashes)"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form."""
-        return {
+        """The JSON form (``tombstones`` only where the content was erased through the log)."""
+        out: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "record": dict(self.record),
             "salt": _b64(self.salt),
@@ -84,6 +172,9 @@ class InclusionBundle:
             "proof": [_b64(p) for p in self.proof],
             "checkpoint": self.checkpoint,
         }
+        if self.tombstones:
+            out["tombstones"] = [t.to_dict() for t in self.tombstones]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InclusionBundle:
@@ -118,6 +209,61 @@ class InclusionBundle:
             content_included=included,
             proof=tuple(_unb64(p, f"proof[{i}]") for i, p in enumerate(proof)),
             checkpoint=checkpoint,
+            tombstones=_tombstones_from(data),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureBundle:
+    """An exchange erased as a whole: its leaf, the leaf's inclusion proof, its tombstones."""
+
+    exchange_id: str
+    leaf_index: int
+    leaf_hash: bytes
+    proof: tuple[bytes, ...]
+    tombstones: tuple[TombstoneProof, ...]
+    checkpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "format": ERASURE_BUNDLE_FORMAT,
+            "exchange_id": self.exchange_id,
+            "leaf_index": self.leaf_index,
+            "leaf_hash": _b64(self.leaf_hash),
+            "proof": [_b64(p) for p in self.proof],
+            "tombstones": [t.to_dict() for t in self.tombstones],
+            "checkpoint": self.checkpoint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ErasureBundle:
+        """Read the JSON form.
+
+        Raises:
+            InputError: a member is missing or has the wrong type; the message names it.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != ERASURE_BUNDLE_FORMAT:
+            raise InputError(f"not an erasure bundle (expected format {ERASURE_BUNDLE_FORMAT!r})")
+        exchange_id = data.get("exchange_id")
+        if not isinstance(exchange_id, str):
+            raise InputError("bundle member 'exchange_id' must be a string")
+        index = data.get("leaf_index")
+        if type(index) is not int or index < 0:
+            raise InputError("bundle member 'leaf_index' must be a non-negative integer")
+        proof = data.get("proof")
+        if not isinstance(proof, list):
+            raise InputError("bundle member 'proof' must be a list")
+        checkpoint = data.get("checkpoint")
+        if not isinstance(checkpoint, str):
+            raise InputError("bundle member 'checkpoint' must be the signed checkpoint text")
+        return cls(
+            exchange_id=exchange_id,
+            leaf_index=index,
+            leaf_hash=_unb64(data.get("leaf_hash"), "leaf_hash"),
+            proof=tuple(_unb64(p, f"proof[{i}]") for i, p in enumerate(proof)),
+            tombstones=_tombstones_from(data),
+            checkpoint=checkpoint,
         )
 
 
@@ -131,9 +277,11 @@ class BundleVerification:
     origin: str
     kid: str | None
     content_verified: bool
+    erasures: tuple[Tombstone, ...] = ()
+    record_erased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description."""
+        """A JSON-ready description (``erasures``: the verified tombstones of the leaf)."""
         return {
             "ok": True,
             "exchange_id": self.exchange_id,
@@ -142,23 +290,63 @@ class BundleVerification:
             "origin": self.origin,
             "kid": self.kid,
             "content_verified": self.content_verified,
+            "record_erased": self.record_erased,
+            "erasures": [t.to_dict() for t in self.erasures],
         }
 
 
+def _verify_erasure(
+    b: ErasureBundle, public_keys: Sequence[Ed25519PublicKey], origin: str | None
+) -> BundleVerification:
+    if not any(t.tombstone.scope == "record" for t in b.tombstones):
+        raise ProofError("an erasure bundle must carry the tombstone of a record erasure")
+    cp = verify_checkpoint(b.checkpoint, public_keys=public_keys, origin=origin)
+    verify_inclusion(
+        leaf_hash=b.leaf_hash, index=b.leaf_index, size=cp.size, proof=b.proof, root=cp.root_hash
+    )
+    for t in b.tombstones:
+        t.verify(
+            leaf_index=b.leaf_index,
+            leaf_hash=b.leaf_hash,
+            exchange_id=b.exchange_id,
+            size=cp.size,
+            root=cp.root_hash,
+        )
+    return BundleVerification(
+        exchange_id=b.exchange_id,
+        leaf_index=b.leaf_index,
+        tree_size=cp.size,
+        origin=cp.origin,
+        kid=cp.kid,
+        content_verified=False,
+        erasures=tuple(t.tombstone for t in b.tombstones),
+        record_erased=True,
+    )
+
+
 def verify_bundle(
-    bundle: InclusionBundle | Mapping[str, Any],
+    bundle: InclusionBundle | ErasureBundle | Mapping[str, Any],
     *,
     public_keys: Sequence[Ed25519PublicKey],
     origin: str | None = None,
 ) -> BundleVerification:
-    """Verify an inclusion bundle offline.
+    """Verify an inclusion bundle (or an erasure bundle) offline.
+
+    For an inclusion bundle: the record against its leaf, the checkpoint's signature, the
+    inclusion proof, and each tombstone it carries (it must name this leaf and be in the same
+    tree). For an erasure bundle: the checkpoint, the erased leaf's inclusion and each tombstone's;
+    the result then says ``record_erased`` and lists the verified tombstones.
 
     Raises:
         InputError: the bundle is malformed.
-        ProofError: the record does not match its leaf, or the proof does not lead to the
-            checkpoint's root.
+        ProofError: the record does not match its leaf, a proof does not lead to the
+            checkpoint's root, or a tombstone names another leaf.
         SignatureError: the checkpoint is not signed by one of ``public_keys``.
     """
+    if isinstance(bundle, ErasureBundle):
+        return _verify_erasure(bundle, public_keys, origin)
+    if isinstance(bundle, Mapping) and bundle.get("format") == ERASURE_BUNDLE_FORMAT:
+        return _verify_erasure(ErasureBundle.from_dict(bundle), public_keys, origin)
     b = bundle if isinstance(bundle, InclusionBundle) else InclusionBundle.from_dict(bundle)
     meta, content = split_record(b.record)
     mh = meta_hash(meta, b.salt)
@@ -177,11 +365,26 @@ def verify_bundle(
         leaf_hash=b.leaf_hash, index=b.leaf_index, size=cp.size, proof=b.proof, root=cp.root_hash
     )
     exchange_id = b.record.get("exchange_id")
+    eid = exchange_id if isinstance(exchange_id, str) else None
+    for t in b.tombstones:
+        if t.tombstone.scope != "content" or b.content_included:
+            raise ProofError(
+                f"the tombstone at leaf {t.index} erases this record's "
+                f"{t.tombstone.scope}, but the bundle shows it"
+            )
+        t.verify(
+            leaf_index=b.leaf_index,
+            leaf_hash=b.leaf_hash,
+            exchange_id=eid,
+            size=cp.size,
+            root=cp.root_hash,
+        )
     return BundleVerification(
-        exchange_id=exchange_id if isinstance(exchange_id, str) else None,
+        exchange_id=eid,
         leaf_index=b.leaf_index,
         tree_size=cp.size,
         origin=cp.origin,
         kid=cp.kid,
         content_verified=b.content_included,
+        erasures=tuple(t.tombstone for t in b.tombstones),
     )

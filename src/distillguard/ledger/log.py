@@ -18,7 +18,9 @@ Tables (created with ``store.ensure_tables("ledger", ...)``):
   which makes an append write about 1.06 rows per record instead of 2);
 * ``ledger_state``: one row: origin, tree size and root (also the write lock on PostgreSQL);
 * ``ledger_checkpoints``: every signed checkpoint published;
-* ``ledger_erasures``: erasures of records or their content (written by :meth:`record_erasure`).
+* ``ledger_erasures``: erasures of records or their content (written by :meth:`record_erasure`),
+  each with the index of its tombstone leaf (``tombstone_leaf``): an erasure is itself a leaf of
+  the log (:mod:`distillguard.ledger.tombstone`), so a signed checkpoint covers it.
 
 Example::
 
@@ -35,12 +37,12 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from distillguard._internal.timeutil import format_ts, from_micros, to_micros
 from distillguard.errors import InputError, ProofError, StorageError
 from distillguard.keyring import SigningKey
-from distillguard.ledger.bundle import InclusionBundle
+from distillguard.ledger.bundle import ErasureBundle, InclusionBundle, TombstoneProof
 from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from distillguard.ledger.compact_range import (
     CompactRange,
@@ -51,6 +53,13 @@ from distillguard.ledger.compact_range import (
 from distillguard.ledger.hashing import EMPTY_ROOT, node_hash
 from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges
 from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
+from distillguard.ledger.tombstone import (
+    TOMBSTONE_CONTENT_HASH,
+    ErasureScope,
+    Tombstone,
+    check_text,
+    normalise_time,
+)
 from distillguard.store import Cursor, Store, StoredExchange
 
 __all__ = [
@@ -68,13 +77,13 @@ logger = logging.getLogger(__name__)
 #: Origin (log name) of a ledger created without one; set ``[ledger] origin`` to your own.
 DEFAULT_ORIGIN: Final = "distillguard.local/ledger"
 #: Version 2: leaves without a per-leaf exchange-id index; ids are found through ``exchanges.seq``
-#: and ``ledger_segments``. Version 1 stores are migrated when opened.
-SCHEMA_VERSION: Final = 2
+#: and ``ledger_segments``. Version 3: erasures are tombstone leaves (``ledger_erasures`` gains
+#: ``tombstone_leaf``). Older stores are migrated when opened; their erasures have no tombstone
+#: and the audit reports them until they are sealed (:meth:`Ledger.seal_erasures`).
+SCHEMA_VERSION: Final = 3
 _CHUNK: Final = 900  # ids per IN (...) query (SQLite's parameter limit is 999 on old builds)
 #: Interior nodes below this height are not stored but recomputed from leaves when needed.
 STORED_MIN_LEVEL: Final = 4
-
-ErasureScope = Literal["content", "record"]
 
 LEDGER_DDL: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS ledger_leaves (
@@ -97,9 +106,10 @@ LEDGER_DDL: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS ledger_erasures (
         leaf_index {bigint} NOT NULL, exchange_id {text} NOT NULL, scope {text} NOT NULL,
         erased_at {bigint} NOT NULL, reason {text} NOT NULL, actor {text} NOT NULL,
-        PRIMARY KEY (leaf_index, scope)
+        tombstone_leaf {bigint}, PRIMARY KEY (leaf_index, scope)
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_erasures_exchange ON ledger_erasures (exchange_id)",
+    "CREATE INDEX IF NOT EXISTS ledger_erasures_tombstone ON ledger_erasures (tombstone_leaf)",
 )
 #: Segments read per exchange-id lookup before falling back to a scan (see ``_leaf_index_of``).
 _SEGMENT_CANDIDATES: Final = 16
@@ -127,17 +137,24 @@ class TreeHead:
 
 @dataclass(frozen=True, slots=True)
 class LeafRecord:
-    """One row of ``ledger_leaves``."""
+    """One row of ``ledger_leaves`` (a record's leaf, or a tombstone: see :attr:`is_tombstone`)."""
 
     leaf_index: int
     exchange_id: str
     leaf_hash: bytes
     content_hash: bytes
 
+    @property
+    def is_tombstone(self) -> bool:
+        """Whether the row says this leaf is a tombstone (an empty content hash)."""
+        return self.content_hash == TOMBSTONE_CONTENT_HASH
+
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
-    """An erasure recorded in the ledger: which leaf, what was erased, when, why, by whom."""
+    """An erasure recorded in the ledger: which leaf, what was erased, when, why, by whom, and
+    the index of its tombstone leaf (None for an erasure recorded before tombstones existed, or
+    a row nobody put in the log)."""
 
     leaf_index: int
     exchange_id: str
@@ -145,6 +162,7 @@ class Erasure:
     erased_at: datetime
     reason: str
     actor: str
+    tombstone_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -155,7 +173,20 @@ class Erasure:
             "erased_at": format_ts(self.erased_at),
             "reason": self.reason,
             "actor": self.actor,
+            "tombstone_leaf": self.tombstone_index,
         }
+
+    def tombstone(self, leaf_hash: bytes) -> Tombstone:
+        """The tombstone of this erasure, given the erased leaf's hash."""
+        return Tombstone(
+            leaf_index=self.leaf_index,
+            leaf_hash=leaf_hash,
+            exchange_id=self.exchange_id,
+            scope=self.scope,
+            erased_at=self.erased_at,
+            reason=self.reason,
+            actor=self.actor,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +257,8 @@ class Ledger:
             )
             row = cur.fetchone()
         previous = None if row is None else int(row[0])
+        if previous is not None and previous < 3:
+            self._add_tombstone_column()
         store.ensure_tables("ledger", SCHEMA_VERSION, LEDGER_DDL)
         if previous == 1:
             self._migrate_from_v1()
@@ -257,6 +290,19 @@ class Ledger:
                 "JOIN exchanges e ON e.exchange_id = l.exchange_id"
             )
         logger.info("migrated the ledger tables of %r to version %d", self.store, SCHEMA_VERSION)
+
+    def _add_tombstone_column(self) -> None:
+        """Version 3 gives each erasure its tombstone leaf: add the column to older tables."""
+        with self.store.transaction() as cur:
+            if self.store.dialect == "postgresql":
+                cur.execute(
+                    "ALTER TABLE ledger_erasures ADD COLUMN IF NOT EXISTS tombstone_leaf BIGINT"
+                )
+                return
+            cur.execute("PRAGMA table_info(ledger_erasures)")
+            columns = {str(r[1]) for r in cur.fetchall()}
+            if columns and "tombstone_leaf" not in columns:
+                cur.execute("ALTER TABLE ledger_erasures ADD COLUMN tombstone_leaf INTEGER")
 
     @classmethod
     def open(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
@@ -318,10 +364,23 @@ class Ledger:
         if not inserted:
             return
         commits = commit_exchanges([(s.exchange, s.salt) for s in inserted])
+        size = self._append_rows(
+            cur,
+            [(s.exchange.exchange_id, c[0], c[1]) for s, c in zip(inserted, commits, strict=True)],
+        )
+        cur.executemany(
+            self.store.q(
+                "INSERT INTO ledger_segments (first_leaf, first_seq, count) VALUES (?, ?, ?)"
+            ),
+            _segments(size, [s.seq for s in inserted]),
+        )
+
+    def _append_rows(self, cur: Cursor, rows: Sequence[tuple[str, bytes, bytes]]) -> int:
+        """Append ``(exchange id, leaf hash, content hash)`` leaves; returns the first index."""
         size, root = self._lock_state(cur)
         frontier = self._frontier_for(cur, size, root).copy()
         nodes = frontier.append(
-            [c[0] for c in commits], include_leaves=False, min_level=STORED_MIN_LEVEL
+            [r[1] for r in rows], include_leaves=False, min_level=STORED_MIN_LEVEL
         )
         q = self.store.q
         cur.executemany(
@@ -329,14 +388,7 @@ class Ledger:
                 "INSERT INTO ledger_leaves (leaf_index, exchange_id, leaf_hash, content_hash) "
                 "VALUES (?, ?, ?, ?)"
             ),
-            [
-                (size + i, s.exchange.exchange_id, c[0], c[1])
-                for i, (s, c) in enumerate(zip(inserted, commits, strict=True))
-            ],
-        )
-        cur.executemany(
-            q("INSERT INTO ledger_segments (first_leaf, first_seq, count) VALUES (?, ?, ?)"),
-            _segments(size, [s.seq for s in inserted]),
+            [(size + i, r[0], r[1], r[2]) for i, r in enumerate(rows)],
         )
         if nodes:
             cur.executemany(q("INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"), nodes)
@@ -348,6 +400,7 @@ class Ledger:
         # If the transaction rolls back, the next append sees another (size, root) and reloads.
         self._frontier = frontier
         self._frontier_root = new_root
+        return size
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -598,72 +651,243 @@ class Ledger:
         reason: str,
         actor: str,
         erased_at: datetime | None = None,
-    ) -> None:
+    ) -> Erasure:
         """Record that an exchange's content (``"content"``) or whole record (``"record"``) is
         being erased. The caller deletes the data in the same transaction (``cur``).
 
-        The leaf stays in the tree; ``ledger audit`` then reports it as erased, with when, why
-        and by whom, instead of as tampered. Recording the same scope twice keeps the first.
+        The erased leaf stays in the tree and a tombstone leaf is appended that commits to it,
+        the scope, the reason, the actor and the time (see :meth:`record_erasures`).
 
         Raises:
             InputError: unknown exchange (not in the ledger), bad scope, empty reason or actor.
+        """
+        done, missing = self.record_erasures(
+            cur, [exchange_id], scope=scope, reason=reason, actor=actor, erased_at=erased_at
+        )
+        if missing:
+            raise InputError(
+                f"exchange {exchange_id!r} is not in the ledger",
+                hint="only exchanges stored while the ledger was attached have leaves",
+            )
+        return done[0]
+
+    def record_erasures(
+        self,
+        cur: Cursor,
+        exchange_ids: Sequence[str],
+        *,
+        scope: ErasureScope,
+        reason: str,
+        actor: str,
+        erased_at: datetime | None = None,
+    ) -> tuple[list[Erasure], list[str]]:
+        """Record the erasure of several exchanges' content or records, in one append.
+
+        For each exchange a ``ledger_erasures`` row and a tombstone leaf (appended in the order
+        given) are written through ``cur``; the caller deletes the data in the same transaction.
+        An exchange whose erasure of this scope is already in the log keeps the first one; a
+        row left from before tombstones existed (or put there by hand) gets its tombstone now,
+        with these reason, actor and time. ``ledger audit`` accepts the erasure once a signed
+        checkpoint covers the tombstone: publish one after the transaction commits.
+
+        Returns:
+            The erasures (one per exchange found, in order) and the ids that have no leaf.
+
+        Raises:
+            InputError: bad scope, empty or non-text reason or actor.
         """
         if scope not in ("content", "record"):
             raise InputError(f"erasure scope must be 'content' or 'record', not {scope!r}")
         if not reason.strip() or not actor.strip():
             raise InputError("an erasure needs a reason and an actor")
+        check_text(reason, "reason")
+        check_text(actor, "actor")
+        when = normalise_time(erased_at or datetime.now(UTC))
         q = self.store.q
-        index = self._leaf_index_of(cur, exchange_id)
-        if index is None:
-            raise InputError(
-                f"exchange {exchange_id!r} is not in the ledger",
-                hint="only exchanges stored while the ledger was attached have leaves",
+        self._lock_state(cur)  # the write lock first: concurrent erasures queue here
+        found: dict[int, str] = {}
+        missing: list[str] = []
+        for exchange_id in exchange_ids:
+            check_text(exchange_id, "exchange id")
+            index = self._leaf_index_of(cur, exchange_id)
+            if index is None:
+                missing.append(exchange_id)
+            else:
+                found.setdefault(index, exchange_id)
+        indices = list(found)
+        existing: dict[int, Erasure] = {}
+        hashes: dict[int, bytes] = {}
+        for start in range(0, len(indices), _CHUNK):
+            chunk = indices[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                q(
+                    "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, "
+                    f"tombstone_leaf FROM ledger_erasures WHERE scope = ? AND leaf_index IN "
+                    f"({marks})"
+                ),
+                [scope, *chunk],
             )
-        when = (erased_at or datetime.now(UTC)).astimezone(UTC)
-        cur.execute(
-            q(
-                "INSERT INTO ledger_erasures (leaf_index, exchange_id, scope, erased_at, reason, "
-                "actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (leaf_index, scope) DO NOTHING"
-            ),
-            (index, exchange_id, scope, to_micros(when), reason, actor),
-        )
-        logger.info("recorded %s erasure of leaf %d", scope, index)
+            for r in cur.fetchall():
+                existing[int(r[0])] = _erasure_from_row(r)
+            cur.execute(
+                q(f"SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN ({marks})"),
+                chunk,
+            )
+            hashes.update((int(r[0]), bytes(r[1])) for r in cur.fetchall())
+        fresh = [
+            i for i in indices if existing.get(i) is None or existing[i].tombstone_index is None
+        ]
+        out: dict[int, Erasure] = {i: e for i, e in existing.items() if i not in fresh}
+        if fresh:
+            stones = [Tombstone(i, hashes[i], found[i], scope, when, reason, actor) for i in fresh]
+            first = self._append_rows(
+                cur,
+                [(t.exchange_id, t.tombstone_hash, TOMBSTONE_CONTENT_HASH) for t in stones],
+            )
+            new_rows: list[tuple[int, str, str, int, int, str]] = []
+            updates: list[tuple[int, str, str, int, int, str]] = []
+            for k, t in enumerate(stones):
+                erasure = Erasure(
+                    t.leaf_index, t.exchange_id, scope, when, reason, actor, first + k
+                )
+                out[t.leaf_index] = erasure
+                row = (to_micros(when), reason, actor, first + k, t.leaf_index, scope)
+                (updates if t.leaf_index in existing else new_rows).append(row)
+            if new_rows:
+                cur.executemany(
+                    q(
+                        "INSERT INTO ledger_erasures (erased_at, reason, actor, tombstone_leaf, "
+                        "leaf_index, scope, exchange_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    [(*r, found[r[4]]) for r in new_rows],
+                )
+            if updates:
+                logger.warning(
+                    "%d erasure row(s) without a tombstone were put in the log", len(updates)
+                )
+                cur.executemany(
+                    q(
+                        "UPDATE ledger_erasures SET erased_at = ?, reason = ?, actor = ?, "
+                        "tombstone_leaf = ? WHERE leaf_index = ? AND scope = ?"
+                    ),
+                    updates,
+                )
+            logger.info("recorded %d %s erasure(s) as tombstone leaves", len(fresh), scope)
+        return [out[i] for i in indices], missing
+
+    def unsealed_erasures(self) -> list[Erasure]:
+        """Erasure rows that have no tombstone leaf (recorded before version 3, or by hand)."""
+        return [e for es in self.erasures().values() for e in es if e.tombstone_index is None]
+
+    def seal_erasures(self, *, actor: str, erased_at: datetime | None = None) -> list[Erasure]:
+        """Give every erasure row without a tombstone its tombstone leaf (one transaction).
+
+        For stores upgraded from before tombstones: the operator first checks the rows that
+        :meth:`unsealed_erasures` lists (the audit reports each as ``erasure_unlogged``): a row
+        an insider added to hide a deletion would be blessed by sealing it. The tombstones keep
+        each row's reason, with ``actor`` recorded as who sealed it. Publish a checkpoint after.
+        """
+        sealed: list[Erasure] = []
+        with self.store.transaction() as cur:
+            for e in self.unsealed_erasures():
+                done, _ = self.record_erasures(
+                    cur,
+                    [e.exchange_id],
+                    scope=e.scope,
+                    reason=e.reason,
+                    actor=f"{e.actor} (sealed by {actor})",
+                    erased_at=erased_at or e.erased_at,
+                )
+                sealed.extend(done)
+        return sealed
 
     def erasures(self) -> dict[int, list[Erasure]]:
-        """Every recorded erasure, by leaf index."""
+        """Every recorded erasure, by erased leaf index."""
         with self.store.transaction() as cur:
             cur.execute(
-                "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor "
+                "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf "
                 "FROM ledger_erasures ORDER BY leaf_index, erased_at"
             )
             rows = cur.fetchall()
         out: dict[int, list[Erasure]] = {}
         for r in rows:
-            scope: ErasureScope = "record" if r[2] == "record" else "content"
-            out.setdefault(int(r[0]), []).append(
-                Erasure(int(r[0]), str(r[1]), scope, from_micros(int(r[3])), str(r[4]), str(r[5]))
-            )
+            e = _erasure_from_row(r)
+            out.setdefault(e.leaf_index, []).append(e)
         return out
 
+    def erasures_of(self, leaf_index: int) -> list[Erasure]:
+        """The erasures recorded for one leaf."""
+        with self.store.transaction() as cur:
+            cur.execute(
+                self.store.q(
+                    "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, "
+                    "tombstone_leaf FROM ledger_erasures WHERE leaf_index = ? ORDER BY erased_at"
+                ),
+                (leaf_index,),
+            )
+            return [_erasure_from_row(r) for r in cur.fetchall()]
+
     # -- proofs for third parties --------------------------------------------------------------
+
+    def needed_size(self, exchange_id: str) -> int | None:
+        """The smallest tree size a checkpoint must have to prove an exchange and its tombstones
+        (None if the exchange has no leaf)."""
+        leaf = self.leaf_for(exchange_id)
+        if leaf is None:
+            return None
+        marks = [leaf.leaf_index] + [
+            e.tombstone_index
+            for e in self.erasures_of(leaf.leaf_index)
+            if e.tombstone_index is not None
+        ]
+        return max(marks) + 1
+
+    def _tombstone_proofs(
+        self, leaf: LeafRecord, erased: Sequence[Erasure], size: int
+    ) -> tuple[TombstoneProof, ...]:
+        out = []
+        for e in erased:
+            if e.tombstone_index is None:
+                continue
+            if e.tombstone_index >= size:
+                raise ProofError(
+                    f"no checkpoint covers the tombstone (leaf {e.tombstone_index}) of the "
+                    f"{e.scope} erasure of leaf {leaf.leaf_index} yet",
+                    hint="publish one with `distillguard ledger checkpoint`",
+                )
+            out.append(
+                TombstoneProof(
+                    tombstone=e.tombstone(leaf.leaf_hash),
+                    index=e.tombstone_index,
+                    proof=tuple(self.inclusion_proof(index=e.tombstone_index, size=size)),
+                )
+            )
+        return tuple(out)
 
     def prove(
         self, exchange_id: str, *, checkpoint: StoredCheckpoint | None = None
     ) -> InclusionBundle:
         """A self-contained inclusion bundle for an exchange against a signed checkpoint.
 
-        Uses the latest checkpoint unless one is given; it must cover the exchange's leaf.
+        Uses the latest checkpoint unless one is given; it must cover the exchange's leaf and
+        the tombstones of its erasures. Where the content was erased the bundle carries the
+        metadata and the content erasure's tombstone with its own inclusion proof.
 
         Raises:
-            InputError: the exchange is unknown, not in the ledger, or erased.
-            ProofError: no checkpoint covers the leaf yet (publish one first).
+            InputError: the exchange is unknown, not in the ledger, or erased as a whole (see
+                :meth:`prove_erasure`).
+            ProofError: no checkpoint covers the leaf or a tombstone yet (publish one first).
         """
         leaf = self.leaf_for(exchange_id)
         if leaf is None:
             raise InputError(f"exchange {exchange_id!r} is not in the ledger")
-        erased = self.erasures().get(leaf.leaf_index, [])
+        erased = self.erasures_of(leaf.leaf_index)
         if any(e.scope == "record" for e in erased):
-            raise InputError(f"exchange {exchange_id!r} was erased; there is nothing to prove")
+            raise InputError(
+                f"exchange {exchange_id!r} was erased; there is nothing to prove",
+                hint="`ledger prove` shows its erasure (Ledger.prove_erasure)",
+            )
         stored = self.store.get_exchange(exchange_id)
         if stored is None:
             raise InputError(f"exchange {exchange_id!r} is in the ledger but not in the store")
@@ -688,4 +912,49 @@ class Ledger:
             content_included=not content_erased,
             proof=tuple(proof),
             checkpoint=cp_row.note,
+            tombstones=self._tombstone_proofs(leaf, erased, cp_row.size),
         )
+
+    def prove_erasure(
+        self, exchange_id: str, *, checkpoint: StoredCheckpoint | None = None
+    ) -> ErasureBundle:
+        """A self-contained bundle showing that an exchange was erased: its leaf's inclusion
+        proof and each tombstone (what, when, why, by whom) with its own inclusion proof.
+
+        Raises:
+            InputError: the exchange is not in the ledger, or its record is not erased.
+            ProofError: no checkpoint covers the leaf or its tombstones yet.
+        """
+        leaf = self.leaf_for(exchange_id)
+        if leaf is None:
+            raise InputError(f"exchange {exchange_id!r} is not in the ledger")
+        erased = [e for e in self.erasures_of(leaf.leaf_index) if e.tombstone_index is not None]
+        if not any(e.scope == "record" for e in erased):
+            raise InputError(f"exchange {exchange_id!r} has no record erasure in the log")
+        cp_row = checkpoint or self.latest_checkpoint()
+        if cp_row is None or cp_row.size <= leaf.leaf_index:
+            raise ProofError(
+                f"no checkpoint covers leaf {leaf.leaf_index} of exchange {exchange_id!r} yet",
+                hint="publish one with `distillguard ledger checkpoint`",
+            )
+        return ErasureBundle(
+            exchange_id=exchange_id,
+            leaf_index=leaf.leaf_index,
+            leaf_hash=leaf.leaf_hash,
+            proof=tuple(self.inclusion_proof(index=leaf.leaf_index, size=cp_row.size)),
+            tombstones=self._tombstone_proofs(leaf, erased, cp_row.size),
+            checkpoint=cp_row.note,
+        )
+
+
+def _erasure_from_row(r: Sequence[Any]) -> Erasure:
+    scope: ErasureScope = "record" if r[2] == "record" else "content"
+    return Erasure(
+        int(r[0]),
+        str(r[1]),
+        scope,
+        from_micros(int(r[3])),
+        str(r[4]),
+        str(r[5]),
+        None if r[6] is None else int(r[6]),
+    )

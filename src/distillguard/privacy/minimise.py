@@ -3,9 +3,11 @@
 A :class:`Minimiser` is a store insert hook registered *after* the ledger's: in the transaction
 that stores a batch, the ledger first commits to the full records (a leaf per exchange), then
 the minimiser rewrites the content of the exchanges whose retention rule says so and records a
-``content`` erasure for each through the ledger (reason ``minimisation: hash`` and so on). The
-metadata stays verifiable against the leaf, and ``ledger audit`` reports the content as erased,
-not as tampered.
+``content`` erasure for each through the ledger (reason ``minimisation: hash`` and so on): a
+tombstone leaf per minimised exchange, appended after the batch's own leaves. The metadata stays
+verifiable against the leaf, and once a signed checkpoint covers the tombstones (``ingest``
+publishes one when a keyring exists) ``ledger audit`` reports the content as erased, not as
+tampered.
 
 Which scan signals still work (see ``docs/privacy.md``): behavioural, timing, volume and
 infrastructure signals use metadata only and are unaffected; exact-repeat template counts work
@@ -140,20 +142,17 @@ class Minimiser:
         else:
             profiles = {}
         rows: list[tuple[Any, ...]] = []
+        by_reason: dict[str, list[str]] = {}
         for stored in inserted:
             ex = stored.exchange
             profile = profiles.get(ex.account_id) or AccountProfile(ex.account_id)
             rule = self.policy.rule_for(profile)
             if not rule.minimise.changes_content:
                 continue
-            self.ledger.record_erasure(
-                cur,
-                exchange_id=ex.exchange_id,
-                scope="content",
-                reason=f"minimisation: {rule.minimise}",
-                actor=self.actor,
-            )
+            by_reason.setdefault(f"minimisation: {rule.minimise}", []).append(ex.exchange_id)
             rows.append((*_content_columns(minimised_content(ex, rule)), ex.exchange_id))
+        for reason, ids in by_reason.items():
+            self.ledger.record_erasures(cur, ids, scope="content", reason=reason, actor=self.actor)
         if rows:
             cur.executemany(
                 self.store.q(

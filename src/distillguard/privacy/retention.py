@@ -8,9 +8,14 @@
 * :func:`erase_account` erases one account's records (or their content) on request and returns a
   :class:`Receipt`.
 
-Every erased exchange is first recorded in the ledger (``Ledger.record_erasure``, same
-transaction); the leaf stays in the tree, so proofs and audits of every other record still
-verify, and ``ledger audit`` names the erased leaf with when, why and by whom. Erasing content
+Every erased exchange is first recorded in the ledger (``Ledger.record_erasures``, same
+transaction): the leaf stays in the tree, so proofs and audits of every other record still
+verify, and a tombstone leaf appended to the log commits to the erased leaf, the scope, when, why
+and by whom. Given the ledger key, a checkpoint is signed right after, so ``ledger audit``
+accepts the erasure at once (without one it reports ``erasure_unsigned`` until a checkpoint is
+published). After the commit the store pushes the erased bytes out of its side files
+(``Store.finish_erasure``: SQLite WAL checkpoint; PostgreSQL ``VACUUM``), and SQLite overwrites
+freed space (``secure_delete``). Erasing content
 sets ``messages``, ``response`` and ``reasoning`` to NULL and keeps the metadata, which stays
 verifiable because the leaf commits to metadata and content separately (the ledger keeps the
 content commitment). Erasing a record deletes its row, salt included: the salted commitment then
@@ -250,14 +255,14 @@ def _erase(
     now: datetime,
 ) -> int:
     """Record and perform the erasure of ``ids``; returns how many had no ledger leaf."""
-    not_in_ledger = 0
-    for exchange_id in ids:
-        try:
-            ledger.record_erasure(
-                cur, exchange_id=exchange_id, scope=scope, reason=reason, actor=actor, erased_at=now
-            )
-        except InputError:  # stored before the ledger was attached: nothing to record there
-            not_in_ledger += 1
+    if not ids:
+        return 0
+    # Those stored before the ledger was attached have no leaf: nothing to record there.
+    _, missing = ledger.record_erasures(
+        cur, ids, scope=scope, reason=reason, actor=actor, erased_at=now
+    )
+    not_in_ledger = len(missing)
+    store.prepare_erasure(cur)
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
         if scope == "record":
@@ -357,6 +362,7 @@ def apply_retention(
     logger.info("retention applied: %s", plan.counts())
     if plan.empty:
         return RetentionResult(plan=plan, applied=True, not_in_ledger=missing)
+    store.finish_erasure()
     receipt = Receipt(
         receipt_id=f"rcpt-{uuid.uuid4().hex}",
         kind="retention",
@@ -421,8 +427,10 @@ def erase_account(
         missing = _erase(store, ledger, cur, ids, scope=scope, reason=reason, actor=actor, now=when)
         account_deleted = False
         if scope == "record" and has_account:
+            store.prepare_erasure(cur)
             cur.execute(q("DELETE FROM accounts WHERE account_id = ?"), (account_id,))
             account_deleted = True
+    store.finish_erasure()
     leaves = []
     for exchange_id in ids:
         leaf = ledger.leaf_for(exchange_id)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import orjson
 
 from distillguard._internal.timeutil import from_micros, to_micros
+from distillguard.errors import StorageError
 from distillguard.records.model import EXCHANGE_FIELDS, Account, Exchange, Message
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "InsertHook",
     "Store",
     "StoredExchange",
+    "UndecodableExchange",
     "account_from_row",
     "account_row",
     "exchange_from_row",
@@ -68,6 +70,21 @@ class StoredExchange:
     exchange: Exchange
     salt: bytes
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableExchange:
+    """A stored exchange row that is not a valid record (altered or corrupted in the database):
+    its id and ``seq`` as far as they can be read, the column at fault and what is wrong."""
+
+    exchange_id: str
+    seq: int | None
+    field: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line naming the row, the column and the problem."""
+        return f"stored exchange {self.exchange_id!r}: column '{self.field}': {self.reason}"
 
 
 InsertHook = Callable[[Cursor, Sequence[StoredExchange]], None]
@@ -183,8 +200,53 @@ def _freeze(obj: dict[str, Any] | None) -> MappingProxyType[str, Any]:
     return MappingProxyType(obj or {})
 
 
-def exchange_from_row(row: Sequence[Any]) -> StoredExchange:
-    """Rebuild a :class:`StoredExchange` from a row of :data:`EXCHANGE_COLUMNS`."""
+class _BadColumnError(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _json_column(name: str, text: Any) -> Any:
+    if not isinstance(text, str | bytes):
+        raise _BadColumnError(name, f"expected JSON text, found {type(text).__name__}")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _BadColumnError(name, f"not valid JSON ({exc})") from None
+
+
+def _typed(name: str, value: Any, *types: type, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if type(value) not in types:
+        wanted = " or ".join(t.__name__ for t in types)
+        found = "NULL" if value is None else type(value).__name__
+        raise _BadColumnError(name, f"expected {wanted}, found {found}")
+    return value
+
+
+def _messages(value: Any) -> tuple[Message, ...]:
+    if value is None:
+        return ()
+    msgs = _json_column("messages", value)
+    if not isinstance(msgs, list):
+        raise _BadColumnError("messages", "not a JSON array")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise _BadColumnError("messages", f"item {i} is not an object")
+        role, content = m.get("role"), m.get("content")
+        if type(role) is not str or type(content) is not str:
+            raise _BadColumnError("messages", f"item {i} lacks a string 'role' and 'content'")
+        rest = {k: v for k, v in m.items() if k not in ("role", "content")}
+        out.append(Message(role=role, content=content, extra=_freeze(rest)))
+    return tuple(out)
+
+
+def _decode_exchange(row: Sequence[Any]) -> StoredExchange:
+    if len(row) != len(EXCHANGE_COLUMNS):
+        raise _BadColumnError("*", f"expected {len(EXCHANGE_COLUMNS)} columns, found {len(row)}")
     (
         exchange_id,
         seq,
@@ -211,21 +273,46 @@ def exchange_from_row(row: Sequence[Any]) -> StoredExchange:
         _run,
         _at,
     ) = row
-    msgs: list[dict[str, Any]] = orjson.loads(messages) if messages is not None else []
+    _typed("exchange_id", exchange_id, str)
+    _typed("seq", seq, int)
+    _typed("ts", ts, int)
+    try:
+        when = from_micros(ts)
+    except OverflowError:
+        raise _BadColumnError("ts", f"{ts} is not a representable time") from None
+    for name, value in (("account_id", account_id), ("ip", ip), ("model", model)):
+        _typed(name, value, str)
+    for name, value in (
+        ("api_key_id", api_key_id),
+        ("agent_id", agent_id),
+        ("user_agent", user_agent),
+        ("client_fingerprint", client_fingerprint),
+        ("endpoint", endpoint),
+    ):
+        _typed(name, value, str, optional=True)
+    for name, value in (
+        ("prompt_tokens", prompt_tokens),
+        ("completion_tokens", completion_tokens),
+        ("status", status),
+    ):
+        _typed(name, value, int)
+    _typed("asn", asn, int, optional=True)
+    _typed("latency_ms", latency_ms, int, float, optional=True)
+    if salt is not None and not isinstance(salt, bytes | bytearray | memoryview):
+        raise _BadColumnError("salt", f"expected bytes, found {type(salt).__name__}")
+    tool_list = None if tools is None else _json_column("tools", tools)
+    if tool_list is not None and not isinstance(tool_list, list):
+        raise _BadColumnError("tools", "not a JSON array")
+    extra_obj = _json_column("extra", extra) if extra else None
+    if extra_obj is not None and not isinstance(extra_obj, dict):
+        raise _BadColumnError("extra", "not a JSON object")
     exchange = Exchange(
         exchange_id=exchange_id,
-        ts=from_micros(ts),
+        ts=when,
         account_id=account_id,
         ip=ip,
         model=model,
-        messages=tuple(
-            Message(
-                role=m["role"],
-                content=m["content"],
-                extra=_freeze({k: v for k, v in m.items() if k not in ("role", "content")}),
-            )
-            for m in msgs
-        ),
+        messages=_messages(messages),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         status=status,
@@ -235,13 +322,53 @@ def exchange_from_row(row: Sequence[Any]) -> StoredExchange:
         user_agent=user_agent,
         client_fingerprint=client_fingerprint,
         endpoint=endpoint,
-        response=None if response is None else orjson.loads(response),
-        reasoning=None if reasoning is None else orjson.loads(reasoning),
-        tools=None if tools is None else tuple(orjson.loads(tools)),
+        response=None if response is None else _json_column("response", response),
+        reasoning=None if reasoning is None else _json_column("reasoning", reasoning),
+        tools=None if tool_list is None else tuple(tool_list),
         latency_ms=latency_ms,
-        extra=_freeze(orjson.loads(extra) if extra else None),
+        extra=_freeze(extra_obj),
     )
-    return StoredExchange(exchange=exchange, salt=bytes(salt) if salt is not None else b"", seq=seq)
+    return StoredExchange(exchange=exchange, salt=b"" if salt is None else bytes(salt), seq=seq)
+
+
+def decode_exchange_row(row: Sequence[Any]) -> StoredExchange | UndecodableExchange:
+    """Rebuild a :class:`StoredExchange` from a row of :data:`EXCHANGE_COLUMNS`, or describe
+    why the row is not a valid record (never raises on a bad row)."""
+    try:
+        return _decode_exchange(row)
+    except _BadColumnError as exc:
+        field, reason = exc.field, exc.reason
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        field, reason = "*", f"{type(exc).__name__}: {exc}"
+    exchange_id = row[0] if row else None
+    seq = row[1] if len(row) > 1 else None
+    return UndecodableExchange(
+        exchange_id=exchange_id if isinstance(exchange_id, str) else repr(exchange_id),
+        seq=seq if type(seq) is int else None,
+        field=field,
+        reason=reason,
+    )
+
+
+def exchange_from_row(row: Sequence[Any]) -> StoredExchange:
+    """Rebuild a :class:`StoredExchange` from a row of :data:`EXCHANGE_COLUMNS`.
+
+    Raises:
+        StorageError: the row is not a valid record; the message names the exchange and column.
+    """
+    decoded = decode_exchange_row(row)
+    if isinstance(decoded, UndecodableExchange):
+        raise StorageError(
+            decoded.describe(),
+            hint="the row was altered or corrupted in the database; run `distillguard ledger "
+            "audit`",
+            details={
+                "exchange_id": decoded.exchange_id,
+                "field": decoded.field,
+                "reason": decoded.reason,
+            },
+        )
+    return decoded
 
 
 def account_from_row(row: Sequence[Any]) -> Account:
@@ -351,6 +478,31 @@ class Store(ABC):
         """Create the core tables (accounts, exchanges, ingest runs) if needed."""
         self.ensure_tables("core", SCHEMA_VERSION, CORE_DDL)
 
+    # -- erasure ------------------------------------------------------------------------
+
+    def prepare_erasure(self, cur: Cursor) -> None:
+        """Call in an erasure's transaction before it deletes or overwrites data.
+
+        SQLite: ``PRAGMA secure_delete=ON`` for this connection, so the space the erased rows
+        free is overwritten with zeros instead of left readable in the file. PostgreSQL has no
+        such setting (see :meth:`finish_erasure`).
+        """
+        if self.dialect == "sqlite":
+            cur.execute("PRAGMA secure_delete=ON")
+
+    def finish_erasure(self) -> None:
+        """Call after an erasure commits, outside any transaction, to push the erased bytes out
+        of the files the database keeps beside its tables.
+
+        SQLite: a ``wal_checkpoint(TRUNCATE)``, so the write-ahead log (``-wal`` file), which
+        still holds earlier images of the erased pages, is copied back and emptied. PostgreSQL:
+        ``VACUUM`` of the exchanges table, so the dead row versions that still hold the erased
+        values are removed from the table's pages (the bytes stay in the data files until the
+        space is reused, and in the server's WAL segments, archives and backups for as long as
+        those are kept). Failures are logged, not raised: the erasure itself has committed.
+        """
+        logger.debug("no post-erasure clean-up for %r", self)
+
     # -- writing ------------------------------------------------------------------------
 
     def existing_ids(self, cur: Cursor, table: str, key: str, ids: Sequence[str]) -> set[str]:
@@ -420,6 +572,17 @@ class Store(ABC):
             row = cur.fetchone()
         return None if row is None else exchange_from_row(row)
 
+    def get_exchange_checked(self, exchange_id: str) -> StoredExchange | UndecodableExchange | None:
+        """The stored exchange with this id, a description of why its row is not a valid record,
+        or None."""
+        with self.transaction() as cur:
+            cur.execute(
+                self.q(f"SELECT {_EXCHANGE_COLS} FROM exchanges WHERE exchange_id = ?"),
+                (exchange_id,),
+            )
+            row = cur.fetchone()
+        return None if row is None else decode_exchange_row(row)
+
     def get_account(self, account_id: str) -> Account | None:
         """The stored account with this id, or None."""
         with self.transaction() as cur:
@@ -440,7 +603,11 @@ class Store(ABC):
     def iter_exchanges(
         self, *, batch_size: int = 10_000, after_seq: int = 0
     ) -> Iterator[list[StoredExchange]]:
-        """All exchanges in insertion order, in batches (keyset pagination; bounded memory)."""
+        """All exchanges in insertion order, in batches (keyset pagination; bounded memory).
+
+        Raises:
+            StorageError: a row is not a valid record (see :meth:`iter_exchanges_checked`).
+        """
         cols = ", ".join(EXCHANGE_COLUMNS)
         last = after_seq
         while True:
@@ -455,6 +622,25 @@ class Store(ABC):
             batch = [exchange_from_row(r) for r in rows]
             last = batch[-1].seq
             yield batch
+
+    def iter_exchanges_checked(
+        self, *, batch_size: int = 10_000
+    ) -> Iterator[list[StoredExchange | UndecodableExchange]]:
+        """Like :meth:`iter_exchanges`, but a row that is not a valid record comes as an
+        :class:`UndecodableExchange` instead of stopping the walk (the audit's reader)."""
+        cols = ", ".join(EXCHANGE_COLUMNS)
+        last: Any = 0
+        while True:
+            with self.transaction() as cur:
+                cur.execute(
+                    self.q(f"SELECT {cols} FROM exchanges WHERE seq > ? ORDER BY seq LIMIT ?"),
+                    (last, batch_size),
+                )
+                rows = cur.fetchall()
+            if not rows:
+                return
+            last = rows[-1][1]
+            yield [decode_exchange_row(r) for r in rows]
 
     def iter_accounts(self, *, batch_size: int = 10_000) -> Iterator[list[Account]]:
         """All accounts ordered by id, in batches."""

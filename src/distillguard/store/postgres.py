@@ -94,6 +94,15 @@ class PostgresStore(Store):
         """Close the connection."""
         self._conn.close()
 
+    def finish_erasure(self) -> None:
+        """``VACUUM`` the exchanges table (see the base class for what this does not remove)."""
+        import psycopg
+
+        try:
+            self._conn.execute("VACUUM exchanges")
+        except psycopg.Error as exc:
+            logger.warning("VACUUM after erasure failed: %s", str(exc).strip())
+
     def drop_schema(self) -> None:
         """Drop this store's schema and everything in it (tests and tear-down only)."""
         if not self.schema:

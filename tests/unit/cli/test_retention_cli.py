@@ -112,7 +112,11 @@ def test_holds_and_erasure(env: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert sorted(x["leaf_index"] for x in saved["exchanges"]) == [0, 1, 2, 3]
     ring = Keyring.load(env / ".distillguard" / "keyring.json")
     keys = [k.public_key for k in ring.verify_keys(KeyPurpose.LEDGER)]
-    assert verify_checkpoint(saved["ledger"]["checkpoint"], public_keys=keys).size == 8
+    # 8 records and a tombstone leaf per erased exchange, signed right after the erasure
+    assert verify_checkpoint(saved["ledger"]["checkpoint"], public_keys=keys).size == 12
+    code, audit = run_json(capsys, "ledger", "audit")
+    assert code == 0 and audit["ok"], audit["findings"]
+    assert sorted(e["leaf_index"] for e in audit["erased"]) == [0, 1, 2, 3]
     code, listed = run_json(capsys, "retention", "receipts")
     assert [r["receipt_id"] for r in listed] == [receipt["receipt_id"]]
     code, _ = run_json(capsys, "retention", "hold", "list", "--all")

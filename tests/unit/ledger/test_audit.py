@@ -203,6 +203,15 @@ def test_erased_records_are_reported_as_erased(store: Store) -> None:
             ),
             ("ex-000011",),
         )
+    # The erasures are tombstone leaves 24 and 25; until a signed checkpoint covers them the
+    # audit does not take them as evidence.
+    unsigned = _audit(ledger, key)
+    assert [(f.kind, f.leaf_index) for f in unsigned.findings] == [
+        ("erasure_unsigned", 3),
+        ("erasure_unsigned", 11),
+    ]
+    assert ledger.size == 26
+    ledger.publish_checkpoint(key)
     report = _audit(ledger, key)
     assert report.ok, report.findings
     assert [(e.leaf_index, e.scope, e.actor) for e in report.erased] == [
@@ -222,6 +231,7 @@ def test_batch_size_does_not_change_the_findings(sqlite_store: Store, batch_size
     with sqlite_store.transaction() as cur:
         ledger.record_erasure(cur, exchange_id="ex-000012", scope="record", reason="r", actor="a")
         cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-000012'")
+    ledger.publish_checkpoint(key)  # covers the erasure's tombstone (leaf 24)
     _sql(sqlite_store, "DELETE FROM exchanges WHERE exchange_id = 'ex-000020'")
     report = _audit(ledger, key, batch_size=batch_size)
     assert [(f.kind, f.leaf_index, f.checkpoint) for f in report.findings] == [
@@ -229,7 +239,8 @@ def test_batch_size_does_not_change_the_findings(sqlite_store: Store, batch_size
         ("record_missing", 20, None),
         ("checkpoint_root", None, "checkpoint #1"),
         ("checkpoint_root", None, "checkpoint #2"),
+        ("checkpoint_root", None, "checkpoint #3"),
         ("state_mismatch", None, None),
     ]
     assert [e.leaf_index for e in report.erased] == [12]
-    assert report.leaves_checked == 24
+    assert report.leaves_checked == 25

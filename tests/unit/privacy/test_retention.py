@@ -66,7 +66,14 @@ def test_dry_run_reports_exactly_what_apply_erases(world: World) -> None:
     w = world
     dry = apply_retention(w.store, POLICY, now=NOW, actor="tester", dry_run=True)
     assert not dry.applied and dry.receipt is None
-    done = apply_retention(w.store, POLICY, now=NOW, actor="tester", ledger=w.ledger)
+    done = apply_retention(
+        w.store,
+        POLICY,
+        now=NOW,
+        actor="tester",
+        ledger=w.ledger,
+        signing_key=w.key,
+    )
     assert done.applied
     assert set(dry.plan.content) == set(done.plan.content)
     assert set(dry.plan.records) == set(done.plan.records)
@@ -102,7 +109,14 @@ def test_legal_hold_wins_over_retention(world: World) -> None:
     single = holds.place(
         scope="exchange", target=exchange_id("acct-ent", 400), reason="bundle b-7", actor="analyst"
     )
-    result = apply_retention(w.store, POLICY, now=NOW, actor="tester", ledger=w.ledger)
+    result = apply_retention(
+        w.store,
+        POLICY,
+        now=NOW,
+        actor="tester",
+        ledger=w.ledger,
+        signing_key=w.key,
+    )
     content, records = _expected()
     held_free = {e for e in content | records if e.startswith("acct-free")}
     assert set(result.plan.held_content) | set(result.plan.held_records) == held_free | {
@@ -115,7 +129,14 @@ def test_legal_hold_wins_over_retention(world: World) -> None:
     # released holds no longer protect
     holds.release(hold.hold_id, actor="counsel")
     holds.release(single.hold_id, actor="counsel")
-    later = apply_retention(w.store, POLICY, now=NOW, actor="tester", ledger=w.ledger)
+    later = apply_retention(
+        w.store,
+        POLICY,
+        now=NOW,
+        actor="tester",
+        ledger=w.ledger,
+        signing_key=w.key,
+    )
     assert set(later.plan.records) == {e for e in records if e.startswith("acct-free")} | {
         exchange_id("acct-ent", 400)
     }
@@ -168,7 +189,8 @@ def test_erase_account_receipt_and_ledger(world: World) -> None:
     assert all(w.store.get_exchange(e) is None for e in target_ids)
     # the checkpoint in the receipt is signed after the erasure and covers the whole tree
     cp = verify_checkpoint(receipt.ledger["checkpoint"], public_keys=[w.key.public_key()])
-    assert cp.size == len(w.originals) == receipt.ledger["tree_size"]
+    # (the records' leaves and a tombstone leaf per erased exchange)
+    assert cp.size == len(w.originals) + len(target_ids) == receipt.ledger["tree_size"]
     assert receipt.ledger["root_hash_hex"] == cp.root_hash.hex()
     assert list_receipts(w.store)[0]["receipt_id"] == receipt.receipt_id
     erased = _audit_ok(w)
@@ -205,7 +227,7 @@ def test_content_erasure_keeps_metadata_provable(world: World) -> None:
     w = world
     erase_account(
         w.store, account_id="acct-vip", scope="content", reason="minimise", actor="dpo",
-        ledger=w.ledger,
+        ledger=w.ledger, signing_key=w.key,
     )  # fmt: skip
     assert w.store.get_account("acct-vip") is not None
     eid = exchange_id("acct-vip", 10)

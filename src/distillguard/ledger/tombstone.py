@@ -1,0 +1,156 @@
+"""Tombstones: erasures written into the Merkle log as leaves of their own.
+
+An erasure (a record's content, or the whole record) appends a *tombstone leaf* that commits to
+the erased leaf (its index and hash), the exchange id, the scope, when, why and by whom::
+
+    tombstone data = JCS({"type": "tombstone", "v": 1, "leaf_index": 17,
+                          "leaf_hash": hex(hash of leaf 17), "exchange_id": "ex-17",
+                          "scope": "record" | "content", "erased_at": "2026-...Z",
+                          "reason": "...", "actor": "..."})
+    tombstone leaf hash = SHA-256(0x00 || tombstone data)          (RFC 9162)
+
+A record leaf's data is always the three-member object ``{"content", "meta", "v"}``; a tombstone's
+has a ``type`` member, so neither can be taken for the other, and a verifier that only knows
+record leaves cannot be shown a tombstone as a record (it would have to find a record and salt
+whose commitment hashes to the tombstone's leaf hash). Because the tombstone is a leaf, a signed
+checkpoint that covers it signs the erasure itself: ``ledger audit`` accepts a missing or
+changed record only where such a tombstone says so (see :mod:`distillguard.ledger.audit`).
+
+In ``ledger_leaves`` a tombstone is the row of the tombstone's index with the erased exchange's
+id and an empty ``content_hash`` (a record leaf's is 32 bytes); its fields are the
+``ledger_erasures`` row that names it (column ``tombstone_leaf``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from distillguard._internal.timeutil import format_ts, from_micros, parse_rfc3339, to_micros
+from distillguard.errors import InputError, RecordError
+from distillguard.ledger.canonical import canonical_json
+from distillguard.ledger.hashing import HASH_SIZE, leaf_hash
+
+__all__ = [
+    "TOMBSTONE_CONTENT_HASH",
+    "TOMBSTONE_TYPE",
+    "ErasureScope",
+    "Tombstone",
+]
+
+ErasureScope = Literal["content", "record"]
+#: The ``type`` member of a tombstone's leaf data.
+TOMBSTONE_TYPE: Final = "tombstone"
+#: What ``ledger_leaves.content_hash`` holds for a tombstone leaf (a record leaf's is 32 bytes).
+TOMBSTONE_CONTENT_HASH: Final = b""
+_MEMBERS: Final = frozenset(
+    {"type", "v", "leaf_index", "leaf_hash", "exchange_id", "scope", "erased_at", "reason", "actor"}
+)
+
+
+def normalise_time(when: datetime) -> datetime:
+    """``when`` in UTC at microsecond precision (what the store keeps)."""
+    return from_micros(to_micros(when.astimezone(UTC)))
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What an erasure commits to: the erased leaf, the scope, when, why and by whom."""
+
+    leaf_index: int
+    leaf_hash: bytes
+    exchange_id: str
+    scope: ErasureScope
+    erased_at: datetime
+    reason: str
+    actor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The tombstone's JSON form (its leaf data is the RFC 8785 form of this)."""
+        return {
+            "type": TOMBSTONE_TYPE,
+            "v": 1,
+            "leaf_index": self.leaf_index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "exchange_id": self.exchange_id,
+            "scope": self.scope,
+            "erased_at": format_ts(self.erased_at),
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+
+    @property
+    def leaf_data(self) -> bytes:
+        """The tombstone leaf's data: ``JCS(to_dict())``.
+
+        Raises:
+            RecordError: a text field has no canonical JSON form (a lone surrogate).
+        """
+        return canonical_json(self.to_dict())
+
+    @property
+    def tombstone_hash(self) -> bytes:
+        """The RFC 9162 leaf hash of the tombstone leaf."""
+        return leaf_hash(self.leaf_data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tombstone:
+        """Read the JSON form (as carried in proof bundles), strictly.
+
+        Raises:
+            InputError: not a tombstone, or a member is missing or of the wrong type.
+        """
+        if not isinstance(data, Mapping) or data.get("type") != TOMBSTONE_TYPE:
+            raise InputError("not a tombstone (member 'type' must be 'tombstone')")
+        if data.get("v") != 1 or type(data.get("v")) is not int:
+            raise InputError("unsupported tombstone version (member 'v' must be 1)")
+        extra = set(data) - _MEMBERS
+        if extra:
+            raise InputError(f"tombstone has unknown member(s) {sorted(extra)}")
+        index = data.get("leaf_index")
+        if type(index) is not int or index < 0:
+            raise InputError("tombstone member 'leaf_index' must be a non-negative integer")
+        try:
+            hashed = bytes.fromhex(str(data.get("leaf_hash")))
+        except ValueError:
+            hashed = b""
+        if len(hashed) != HASH_SIZE or hashed.hex() != data.get("leaf_hash"):
+            raise InputError("tombstone member 'leaf_hash' must be 64 lower-case hex digits")
+        scope = data.get("scope")
+        if scope not in ("content", "record"):
+            raise InputError("tombstone member 'scope' must be 'content' or 'record'")
+        texts = {}
+        for name in ("exchange_id", "reason", "actor", "erased_at"):
+            value = data.get(name)
+            if not isinstance(value, str):
+                raise InputError(f"tombstone member {name!r} must be a string")
+            texts[name] = value
+        try:
+            when = parse_rfc3339(texts["erased_at"])
+        except (ValueError, OverflowError):
+            raise InputError("tombstone member 'erased_at' is not an RFC 3339 time") from None
+        if format_ts(when) != texts["erased_at"]:
+            raise InputError("tombstone member 'erased_at' is not in canonical form")
+        return cls(
+            leaf_index=index,
+            leaf_hash=hashed,
+            exchange_id=texts["exchange_id"],
+            scope="record" if scope == "record" else "content",
+            erased_at=when,
+            reason=texts["reason"],
+            actor=texts["actor"],
+        )
+
+
+def check_text(value: str, what: str) -> None:
+    """Refuse an erasure field that a tombstone could not commit to.
+
+    Raises:
+        InputError: ``value`` has no canonical JSON form (a lone surrogate).
+    """
+    try:
+        canonical_json(value)
+    except RecordError:
+        raise InputError(f"the erasure's {what} is not valid Unicode text") from None
