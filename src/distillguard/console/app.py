@@ -8,6 +8,7 @@ JavaScript.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
@@ -124,8 +125,14 @@ class Console:
         self.env.filters["epoch"] = lambda s: _fmt_ts(datetime.fromtimestamp(int(s), UTC))
         self.env.filters["pct"] = lambda x: f"{100 * float(x):.0f}%"
         self.env.filters["num"] = lambda x: f"{int(x):,}"
+        # sessions live in the store, so that every replica sees a logout, and a new admin token
+        # ends the sessions made under the old one
+        self._token_fp = hashlib.sha256(b"console token|" + admin.token.encode()).hexdigest()
         with admin.lock:
             self.queries.ensure_tables()
+            ended = self.queries.end_sessions_of_other_tokens(self._token_fp)
+        if ended:
+            logger.info("console: ended %d sessions of a previous admin token", ended)
         if options.scan_results is not None:
             self.load_scan(options.scan_results)
         self.app = Starlette(
@@ -164,7 +171,7 @@ class Console:
         return self.render(
             request,
             "error.html",
-            session=self.session(request),
+            session=await self.session(request),
             status=exc.status_code,
             title={400: "Bad request", 401: "Log in first", 403: "Forbidden", 404: "Not found"}.get(
                 exc.status_code, "Error"
@@ -216,9 +223,20 @@ class Console:
         h.setdefault("Cache-Control", "no-store")
         return response
 
-    def session(self, request: Request) -> Session | None:
-        """The analyst's session from the cookie, if valid."""
-        return self.signer.verify(request.cookies.get(_COOKIE))
+    async def session(self, request: Request) -> Session | None:
+        """The analyst's session: a valid signed cookie whose session is still open in the store
+        (not logged out, not expired, made under the current admin token)."""
+        session = self.signer.verify(request.cookies.get(_COOKIE))
+        if session is None:
+            return None
+        alive = await self._db(
+            lambda: self.queries.session_alive(
+                session_hash=_session_hash(session.nonce),
+                token_fp=self._token_fp,
+                now=int(time.time()),
+            )
+        )
+        return session if alive else None
 
     def _login_redirect(self, request: Request) -> Response:
         base = self._base(request)
@@ -239,7 +257,7 @@ class Console:
         self, handler: Callable[[Request, Session], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            session = self.session(request)
+            session = await self.session(request)
             if session is None:
                 if request.method != "GET":
                     raise HTTPException(401, "log in to the console first")
@@ -259,11 +277,13 @@ class Console:
             Route("/live", p(self.live), methods=["GET"]),
             Route("/campaigns", p(self.campaigns), methods=["GET"]),
             Route("/campaigns/{campaign_id}", p(self.campaign), methods=["GET"]),
-            Route("/accounts/{account_id}", p(self.account), methods=["GET"]),
+            Route("/accounts/{account_id:path}", p(self.account), methods=["GET"]),
             Route(
-                "/accounts/{account_id}/action/confirm", p(self.confirm_action), methods=["POST"]
+                "/accounts/{account_id:path}/action/confirm",
+                p(self.confirm_action),
+                methods=["POST"],
             ),
-            Route("/accounts/{account_id}/action", p(self.do_action), methods=["POST"]),
+            Route("/accounts/{account_id:path}/action", p(self.do_action), methods=["POST"]),
             Route(
                 "/passports/{passport_id}/revoke/confirm", p(self.confirm_revoke), methods=["POST"]
             ),
@@ -291,7 +311,7 @@ class Console:
 
     async def login_form(self, request: Request, *, error: str | None = None) -> Response:
         """The login form; sets a pre-login nonce cookie that its CSRF token is bound to."""
-        if self.session(request) is not None and error is None:
+        if error is None and await self.session(request) is not None:
             return RedirectResponse(self._base(request) + "/", status_code=303)
         nonce = secrets.token_urlsafe(18)
         nxt = request.query_params.get("next", "")
@@ -342,7 +362,16 @@ class Console:
             )
         if not analyst:
             analyst = "admin"
-        cookie, _ = self.signer.issue(analyst)
+        cookie, started = self.signer.issue(analyst)
+        await self._db(
+            lambda: self.queries.start_session(
+                session_hash=_session_hash(started.nonce),
+                analyst=analyst,
+                expires_at=started.expires_at,
+                token_fp=self._token_fp,
+                now=int(time.time()),
+            )
+        )
         nxt = str(form.get("next") or "")
         base = self._base(request)
         dest = nxt if nxt.startswith(base + "/") and "//" not in nxt[len(base) :] else base + "/"
@@ -358,8 +387,10 @@ class Console:
         return resp
 
     async def logout(self, request: Request, session: Session) -> Response:
-        """End the session (the cookie is deleted)."""
+        """End the session: removed from the store (a copy of the cookie no longer works) and
+        the cookie deleted."""
         await self._form(request, session)
+        await self._db(lambda: self.queries.end_session(_session_hash(session.nonce)))
         resp = RedirectResponse(self._base(request) + "/login", status_code=303)
         resp.delete_cookie(_COOKIE, path=self._base(request) or "/")
         return resp
@@ -912,6 +943,11 @@ class Console:
             raise HTTPException(503, "no scan results configured ([console] scan_results)")
         await run_in_threadpool(self.load_scan, self.options.scan_results)
         return RedirectResponse(self._base(request) + "/campaigns", status_code=303)
+
+
+def _session_hash(nonce: str) -> str:
+    """How a session id is stored: hashed, so that the table alone opens no session."""
+    return hashlib.sha256(b"console session|" + nonce.encode()).hexdigest()
 
 
 async def _pause(seconds: float) -> None:

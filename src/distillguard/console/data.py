@@ -56,6 +56,12 @@ CONSOLE_DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS console_audit_target ON console_audit (target, ts)",
     # the overview counts recent actions by time; the gateway indexes them by account only
     "CREATE INDEX IF NOT EXISTS console_gateway_actions_ts ON gateway_actions (ts)",
+    # server-side sessions: a cookie is valid only while its row exists (logout deletes it,
+    # a new admin token deletes every row made under the old one); ids are stored hashed
+    """CREATE TABLE IF NOT EXISTS console_sessions (
+        session_hash {text} PRIMARY KEY, analyst {text} NOT NULL, expires_at {bigint} NOT NULL,
+        token_fp {text} NOT NULL
+    )""",
 )
 
 _SORTS = ("score", "account_id")
@@ -488,6 +494,52 @@ class ConsoleQueries:
         with s.transaction() as cur:
             cur.execute(s.q("SELECT COUNT(*) FROM exchanges WHERE account_id = ?"), (account_id,))
             return int(cur.fetchone()[0])
+
+    def start_session(
+        self, *, session_hash: str, analyst: str, expires_at: int, token_fp: str, now: int
+    ) -> None:
+        """Record a new console session (and drop expired ones)."""
+        s = self.store
+        with s.transaction() as cur:
+            cur.execute(s.q("DELETE FROM console_sessions WHERE expires_at <= ?"), (now,))
+            cur.execute(
+                s.q(
+                    "INSERT INTO console_sessions (session_hash, analyst, expires_at, token_fp) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                (session_hash, analyst, expires_at, token_fp),
+            )
+
+    def session_alive(self, *, session_hash: str, token_fp: str, now: int) -> bool:
+        """True while the session was started under this admin token and not ended or expired."""
+        s = self.store
+        with s.transaction() as cur:
+            cur.execute(
+                s.q(
+                    "SELECT 1 FROM console_sessions WHERE session_hash = ? AND token_fp = ? "
+                    "AND expires_at > ?"
+                ),
+                (session_hash, token_fp, now),
+            )
+            return cur.fetchone() is not None
+
+    def end_session(self, session_hash: str) -> None:
+        """End one session (logout)."""
+        s = self.store
+        with s.transaction() as cur:
+            cur.execute(s.q("DELETE FROM console_sessions WHERE session_hash = ?"), (session_hash,))
+
+    def end_sessions_of_other_tokens(self, token_fp: str) -> int:
+        """End every session started under another admin token; returns how many."""
+        s = self.store
+        with s.transaction() as cur:
+            cur.execute(
+                s.q("SELECT COUNT(*) FROM console_sessions WHERE token_fp <> ?"), (token_fp,)
+            )
+            count = int(cur.fetchone()[0])
+            if count:
+                cur.execute(s.q("DELETE FROM console_sessions WHERE token_fp <> ?"), (token_fp,))
+            return count
 
     def record_audit(
         self, *, analyst: str, action: str, target: str, reason: str, outcome: str
