@@ -79,8 +79,8 @@ CODING_AGENT_USERS: Final = Family(
     ),
     params=(
         ParamRange("accounts", 220, 420, True, "accounts at scale 1"),
-        ParamRange("sessions_per_day", 0.4, 2.0, help="mean agent sessions per working day"),
-        ParamRange("steps_median", 4.0, 12.0, help="median model calls per session"),
+        ParamRange("sessions_per_day", 0.3, 1.2, help="mean agent sessions per working day"),
+        ParamRange("steps_median", 3.0, 9.0, help="median model calls per session"),
         ParamRange("step_gap_s", 3.0, 15.0, help="median pause between calls (tool runs) (s)"),
         ParamRange(
             "version_spread", 1.5, 6.0, help="mean distance of a user's version from latest"

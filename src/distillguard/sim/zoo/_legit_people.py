@@ -93,7 +93,7 @@ INDIVIDUALS: Final = Family(
         "conversations with follow-ups, and rarely asks for visible reasoning."
     ),
     params=(
-        ParamRange("accounts", 1100, 1600, True, "accounts at scale 1"),
+        ParamRange("accounts", 1400, 2000, True, "accounts at scale 1"),
         ParamRange("sessions_per_day", 0.08, 0.45, help="mean conversations per day"),
         ParamRange("turns_mean", 1.3, 3.5, help="mean turns per conversation"),
         ParamRange("think_s", 20.0, 90.0, help="median pause between turns (s)"),
@@ -253,8 +253,8 @@ TUTORING: Final = Family(
         "university e-mail; most are free-tier accounts on home connections."
     ),
     params=(
-        ParamRange("accounts", 450, 750, True, "accounts at scale 1"),
-        ParamRange("sessions_per_day", 0.15, 0.7, help="mean homework sessions per day"),
+        ParamRange("accounts", 500, 800, True, "accounts at scale 1"),
+        ParamRange("sessions_per_day", 0.3, 1.0, help="mean homework sessions per day"),
         ParamRange("turns_mean", 1.5, 4.0, help="mean turns per session"),
         ParamRange("think_s", 40.0, 180.0, help="median pause between turns (s)"),
         ParamRange("reasoning_share", 0.2, 0.6, help="share of requests to the reasoning model"),

@@ -87,7 +87,7 @@ _DC: Final = (
 COUNTRY_TZ: Final[dict[str, float]] = {
     "US": -6.0, "CA": -5.0, "BR": -3.0, "GB": 0.0, "ES": 1.0, "FR": 1.0, "DE": 1.0, "NL": 1.0,
     "PL": 1.0, "NG": 1.0, "RU": 3.0, "IN": 5.5, "VN": 7.0, "CN": 8.0, "SG": 8.0, "KR": 9.0,
-    "JP": 9.0, "AU": 10.0,
+    "JP": 9.0, "AU": 10.0, "PH": 8.0, "KE": 3.0, "HK": 8.0,
 }  # fmt: skip
 PERSONAL_DOMAINS: Final = (
     "gmail.com", "gmail.com", "gmail.com", "outlook.com", "hotmail.com", "yahoo.com",
