@@ -28,9 +28,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,27 +57,69 @@ __all__ = [
     "RedactionSettings",
     "RetentionOverride",
     "RetentionSettings",
+    "SecretKind",
+    "SecretUrl",
     "Settings",
     "SimSettings",
     "StoreSettings",
     "WatermarkSettings",
+    "WebhookUrl",
     "find_config_file",
     "load_settings",
     "mask_url",
+    "scrub_url_secrets",
+    "secret_kind",
+    "url_secrets",
 ]
 
 DEFAULT_CONFIG_NAME = "distillguard.toml"
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("distillguard_config_file", default=None)
 
 
+class SecretKind:
+    """Marks a setting as secret-bearing (see :data:`SecretUrl`, :data:`WebhookUrl`).
+
+    ``kind`` is ``"url"`` (credentials in the user info or query are masked) or ``"webhook"``
+    (everything after the host is masked too: webhook paths carry tokens).
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: Literal["url", "webhook"]) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"SecretKind({self.kind!r})"
+
+
+#: A URL that may carry credentials (``user:password@``, ``?password=`` / ``token=`` ...): a plain
+#: ``str`` to the code that uses it, masked by :func:`mask_url` wherever settings are shown,
+#: ``repr`` included.
+SecretUrl = Annotated[str, SecretKind("url")]
+#: A webhook URL: its path is a credential too (``https://hooks.slack.com/services/T/B/XXXX``).
+WebhookUrl = Annotated[str, SecretKind("webhook")]
+
+
+def _masked_repr_args(model: BaseModel) -> Iterator[tuple[str | None, Any]]:
+    """``repr`` arguments with secret-bearing settings masked (a logged model shows none)."""
+    for name, info in type(model).model_fields.items():
+        if info.repr:
+            kind = secret_kind(info)
+            value = getattr(model, name)
+            yield name, value if kind in (None, "str") else _mask_value(value, kind)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        return _masked_repr_args(self)
 
 
 class StoreSettings(_Section):
     """Where records are kept."""
 
-    url: str | None = Field(
+    url: SecretUrl | None = Field(
         default=None,
         description=(
             "Store URL: 'sqlite:///PATH' (default: HOME/store.sqlite) or "
@@ -158,7 +202,9 @@ class PassportSettings(_Section):
         description="Nonce replay cache: in process, or Redis for replicas ('redis-async': "
         "redis.asyncio, for RequestVerifier.averify and the ASGI middleware).",
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for nonces.")
+    redis_url: SecretUrl = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis for nonces."
+    )
     redis_prefix: str = Field(default="dg:nonce:", description="Redis key prefix for nonces.")
 
 
@@ -257,7 +303,9 @@ class AggregateLimitSettings(_Section):
 class AlertSettings(_Section):
     """Webhook alerts when an account or campaign crosses a risk level."""
 
-    webhooks: list[str] = Field(default_factory=list, description="URLs alerts are POSTed to.")
+    webhooks: list[WebhookUrl] = Field(
+        default_factory=list, description="URLs alerts are POSTed to (shown as host only)."
+    )
     level: float = Field(default=0.8, ge=0.0, le=1.0, description="Risk that raises an alert.")
     retries: int = Field(default=5, ge=0, le=20, description="Retries per webhook.")
     backoff_s: float = Field(default=0.5, gt=0, le=60, description="First retry delay (doubles).")
@@ -276,7 +324,9 @@ class GatewayImagesSettings(_Section):
         description="'synthetic' (deterministic test images) or 'openai' (an OpenAI-compatible "
         "image API).",
     )
-    upstream_url: str | None = Field(default=None, description="Base URL (…/v1) for 'openai'.")
+    upstream_url: SecretUrl | None = Field(
+        default=None, description="Base URL (…/v1) for 'openai'."
+    )
     upstream_api_key: SecretStr | None = Field(default=None, description="Bearer for upstream.")
     upstream_timeout_s: float = Field(default=180.0, gt=0, le=3600, description="Read timeout.")
     models: list[str] = Field(
@@ -293,7 +343,7 @@ class GatewaySettings(_Section):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
-    public_url: str | None = Field(
+    public_url: SecretUrl | None = Field(
         default=None,
         description="The URL clients call (https://api.example.com); its host is the accepted "
         "@authority when [passport] authorities is empty.",
@@ -304,7 +354,9 @@ class GatewaySettings(_Section):
         description="'stub' (deterministic), 'openai' (any OpenAI-compatible URL), 'local' "
         "(a transformers model path).",
     )
-    upstream_url: str | None = Field(default=None, description="Base URL (…/v1) for 'openai'.")
+    upstream_url: SecretUrl | None = Field(
+        default=None, description="Base URL (…/v1) for 'openai'."
+    )
     upstream_api_key: SecretStr | None = Field(default=None, description="Bearer for upstream.")
     upstream_model_path: Path | None = Field(default=None, description="Model for 'local'.")
     models: list[str] = Field(default_factory=lambda: ["stub-1"], description="Served models.")
@@ -329,7 +381,9 @@ class GatewaySettings(_Section):
         "the disk flush comes with SQLite's checkpoints.",
     )
     rate_limits: Literal["memory", "redis"] = Field(default="memory", description="Backend.")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for limits.")
+    redis_url: SecretUrl = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis for limits."
+    )
     redis_prefix: str = Field(default="dg:rl:", description="Redis key prefix for limits.")
     account_requests_per_minute: int = Field(default=600, ge=1, description="Per account.")
     account_tokens_per_minute: int = Field(default=1_000_000, ge=1, description="Per account.")
@@ -398,7 +452,9 @@ class ImageSettings(_Section):
     trust_anchors: Path | None = Field(
         default=None, description="PEM trust anchors for verifying C2PA manifests."
     )
-    tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL.")
+    tsa_url: SecretUrl | None = Field(
+        default=None, description="RFC 3161 time-stamp authority URL."
+    )
 
 
 class LoggingSettings(_Section):
@@ -440,6 +496,9 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_assignment=True,
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        return _masked_repr_args(self)
 
     home: Path = Field(
         default=Path(".distillguard"),
@@ -493,26 +552,116 @@ class Settings(BaseSettings):
         return reg if reg is not None else self.home / "passports.sqlite"
 
     def masked(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict, with secrets and URL passwords masked."""
-        data = self.model_dump(mode="json")
+        """The configuration as a JSON-ready dict, every secret-bearing setting masked.
+
+        :class:`~pydantic.SecretStr` settings become ``"********"``; :data:`SecretUrl` and
+        :data:`WebhookUrl` settings go through :func:`mask_url`.
+        """
+        data: dict[str, Any] = _mask_secrets(self, self.model_dump(mode="json"))
         data["store"]["url"] = mask_url(self.store_url)
         data["keyring"]["path"] = str(self.keyring_path)
-        return _mask_secrets(self, data)
+        return data
 
 
-def _mask_secrets(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
-    for name in type(model).model_fields:
+def secret_kind(info: FieldInfo) -> Literal["str", "url", "webhook"] | None:
+    """How a setting holds a secret: a ``SecretStr``, a :data:`SecretUrl`, a :data:`WebhookUrl`
+    (alone, optional or in a list), or ``None`` if it holds none."""
+    for marker in info.metadata:
+        if isinstance(marker, SecretKind):
+            return marker.kind
+    stack: list[Any] = [info.annotation]
+    while stack:
+        tp = stack.pop()
+        if tp is SecretStr:
+            return "str"
+        for marker in getattr(tp, "__metadata__", ()):
+            if isinstance(marker, SecretKind):
+                return marker.kind
+        stack.extend(get_args(tp))
+    return None
+
+
+def _mask_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_mask_value(v, kind) for v in value]
+    if kind == "str":
+        return "********" if value else ""
+    return mask_url(str(value), path=kind != "webhook")
+
+
+def _mask_secrets(model: BaseModel, data: Any) -> Any:
+    for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if isinstance(value, SecretStr):
-            data[name] = "********" if value.get_secret_value() else ""
+        kind = secret_kind(info)
+        if kind is not None:
+            data[name] = _mask_value(data[name], kind)
         elif isinstance(value, BaseModel):
             data[name] = _mask_secrets(value, data[name])
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            data[name] = [_mask_secrets(v, d) for v, d in zip(value, data[name], strict=True)]
     return data
 
 
-def mask_url(url: str) -> str:
-    """Hide the password in a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+#: Query or connection-string parameters whose value is masked (``password=``, ``token=``...).
+_SECRET_PARAM = re.compile(
+    r"(?i)(^|[?&;#\s])([\w.-]*(?:pass|pwd|token|secret|sig|key|auth|credential|session|code)"
+    r"[\w.-]*=)([^&;#\s]*)"
+)
+_MASK = "***"
+
+
+def mask_url(url: str, *, path: bool = True) -> str:
+    """A URL with every credential it may carry masked; the one masking function for URLs.
+
+    * user info: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``, also with no
+      user (``redis://:pw@h``) and passwords holding ``/ @ : % ? #`` (the user info ends at the
+      *last* ``@``, so nothing of such a password shows);
+    * secret parameters: ``?password=`` ``token=`` ``sig=`` ``key=`` ``auth…`` ``secret…``
+      ``session…`` ``code…`` (also in ``key=value`` connection strings) → ``password=***``;
+    * ``path=False`` (webhooks) masks everything after the host too:
+      ``https://hooks.slack.com/services/T/B/XXXX`` → ``https://hooks.slack.com/***``.
+
+    Scheme, user name, host, port and (with ``path``) the path stay readable.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo = ""
+    if sep and "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}{colon}{_MASK if colon else ''}@"
+    if not path:
+        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        rest = rest[:cut] + ("/" + _MASK if cut < len(rest) else "")
+    else:
+        rest = _SECRET_PARAM.sub(lambda m: m.group(1) + m.group(2) + _MASK, rest)
+    return f"{scheme}{sep}{userinfo}{rest}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credential fragments of ``url`` (password, its decoded form and its pieces, secret
+    parameter values), for scrubbing them out of a driver's error message."""
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo = rest.rpartition("@")[0]
+        _, colon, password = userinfo.partition(":")
+        if colon and password:
+            found += [password, unquote(password)]
+            found += re.split(r"[/@:?#%]", password)
+    found += [m.group(3) for m in _SECRET_PARAM.finditer(rest)]
+    return sorted({f for f in found if len(f) >= 3}, key=len, reverse=True)
+
+
+def scrub_url_secrets(text: str, url: str) -> str:
+    """``text`` (e.g. a database driver's error) with every credential fragment of ``url``
+    replaced by ``***``; errors that name a URL use :func:`mask_url` for the URL itself."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, _MASK)
+    return text
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:

@@ -68,11 +68,12 @@ class PostgresStore(Store):
         try:
             self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            from distillguard.config import mask_url
+            from distillguard.config import mask_url, scrub_url_secrets
 
-            raise StoreConnectionError(
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreConnectionError(  # the driver may echo parts of a misparsed password
                 f"cannot connect to PostgreSQL at {mask_url(conninfo)}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                f"{scrub_url_secrets(why, conninfo)}",
                 hint="check that the server runs and the URL, user and database are right",
             ) from None
         if self.schema:
