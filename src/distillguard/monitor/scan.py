@@ -31,14 +31,14 @@ from distillguard.monitor._load import LoadReport, content_sample, export_store,
 from distillguard.monitor._results import Campaign, write_results
 from distillguard.monitor.behaviour import behaviour_features
 from distillguard.monitor.elicitation import TOKEN_SQL, elicitation_model
-from distillguard.monitor.features import AccountFeatures, score_features
+from distillguard.monitor.features import AccountFeatures, FeatureScan, score_features
 from distillguard.monitor.graph import GraphParams
 from distillguard.monitor.infrastructure import infrastructure_features, infrastructure_keys
 from distillguard.monitor.scoring import ScoreParams
 from distillguard.monitor.sweep import sweep_features
 from distillguard.monitor.templates import MinHasher, template_buckets
 
-__all__ = ["Engine", "ScanConfig", "ScanResult", "scan", "scan_connection"]
+__all__ = ["Engine", "ScanConfig", "ScanDetail", "ScanResult", "scan", "scan_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ class ScanConfig:
 
 
 @dataclass(frozen=True)
+class ScanDetail:
+    """The intermediate results of a scan: features, scores and link graph, and the keys table."""
+
+    features: AccountFeatures
+    scored: FeatureScan
+    keys: pa.Table
+
+
+@dataclass(frozen=True)
 class ScanResult:
     """What a scan found and wrote."""
 
@@ -78,6 +87,9 @@ class ScanResult:
     unavailable: list[str]
     timings: dict[str, float]
     out: Path | None
+    #: The per-account features, scores, graph and keys behind ``accounts`` (DuckDB engine;
+    #: ``None`` from Spark): what the fitted combiner and the evaluations read.
+    detail: ScanDetail | None = None
 
     @property
     def flagged(self) -> int:
@@ -186,6 +198,7 @@ def scan(
             unavailable=result.unavailable,
             timings=result.timings,
             out=out,
+            detail=result.detail,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -331,4 +344,5 @@ def scan_connection(
         unavailable=unavailable,
         timings=timings,
         out=None,
+        detail=ScanDetail(features=features, scored=fs, keys=keys),
     )
