@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "keys",
     "passport",
     "simulate",
+    "zoo",
     "image",
     "watermark",
     "scan",

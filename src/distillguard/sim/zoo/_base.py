@@ -216,6 +216,15 @@ class Context:
         """Parameter ``name`` (a count) times the zoo's scale, at least ``minimum``."""
         return max(minimum, round(self.params[name] * self.scale))
 
+    def group_factor(self, groups: str, n_groups: int) -> float:
+        """How much to shrink each group once the number of groups (parameter ``groups``,
+        ``n_groups`` after scaling) has hit its floor of one: total size follows the scale."""
+        return min(1.0, self.params[groups] * self.scale / max(n_groups, 1))
+
+    def shrink(self, size: int, factor: float, minimum: int = 1) -> int:
+        """``size`` times ``factor``, at least ``minimum``."""
+        return max(minimum, round(size * factor))
+
     # -- accounts -------------------------------------------------------------------------
 
     def account(

@@ -283,10 +283,11 @@ def _multi_org(ctx: Context) -> None:
     cid = campaign_id(py)
     plan = Plan.draw(ctx, focus={"cot": 1.5, "code": 1.5, "answer": 1.0}, capabilities=6)
     orgs = py.sample(ctx.world.orgs, k=min(len(ctx.world.orgs), ctx.scaled("orgs", 2)))
+    f = ctx.group_factor("orgs", len(orgs))
     pool = ProxyPool.draw(py, 400)
     script = Client.sdk(ctx, py.choice(("py-sdk", "httpx")))
     for org in orgs:
-        for _ in range(py.randint(1, ctx.pi("accounts_per_org"))):
+        for _ in range(ctx.shrink(py.randint(1, ctx.pi("accounts_per_org")), f)):
             acc = ctx.account(
                 population="multi_org",
                 campaign_id=cid,

@@ -81,7 +81,9 @@ def _benchmark_runners(ctx: Context) -> None:
     for item in ctx.world.bench:
         by_bench.setdefault(item.bench, []).append(item.prompt)
     bench_names = sorted(by_bench)
-    for lab in py.sample(_LABS, k=min(len(_LABS), ctx.scaled("labs"))):
+    n_labs = min(len(_LABS), ctx.scaled("labs"))
+    f = ctx.group_factor("labs", n_labs)
+    for lab in py.sample(_LABS, k=n_labs):
         country = py.choice(("US", "US", "GB", "FR", "CN", "DE"))
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
         net = datacenter_net(py)
@@ -100,7 +102,7 @@ def _benchmark_runners(ctx: Context) -> None:
                 country=country,
                 tier="tier-5",
             )
-            runs = ctx.rng.poisson(ctx.p("runs_per_day") * ctx.days)
+            runs = max(1, ctx.rng.poisson(ctx.p("runs_per_day") * ctx.days * f))
             for _ in range(int(runs)):
                 t = ctx.start_us + py.randrange(ctx.days * DAY_US)  # CI runs round the clock
                 bench = py.choice(bench_names)
@@ -177,7 +179,9 @@ _JUDGE_USER: Final = (
 def _judge_teams(ctx: Context) -> None:
     py = ctx.py
     caps = list(CAPABILITIES)
-    for _ in range(ctx.scaled("teams")):
+    n_teams = ctx.scaled("teams")
+    f = ctx.group_factor("teams", n_teams)
+    for _ in range(n_teams):
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
         country = py.choice(("US", "US", "GB", "DE", "IN", "CA"))
         stem = py.choice(("grade", "judge", "evalwise", "scorely", "rubric"))
@@ -189,7 +193,7 @@ def _judge_teams(ctx: Context) -> None:
         user_t = py.choice(_JUDGE_USER)
         team_caps = py.sample(caps, k=py.randint(1, 3))
         tz = COUNTRY_TZ[country]
-        for _ in range(py.randint(2, ctx.pi("team_size_max"))):
+        for _ in range(ctx.shrink(py.randint(2, ctx.pi("team_size_max")), f)):
             acc = ctx.account(
                 population="judge_teams",
                 created_us=ctx.created_days_ago(20, 400),
@@ -364,7 +368,9 @@ _SNIPPETS: Final = (
 
 def _labelling_vendors(ctx: Context) -> None:
     py = ctx.py
-    for v in range(ctx.scaled("vendors")):
+    n_vendors = ctx.scaled("vendors")
+    f = ctx.group_factor("vendors", n_vendors)
+    for v in range(n_vendors):
         country = py.choice(("PH", "KE", "IN", "VN", "NG", "BR"))
         tz = COUNTRY_TZ[country]
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
@@ -374,7 +380,7 @@ def _labelling_vendors(ctx: Context) -> None:
         ver = f"{py.randint(1, 5)}.{py.randint(0, 30)}.{py.randint(0, 9)}"
         client = Client(f"labelstudio-bridge/{ver}", client_fingerprint("labelbridge", ver))
         tasks = py.sample(_LABEL_TASKS, k=py.randint(2, 4))
-        for _ in range(ctx.pi("workers")):
+        for _ in range(ctx.shrink(ctx.pi("workers"), f, 2)):
             acc = ctx.account(
                 population="labelling_vendors",
                 created_us=ctx.created_days_ago(5, 200),

@@ -45,8 +45,9 @@ _RECORDS: Final = (
 def _enterprise_batch(ctx: Context) -> None:
     py = ctx.py
     orgs = ctx.world.orgs[: max(1, min(len(ctx.world.orgs) // 2, ctx.scaled("orgs")))]
+    f = ctx.group_factor("orgs", len(orgs))
     for org in orgs:
-        for _ in range(py.randint(3, ctx.pi("accounts_per_org"))):
+        for _ in range(ctx.shrink(py.randint(3, ctx.pi("accounts_per_org")), f)):
             acc = ctx.account(
                 population="enterprise_batch",
                 created_us=ctx.created_days_ago(60, 1000),
@@ -183,7 +184,9 @@ _APPS: Final = (
 
 def _product_apps(ctx: Context) -> None:
     py = ctx.py
-    for name, role in py.sample(_APPS, k=min(len(_APPS), ctx.scaled("apps"))):
+    n_apps = min(len(_APPS), ctx.scaled("apps"))
+    f = ctx.group_factor("apps", n_apps)
+    for name, role in py.sample(_APPS, k=n_apps):
         country = pick_country(ctx)
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
         net = datacenter_net(py)
@@ -203,7 +206,7 @@ def _product_apps(ctx: Context) -> None:
                 tier="tier-4" if env == 0 else "tier-2",
             )
             share = 1.0 if env == 0 else 0.05  # staging keys see little traffic
-            per_day = ctx.p("conversations_per_day") * share
+            per_day = ctx.p("conversations_per_day") * share * f
             for t0 in ctx.session_starts(
                 per_day=per_day, tz=tz + py.uniform(-3, 3), profile="mixed", weekend_factor=1.1
             ):
