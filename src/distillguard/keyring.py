@@ -45,7 +45,6 @@ import logging
 import os
 import secrets
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -57,6 +56,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from distillguard._internal.files import atomic_write_private
 from distillguard._internal.timeutil import format_ts, parse_rfc3339
 from distillguard.errors import (
     KeyNotFoundError,
@@ -731,29 +731,10 @@ def _read_private_file(path: Path) -> str:
 
 def _atomic_write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a 0600 temporary file in the same folder, fsync, rename."""
-    folder = path.parent
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        atomic_write_private(path, data)
     except OSError as exc:
         raise KeyringError(f"cannot write keyring {path}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o600)  # mkstemp already uses 0600; make it explicit
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise KeyringError(f"cannot write keyring {path}: {exc.strerror or exc}") from None
-    with contextlib.suppress(OSError):  # make the rename durable; not all systems allow this
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 @contextlib.contextmanager

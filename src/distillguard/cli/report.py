@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from distillguard._internal.files import open_private
 from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
 from distillguard.config import Settings
 
@@ -168,8 +169,8 @@ def report_cmd(
         exchanges=exchanges, render=True,
     )  # fmt: skip
     assert html is not None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    with open_private(out) as fh:  # exchange content: owner-only (0600)
+        fh.write(html.encode("utf-8"))
     payload: dict[str, Any] = {
         "ok": True,
         "out": str(out),

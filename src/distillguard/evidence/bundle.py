@@ -41,6 +41,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from distillguard._internal.files import open_private
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import DistillGuardError, InputError
 from distillguard.evidence._zip import Region, canonical_zip, layout, read_local_entry
@@ -312,7 +313,8 @@ def build_bundle(
     blob = canonical_zip([(MANIFEST, manifest), (SIGNATURE, signature), *files])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(blob)
+    with open_private(tmp) as fh:  # exchange content: owner-only (0600)
+        fh.write(blob)
     tmp.replace(out)
     placed = 0
     if hold and ids:

@@ -11,6 +11,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillguard._internal.files import ensure_private
 from distillguard._internal.timeutil import parse_rfc3339
 from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, Account, Exchange
 
@@ -43,7 +44,7 @@ class TableWriter:
         self._fh: BinaryIO | None = None
         self._pq: pq.ParquetWriter | None = None
         self._buffer: list[dict[str, Any]] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private(path)  # exchange content: owner-only (0600) before the first byte
         if fmt == "parquet":
             self._pq = pq.ParquetWriter(path, self.schema, compression="zstd")
         elif fmt == "jsonl.gz":

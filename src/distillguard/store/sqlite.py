@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from distillguard._internal.files import ensure_private
 from distillguard.errors import StoreConnectionError
 from distillguard.records.model import Exchange
 from distillguard.store.base import (
@@ -46,8 +47,8 @@ class SQLiteStore(Store):
         path = path.removeprefix("/")
         self.path: Path | None = Path(path) if path and path != ":memory:" else None
         try:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path is not None:  # 0600; SQLite gives -wal/-shm the database's mode
+                ensure_private(self.path)
             self._conn = sqlite3.connect(
                 str(self.path) if self.path else ":memory:",
                 isolation_level=None,
