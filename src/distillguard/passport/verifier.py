@@ -769,9 +769,17 @@ def default_authorities(settings: Any) -> tuple[str, ...]:
 
 
 def _model_of(body: bytes) -> str | None:
+    """The ``model`` of a JSON body, or None when there is none to read.
+
+    Parsed with orjson, the parser of the gateway's endpoints, so that both read the same model
+    from the same bytes; orjson refuses nesting deeper than 1024 (no ``RecursionError``), and a
+    body it refuses is refused by the endpoint too (400).
+    """
+    import orjson
+
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError):
         return None
     if isinstance(data, Mapping):
         model = data.get("model")
