@@ -9,8 +9,37 @@ from typing import Annotated
 import typer
 
 from distillguard.cli._common import emit_json, settings_of, state_of
+from distillguard.config import Settings
+from distillguard.errors import ConfigurationError
 
-__all__ = ["register"]
+__all__ = ["check_workers", "register"]
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Refuse several worker processes whose replay cache or rate limits are in-process.
+
+    Each worker would keep its own nonce cache and its own limits: a signed request replayed to
+    another worker is accepted, and every limit is multiplied by the number of workers.
+
+    Raises:
+        ConfigurationError: ``workers > 1`` without ``[passport] replay_cache = "redis"`` (or
+            ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
+    """
+    if workers <= 1:
+        return
+    local = []
+    if settings.passport.replay_cache == "memory":
+        local.append('[passport] replay_cache = "memory"')
+    if settings.gateway.rate_limits == "memory":
+        local.append('[gateway] rate_limits = "memory"')
+    if local:
+        raise ConfigurationError(
+            f"{workers} workers cannot share in-process state ({', '.join(local)}): each worker "
+            "would accept a request replayed to another and apply its own copy of every limit",
+            hint='set [passport] replay_cache = "redis" and [gateway] rate_limits = "redis" '
+            "(with their redis_url), or run one worker",
+            details={"workers": workers, "in_process": local},
+        )
 
 
 def serve(
@@ -47,6 +76,10 @@ def serve(
     h = host or cfg.host
     p = port if port is not None else cfg.port
     n = workers or cfg.workers
+    check_workers(settings, n)
+    from distillguard.gateway._server import uvicorn_options
+
+    server_options = uvicorn_options(max_header_bytes=cfg.max_header_bytes)
     configure_json_logging(log_level.upper())
     if state.json_output:
         emit_json({"ok": True, "url": f"http://{h}:{p}", "workers": n, "store": "configured"})
@@ -64,6 +97,7 @@ def serve(
             access_log=False,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=30,
+            **server_options,
         )
         return
     from distillguard.gateway import create_gateway
@@ -79,6 +113,7 @@ def serve(
         access_log=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=30,
+        **server_options,
     )
 
 

@@ -85,3 +85,81 @@ def test_json_formatter_includes_exceptions() -> None:
         record.exc_info = sys.exc_info()
     out = json.loads(JsonFormatter().format(record))
     assert out["message"] == "failed" and "ValueError: bad" in out["exception"]
+
+
+def _serve_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, *args: str
+) -> tuple[int, dict[str, object]]:
+    from distillguard.cli.main import main
+
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    Keyring.create(home / "keyring.json")
+    path = tmp_path / "dg.toml"
+    path.write_text(f'home = "{home}"\n{config}', encoding="utf-8")
+    capsys.readouterr()
+    code = main(["--json", "--config", str(path), "serve", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "in_process"),
+    [
+        ("", ("--workers", "2"), 2),
+        ('[gateway]\nworkers = 3\nrate_limits = "redis"\n', (), 1),
+        ('[passport]\nreplay_cache = "redis"\n', ("--workers", "2"), 1),
+    ],
+)
+def test_several_workers_with_in_process_state_are_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    restore_logging: None,
+    config: str,
+    args: tuple[str, ...],
+    in_process: int,
+) -> None:
+    # Each worker would keep its own nonce cache and limits: replays accepted, limits multiplied.
+    import uvicorn
+
+    def must_not_run(*a: object, **k: object) -> None:
+        raise AssertionError("uvicorn started")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_run)
+    monkeypatch.delenv("DISTILLGUARD_CONFIG", raising=False)
+    code, out = _serve_json(tmp_path, capsys, config, *args)
+    assert code == 3
+    assert out["ok"] is False and out["code"] == "DG100"
+    assert "replay" in str(out["message"]) and "redis" in str(out["hint"])
+    details = out["details"]
+    assert isinstance(details, dict) and len(details["in_process"]) == in_process
+
+
+def test_several_workers_with_redis_state_start_with_the_head_limit(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    restore_logging: None,
+) -> None:
+    import functools
+
+    import uvicorn
+
+    from distillguard.gateway._server import HeadLimitedHttpToolsProtocol
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    monkeypatch.delenv("DISTILLGUARD_CONFIG", raising=False)
+    config = (
+        '[passport]\nreplay_cache = "redis"\n'
+        '[gateway]\nrate_limits = "redis"\nmax_header_bytes = 8192\n'
+    )
+    code, out = _serve_json(tmp_path, capsys, config, "--workers", "2")
+    assert code == 0 and out["workers"] == 2
+    assert seen["workers"] == 2 and seen["proxy_headers"] is False
+    http = seen["http"]
+    assert isinstance(http, functools.partial) and http.func is HeadLimitedHttpToolsProtocol
+    assert http.keywords == {"max_head_bytes": 8192}
+    import pickle
+
+    assert pickle.loads(pickle.dumps(http)).keywords == {"max_head_bytes": 8192}  # to workers
