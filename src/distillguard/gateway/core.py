@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import math
 import os
@@ -62,6 +63,8 @@ from distillguard.gateway.upstream import (
     CompletionRequest,
     CompletionResult,
     Upstream,
+    check_result,
+    check_text,
     count_tokens,
 )
 from distillguard.passport import HttpRequest, RequestVerifier, VerifiedIdentity
@@ -138,6 +141,50 @@ def _new_exchange_id() -> str:
     return f"gx_{time.time_ns():016x}{os.urandom(6).hex()}"
 
 
+_ASN_MAX = 4_294_967_295  # AS numbers are 32-bit (RFC 6793)
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])  # str.translate: drop control characters
+
+
+def _ip_or_none(value: str) -> str | None:
+    """``value`` as a normalised IP address, or None if it is not one (a zone id included)."""
+    if not value or len(value) > 45 or "%" in value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _forwarded_ip(raw: bytes) -> str | None:
+    """The client address of an ``X-Forwarded-For`` value (its first element), or None."""
+    return _ip_or_none(raw.split(b",", 1)[0].strip().decode("latin-1"))
+
+
+def _asn(raw: bytes) -> int | None:
+    """An ``X-Client-ASN`` value (``13335`` or ``AS13335``), or None if it is not an AS number."""
+    value = raw.strip()
+    if value[:2].lower() == b"as":
+        value = value[2:]
+    if not value.isdigit() or len(value) > 10:
+        return None
+    asn = int(value)
+    return asn if asn <= _ASN_MAX else None
+
+
+def _header_text(raw: bytes, limit: int) -> str | None:
+    """A header value as text: at most ``limit`` characters, control characters dropped."""
+    text = raw[:limit].decode("latin-1").translate(_CONTROL)
+    return text or None
+
+
+def _upstream_error(exc: Exception) -> UpstreamError:
+    """``exc`` as an upstream failure: an :class:`UpstreamError` as is, anything else a 502."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    logger.error("the upstream failed unexpectedly", exc_info=exc)
+    return UpstreamError(f"the upstream failed: {type(exc).__name__}")
+
+
 def _subnet24(ip: str) -> str | None:
     parts = ip.split(".")
     if len(parts) == 4 and all(p.isdigit() for p in parts):
@@ -145,6 +192,13 @@ def _subnet24(ip: str) -> str | None:
     if ":" in ip:  # IPv6: the /48
         groups = ip.split(":")
         return ":".join(groups[:3]) + "::/48"
+    return None
+
+
+def _first_header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope.get("headers", ()):
+        if bytes(k) == name:
+            return bytes(v)
     return None
 
 
@@ -454,8 +508,8 @@ class GatewayCore:
                 if not isinstance(m, dict):
                     raise ValueError("each message must be an object")
                 role, content = m.get("role"), m.get("content")
-                if role not in _ROLES:
-                    raise ValueError(f"unknown message role {role!r}")
+                if not isinstance(role, str) or role not in _ROLES:
+                    raise ValueError(f"unknown message role {str(role)[:40]!r}")
                 if isinstance(content, list):  # content parts: keep the text parts
                     content = "".join(
                         p.get("text", "")
@@ -532,11 +586,22 @@ class GatewayCore:
             return None
         identity = result.identity
         assert identity is not None
+        if self.trust_forwarded:
+            fwd = _first_header(scope, b"x-forwarded-for")
+            if fwd and _forwarded_ip(fwd) is None:
+                await self._reject(
+                    send,
+                    400,
+                    "invalid_forwarded_for",
+                    "Invalid X-Forwarded-For",
+                    "the first X-Forwarded-For element must be an IPv4 or IPv6 address",
+                )
+                return None
         return body, identity
 
     def _context(self, scope: Scope, path: str, identity: VerifiedIdentity, started: float) -> _Ctx:
         client = scope.get("client")
-        ip = str(client[0]) if client else "0.0.0.0"
+        ip = (_ip_or_none(str(client[0])) if client else None) or "0.0.0.0"
         asn: int | None = None
         fingerprint: str | None = None
         raw_headers = scope.get("headers", ())
@@ -544,17 +609,20 @@ class GatewayCore:
         for k, v in raw_headers:
             hdrs.setdefault(bytes(k), bytes(v))
         ua_raw = hdrs.get(b"user-agent")
-        ua = ua_raw.decode("latin-1")[:512] if ua_raw else None
+        ua = _header_text(ua_raw, 512) if ua_raw else None
         if self.trust_forwarded:
+            # a bad X-Forwarded-For was refused (400); a bad ASN is dropped, not stored
             fwd = hdrs.get(b"x-forwarded-for")
             if fwd:
-                ip = fwd.decode("latin-1").split(",")[0].strip() or ip
+                ip = _forwarded_ip(fwd) or ip
             asn_raw = hdrs.get(b"x-client-asn")
-            if asn_raw and asn_raw.strip().isdigit():
-                asn = int(asn_raw)
+            if asn_raw:
+                asn = _asn(asn_raw)
+                if asn is None:
+                    logger.debug("X-Client-ASN is not an AS number; ignored")
             fp = hdrs.get(b"x-client-fingerprint")
             if fp:
-                fingerprint = fp.decode("latin-1")[:128]
+                fingerprint = _header_text(fp, 128)
         if fingerprint is None:
             # what the client's HTTP stack looks like: user agent, encodings, header names
             names = b",".join(k for k in hdrs if not k.startswith(b"sig"))
@@ -844,12 +912,19 @@ class GatewayCore:
             logger.warning("could not charge completion tokens: rate limiter unavailable")
 
     async def _upstream_failed(
-        self, ctx: _Ctx, request: CompletionRequest, exc: UpstreamError, send: Send | None
+        self,
+        ctx: _Ctx,
+        request: CompletionRequest,
+        exc: UpstreamError,
+        send: Send | None,
+        *,
+        sent: str | None = None,
     ) -> None:
+        """Record the failed exchange (``sent``: the text already streamed) and answer 502/504."""
         timeout = isinstance(exc, UpstreamTimeoutError)
         status = 504 if timeout else 502
         ctx.extra["dg_error"] = exc.message
-        exchange = self._exchange(ctx, request, status=status, result=None, text=None)
+        exchange = self._exchange(ctx, request, status=status, result=None, text=sent or None)
         try:
             await self._record(ctx, exchange)
         except StorageError:
@@ -872,10 +947,10 @@ class GatewayCore:
     ) -> None:
         t0 = time.perf_counter()
         try:
-            result = await self.upstream.complete(request)
-        except UpstreamError as exc:
+            result = check_result(await self.upstream.complete(request))
+        except Exception as exc:  # whatever the upstream does, a recorded 502/504
             self.metrics.upstream.observe(time.perf_counter() - t0)
-            await self._upstream_failed(ctx, request, exc, send)
+            await self._upstream_failed(ctx, request, _upstream_error(exc), send)
             return
         self.metrics.upstream.observe(time.perf_counter() - t0)
         text = self._finish_text(ctx, request, result)
@@ -1021,26 +1096,37 @@ class GatewayCore:
                     )
 
         result: CompletionResult | None = None
+        sent: list[str] = []
         try:
             async for event in self.upstream.stream(request):
                 if isinstance(event, CompletionResult):
-                    result = event
+                    result = check_result(event)
                     break
+                delta = check_text(event, "a delta of the upstream stream")
                 if not rewrite:
+                    body = chunk(delta, None)
                     await start()
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": chunk(event, None),
-                            "more_body": True,
-                        }
-                    )
-        except UpstreamError as exc:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    sent.append(delta)
+            if result is None:
+                raise UpstreamError("the upstream stream ended without a result")
+        except OSError:  # the client went away mid-stream
+            return
+        except Exception as exc:  # whatever the upstream does, a recorded 502/504
             self.metrics.upstream.observe(time.perf_counter() - t0)
-            await self._upstream_failed(ctx, request, exc, None if started_response else send)
+            failure = _upstream_error(exc)
+            await self._upstream_failed(
+                ctx, request, failure, None if started_response else send, sent="".join(sent)
+            )
             if started_response:
                 err = orjson.dumps(
-                    {"error": {"message": exc.message, "type": "upstream_error", "code": exc.code}}
+                    {
+                        "error": {
+                            "message": failure.message,
+                            "type": "upstream_error",
+                            "code": failure.code,
+                        }
+                    }
                 )
                 await send(
                     {
@@ -1050,13 +1136,7 @@ class GatewayCore:
                     }
                 )
             return
-        except OSError:  # the client went away mid-stream
-            return
         self.metrics.upstream.observe(time.perf_counter() - t0)
-        if result is None:
-            exc2 = UpstreamError("the upstream stream ended without a result")
-            await self._upstream_failed(ctx, request, exc2, None if started_response else send)
-            return
         text = self._finish_text(ctx, request, result)
         exchange = self._exchange(ctx, request, status=200, result=result, text=text)
         exchange_id = exchange.exchange_id

@@ -11,7 +11,9 @@ Durability:
 * ``"sync"``: one transaction per exchange, committed and flushed to disk before the answer.
 * ``"batch"``: group commit. The writer takes every exchange waiting at the start of a
   transaction (at most ``max_batch``, after waiting at most ``max_delay_s`` for more) and commits
-  them together; each request still waits for its own group's commit.
+  them together; each request still waits for its own group's commit. If a group's transaction
+  fails, its exchanges are committed again one per transaction, so that an exchange the store
+  refuses fails alone.
 
 For a SQLite store the write-ahead log is ``fsync``-ed after each commit (the store runs with
 ``synchronous=NORMAL``, which survives a process crash but not a power loss); PostgreSQL flushes
@@ -313,6 +315,22 @@ class ExchangeRecorder:
                 return
 
     def _commit(self, store: Store, wal: str | None, batch: list[_Item]) -> None:
+        """Commit ``batch`` as one transaction; if that fails, each exchange in its own.
+
+        One exchange that cannot be stored (a value the database refuses) then fails alone
+        instead of failing every request of its group.
+        """
+        outcome = self._transaction(store, wal, batch)
+        if not isinstance(outcome, BaseException) or len(batch) == 1:
+            self._deliver(batch, outcome)
+            return
+        logger.warning("recording a group of %d failed; retrying one by one", len(batch))
+        for item in batch:
+            self._deliver([item], self._transaction(store, wal, [item]))
+
+    def _transaction(
+        self, store: Store, wal: str | None, batch: list[_Item]
+    ) -> list[int] | BaseException:
         started = time.perf_counter()
         outcome: list[int] | BaseException
         try:
@@ -350,7 +368,7 @@ class ExchangeRecorder:
             self.stats.failures += 1
             outcome = StorageError(f"the exchange could not be recorded: {type(exc).__name__}")
         self.stats.commit_seconds += time.perf_counter() - started
-        self._deliver(batch, outcome)
+        return outcome
 
     @staticmethod
     def _deliver(batch: list[_Item], outcome: list[int] | BaseException) -> None:

@@ -38,6 +38,8 @@ __all__ = [
     "StubUpstream",
     "Upstream",
     "UpstreamHints",
+    "check_result",
+    "check_text",
     "count_tokens",
     "send_with_retries",
     "stub_app",
@@ -86,6 +88,84 @@ class CompletionResult:
     finish_reason: str = "stop"
     reasoning: str | None = None
     watermarked: bool = False
+
+
+_MAX_TOKEN_COUNT = 2**31 - 1  # a larger count is garbage (502)
+
+
+def check_text(value: object, what: str) -> str:
+    """``value`` if it is a string that can be stored and sent (no lone surrogate).
+
+    Raises:
+        UpstreamError: it is not a string, or not valid Unicode (HTTP 502).
+    """
+    if not isinstance(value, str):
+        raise UpstreamError(f"{what} is not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UpstreamError(f"{what} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _token_count(value: object, fallback: int, what: str) -> int:
+    """A usage count: absent, null or 0 gives ``fallback``; otherwise 0..2**31-1."""
+    if value is None or (type(value) is int and value == 0):
+        return fallback
+    if type(value) is float and value.is_integer():  # 12.0 from some servers; not inf or NaN
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= _MAX_TOKEN_COUNT:
+        shown = (
+            "out of range"
+            if type(value) is int
+            else repr(value)
+            if type(value) is float
+            else f"a {type(value).__name__}"
+        )
+        raise UpstreamError(f"the upstream's {what} is not a token count: {shown}")
+    return value
+
+
+def _usage_counts(usage: object, prompt_text: str, text: str) -> tuple[int, int]:
+    """Prompt and completion token counts from an upstream's ``usage`` (word counts if absent).
+
+    Raises:
+        UpstreamError: ``usage`` is not an object, or a count is not a non-negative integer.
+    """
+    if usage is None:
+        usage = {}
+    if not isinstance(usage, dict):
+        raise UpstreamError(f"the upstream's usage is not an object ({type(usage).__name__})")
+    return (
+        _token_count(usage.get("prompt_tokens"), count_tokens(prompt_text), "usage.prompt_tokens"),
+        _token_count(usage.get("completion_tokens"), count_tokens(text), "usage.completion_tokens"),
+    )
+
+
+def check_result(result: object) -> CompletionResult:
+    """``result`` if it is a :class:`CompletionResult` the gateway can store and send.
+
+    Every upstream's answer passes here before it is recorded: strings without lone
+    surrogates, token counts in ``0..2**31-1``, a short finish reason.
+
+    Raises:
+        UpstreamError: anything else (the gateway answers 502 and records the failure).
+    """
+    if not isinstance(result, CompletionResult):
+        raise UpstreamError(f"the upstream gave a {type(result).__name__}, not a result")
+    check_text(result.text, "the upstream's answer")
+    if result.reasoning is not None:
+        check_text(result.reasoning, "the upstream's reasoning")
+    reason = check_text(result.finish_reason, "the upstream's finish reason")
+    if len(reason) > 64:
+        raise UpstreamError("the upstream's finish reason is longer than 64 characters")
+    for name in ("prompt_tokens", "completion_tokens"):
+        n = getattr(result, name)
+        if type(n) is not int or not 0 <= n <= _MAX_TOKEN_COUNT:
+            raise UpstreamError(f"the upstream's {name} is not a token count")
+    if not isinstance(result.watermarked, bool):
+        raise UpstreamError("the upstream's watermark flag is not a boolean")
+    return result
 
 
 class Upstream(Protocol):
@@ -352,19 +432,24 @@ def _result_from_json(data: Any, kind: str, request: CompletionRequest) -> Compl
             reasoning = None
         if not isinstance(text, str):
             raise TypeError("content is not a string")
-        usage = data.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or count_tokens(request.prompt_text))
-        completion_tokens = int(usage.get("completion_tokens") or count_tokens(text))
-        return CompletionResult(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            finish_reason=str(choice.get("finish_reason") or "stop"),
-            reasoning=reasoning if isinstance(reasoning, str) else None,
+        prompt_tokens, completion_tokens = _usage_counts(
+            data.get("usage"), request.prompt_text, text
         )
+        finish = choice.get("finish_reason") or "stop"
+        return check_result(
+            CompletionResult(
+                text=text,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                finish_reason=finish if isinstance(finish, str) else "stop",
+                reasoning=reasoning if isinstance(reasoning, str) else None,
+            )
+        )
+    except UpstreamError as exc:
+        raise UpstreamError(exc.message, hint="check gateway.upstream_url") from None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise UpstreamError(
-            f"the upstream answered something that is not an OpenAI response ({exc})",
+            f"the upstream answered something that is not an OpenAI response ({exc})"[:300],
             hint="check gateway.upstream_url",
         ) from None
 
@@ -464,7 +549,7 @@ class OpenAIUpstream:
         response = await self._send(request, stream=False)
         try:
             data = response.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self.breaker.failure()
             raise UpstreamError("the upstream answered something that is not JSON") from None
         try:
@@ -476,11 +561,16 @@ class OpenAIUpstream:
         return result
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str | CompletionResult]:
-        """Deltas of the upstream's SSE stream, then the result."""
+        """Deltas of the upstream's SSE stream, then the result.
+
+        Garbage anywhere (an event that is not OpenAI SSE, a delta or finish reason that is not
+        valid Unicode, a ``usage`` that is not token counts) raises
+        :class:`~distillguard.errors.UpstreamError`, also after deltas were yielded.
+        """
         response = await self._send(request, stream=True)
         parts: list[str] = []
-        usage: dict[str, Any] = {}
-        finish = "stop"
+        usage: object = None
+        finish: object = "stop"
         try:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -502,12 +592,24 @@ class OpenAIUpstream:
                         else choice.get("text")
                     )
                     finish = choice.get("finish_reason") or finish
-                except (ValueError, AttributeError, TypeError):
-                    self.breaker.failure()
+                except (ValueError, AttributeError, TypeError, KeyError, RecursionError):
                     raise UpstreamError("the upstream stream is not OpenAI SSE") from None
                 if isinstance(delta, str) and delta:
-                    parts.append(delta)
+                    parts.append(check_text(delta, "a delta of the upstream stream"))
                     yield delta
+            text = "".join(parts)
+            prompt_tokens, completion_tokens = _usage_counts(usage, request.prompt_text, text)
+            result = check_result(
+                CompletionResult(
+                    text=text,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    finish_reason=finish if isinstance(finish, str) else "stop",
+                )
+            )
+        except UpstreamError:
+            self.breaker.failure()
+            raise
         except httpx.TimeoutException:
             self.breaker.failure()
             raise UpstreamTimeoutError("the upstream stream stalled") from None
@@ -517,13 +619,7 @@ class OpenAIUpstream:
         finally:
             await response.aclose()
         self.breaker.success()
-        text = "".join(parts)
-        yield CompletionResult(
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or count_tokens(request.prompt_text)),
-            completion_tokens=int(usage.get("completion_tokens") or count_tokens(text)),
-            finish_reason=str(finish),
-        )
+        yield result
 
 
 # -- local transformers model -------------------------------------------------------------------
