@@ -651,3 +651,91 @@ def test_upstream_parsing_is_a_valid_result_or_an_upstream_error(
         await up.aclose()
 
     asyncio.run(go())
+
+
+def _fuzz_target() -> Callable[[bytes], None]:
+    import importlib.util
+
+    path = Path(__file__).parents[3] / "fuzz" / "fuzz_gateway_request.py"
+    spec = importlib.util.spec_from_file_location("fuzz_gateway_request", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target: Callable[[bytes], None] = module.test_one_input
+    return target
+
+
+_FUZZ = _fuzz_target()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=_bodies() | st.binary(max_size=200),
+    fwd=_HEADER_BYTES,
+    asn=_HEADER_BYTES | st.integers(-(2**70), 2**70).map(lambda n: str(n).encode()),
+    fingerprint=_HEADER_BYTES,
+)
+def test_the_fuzz_target_holds(body: bytes, fwd: bytes, asn: bytes, fingerprint: bytes) -> None:
+    """The request parser's fuzz target (fuzz/fuzz_gateway_request.py) on Hypothesis input."""
+    _FUZZ(body.replace(b"\n\n", b"\n") + b"\n\n" + fwd + b"\n" + asn + b"\n" + fingerprint)
+
+
+_BAD: dict[str, dict[str, Any]] = {
+    "asn": {"asn": 2**64},
+    "tokens": {"prompt_tokens": 2**63},
+    "surrogate": {"response": "x\ud800"},
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    kinds=st.lists(st.sampled_from([None, *_BAD]), min_size=2, max_size=12),
+    inline=st.booleans(),
+)
+def test_the_recorder_fails_only_the_bad_exchanges(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[str | None], inline: bool
+) -> None:
+    """Any mix of good and unstorable exchanges recorded together: exactly the unstorable
+    ones fail, every good one is committed with its ledger leaf."""
+    folder = tmp_path_factory.mktemp("rec")
+    url = f"sqlite:///{folder / 'store.db'}"
+    rec = ExchangeRecorder(
+        store_url=url, durability="batch", max_delay_s=0.02, inline=inline, fsync=False
+    )
+
+    def exchange(i: int, kind: str | None) -> Exchange:
+        fields: dict[str, Any] = {
+            "exchange_id": f"gx_{i}",
+            "ts": datetime.now(UTC),
+            "account_id": "acct-r",
+            "ip": "198.51.100.1",
+            "model": "stub-1",
+            "messages": (Message(role="user", content=f"m{i}"),),
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "status": 200,
+        }
+        fields.update(_BAD[kind] if kind else {})
+        return Exchange(**fields)
+
+    async def go() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(rec.record(exchange(i, k)) for i, k in enumerate(kinds)),
+                return_exceptions=True,
+            )
+        )
+
+    try:
+        outcomes = asyncio.run(go())
+    finally:
+        rec.close()
+    failed = [isinstance(o, StorageError) for o in outcomes]
+    assert failed == [k is not None for k in kinds]
+    store = open_store(url)
+    try:
+        from distillguard.ledger import Ledger
+
+        assert store.count("exchanges") == Ledger.open(store).size == kinds.count(None)
+    finally:
+        store.close()
