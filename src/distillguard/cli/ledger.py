@@ -204,23 +204,32 @@ def prove(
     """Print a self-contained inclusion bundle (JSON) for an exchange.
 
     The bundle holds the record, its salt, its leaf index and hash, the inclusion proof and the
-    signed checkpoint; `ledger verify-inclusion` checks it offline with the public key. If no
-    checkpoint covers the exchange yet, one is signed first (with the keyring's ledger key).
+    signed checkpoint; `ledger verify-inclusion` checks it offline with the public key. Where
+    the content was erased it holds the metadata and the erasure's tombstone (when, why, by
+    whom) with its own inclusion proof; for an exchange erased as a whole it is an erasure
+    bundle: the erased leaf and its tombstones, each with an inclusion proof. If no checkpoint
+    covers the leaf and its tombstones yet, one is signed first (with the keyring's ledger key).
 
     Example: `distillguard ledger prove ex-123 --out ex-123.json`
     """
     state = state_of(ctx)
     store, ledger = _open(state.settings(), store_url)
     with store:
-        leaf = ledger.leaf_for(exchange_id)
+        needed = ledger.needed_size(exchange_id)
         latest = ledger.latest_checkpoint()
         if (
-            leaf is not None
-            and (latest is None or latest.size <= leaf.leaf_index)
+            needed is not None
+            and (latest is None or latest.size < needed)
             and state.settings().keyring_path.exists()
         ):
             _publish(state, ledger)
-        bundle = ledger.prove(exchange_id).to_dict()
+        leaf = ledger.leaf_for(exchange_id)
+        erased = leaf is not None and any(
+            e.scope == "record" and e.tombstone_index is not None
+            for e in ledger.erasures_of(leaf.leaf_index)
+        )
+        made = ledger.prove_erasure(exchange_id) if erased else ledger.prove(exchange_id)
+        bundle = made.to_dict()
     if out is None:
         emit_json(bundle)
         return
@@ -228,10 +237,13 @@ def prove(
         out.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    what = "erasure bundle" if erased else "inclusion bundle"
     if state.json_output:
-        emit_json({"ok": True, "out": str(out), "leaf_index": bundle["leaf_index"]})
+        emit_json(
+            {"ok": True, "out": str(out), "leaf_index": bundle["leaf_index"], "erased": erased}
+        )
     else:
-        console.print(f"wrote the inclusion bundle of leaf {bundle['leaf_index']} to {out}")
+        console.print(f"wrote the {what} of leaf {bundle['leaf_index']} to {out}")
 
 
 @ledger_app.command("verify-inclusion")
@@ -245,7 +257,8 @@ def verify_inclusion_cmd(
 ) -> None:
     """Verify an inclusion bundle offline: record → leaf → proof → signed checkpoint.
 
-    Needs no store: only the bundle and the ledger's public key.
+    Needs no store: only the bundle and the ledger's public key. Tombstones in the bundle
+    (erasures of the record or its content) are verified too and shown: when, why, by whom.
 
     Example: `distillguard ledger verify-inclusion ex-123.json --public-key jwks.json`
     """
@@ -260,11 +273,23 @@ def verify_inclusion_cmd(
     if state.json_output:
         emit_json(result.to_dict())
         return
-    console.print(
-        f"[green]verified[/]: {result.exchange_id} is leaf {result.leaf_index} of the tree of "
-        f"{result.tree_size:,} leaves of {result.origin}, signed by key {result.kid}"
-        + ("" if result.content_verified else " (metadata only: content erased)")
-    )
+    if result.record_erased:
+        console.print(
+            f"[green]verified[/]: {result.exchange_id} was leaf {result.leaf_index} of the tree "
+            f"of {result.tree_size:,} leaves of {result.origin} (key {result.kid}) and is "
+            "[bold]erased[/]: the record is gone, its erasure is in the log"
+        )
+    else:
+        console.print(
+            f"[green]verified[/]: {result.exchange_id} is leaf {result.leaf_index} of the tree "
+            f"of {result.tree_size:,} leaves of {result.origin}, signed by key {result.kid}"
+            + ("" if result.content_verified else " (metadata only: content erased)")
+        )
+    for t in result.erasures:
+        console.print(
+            f"erased: {t.scope} on {format_ts(t.erased_at)} by {t.actor}: {t.reason}",
+            markup=False,
+        )
 
 
 def _proof_from_file(path: Path) -> list[bytes]:
@@ -412,6 +437,50 @@ def audit(
             )
     if not report.ok:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+@ledger_app.command("seal-erasures")
+def seal_erasures(
+    ctx: typer.Context,
+    actor: Annotated[str, typer.Option("--actor", help="Who reviewed and seals the rows.")],
+    store_url: StoreOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Seal them (without it: only list them).")
+    ] = False,
+) -> None:
+    """Put erasure rows that have no tombstone leaf into the log (stores upgraded from before
+    tombstones), then sign a checkpoint.
+
+    `ledger audit` reports each such row as `erasure_unlogged`. Review them first: a row an
+    insider inserted to hide a deletion is sealed just the same. Without `--yes` the rows are
+    only listed.
+
+    Example: `distillguard ledger seal-erasures --actor dpo@example.com --yes`
+    """
+    state = state_of(ctx)
+    store, ledger = _open(state.settings(), store_url)
+    with store:
+        pending = ledger.unsealed_erasures()
+        sealed = ledger.seal_erasures(actor=actor) if yes and pending else []
+        cp = _publish(state, ledger) if sealed else None
+    data = {
+        "unsealed": [e.to_dict() for e in pending],
+        "sealed": [e.to_dict() for e in sealed],
+        "checkpoint": cp,
+    }
+    if state.json_output:
+        emit_json(data)
+        return
+    for e in pending:
+        console.print(
+            f"{'sealed' if yes else 'unsealed'}: leaf {e.leaf_index} ({e.exchange_id}) {e.scope} "
+            f"on {format_ts(e.erased_at)} by {e.actor}: {e.reason}",
+            markup=False,
+        )
+    if not pending:
+        console.print("every erasure is in the log")
+    elif not yes:
+        console.print("review these, then run again with --yes to seal them")
 
 
 def register(app: typer.Typer) -> None:

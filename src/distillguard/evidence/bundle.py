@@ -27,9 +27,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import logging
 import re
 import uuid
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -246,13 +248,13 @@ def build_bundle(
     files: list[tuple[str, bytes]] = []
     # a checkpoint that covers every cited leaf
     latest = ledger.latest_checkpoint()
-    leaves = []
+    sizes = []
     for exchange_id in ids:
-        leaf = ledger.leaf_for(exchange_id)
-        if leaf is None:
+        needed = ledger.needed_size(exchange_id)  # its leaf and its erasures' tombstones
+        if needed is None:
             raise InputError(f"cited exchange {exchange_id!r} is not in the ledger")
-        leaves.append(leaf.leaf_index)
-    if ids and (latest is None or latest.size <= max(leaves)):
+        sizes.append(needed)
+    if ids and (latest is None or latest.size < max(sizes)):
         ledger.publish_checkpoint(key, timestamp=when)
     checkpoint = ledger.latest_checkpoint()
     notes: dict[str, int] = {}
@@ -461,6 +463,38 @@ def _compare_layout(
         )
 
 
+def _name_added_members(blob: bytes, listed: set[str], problems: _Problems) -> None:
+    """Name every member of the zip that the manifest does not list (a file added to it).
+
+    The local entries are walked from the start (an entry inserted anywhere among them is
+    found) and the central directory is read as any ZIP reader would (an entry added there
+    only, which extraction tools would show, is found too).
+    """
+    found: dict[str, str] = {}
+    offset = 0
+    while True:
+        try:
+            name, _, offset = read_local_entry(blob, offset)
+        except ValueError:
+            break
+        if name not in listed:
+            found.setdefault(name, "local header")
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        names = []
+    for name in names:
+        if name not in listed:
+            found.setdefault(name, "central directory")
+    for name, part in found.items():
+        problems.add(
+            name,
+            part,
+            f"member {name!r} is not listed in the signed manifest: a file was added to the bundle",
+        )
+
+
 def verify_evidence_bundle(
     path: Path, *, public_keys: Sequence[Ed25519PublicKey] | None = None
 ) -> BundleCheck:
@@ -519,10 +553,11 @@ def verify_evidence_bundle(
             problems.add(f.path, "data", f"member {f.path!r}: SHA-256 differs from the manifest")
         else:
             verified += 1
-    # 3. the container's layout, byte for byte
+    # 3. the container's layout, byte for byte, and any member the manifest does not list
     expected = canonical_zip([(name, data[name]) for name, _ in members])
     altered = {m for p in problems.items if p.part == "data" for m in p.members}
     _compare_layout(blob, expected, regions, problems, altered=altered)
+    _name_added_members(blob, {name for name, _ in members}, problems)
     # 4. the manifest's signature
     if public_keys is not None:
         keys = [(key_id(k), k) for k in public_keys]

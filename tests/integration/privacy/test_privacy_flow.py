@@ -117,6 +117,15 @@ def test_cli_erasure_flow(
         str(tmp / "jwks.json"),
     )  # fmt: skip
     assert code == 0
-    # the erased record cannot be proved any more
-    code, err = _run(capsys, "ledger", "prove", "ex-3", *store)
-    assert code == 4 and "erased" in err["message"]
+    # the erased record cannot be proved any more: its proof shows the erasure instead
+    code, gone = _run(capsys, "ledger", "prove", "ex-3", *store)
+    assert code == 0 and gone["format"] == "distillguard/erasure-bundle/v1"
+    (tmp / "ex-3-gone.json").write_text(json.dumps(gone))
+    code, result = _run(
+        capsys, "ledger", "verify-inclusion", str(tmp / "ex-3-gone.json"), "--public-key",
+        str(tmp / "jwks.json"),
+    )  # fmt: skip
+    assert code == 0 and result["record_erased"]
+    assert [(t["scope"], t["reason"], t["actor"]) for t in result["erasures"]] == [
+        ("record", "GDPR art. 17", "dpo")
+    ]

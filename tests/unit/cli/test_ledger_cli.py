@@ -149,3 +149,48 @@ def test_bad_inputs(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (home / "keys.txt").write_text("not+a+key\n")
     code, err = run_json(capsys, "ledger", "audit", "-k", "keys.txt")
     assert code == 4
+
+
+def test_faked_erasure_fails_audit(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", "checkpoint"]) == 0
+    store_path = home / "dg" / "store.sqlite"
+    with open_store(f"sqlite:///{store_path}") as store, store.transaction() as cur:
+        # the insider's attack of issue 24: delete a record, add an erasure row for it
+        cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-7'")
+        cur.execute(
+            "INSERT INTO ledger_erasures (leaf_index, exchange_id, scope, erased_at, reason, "
+            "actor) VALUES (7, 'ex-7', 'record', 0, 'gdpr', 'dpo')"
+        )
+    code, report = run_json(capsys, "ledger", "audit")
+    assert code == 1 and not report["ok"]
+    assert report["first_bad_index"] == 7
+    assert [(f["kind"], f["exchange_id"]) for f in report["findings"]] == [
+        ("erasure_unlogged", "ex-7")
+    ]
+    capsys.readouterr()
+    assert main(["ledger", "audit"]) == 1
+    assert "leaf 7" in capsys.readouterr().out
+
+
+def test_real_erasure_is_signed_proven_and_passes(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_path = home / "dg" / "store.sqlite"
+    with open_store(f"sqlite:///{store_path}") as store:
+        ledger = Ledger.open(store)
+        with store.transaction() as cur:
+            ledger.record_erasure(
+                cur, exchange_id="ex-7", scope="record", reason="GDPR #1", actor="dpo"
+            )
+            cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-7'")
+    code, report = run_json(capsys, "ledger", "audit")
+    assert code == 1 and report["findings"][0]["kind"] == "erasure_unsigned"
+    assert main(["ledger", "prove", "ex-7", "--out", "gone.json"]) == 0  # signs a checkpoint
+    code, report = run_json(capsys, "ledger", "audit")
+    assert code == 0 and [e["leaf_index"] for e in report["erased"]] == [7]
+    code, result = run_json(capsys, "ledger", "verify-inclusion", "gone.json")
+    assert code == 0 and result["record_erased"]
+    assert [(t["scope"], t["reason"]) for t in result["erasures"]] == [("record", "GDPR #1")]
+    capsys.readouterr()
+    assert main(["ledger", "verify-inclusion", "gone.json"]) == 0
+    assert "erased" in capsys.readouterr().out

@@ -183,3 +183,18 @@ def test_public_key_file_round_trip(sqlite_world: World, tmp_path: Path) -> None
     with zipfile.ZipFile(path) as zf:
         (tmp_path / "jwks.json").write_bytes(zf.read("keys/jwks.json"))
     assert verify_evidence_bundle(path, public_keys=load_public_keys(tmp_path / "jwks.json")).ok
+
+
+def test_an_added_member_is_named(valid_bundle: tuple[bytes, Regions], tmp_path: Path) -> None:
+    from distillguard.cli.main import main
+
+    blob, _ = valid_bundle
+    path = tmp_path / "added.zip"
+    path.write_bytes(blob)
+    with zipfile.ZipFile(path, "a") as zf:  # what any zip tool does to add a file
+        zf.writestr("exchanges/99999.json", b'{"planted": true}')
+    check = verify_evidence_bundle(path)
+    assert not check.ok
+    added = [p for p in check.problems if "exchanges/99999.json" in p.members]
+    assert added and "not listed in the signed manifest" in added[0].message
+    assert main(["verify-bundle", str(path)]) == 5
