@@ -739,3 +739,58 @@ def test_the_recorder_fails_only_the_bad_exchanges(
         assert store.count("exchanges") == Ledger.open(store).size == kinds.count(None)
     finally:
         store.close()
+
+
+def test_hostile_exchanges_pass_validate_after_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``distillguard export`` then ``distillguard validate``: nothing quarantined, for the
+    exchanges of hostile headers and of a hostile upstream (a streamed 502)."""
+    from distillguard.cli.main import main
+
+    upstream = _openai_upstream(
+        lambda req: (
+            httpx.Response(
+                200,
+                content=_sse({"prompt_tokens": -1}),
+                headers={"content-type": "text/event-stream"},
+            )
+            if b'"stream"' in req.content
+            else httpx.Response(200, content=_answer({"prompt_tokens": 3, "completion_tokens": 2}))
+        )
+    )
+    s, gw, agent = _gateway(tmp_path, upstream=upstream)
+
+    async def go() -> list[int]:
+        async with client(gw, agent) as c:
+            out = []
+            for headers, stream in (
+                ({b"x-client-asn": b"-1", b"user-agent": b"a\x00b"}, False),
+                ({b"x-forwarded-for": b"::FFFF:10.0.0.1", b"x-client-asn": b"9" * 30}, False),
+                ({b"x-client-fingerprint": b"\x01\x02"}, True),
+            ):
+                r = await c.post(
+                    "/v1/chat/completions", json=chat_body("x", stream=stream), headers=headers
+                )
+                out.append(r.status_code)
+            return out
+
+    try:
+        assert asyncio.run(go()) == [200, 200, 200]
+    finally:
+        gw.close_sync()
+    assert sorted(e.status for e in _stored(s)) == [200, 200, 502]
+    monkeypatch.chdir(tmp_path)
+    for name in list(__import__("os").environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    out = tmp_path / "export"
+    assert (
+        main(["--quiet", "export", "--store", s.store_url, "--out", str(out), "--format", "jsonl"])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["--json", "validate", str(out), "--quarantine", str(tmp_path / "q.jsonl")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert report["exchanges"]["accepted"] == 3 and report["exchanges"]["quarantined"] == 0
