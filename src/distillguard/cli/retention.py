@@ -68,7 +68,9 @@ def _signing_key(settings: Settings) -> SigningKey | None:
     """The ledger key if a keyring exists (a checkpoint is then signed after each erasure)."""
     if not settings.keyring_path.exists():
         logger.warning(
-            "no keyring at %s: no checkpoint is signed after the erasure", settings.keyring_path
+            "no keyring at %s: no checkpoint is signed after the erasure; `ledger audit` "
+            "reports it as erasure_unsigned until `distillguard ledger checkpoint` runs",
+            settings.keyring_path,
         )
         return None
     return open_keyring(settings).signing_key(KeyPurpose.LEDGER)

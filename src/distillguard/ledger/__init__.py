@@ -5,6 +5,7 @@
   consistency proofs and records erasures.
 * :mod:`~distillguard.ledger.leaf`: what a leaf commits to (salted metadata and content hashes).
 * :mod:`~distillguard.ledger.checkpoint`: C2SP signed-note checkpoints.
+* :mod:`~distillguard.ledger.tombstone`: erasures as leaves of the log.
 * :mod:`~distillguard.ledger.verify` and :func:`verify_bundle`: verification that needs nothing
   but the proof, the checkpoint and the public key.
 * :func:`audit_ledger`: recompute everything from the stored records and report what differs.
@@ -15,7 +16,13 @@ See ``docs/ledger.md``.
 from __future__ import annotations
 
 from distillguard.ledger.audit import AuditFinding, AuditReport, audit_ledger
-from distillguard.ledger.bundle import BundleVerification, InclusionBundle, verify_bundle
+from distillguard.ledger.bundle import (
+    BundleVerification,
+    ErasureBundle,
+    InclusionBundle,
+    TombstoneProof,
+    verify_bundle,
+)
 from distillguard.ledger.checkpoint import (
     Checkpoint,
     load_public_keys,
@@ -32,6 +39,7 @@ from distillguard.ledger.log import (
     StoredCheckpoint,
     TreeHead,
 )
+from distillguard.ledger.tombstone import Tombstone
 from distillguard.ledger.verify import verify_consistency, verify_inclusion
 
 __all__ = [
@@ -41,11 +49,14 @@ __all__ = [
     "BundleVerification",
     "Checkpoint",
     "Erasure",
+    "ErasureBundle",
     "InclusionBundle",
     "LeafCommitment",
     "LeafRecord",
     "Ledger",
     "StoredCheckpoint",
+    "Tombstone",
+    "TombstoneProof",
     "TreeHead",
     "audit_ledger",
     "commit_exchange",
