@@ -38,6 +38,8 @@ __all__ = [
     "TOMBSTONE_TYPE",
     "ErasureScope",
     "Tombstone",
+    "check_text",
+    "normalise_time",
 ]
 
 ErasureScope = Literal["content", "record"]

@@ -33,6 +33,7 @@ __all__ = [
     "UndecodableExchange",
     "account_from_row",
     "account_row",
+    "decode_exchange_row",
     "exchange_from_row",
     "exchange_row",
     "new_salts",
