@@ -205,6 +205,15 @@ class StoredCheckpoint:
         return parse_checkpoint(self.note)
 
 
+def _blob(value: Any) -> bytes:
+    """A hash column as bytes. SQLite lets an altered row hold text or a number there; that
+    becomes bytes that match no hash (and no tombstone marker), so the audit names the leaf
+    instead of failing on it."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return b"\xff" + str(value).encode("utf-8", "replace")
+
+
 def _perfect_root(hashes: list[bytes]) -> bytes:
     """The root of a perfect subtree (a power-of-two number of leaf hashes)."""
     level = hashes
@@ -429,7 +438,7 @@ class Ledger:
                 q(f"SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN ({marks})"),
                 chunk,
             )
-            leaf_hashes.update((int(r[0]), bytes(r[1])) for r in cur.fetchall())
+            leaf_hashes.update((int(r[0]), _blob(r[1])) for r in cur.fetchall())
         out: dict[int, bytes] = {}
         for i in wanted:
             if not i & 1 and (i >> 1) in leaf_hashes:
@@ -444,7 +453,7 @@ class Ledger:
             cur.execute(
                 q(f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})"), chunk
             )
-            out.update((int(r[0]), bytes(r[1])) for r in cur.fetchall())
+            out.update((int(r[0]), _blob(r[1])) for r in cur.fetchall())
         return out
 
     def get_nodes(self, ids: Iterable[int]) -> Mapping[int, bytes]:
@@ -545,7 +554,7 @@ class Ledger:
             row = cur.fetchone()
         if row is None:
             return None
-        return LeafRecord(int(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]))
+        return LeafRecord(int(row[0]), str(row[1]), _blob(row[2]), _blob(row[3]))
 
     def iter_leaves(self, *, batch_size: int = 10_000) -> Iterator[list[LeafRecord]]:
         """All leaves in index order, in batches."""
@@ -562,7 +571,7 @@ class Ledger:
                 rows = cur.fetchall()
             if not rows:
                 return
-            batch = [LeafRecord(int(r[0]), str(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+            batch = [LeafRecord(int(r[0]), str(r[1]), _blob(r[2]), _blob(r[3])) for r in rows]
             last = batch[-1].leaf_index
             yield batch
 
@@ -734,7 +743,7 @@ class Ledger:
                 q(f"SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN ({marks})"),
                 chunk,
             )
-            hashes.update((int(r[0]), bytes(r[1])) for r in cur.fetchall())
+            hashes.update((int(r[0]), _blob(r[1])) for r in cur.fetchall())
         fresh = [
             i for i in indices if existing.get(i) is None or existing[i].tombstone_index is None
         ]

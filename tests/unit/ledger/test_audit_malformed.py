@@ -168,3 +168,25 @@ def test_unreadable_erasure_row_is_a_finding(tmp_path: Path) -> None:
         assert [(f.kind, f.leaf_index) for f in report.findings] == [("erasure_unverified", 3)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("UPDATE ledger_leaves SET leaf_hash = 'text' WHERE leaf_index = 4", "record_changed"),
+        ("UPDATE ledger_leaves SET content_hash = 7 WHERE leaf_index = 4", "record_changed"),
+        ("UPDATE ledger_nodes SET hash = 'text' WHERE node_id = 15", "node_mismatch"),
+    ],
+)
+def test_ledger_columns_of_the_wrong_type_are_findings(tmp_path: Path, sql: str, kind: str) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    try:
+        ledger = Ledger.attach(store)
+        add_records(store, 0, 20)
+        ledger.publish_checkpoint(KEY)
+        _sql(store, sql)
+        report = _audit(ledger)
+        assert kind in {f.kind for f in report.findings}
+        assert report.first_bad_index is not None and report.first_bad_index <= 4
+    finally:
+        store.close()
