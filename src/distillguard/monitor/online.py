@@ -63,6 +63,7 @@ from distillguard.monitor.scoring import (
     ScoreParams,
     account_signals,
     affinity,
+    final_score,
 )
 from distillguard.monitor.sweep import TOPICS, topic_divergence, topic_mix, topic_of
 from distillguard.monitor.templates import MinHasher
@@ -647,7 +648,7 @@ class OnlineScorer:
         c_risk = np.where(known, snap.community_risk[safe], 0.0)
         aff = affinity(parts, share, snap.community_share[safe], cal.p0)
         cs = c_risk * aff
-        score = 1 - (1 - sp.own_weight * own) * (1 - cs)
+        score = final_score(parts, own, cs, sp)
         for i, a in enumerate(accts):  # one per updated account
             cluster = snap.cluster_ids[int(comm[i])] if known[i] else None
             reasons = account_reasons(f, i, signals=parts, elicitation_p=p_el, p0=cal.p0)

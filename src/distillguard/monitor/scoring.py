@@ -12,7 +12,9 @@ the log (the mean share of the least eliciting 75% of accounts, at least ``p0_fl
 **Scores.** Each fired signal contributes ``w_i * s_i`` (``s_i`` in 0..1 grows with the evidence)
 to a noisy-or account score ``own = 1 - prod(1 - w_i s_i)``. A community of at least
 ``min_campaign`` accounts gets ``community = mean(own) * (1 - 1/sqrt(size))`` raised by its
-synchrony; an account's final score is ``1 - (1 - own_weight * own) * (1 - community)``, so that
+synchrony; an account's final score is ``1 - (1 - w * own) * (1 - community)`` (:func:`final_score`;
+``w`` is ``own_weight``, or 1 for corroborated evidence: elicitation and a shared payment
+instrument together), so that
 strong individual evidence and a strong community both count, and a lone oddball or a large
 community of ordinary accounts does not. Accounts at or above ``flag_threshold`` are flagged.
 
@@ -58,6 +60,7 @@ __all__ = [
     "binomial_evidence",
     "calibrate",
     "community_base_rate",
+    "final_score",
     "ramp",
     "robust_reference",
     "robust_z",
@@ -288,6 +291,26 @@ def community_base_rate(
     return float(max(params.p0_community_floor, float(np.median(community_share[ok]))))
 
 
+def final_score(
+    parts: dict[str, np.ndarray],
+    own: np.ndarray,
+    community_score: np.ndarray,
+    params: ScoreParams,
+) -> np.ndarray:
+    """An account's final score from its own evidence and what it inherits from its community.
+
+    ``1 - (1 - w * own) * (1 - community)``, where ``w`` is ``own_weight`` for one kind of
+    evidence alone and rises to 1 when the account's evidence is *corroborated*: it both elicits
+    reasoning or grading and pays with an instrument shared by unrelated accounts. Such an
+    account is flagged on its own, whatever community Leiden put it in (on traffic from another
+    generator, accounts eliciting in 60% of their requests on a card shared by a dozen accounts
+    scored 0.45 because the cap halved their evidence).
+    """
+    corroborated = np.minimum(parts["elicitation"], parts["payment"])
+    w = params.own_weight + (1.0 - params.own_weight) * corroborated
+    return np.asarray(1 - (1 - w * own) * (1 - community_score), dtype=np.float64)
+
+
 def score_accounts(
     features: AccountFeatures,
     *,
@@ -345,7 +368,7 @@ def score_accounts(
     community_score = c_score[cinv] * affinity(
         parts, share, cshare[cinv], p0, membership=membership, params=sp
     )
-    score = 1 - (1 - sp.own_weight * own) * (1 - community_score)
+    score = final_score(parts, own, community_score, sp)
     return AccountScores(
         calibration=cal,
         signals=parts,

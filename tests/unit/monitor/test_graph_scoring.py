@@ -171,3 +171,57 @@ def test_template_keys_do_not_depend_on_the_chunk_size(docs: list[list[str]], ch
     parts = template_buckets(words, accts, chunk=chunk)
     assert whole.keys.shape == (len(docs), 10)
     assert (whole.keys == parts.keys).all()
+
+
+def _features(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {
+        "exchanges": rng.integers(20, 200, n).astype(float),
+        "first_ts_us": np.zeros(n, dtype=np.int64),
+        "last_ts_us": np.full(n, 10**12, dtype=np.int64),
+        "interarrival_cv": rng.normal(2.0, 0.3, n),
+        "minute_entropy": rng.normal(0.9, 0.03, n),
+        "single_turn_share": rng.uniform(0.3, 0.9, n),
+        "system_share": rng.uniform(0.0, 0.5, n),
+        "completion_ratio": rng.uniform(0.5, 3.0, n),
+        "minute_hist": np.full((n, 12), 3.0),
+        "n_sample": np.full(n, 64.0),
+        "k_elicit": rng.binomial(64, 0.01, n).astype(float),
+        "k_cot": np.zeros(n),
+        "k_grade": np.zeros(n),
+        "topic_divergence": rng.normal(0.1, 0.02, n),
+        "payment_group": np.ones(n),
+        "signup_burst": np.ones(n),
+    }
+
+
+def test_corroborated_account_evidence_flags_whatever_the_community() -> None:
+    """A dozen accounts on one card, eliciting reasoning in 60% of their requests, inside one
+    community of 900 ordinary accounts (the external evaluation's reasoning-harvest cells scored
+    0.45 there): flagged on their own evidence. Elicitation alone (tutoring) is not enough."""
+    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor.scoring import final_score, score_accounts
+
+    rng = np.random.default_rng(5)
+    n = 912
+    cols = _features(n, rng)
+    cell = np.arange(12)
+    tutors = np.arange(12, 24)
+    cols["k_elicit"][cell] = 38  # 60% of 64
+    cols["k_cot"][cell] = 38
+    cols["payment_group"][cell] = 12
+    cols["k_elicit"][tutors] = 38  # legitimate step-by-step homework help, own cards
+    cols["k_cot"][tutors] = 38
+    f = AccountFeatures(account_id=[f"a{i:04d}" for i in range(n)], org_id=[None] * n, **cols)
+    sc = score_accounts(
+        f, community=np.zeros(n, dtype=np.int64), sync_p=np.ones(1), params=ScoreParams()
+    )
+    assert sc.flagged[cell].all()
+    assert not sc.flagged[tutors].any()
+    assert sc.flagged.sum() == len(cell)
+    # the rule itself: one kind of evidence is capped by own_weight, two kinds count in full
+    sp = ScoreParams()
+    one = {"elicitation": np.array([1.0]), "payment": np.array([0.0])}
+    two = {"elicitation": np.array([1.0]), "payment": np.array([1.0])}
+    zero = np.zeros(1)
+    assert final_score(one, np.array([0.75]), zero, sp)[0] == pytest.approx(0.375)
+    assert final_score(two, np.array([0.875]), zero, sp)[0] == pytest.approx(0.875)
