@@ -101,7 +101,7 @@ def labelled_scan(
     if baselines:
         from distillguard.monitor.evaluate import baseline_flags
 
-        flags.update(baseline_flags(log, ids))
+        flags.update({k.lower(): v for k, v in baseline_flags(log, ids).items()})
     return LabelledScan(
         name=name or f"{generator}:{log.name}",
         generator=generator,
