@@ -223,7 +223,7 @@ def detect(
             else f"sync {r['sync_matches']}/{r['sync_bits']}"
         )
         mark = "[green]yes[/]" if r["detected"] else "no"
-        payload_text = str(r["payload"]) if r["detected"] else "-"
+        payload_text = "-" if r["payload"] is None else str(r["payload"])
         table.add_row(
             r["file"], mark, payload_text, bits, f"{r['p_value']:.1e}", r["c2pa"]["state"]
         )

@@ -126,7 +126,8 @@ class ImageDetection:
         p_value: exact-bound p-value of "this image carries this key's watermark" (blind: sync
             bits over the whole search) — or of the claimed payload when one was given.
         blind_p_value: the blind p-value, whether or not a payload was claimed.
-        payload: the decoded payload (meaningful when ``detected``).
+        payload: the decoded payload bits (meaningful only when :attr:`payload_found`; the
+            JSON form, :meth:`to_dict`, gives ``None`` otherwise).
         sync_matches: sync bits matching the key, out of ``sync_bits``.
         bit_accuracy: share of payload bits equal to the claimed payload (None without a claim).
         claimed_payload: the claim, if any.
@@ -153,13 +154,21 @@ class ImageDetection:
     kid: str
     method: str = field(default="binomial sign test, weighted Bonferroni over the search")
 
+    @property
+    def payload_found(self) -> bool:
+        """The decoded payload means something: the mark was found blind, or the claim holds.
+
+        Without a mark, the payload bits are the signs of noise: a random number, not a result.
+        """
+        return self.detected or self.blind_p_value <= self.alpha
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (``payload`` is ``None`` unless :attr:`payload_found`)."""
         return {
             "detected": self.detected,
             "p_value": self.p_value,
             "blind_p_value": self.blind_p_value,
-            "payload": self.payload,
+            "payload": self.payload if self.payload_found else None,
             "sync_matches": self.sync_matches,
             "sync_bits": self.sync_bits,
             "payload_bits": self.payload_bits,
