@@ -98,15 +98,25 @@ def main() -> int:
         print(f"  {name:36s} {value:8.1f}")
     print(f"  invisible-watermark decoded its own payload: {iw_ok}")
     embed_ratio = med["iw dwtDct encode"] / med["ours embed"]
-    detect_ratio = med["iw dwtDct decode"] / med["ours detect (marked)"]
+    detect_ratio = med["iw dwtDct decode"] / med["ours detect (clean, full search)"]
     print(
-        f"embed:  {med['ours embed']:.1f} ms (target <= 50), "
+        f"embed:  {med['ours embed']:.1f} ms (target <= 50: "
+        f"{'met' if med['ours embed'] <= 50 else 'NOT met'}), "
         f"{embed_ratio:.2f}x the baseline's speed"
     )
+    # The target is for the common case, a clean (unmarked) image: the whole crop search runs.
+    # On a marked image the search stops at the first hypothesis that decodes, much earlier.
+    clean_ms = med["ours detect (clean, full search)"]
     print(
-        f"detect: {med['ours detect (marked)']:.1f} ms (target <= 30), "
-        f"{detect_ratio:.2f}x the baseline's speed"
+        f"detect, clean image (full search, the common case): {clean_ms:.1f} ms (target <= 30: "
+        f"{'met' if clean_ms <= 30 else 'NOT met'}), {detect_ratio:.2f}x the baseline's speed"
     )
+    print(
+        f"detect, marked image (search stops early): {med['ours detect (marked)']:.1f} ms "
+        f"(not the target's case)"
+    )
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
 
 

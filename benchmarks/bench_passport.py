@@ -8,8 +8,11 @@ the canonical fast path off (``fast_path=False``: full RFC 8941 parser for every
 Baseline, same requests, same run: the ``http-message-signatures`` package's
 ``HTTPMessageVerifier`` (signature, created/expires, content digest; it has no replay cache or
 passports, so it does less work). Ceiling: bare Ed25519 verification of the same signature
-bases, which no verifier can beat; ``ours / ceiling`` times the quiet-core Ed25519 rate
-(about 16,000/s on this VM) projects ours on a quiet core.
+bases with the same key, measured in the same run, which no verifier can beat.
+
+Everything printed is measured in this run: no figure is projected to another load or machine.
+Target: ours / ceiling >= 0.8 (the verifier spends at most a fifth of its time outside
+Ed25519), and the absolute rate as measured here, with the machine and load average printed.
 
     .venv/bin/python benchmarks/bench_passport.py [--quick]
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -146,19 +151,23 @@ def main() -> None:
     o, f, t = statistics.median(ours), statistics.median(full), statistics.median(theirs)
     c = statistics.median(ceiling)
     rc, rb = statistics.median(to_ceiling), statistics.median(to_baseline)
+    load = os.getloadavg()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"load average (1, 5, 15 min) at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"requests per repeat: {n}, repeats: {repeats} (medians, one core)")
     print(f"distillguard RequestVerifier:        {o:10,.0f} verifications/s")
     print(f"  same, fast path off (full parser): {f:10,.0f} verifications/s")
     print(f"http-message-signatures baseline:    {t:10,.0f} verifications/s")
     print(f"Ed25519 verify alone (ceiling):      {c:10,.0f} verifications/s")
     print(f"ratio ours / baseline: {rb:.2f}x  (median of per-repeat ratios)")
-    print(f"ratio ours / ceiling:  {rc:.2f}   (median of per-repeat ratios; target >= 0.65)")
+    print(
+        f"ratio ours / ceiling:  {rc:.2f}   (median of per-repeat ratios; target >= 0.80: "
+        f"{'met' if rc >= 0.8 else 'NOT met'})"
+    )
     print(f"per-repeat ours / ceiling: {', '.join(f'{x:.2f}' for x in to_ceiling)}")
     print(f"non-crypto time per request: {1e6 / o - 1e6 / c:.1f} us (at this run's load)")
-    print(
-        f"projected on a quiet core (16,000 Ed25519/s x {rc:.2f}): {16_000 * rc:,.0f}/s; "
-        f"measured here: {o:,.0f}/s, target >= 10,000/s {'met' if o >= 10_000 else 'NOT met'}"
-    )
     registry.close()
 
 

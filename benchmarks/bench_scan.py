@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dg-bench-scan-"))
+    try:  # the simulated log and its subsets take GBs in a full run
+        return _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> int:
     log = args.log
     if log is None:
         from distillguard.sim import load_scenario, simulate
