@@ -18,6 +18,13 @@ The scheme (DistillGuard's own; see ``docs/multimodal.md``):
   tile grid, and the fold plus the shift search find it again. When the image was cropped *and*
   rescaled into the frame, the tile period changes; the detector estimates it from the
   autocorrelation of the whitened frame and tries a fixed number of period hypotheses.
+* **Geometric synchronisation.** The tiling is its own synchronisation template: whatever linear
+  map the image went through (rotation, scaling, aspect change, shear; a small perspective warp
+  is close to one), the tile lattice becomes another lattice, visible as sharp peaks in the
+  autocorrelation of the whitened frame. The detector finds the peaks, fits the two lattice
+  vectors that best explain them (least squares over up to ten lattice points, sub-pixel), maps
+  the frame back with the inverse map and runs the fold and shift search; at most
+  :data:`GEO_HYPOTHESES` lattices, ranked by autocorrelation evidence, are tried.
 
 **Exact p-values.** Under the null hypothesis (the image does not carry this key's watermark) the
 key's chip signs are independent fair coins, so flipping the sign of all chips of one bit is as
@@ -26,8 +33,11 @@ independent of its magnitude. The shift is chosen from magnitudes only, so at th
 signs of the sync-bit correlations are i.i.d. fair coins: the number ``m`` of sync bits that
 match the key has an exact ``Binomial(sync_bits, 1/2)`` law, and ``P(X ≥ m)`` is an exact
 p-value for the shift search. The hypotheses (the uncropped frame, then at most
-:data:`SLOW_HYPOTHESES` estimated periods) are combined with a weighted Bonferroni bound (weight
-1/2 for the first, 1/2 shared by the others), so the blind p-value accounts for the whole search.
+:data:`GEO_HYPOTHESES` lattices and :data:`SLOW_HYPOTHESES` estimated periods) are combined with
+a weighted Bonferroni bound (weight 1/2 for the frame, 1/4 shared by the lattices, 1/4 by the
+periods), so the blind p-value accounts for the whole search. Lattices and periods are chosen
+from the image's autocorrelation alone, never from the key, so under the null hypothesis each
+one's test stays exact.
 For a claimed payload, the payload bits at the chosen hypothesis are compared with the claim; the
 choice used only sync signs and magnitudes, so their matches are again exactly binomial.
 """
@@ -38,7 +48,7 @@ import hashlib
 import hmac
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +68,7 @@ from distillguard.keyring import WatermarkKey
 
 __all__ = [
     "FRAME",
+    "GEO_HYPOTHESES",
     "SLOW_HYPOTHESES",
     "ImageDetection",
     "ImageWatermarkConfig",
@@ -79,6 +90,11 @@ _CHIPS = (TILE // CHIP) ** 2
 #: How many period hypotheses the detector may try after the uncropped one (fixed in advance,
 #: so that the Bonferroni weights are known before looking at the image).
 SLOW_HYPOTHESES = 24
+#: How many lattice (geometric) hypotheses the detector may try; fixed in advance, like
+#: :data:`SLOW_HYPOTHESES`.
+GEO_HYPOTHESES = 8
+#: Bonferroni weights of the three stages of the search (they sum to 1).
+_W_FRAME, _W_GEO, _W_PERIOD = 0.5, 0.25, 0.25
 _DOMAIN = b"distillguard/image-watermark/v1"
 #: Images with fewer pixels get the precise (float) embedding path, larger ones the fast one.
 _FAST_PIXELS = 512 * 512
@@ -96,12 +112,15 @@ class ImageWatermarkConfig:
             activity mask scales it between 0.6× and 2.5×.
         search_crops: try estimated tile periods when the uncropped hypothesis finds nothing
             (slower; needed for cropped-and-rescaled images).
+        search_geometry: try the tile lattices seen in the autocorrelation when the uncropped
+            hypothesis finds nothing (rotation, scaling, aspect change, shear, small perspective).
     """
 
     payload_bits: int = 32
     sync_bits: int = 32
     strength: float = 2.0
     search_crops: bool = True
+    search_geometry: bool = True
 
     def __post_init__(self) -> None:
         if not 16 <= self.payload_bits <= 64:
@@ -132,7 +151,9 @@ class ImageDetection:
         bit_accuracy: share of payload bits equal to the claimed payload (None without a claim).
         claimed_payload: the claim, if any.
         alpha: the significance level used for ``detected``.
-        hypothesis: ``"frame"`` (no crop) or ``"period=PX×PY"`` (crop search).
+        hypothesis: ``"frame"`` (no crop), ``"lattice=..."`` (geometric search: the 2×2 map
+            from canonical to observed frame coordinates, row-major) or ``"period=PX×PY"``
+            (crop search).
         hypotheses_tried: how many hypotheses the detector evaluated.
         method: the test used, for reports.
         kid: the watermark key id.
@@ -346,6 +367,8 @@ class _Hypothesis:
     correlations: NDArray[np.float64]  # (total_bits,) at the chosen shift
     sync_matches: int
     p_value: float  # unadjusted sync p-value
+    strength: float = 0.0  # Σ|correlation| at the chosen shift over the fold's norm (magnitudes)
+    matrix: NDArray[np.float64] | None = None  # the lattice map, for lattice hypotheses
 
 
 def _whiten(frame: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -380,7 +403,10 @@ def _evaluate(folded: NDArray[np.float32], pats: _Patterns, label: str) -> _Hypo
     n_sync = pats.sync.shape[0]
     matches = int(np.sum(np.sign(c[:n_sync]) == pats.sync))
     p = float(binom.sf(matches - 1, n_sync, 0.5))
-    return _Hypothesis(label=label, correlations=c, sync_matches=matches, p_value=p)
+    strength = float(score[sy, sx]) / (float(np.linalg.norm(folded)) + 1e-9)
+    return _Hypothesis(
+        label=label, correlations=c, sync_matches=matches, p_value=p, strength=strength
+    )
 
 
 def _period_candidates(white: NDArray[np.float32]) -> list[tuple[float, float]]:
@@ -437,6 +463,174 @@ def _rescale_frame(
     return np.asarray(out, dtype=np.float32)
 
 
+#: Lattice points (in units of the two lattice vectors) scored and fitted by the geometric search.
+_LATTICE_POINTS = np.array(
+    [(1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2)],
+    dtype=np.float64,
+)
+#: Lattice points used to refine a pair (more and longer lags: finer estimates).
+_FIT_POINTS = np.array(
+    [(u, v) for u in range(0, 4) for v in range(-3, 4) if (u > 0 or v > 0)], dtype=np.float64
+)
+_ACF = 2 * FRAME  # zero-padded autocorrelation: linear, not cyclic, lags
+
+
+def _acf_peaks_map(white: NDArray[np.float32]) -> NDArray[np.float64]:
+    """The autocorrelation of the whitened frame, high-passed and standardised (z-scores).
+
+    The tile pattern gives sharp peaks (a few pixels wide) on its lattice; image content gives
+    smooth autocorrelation, which the high-pass (minus a Gaussian blur) removes. Lag (dx, dy) is
+    at ``[dy + FRAME, dx + FRAME]``.
+    """
+    spec = np.fft.rfft2(white, s=(_ACF, _ACF))
+    auto = np.fft.fftshift(np.fft.irfft2(np.abs(spec) ** 2, s=(_ACF, _ACF)))
+    high = auto - ndimage.gaussian_filter(auto, 3.0)
+    yy, xx = np.ogrid[-FRAME:FRAME, -FRAME:FRAME]
+    radius = np.sqrt(xx * xx + yy * yy)
+    ring = (radius >= 36) & (radius <= 180)
+    return np.asarray((high - high[ring].mean()) / (high[ring].std() + 1e-12), dtype=np.float64)
+
+
+def _z_at(zmax: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.float64]:
+    ix = np.rint(points[..., 0]).astype(np.int64) + FRAME
+    iy = np.rint(points[..., 1]).astype(np.int64) + FRAME
+    inside = (ix >= 0) & (ix < _ACF) & (iy >= 0) & (iy < _ACF)
+    values = zmax[np.clip(iy, 0, _ACF - 1), np.clip(ix, 0, _ACF - 1)]
+    return np.asarray(np.where(inside, values, 0.0), dtype=np.float64)
+
+
+def _subpixel(z: NDArray[np.float64], point: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    ix, iy = int(np.rint(point[0])) + FRAME, int(np.rint(point[1])) + FRAME
+    if not (1 <= ix < _ACF - 1 and 1 <= iy < _ACF - 1):
+        return None
+    q = z[iy - 1 : iy + 2, ix - 1 : ix + 2]
+
+    def vertex(a: float, b: float, c: float) -> float:
+        d = a - 2 * b + c
+        return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5)) if d < 0 else 0.0
+
+    return np.array(
+        [
+            ix - FRAME + vertex(q[1, 0], q[1, 1], q[1, 2]),
+            iy - FRAME + vertex(q[0, 1], q[1, 1], q[2, 1]),
+        ]
+    )
+
+
+def _lattice_candidates(
+    white: NDArray[np.float32], limit: int = GEO_HYPOTHESES
+) -> list[NDArray[np.float64]]:
+    """Up to ``limit`` 2×2 maps (columns: the images of the canonical tile vectors / TILE).
+
+    The 32 strongest autocorrelation peaks at lags of 36-136 frame pixels (tile periods from a
+    shrink to 0.56× to a blow-up to 2.1×) are split into x-like and y-like vectors (within 30°
+    of an axis: rotations up to about ±25°, with shear); every pair is scored by the summed
+    z-scores at ten of the lattice points it predicts, and the best pairs are refined by least
+    squares on the sub-pixel peaks they explain. Depends on the image only, never on the key.
+    """
+    z = _acf_peaks_map(white)
+    zmax = ndimage.maximum_filter(z, size=3)
+    yy, xx = np.ogrid[-FRAME:FRAME, -FRAME:FRAME]
+    radius = np.sqrt(xx * xx + yy * yy)
+    half = (yy > 0) | ((yy == 0) & (xx > 0))
+    local = (z == ndimage.maximum_filter(z, size=5)) & (radius >= 36) & (radius <= 136) & half
+    ys, xs = np.nonzero(local)
+    order = np.argsort(z[ys, xs])[::-1][:32]
+    peaks = np.stack([xs[order] - FRAME, ys[order] - FRAME], axis=1).astype(np.float64)
+    angle = np.degrees(np.arctan2(peaks[:, 1], peaks[:, 0]))  # 0..180 (upper half plane)
+    x_like = peaks[(angle <= 30.0) | (angle >= 150.0)]
+    x_like = x_like * np.sign(x_like[:, :1])
+    y_like = peaks[np.abs(angle - 90.0) <= 30.0]
+    if len(x_like) == 0 or len(y_like) == 0:
+        return []
+    a = x_like[:, None, None, :]
+    b = y_like[None, :, None, :]
+    points = _LATTICE_POINTS[None, None, :, :1] * a + _LATTICE_POINTS[None, None, :, 1:] * b
+    score = np.clip(_z_at(zmax, points), None, 12.0).sum(axis=2)
+    ratio = np.hypot(x_like[:, 0], x_like[:, 1])[:, None] / np.hypot(y_like[:, 0], y_like[:, 1])
+    score = np.where((ratio > 0.6) & (ratio < 1.67), score, -np.inf)
+    maps: list[NDArray[np.float64]] = []
+    for flat in np.argsort(score.ravel())[::-1][: 3 * limit]:
+        i, j = divmod(int(flat), score.shape[1])
+        if not np.isfinite(score[i, j]):
+            break
+        va, vb = x_like[i], y_like[j]
+        # Two passes: the near lattice points first, then farther ones with the refined pair
+        # (a far lag magnifies the error of the pair, hence is looked up only once it is small).
+        for fit_points, reach in ((_LATTICE_POINTS, 200.0), (_FIT_POINTS, 240.0)):
+            rows: list[NDArray[np.float64]] = []
+            found: list[NDArray[np.float64]] = []
+            for uv in fit_points:
+                lag = uv[0] * va + uv[1] * vb
+                if np.hypot(lag[0], lag[1]) > reach or _z_at(zmax, lag[None])[0] < 2.5:
+                    continue
+                sub = _subpixel(z, lag)
+                if sub is not None:
+                    rows.append(uv)
+                    found.append(sub)
+            if len(rows) >= 3:
+                fit, *_ = np.linalg.lstsq(np.array(rows), np.array(found), rcond=None)
+                va, vb = fit[0], fit[1]
+        matrix = np.column_stack([va, vb]) / TILE
+        if abs(np.linalg.det(matrix)) < 0.2:
+            continue
+        if any(np.abs(matrix - m).max() < 0.3 / TILE for m in maps):
+            continue
+        maps.append(matrix)
+        if len(maps) == limit:
+            break
+    return maps
+
+
+def _unwarp(white: NDArray[np.float32], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
+    """The whitened frame mapped back to canonical coordinates (outside: 0, no evidence)."""
+    inverse = np.linalg.inv(matrix)
+    corners = np.array([[0, 0], [FRAME, 0], [0, FRAME], [FRAME, FRAME]], dtype=np.float64)
+    pre = (corners - FRAME / 2) @ inverse.T
+    span = float((pre.max(axis=0) - pre.min(axis=0)).max())
+    side = int(min(2 * FRAME, max(TILE, np.ceil(span / TILE) * TILE)))
+    offset = np.array([FRAME / 2, FRAME / 2]) - matrix @ np.array([side / 2, side / 2])
+    coeffs = (
+        float(matrix[0, 0]),
+        float(matrix[0, 1]),
+        float(offset[0]),
+        float(matrix[1, 0]),
+        float(matrix[1, 1]),
+        float(offset[1]),
+    )
+    warped = Image.fromarray(white, mode="F").transform(
+        (side, side), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
+    )
+    return np.asarray(warped, dtype=np.float32)
+
+
+def _refined(white: NDArray[np.float32], hyp: _Hypothesis, pats: _Patterns) -> _Hypothesis:
+    """Polish a detected lattice map for decoding: coordinate ascent on the magnitude score.
+
+    Only magnitudes steer it, so it leaves the tests exact: flipping every chip of a payload bit
+    (as likely as not under the null) changes neither the magnitudes nor the sync signs, hence
+    neither the decision to polish nor the polished map, and flips that bit's sign there. The
+    blind p-value stays the one of the unpolished hypothesis.
+    """
+    if hyp.matrix is None:
+        return hyp
+    best = hyp
+    matrix = hyp.matrix
+    for step in (0.004, 0.002):
+        improved = True
+        while improved:
+            improved = False
+            for index in range(4):
+                for sign in (1.0, -1.0):
+                    trial = matrix.copy()
+                    trial.flat[index] += sign * step
+                    cand = _evaluate(_fold(_unwarp(white, trial)), pats, hyp.label)
+                    if cand.strength > best.strength * 1.001:
+                        best, matrix, improved = cand, trial, True
+                        break
+    return best
+
+
 def detect_pixels(
     pixels: NDArray[np.uint8],
     *,
@@ -457,9 +651,18 @@ def detect_pixels(
     frame = _frame_of(Image.fromarray(pixels))
     white = _whiten(frame)
     hyps = [_evaluate(_fold(white), pats, "frame")]
-    adjusted = [min(1.0, 2.0 * hyps[0].p_value)]
-    if cfg.search_crops and adjusted[0] > alpha:
-        weight = 0.5 / SLOW_HYPOTHESES
+    adjusted = [min(1.0, hyps[0].p_value / _W_FRAME)]
+    if cfg.search_geometry and adjusted[0] > alpha:
+        weight = _W_GEO / GEO_HYPOTHESES
+        for matrix in _lattice_candidates(white):
+            label = "lattice=" + ",".join(f"{v:.4f}" for v in matrix.ravel())
+            hyp = replace(_evaluate(_fold(_unwarp(white, matrix)), pats, label), matrix=matrix)
+            hyps.append(hyp)
+            adjusted.append(min(1.0, hyp.p_value / weight))
+            if adjusted[-1] <= alpha / 10:
+                break
+    if cfg.search_crops and min(adjusted) > alpha:
+        weight = _W_PERIOD / SLOW_HYPOTHESES
         for period_x, period_y in _period_candidates(white):
             if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
                 continue
@@ -473,6 +676,8 @@ def detect_pixels(
     hyp = hyps[best]
     blind_p = adjusted[best]
     payload_corr = hyp.correlations[cfg.sync_bits :]
+    if hyp.matrix is not None and blind_p <= alpha:
+        payload_corr = _refined(white, hyp, pats).correlations[cfg.sync_bits :]
     payload = _signs_to_payload(payload_corr)
     if claimed is not None:
         matches = int(np.sum(np.sign(payload_corr) == claimed))
