@@ -39,6 +39,8 @@ BEHAVIOUR_COLUMNS = (
     "per_session",
     "first_ts_us",
     "last_ts_us",
+    "distinct_asns",
+    "distinct_nets",
 )
 
 _SQL = """
@@ -74,7 +76,8 @@ WITH g AS (
          avg(CASE WHEN n_user <= 1 THEN 1.0 ELSE 0.0 END) AS single_turn_share,
          avg(CASE WHEN has_system THEN 1.0 ELSE 0.0 END) AS system_share,
          avg(CASE WHEN status >= 400 THEN 1.0 ELSE 0.0 END) AS error_share,
-         min(ts_us) AS first_ts_us, max(ts_us) AS last_ts_us
+         min(ts_us) AS first_ts_us, max(ts_us) AS last_ts_us,
+         count(DISTINCT asn) AS distinct_asns, count(DISTINCT net) AS distinct_nets
   FROM ex GROUP BY account_id
 )
 SELECT b.account_id, b.exchanges, b.active_days,
@@ -86,7 +89,7 @@ SELECT b.account_id, b.exchanges, b.active_days,
        coalesce(gp.gstd / nullif(gp.gmean, 0), 1.0) AS interarrival_cv,
        coalesce((gp.gstd - gp.gmean) / nullif(gp.gstd + gp.gmean, 0), 0) AS burstiness,
        gp.sessions, b.exchanges / gp.sessions AS per_session,
-       b.first_ts_us, b.last_ts_us
+       b.first_ts_us, b.last_ts_us, b.distinct_asns, b.distinct_nets
 FROM base b JOIN gaps gp USING (account_id) JOIN hent h USING (account_id)
 JOIN ment m USING (account_id)
 ORDER BY b.account_id

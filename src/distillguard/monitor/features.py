@@ -51,7 +51,9 @@ class AccountFeatures:
     ``k_grade`` (classifier counts, :mod:`~distillguard.monitor.elicitation`) and
     ``topic_divergence`` (:mod:`~distillguard.monitor.sweep`). Infrastructure
     (:mod:`~distillguard.monitor.infrastructure`): ``payment_group`` and ``signup_burst``
-    (1 when unknown). ``org_id`` per account (``None``: none).
+    (1 when unknown). ``org_id`` per account (``None``: none). ``distinct_asns`` and
+    ``distinct_nets``: how many autonomous systems and /24 (IPv6 /48) networks the account's
+    requests came from (``None``: not computed; the rotation signal is then off).
     """
 
     account_id: list[str]
@@ -72,6 +74,8 @@ class AccountFeatures:
     payment_group: np.ndarray
     signup_burst: np.ndarray
     org_id: list[str | None]
+    distinct_asns: np.ndarray | None = None
+    distinct_nets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.account_id)
@@ -101,6 +105,10 @@ class AccountFeatures:
             raise ValueError(f"minute_hist has shape {self.minute_hist.shape}, not ({n}, 12)")
         if len(self.org_id) != n:
             raise ValueError("org_id is not aligned with account_id")
+        for name in ("distinct_asns", "distinct_nets"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"feature {name} has {len(v)} rows, not {n}")
 
 
 def org_codes(org_id: Sequence[str | None]) -> np.ndarray:
@@ -209,6 +217,7 @@ def _campaigns(
             "regular_timing_accounts": int((s["regularity"][members] > 0).sum()),
             "harvest_behaviour_accounts": int((s["harvest"][members] > 0).sum()),
             "topic_sweep_accounts": int((s["sweep"][members] > 0).sum()),
+            "rotating_accounts": int((s["rotation"][members] > 0).sum()),
             "synchrony_p": float(sc.community_sync_p[c]),
             "mean_own_score": round(float(sc.own[members].mean()), 4),
         }
@@ -252,6 +261,10 @@ def account_reasons(
         r.append("harvesting pattern: single-turn, long completions")
     if s["sweep"][i] > 0:
         r.append("topic mix far from the natural mix (capability sweep)")
+    if s["rotation"][i] > 0:
+        asns = f.distinct_asns[i] if f.distinct_asns is not None else 0
+        nets = f.distinct_nets[i] if f.distinct_nets is not None else 0
+        r.append(f"requests from {asns:.0f} networks (AS) and {nets:.0f} /24s (proxy rotation)")
     return r
 
 

@@ -465,6 +465,12 @@ class OnlineScorer:
                 (self._bursts[a.signup] if a.signup else 1 for a in accts), np.float64, n
             ),
             org_id=[a.org_id for a in accts],
+            distinct_asns=np.fromiter(
+                (sum(1 for k in a.keys if k[0] == "asn") for a in accts), np.float64, n
+            ),
+            distinct_nets=np.fromiter(
+                (sum(1 for k in a.keys if k[0] == "net") for a in accts), np.float64, n
+            ),
         )
 
     def _account_keys(self, a: _Acct) -> list[tuple[str, str]]:

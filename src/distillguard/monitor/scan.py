@@ -331,6 +331,8 @@ def scan_connection(
         payment_group=_aligned(ids, ifeat, "payment_group", 1.0),
         signup_burst=_aligned(ids, ifeat, "signup_burst", 1.0),
         org_id=org_of,
+        distinct_asns=_col(beh, "distinct_asns").astype(np.float64),
+        distinct_nets=_col(beh, "distinct_nets").astype(np.float64),
     )
     t = time.perf_counter()
     stage("link graph, Leiden and scoring")

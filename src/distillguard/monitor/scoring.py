@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from distillguard.monitor.features import AccountFeatures
 
 __all__ = [
+    "CONTROL_SIGNALS",
     "SIGNALS",
     "AccountScores",
     "Calibration",
@@ -64,6 +65,7 @@ __all__ = [
     "ramp",
     "robust_reference",
     "robust_z",
+    "rotation_evidence",
     "score_accounts",
 ]
 
@@ -76,6 +78,7 @@ def _default_signal_weights() -> dict[str, float]:
         "regularity": 0.15,
         "harvest": 0.15,
         "sweep": 0.2,
+        "rotation": 0.3,
     }
 
 
@@ -94,6 +97,9 @@ class ScoreParams:
     p0_community_floor: float = 0.002
     affinity_floor: float = 0.5
     embed_hi: float = 0.8
+    rotation_lo: float = 3.0
+    rotation_hi: float = 8.0
+    control_floor: float = 0.25
     weights: dict[str, float] = field(default_factory=_default_signal_weights)
 
 
@@ -175,7 +181,21 @@ def calibrate(features: AccountFeatures, params: ScoreParams) -> Calibration:
 
 
 #: The per-account signals of the account score, in the order of their weights.
-SIGNALS = ("elicitation", "payment", "signup_burst", "regularity", "harvest", "sweep")
+SIGNALS = (
+    "elicitation",
+    "payment",
+    "signup_burst",
+    "regularity",
+    "harvest",
+    "sweep",
+    "rotation",
+)
+
+#: Signals of *control* (one operator behind many accounts, or hiding where it calls from), as
+#: opposed to signals of *interest* (what is asked, how often): a shared payment instrument, a
+#: sign-up burst, proxy rotation. Content evidence pooled over a community counts in full only
+#: where its members show control too (see :func:`score_accounts`).
+CONTROL_SIGNALS = ("payment", "signup_burst", "rotation")
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,7 @@ def account_signals(
     s_pay = ramp(f.payment_group, 2.5, 8.0)
     z_b = _z(np.log1p(f.signup_burst), cal.signup_burst)
     s_burst = ramp(z_b, sp.z_fire, 2 * sp.z_fire) * ramp(f.signup_burst, 4.0, 10.0)
+    s_rot = rotation_evidence(f, sp)
     parts = {
         "elicitation": s_el,
         "payment": s_pay,
@@ -233,10 +254,28 @@ def account_signals(
         "regularity": s_reg,
         "harvest": s_harv,
         "sweep": s_sw,
+        "rotation": s_rot,
     }
     w = sp.weights
     own = 1.0 - np.prod([1.0 - w[k] * v for k, v in parts.items()], axis=0)
     return parts, p_el, share, np.asarray(own, dtype=np.float64).reshape(len(f.exchanges))
+
+
+def rotation_evidence(features: AccountFeatures, params: ScoreParams) -> np.ndarray:
+    """Proxy rotation (0..1): requests from many autonomous systems, or many /24 networks.
+
+    A person calls from home, the office and a phone: one to three networks (AS). A harvesting
+    script behind a residential proxy pool exits through a new network with nearly every
+    request. Full evidence at ``rotation_hi`` distinct AS (or three times as many /24s), none up to
+    ``rotation_lo``; accounts with fewer than ``min_exchanges`` requests give none. Zero where
+    the engine did not count networks (``distinct_asns`` is ``None``).
+    """
+    f, sp = features, params
+    if f.distinct_asns is None or f.distinct_nets is None:
+        return np.zeros(len(f.exchanges), dtype=np.float64)
+    spread = np.maximum(f.distinct_asns, f.distinct_nets / 3.0)
+    enough = f.exchanges >= sp.min_exchanges
+    return np.where(enough, ramp(spread, sp.rotation_lo, sp.rotation_hi), 0.0)
 
 
 def affinity(
@@ -301,12 +340,14 @@ def final_score(
 
     ``1 - (1 - w * own) * (1 - community)``, where ``w`` is ``own_weight`` for one kind of
     evidence alone and rises to 1 when the account's evidence is *corroborated*: it both elicits
-    reasoning or grading and pays with an instrument shared by unrelated accounts. Such an
-    account is flagged on its own, whatever community Leiden put it in (on traffic from another
-    generator, accounts eliciting in 60% of their requests on a card shared by a dozen accounts
-    scored 0.45 because the cap halved their evidence).
+    reasoning or grading and shows control (:data:`CONTROL_SIGNALS`: an instrument shared by
+    unrelated accounts, a sign-up burst, proxy rotation). Such an account is flagged on its
+    own, whatever community Leiden put it in (on traffic from another generator, accounts
+    eliciting in 60% of their requests on a card shared by a dozen accounts scored 0.45 because
+    the cap halved their evidence).
     """
-    corroborated = np.minimum(parts["elicitation"], parts["payment"])
+    control = np.maximum.reduce([parts[k] for k in CONTROL_SIGNALS])
+    corroborated = np.minimum(parts["elicitation"], control)
     w = params.own_weight + (1.0 - params.own_weight) * corroborated
     return np.asarray(1 - (1 - w * own) * (1 - community_score), dtype=np.float64)
 
@@ -364,6 +405,13 @@ def score_accounts(
     c_ev = 1.0 - np.prod([1.0 - w[k] * c_parts[k] for k in SIGNALS], axis=0)
     sync = np.asarray(sync_p, dtype=np.float64)
     c_ev = 1.0 - (1.0 - c_ev) * (1.0 - 0.3 * ramp(-np.log10(np.maximum(sync, 1e-300)), 6, 30))
+    # Control: pooled content (what is asked) shows a common *interest*; a common *operator*
+    # shows in shared payment instruments, sign-up bursts and proxy rotation. A community none
+    # of whose members shows control (tutoring students, a grading team, a labelling vendor's
+    # workers) keeps only ``control_floor`` of its evidence.
+    ctrl = np.maximum.reduce([(parts[k] > 0).astype(np.float64) for k in CONTROL_SIGNALS])
+    c_ctrl = ramp(np.bincount(cinv, weights=ctrl, minlength=len(csize)) / csize, 0.1, 0.4)
+    c_ev = c_ev * (sp.control_floor + (1.0 - sp.control_floor) * c_ctrl)
     c_score = np.where(csize >= sp.min_campaign, c_ev * (1 - 1 / np.sqrt(csize)), 0.0)
     community_score = c_score[cinv] * affinity(
         parts, share, cshare[cinv], p0, membership=membership, params=sp

@@ -213,6 +213,8 @@ def spark_features(
             ),
             F.avg(F.when(F.col("n_user") <= 1, 1.0).otherwise(0.0)).alias("single_turn_share"),
             F.avg(F.when(F.col("has_system"), 1.0).otherwise(0.0)).alias("system_share"),
+            F.countDistinct("asn").alias("distinct_asns"),
+            F.countDistinct("net").alias("distinct_nets"),
         )
         .orderBy("account_id")
     )
@@ -433,6 +435,8 @@ def spark_features(
         payment_group=_aligned(pos, ifeat, "payment_group", n, 1.0),
         signup_burst=_aligned(pos, ifeat, "signup_burst", n, 1.0),
         org_id=org_of,
+        distinct_asns=np.asarray(beh["distinct_asns"].to_numpy(), dtype=np.float64),
+        distinct_nets=np.asarray(beh["distinct_nets"].to_numpy(), dtype=np.float64),
     )
     ex.unpersist()
     acc.unpersist()

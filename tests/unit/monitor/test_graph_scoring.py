@@ -220,8 +220,53 @@ def test_corroborated_account_evidence_flags_whatever_the_community() -> None:
     assert sc.flagged.sum() == len(cell)
     # the rule itself: one kind of evidence is capped by own_weight, two kinds count in full
     sp = ScoreParams()
-    one = {"elicitation": np.array([1.0]), "payment": np.array([0.0])}
-    two = {"elicitation": np.array([1.0]), "payment": np.array([1.0])}
     zero = np.zeros(1)
+    one = {k: zero for k in SIGNALS} | {"elicitation": np.array([1.0])}
+    two = one | {"payment": np.array([1.0])}
     assert final_score(one, np.array([0.75]), zero, sp)[0] == pytest.approx(0.375)
     assert final_score(two, np.array([0.875]), zero, sp)[0] == pytest.approx(0.875)
+
+
+def test_content_pooled_without_control_is_interest_not_a_campaign() -> None:
+    """A 300-account community whose members all elicit step-by-step solutions (tutoring
+    students linked by common phrasings) is not a campaign; the same community exiting through
+    a rotating proxy pool is, and its quiet members inherit its score."""
+    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor.scoring import rotation_evidence, score_accounts
+
+    rng = np.random.default_rng(9)
+    n = 1300
+    cols = _features(n, rng)
+    comm = np.zeros(n, dtype=np.int64)
+    comm[:300] = 1  # the eliciting community
+    cols["k_elicit"][:300] = rng.binomial(64, 0.25, 300)
+    cols["k_elicit"][:100] = 0  # a third of it elicits nothing itself
+    ids = [f"a{i:04d}" for i in range(n)]
+    asns = np.ones(n)
+    nets = np.ones(n)
+
+    def run(asns: np.ndarray, nets: np.ndarray) -> np.ndarray:
+        f = AccountFeatures(
+            account_id=ids, org_id=[None] * n, distinct_asns=asns, distinct_nets=nets, **cols
+        )
+        sc = score_accounts(f, community=comm, sync_p=np.ones(2), params=ScoreParams())
+        return np.asarray(sc.flagged)
+
+    quiet = run(asns, nets)
+    assert not quiet[:100].any()  # members without evidence of their own are not flagged
+    assert quiet[100:300].mean() < 0.05
+    rotating = asns.copy()
+    rotating[:300] = 20  # each member's requests came from 20 networks
+    loud = run(rotating, nets)
+    assert loud[:300].all()
+    assert not loud[300:].any()
+    # rotation evidence itself: none up to 3 networks, full from 8, needs min_exchanges
+    f = AccountFeatures(
+        account_id=ids[:4],
+        org_id=[None] * 4,
+        distinct_asns=np.array([3.0, 8.0, 1.0, 20.0]),
+        distinct_nets=np.array([3.0, 8.0, 30.0, 20.0]),
+        **{k: (v[:4] if k != "minute_hist" else v[:4, :]) for k, v in cols.items()}
+        | {"exchanges": np.array([50.0, 50.0, 50.0, 2.0])},
+    )
+    assert rotation_evidence(f, ScoreParams()).tolist() == [0.0, 1.0, 1.0, 0.0]
