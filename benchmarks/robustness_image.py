@@ -5,10 +5,16 @@ For each attack: mean payload bit accuracy and TPR at FPR 1e-3 of DistillGuard's
 invisible-watermark 0.2.0 ``dwtDct`` with a 32-bit payload (detected when at least K of the 32
 decoded bits match, K the smallest count with P(Binomial(32, 1/2) >= K) <= 1e-3). False-positive
 rates are measured on unwatermarked images put through the same attack. Test images are made
-locally (:mod:`distillguard.image.synthetic`), 512×512. The table is printed and, with
-``--write``, replaces the block between the robustness markers in ``docs/multimodal.md``.
+locally (:mod:`distillguard.image.synthetic`), 512×512, or the photographs scikit-image ships
+(``--images photos``). Geometric attacks (issue 26): rotations (PIL, bicubic, same canvas with
+black corners unless "canvas expanded"), rotation with a 10% crop and JPEG 70, scaling, aspect
+changes, keystone (perspective) warps moving each corner by up to 2% or 4% of the side. The table
+is printed and, with ``--write``, replaces the block between the robustness markers in
+``docs/multimodal.md``. ``--timing`` instead times embed and detect at 1024×1024 (one thread),
+with the geometric search and, in the same run, without it (the previous detector) as baseline.
 
-    .venv/bin/python benchmarks/robustness_image.py [--quick] [--write]
+    .venv/bin/python benchmarks/robustness_image.py [--quick] [--write] [--images photos]
+    .venv/bin/python benchmarks/robustness_image.py --timing
 """
 
 from __future__ import annotations
@@ -93,6 +99,55 @@ def screenshot(a: Pixels) -> Pixels:
     return np.asarray(ycc.convert("RGB"))
 
 
+def rotate(degrees: float, *, expand: bool = False) -> Callable[[Pixels], Pixels]:
+    def run(a: Pixels) -> Pixels:
+        img = Image.fromarray(a).rotate(degrees, resample=Image.Resampling.BICUBIC, expand=expand)
+        return np.asarray(img)
+
+    return run
+
+
+def stretch(fx: float, fy: float) -> Callable[[Pixels], Pixels]:
+    def run(a: Pixels) -> Pixels:
+        h, w = a.shape[:2]
+        size = (round(w * fx), round(h * fy))
+        return np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BICUBIC))
+
+    return run
+
+
+def keystone(shift: float) -> Callable[[Pixels], Pixels]:
+    """Move each corner by up to ``shift`` of the side (seeded by the image size), perspective."""
+
+    def run(a: Pixels) -> Pixels:
+        h, w = a.shape[:2]
+        rng = np.random.default_rng(h * 7919 + w)
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+        dst = src + rng.uniform(-shift, shift, size=(4, 2)) * [w, h]
+        rows, rhs = [], []
+        for (x, y), (u, v) in zip(dst, src, strict=True):
+            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+            rhs.append(u)
+            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+            rhs.append(v)
+        coeffs = tuple(float(c) for c in np.linalg.solve(np.array(rows), np.array(rhs)))
+        img = Image.fromarray(a).transform(
+            (w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC
+        )
+        return np.asarray(img)
+
+    return run
+
+
+def chain(*steps: Callable[[Pixels], Pixels]) -> Callable[[Pixels], Pixels]:
+    def run(a: Pixels) -> Pixels:
+        for step in steps:
+            a = step(a)
+        return a
+
+    return run
+
+
 ATTACKS: dict[str, Callable[[Pixels], Pixels]] = {
     "none": lambda a: a,
     "JPEG q90": jpeg(90),
@@ -112,6 +167,18 @@ ATTACKS: dict[str, Callable[[Pixels], Pixels]] = {
     "contrast 1.3x": contrast(1.3),
     "screenshot": screenshot,
     "screenshot + JPEG q70": lambda a: jpeg(70)(screenshot(a)),
+    "rotate 3°": rotate(3),
+    "rotate -5°": rotate(-5),
+    "rotate 10°": rotate(10),
+    "rotate -10°": rotate(-10),
+    "rotate 10°, canvas expanded": rotate(10, expand=True),
+    "rotate 10° + crop 10% + JPEG q70": chain(rotate(10), crop(0.10), jpeg(70)),
+    "rotate -7° + crop 10% + JPEG q70": chain(rotate(-7), crop(0.10), jpeg(70)),
+    "rotate 5° + scale 0.7x": chain(rotate(5), resize(0.7)),
+    "aspect 1.3x wide": stretch(1.3, 1.0),
+    "rotate -4° + aspect 0.8x tall": chain(rotate(-4), stretch(1.0, 0.8)),
+    "perspective 2%": keystone(0.02),
+    "perspective 4%": keystone(0.04),
 }
 
 
@@ -120,12 +187,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="8 images instead of 32")
     parser.add_argument("--write", action="store_true", help="write the table into the docs")
     parser.add_argument(
+        "--timing", action="store_true", help="time embed/detect at 1024x1024 instead"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated substrings: run only matching attacks"
+    )
+    parser.add_argument(
         "--images",
         choices=("synthetic", "photos"),
         default="synthetic",
         help="synthetic 512×512 images, or the photographs scikit-image ships (dev extra)",
     )
     args = parser.parse_args()
+    if args.timing:
+        return _timing(quick=args.quick)
     n = 8 if args.quick else 32
     n_clean = 16 if args.quick else 64
     begin, end = BEGIN, END
@@ -177,7 +252,10 @@ def main() -> int:
             return rng.integers(0, 2, size=32).astype(np.uint8)
         return np.unpackbits(np.frombuffer(bytes(raw)[:4].ljust(4, b"\0"), dtype=np.uint8))
 
+    wanted = [w for w in args.only.split(",") if w]
     for name, attack in ATTACKS.items():
+        if wanted and not any(w in name for w in wanted):
+            continue
         acc_ours, det_ours, acc_iw, det_iw = [], 0, [], 0
         for i in range(n):
             res = detect_pixels(attack(ours_marked[i]), key=key, claimed_payload=payloads[i])
@@ -231,6 +309,51 @@ def main() -> int:
         _, tail = rest.split(end, 1)
         DOC.write_text(f"{head}{begin}\n{table}\n{end}{tail}", encoding="utf-8")
         print(f"wrote the table into {DOC}")
+    return 0
+
+
+def _timing(*, quick: bool) -> int:
+    """Embed and detect at 1024×1024, one thread: with the geometric search and without it."""
+    import os
+
+    from distillguard.image import ImageWatermarkConfig
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    key = WatermarkKey(kid="wm-timing", created_at=datetime.now(UTC), secret=bytes(range(32)))
+    image = synthetic_image(seed=2026, width=1024, height=1024)
+    clean = synthetic_image(seed=2027, width=1024, height=1024)
+    payload = 0xC0FFEE42
+    marked = embed_pixels(image, payload=payload, key=key)
+    rotated = rotate(5)(marked)
+    messy = chain(rotate(-10), crop(0.10), jpeg(70))(marked)
+    old = ImageWatermarkConfig(search_geometry=False)
+    assert detect_pixels(rotated, key=key).payload == payload
+    cases: dict[str, Callable[[], object]] = {
+        "embed": lambda: embed_pixels(image, payload=payload, key=key),
+        "detect marked": lambda: detect_pixels(marked, key=key),
+        "detect marked, rotated 5°": lambda: detect_pixels(rotated, key=key),
+        "detect marked, rotated -10° + crop 10% + JPEG 70": lambda: detect_pixels(messy, key=key),
+        "detect clean (whole search)": lambda: detect_pixels(clean, key=key),
+        "baseline: detect marked, no geometric search": lambda: detect_pixels(
+            marked, key=key, config=old
+        ),
+        "baseline: detect clean, no geometric search": lambda: detect_pixels(
+            clean, key=key, config=old
+        ),
+    }
+    repeats = 5 if quick else 15
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for fn in cases.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in cases.items():  # interleaved: same load for all
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    print(f"1024x1024 RGB, one thread, medians of {repeats} repeats (ms):")
+    for name, values in times.items():
+        print(f"  {name:52s} {statistics.median(values):8.1f}")
     return 0
 
 

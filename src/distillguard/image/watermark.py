@@ -607,21 +607,26 @@ def _unwarp(white: NDArray[np.float32], matrix: NDArray[np.float64]) -> NDArray[
 def _refined(white: NDArray[np.float32], hyp: _Hypothesis, pats: _Patterns) -> _Hypothesis:
     """Polish a detected lattice map for decoding: coordinate ascent on the magnitude score.
 
-    Only magnitudes steer it, so it leaves the tests exact: flipping every chip of a payload bit
-    (as likely as not under the null) changes neither the magnitudes nor the sync signs, hence
-    neither the decision to polish nor the polished map, and flips that bit's sign there. The
-    blind p-value stays the one of the unpolished hypothesis.
+    Run when the map found the mark with some sync bits wrong (a sign of a slightly wrong map).
+    Only magnitudes and sync signs steer it, so it leaves the tests exact: flipping every chip of
+    a payload bit (as likely as not under the null) changes neither the magnitudes nor the sync
+    signs, hence neither the decision to polish nor the polished map, and flips that bit's sign
+    there. The blind p-value stays the one of the unpolished hypothesis. At most 24 evaluations.
     """
     if hyp.matrix is None:
         return hyp
     best = hyp
     matrix = hyp.matrix
     for step in (0.004, 0.002):
+        budget = 12
         improved = True
-        while improved:
+        while improved and budget > 0:
             improved = False
             for index in range(4):
                 for sign in (1.0, -1.0):
+                    if budget == 0:
+                        break
+                    budget -= 1
                     trial = matrix.copy()
                     trial.flat[index] += sign * step
                     cand = _evaluate(_fold(_unwarp(white, trial)), pats, hyp.label)
@@ -676,7 +681,7 @@ def detect_pixels(
     hyp = hyps[best]
     blind_p = adjusted[best]
     payload_corr = hyp.correlations[cfg.sync_bits :]
-    if hyp.matrix is not None and blind_p <= alpha:
+    if hyp.matrix is not None and blind_p <= alpha and hyp.sync_matches < cfg.sync_bits:
         payload_corr = _refined(white, hyp, pats).correlations[cfg.sync_bits :]
     payload = _signs_to_payload(payload_corr)
     if claimed is not None:
