@@ -87,3 +87,33 @@ def test_evidence_bundle_and_report_are_owner_only(tmp_path: Path) -> None:
     args += ["--store", world.store_url, "--out", str(out), "--bundle", str(bundle)]
     assert main(args) == 0
     assert _mode(out) == 0o600 and _mode(bundle) == 0o600
+
+
+def test_ensure_private_keeps_this_process_sqlite_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it: an
+    ensure_private on an open database must not open it, or another connection of the same
+    process loses its locks (the gateway's recorder lost them when a second store was opened)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from distillguard._internal.files import ensure_private
+
+    db = tmp_path / "locked.sqlite"
+    ensure_private(db)
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("CREATE TABLE t (x)")
+    con.execute("BEGIN IMMEDIATE")  # a RESERVED lock (fcntl) held by this process
+    try:
+        ensure_private(db)
+        probe = (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n    c.execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError:\n"
+            "    sys.exit(3)\n"
+        )
+        rc = subprocess.run([sys.executable, "-c", probe, str(db)], check=False).returncode
+        assert rc == 3, "another process got the write lock this process still holds"
+    finally:
+        con.execute("ROLLBACK")
+        con.close()

@@ -61,11 +61,19 @@ def ensure_private(path: Path) -> None:
         OSError: the file cannot be created.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _CLOEXEC, PRIVATE_MODE)
+    # Never open an existing file here: closing any descriptor of a file releases every POSIX
+    # lock this process holds on it, and SQLite connections of this process hold such locks on
+    # the database (a second open_store in the gateway made another connection's committed
+    # writes invisible to other processes until shutdown). An existing file is narrowed by path.
     try:
-        _narrow(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, PRIVATE_MODE)
+    except FileExistsError:
+        with contextlib.suppress(OSError):  # not the owner (e.g. a shared mount): leave it
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                path.chmod(mode & 0o700)
+        return
+    os.close(fd)
 
 
 def atomic_write_private(path: Path, data: bytes) -> None:
