@@ -92,7 +92,9 @@ def labelled_scan(
     config: ScanConfig | None = None,
 ) -> LabelledScan:
     """Scan ``log`` and read its labels (default ``log/labels.parquet``)."""
-    result = scan(log, config=config or ScanConfig())
+    from dataclasses import replace
+
+    result = scan(log, config=replace(config or ScanConfig(), keep_detail=True))
     if result.detail is None:
         raise InputError("the evaluation needs the DuckDB engine's scan details")
     ids = list(result.detail.features.account_id)

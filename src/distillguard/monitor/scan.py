@@ -66,6 +66,10 @@ class ScanConfig:
     score: ScoreParams = field(default_factory=ScoreParams)
     memory_limit: str = "8GB"
     threads: int | None = None
+    #: Keep the features, scores, graph and keys in ``ScanResult.detail`` (the evaluations and
+    #: the fitted combiner read them; off by default: at 16M exchanges the keys table alone
+    #: takes gigabytes that the scan otherwise frees after scoring).
+    keep_detail: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ class ScanResult:
     unavailable: list[str]
     timings: dict[str, float]
     out: Path | None
-    #: The per-account features, scores, graph and keys behind ``accounts`` (DuckDB engine;
-    #: ``None`` from Spark): what the fitted combiner and the evaluations read.
+    #: The per-account features, scores, graph and keys behind ``accounts`` (DuckDB engine with
+    #: ``ScanConfig.keep_detail``; ``None`` otherwise): what the combiner and evaluations read.
     detail: ScanDetail | None = None
 
     @property
@@ -346,5 +350,5 @@ def scan_connection(
         unavailable=unavailable,
         timings=timings,
         out=None,
-        detail=ScanDetail(features=features, scored=fs, keys=keys),
+        detail=ScanDetail(features=features, scored=fs, keys=keys) if config.keep_detail else None,
     )

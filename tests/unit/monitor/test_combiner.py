@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.errors import ConfigurationError
-from distillguard.monitor import ScanResult
+from distillguard.monitor import ScanConfig, ScanResult, scan
 from distillguard.monitor.combiner import (
     FEATURE_NAMES,
     GROUP_KINDS,
@@ -139,10 +139,12 @@ def test_group_evidence_counts_the_other_members_only() -> None:
             assert not ev[kind].any()
 
 
-def test_account_matrix_of_a_scan(tiny_scan: ScanResult) -> None:
-    assert tiny_scan.detail is not None
-    x = account_matrix(tiny_scan.detail)
-    assert x.shape == (len(tiny_scan.detail.features), len(FEATURE_NAMES))
+def test_account_matrix_of_a_scan(tiny_log: Path, tiny_scan: ScanResult) -> None:
+    assert tiny_scan.detail is None  # not kept unless asked
+    result = scan(tiny_log, config=ScanConfig(keep_detail=True))
+    assert result.detail is not None
+    x = account_matrix(result.detail)
+    assert x.shape == (len(result.detail.features), len(FEATURE_NAMES))
     assert np.isfinite(x).all()
 
 
