@@ -59,6 +59,7 @@ def ingest(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         quarantine = settings.home / "quarantine" / f"ingest-{stamp}.jsonl"
     with open_store(url) as store:
+        _sign_tombstones(settings, store)
         with progress_bar(state, unit="exchanges") as progress:
             task = progress.add_task("ingesting", total=None)
             result = ingest_log(
@@ -108,6 +109,18 @@ def ingest(
     rep = result.report
     if rep is not None and not rep.ok:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _sign_tombstones(settings: Settings, store: Store) -> None:
+    """Attach the ledger with the ledger key, if a keyring exists, so that the tombstones of
+    content minimised at ingest are signed (``ingest_log`` attaches to the same ledger)."""
+    if not settings.keyring_path.exists():
+        return
+    from distillguard.keyring import KeyPurpose, open_keyring
+    from distillguard.ledger import Ledger
+
+    ledger = Ledger.attach(store, origin=settings.ledger.origin)
+    ledger.signing_key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
 
 
 def _publish_checkpoint(settings: Settings, store: Store) -> dict[str, Any] | None:

@@ -12,13 +12,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from distillguard._internal.timeutil import format_ts
 from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
 from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS, InputError, KeyringError
-from distillguard.keyring import KeyPurpose, open_keyring
+from distillguard.keyring import KeyPurpose, VerifyKey, open_keyring
 from distillguard.ledger import (
     Ledger,
     audit_ledger,
@@ -64,7 +63,9 @@ def _open(settings: Settings, url: str | None) -> tuple[Store, Ledger]:
     return store, Ledger.open(store, origin=settings.ledger.origin)
 
 
-def _public_keys(settings: Settings, path: Path | None) -> list[Ed25519PublicKey]:
+def _public_keys(settings: Settings, path: Path | None) -> list[VerifyKey]:
+    """The ledger keys to verify with, time-bound: a retired key verifies only checkpoints and
+    tombstones it signed before its ``retired_at``; compromised keys are left out."""
     if path is not None:
         return load_public_keys(path)
     if not settings.keyring_path.exists():
@@ -73,7 +74,7 @@ def _public_keys(settings: Settings, path: Path | None) -> list[Ed25519PublicKey
             hint="pass --public-key FILE (from `distillguard keys export-public`)",
         )
     ring = open_keyring(settings)
-    return [vk.public_key for vk in ring.verify_keys(KeyPurpose.LEDGER)]
+    return ring.verify_keys(KeyPurpose.LEDGER)
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -442,27 +443,30 @@ def audit(
 @ledger_app.command("seal-erasures")
 def seal_erasures(
     ctx: typer.Context,
-    actor: Annotated[str, typer.Option("--actor", help="Who reviewed and seals the rows.")],
+    actor: Annotated[str, typer.Option("--actor", help="Who reviewed and seals the erasures.")],
     store_url: StoreOption = None,
     yes: Annotated[
         bool, typer.Option("--yes", help="Seal them (without it: only list them).")
     ] = False,
 ) -> None:
-    """Put erasure rows that have no tombstone leaf into the log (stores upgraded from before
-    tombstones), then sign a checkpoint.
+    """Sign, with the keyring's ledger key, the erasures the audit does not accept yet, then
+    sign a checkpoint: erasure rows with no tombstone leaf (stores upgraded from before
+    tombstones; `erasure_unlogged`) get a signed tombstone, and tombstones made without a
+    keyring (`tombstone_unsigned`) get their signature.
 
-    `ledger audit` reports each such row as `erasure_unlogged`. Review them first: a row an
-    insider inserted to hide a deletion is sealed just the same. Without `--yes` the rows are
-    only listed.
+    Review them first: an erasure an insider forged to hide a deletion is sealed just the same.
+    Without `--yes` they are only listed (no keyring needed).
 
     Example: `distillguard ledger seal-erasures --actor dpo@example.com --yes`
     """
     state = state_of(ctx)
-    store, ledger = _open(state.settings(), store_url)
+    settings = state.settings()
+    key = open_keyring(settings).signing_key(KeyPurpose.LEDGER) if yes else None
+    store, ledger = _open(settings, store_url)
     with store:
-        pending = ledger.unsealed_erasures()
-        sealed = ledger.seal_erasures(actor=actor) if yes and pending else []
-        cp = _publish(state, ledger) if sealed else None
+        pending = ledger.unsealed_erasures() + ledger.unsigned_erasures()
+        sealed = ledger.seal_erasures(actor=actor, key=key) if key and pending else []
+        cp = ledger.publish_checkpoint(key).to_dict() if key and sealed else None
     data = {
         "unsealed": [e.to_dict() for e in pending],
         "sealed": [e.to_dict() for e in sealed],
@@ -471,14 +475,17 @@ def seal_erasures(
     if state.json_output:
         emit_json(data)
         return
+    done = {(e.leaf_index, e.scope) for e in sealed}
     for e in pending:
+        what = "sealed" if (e.leaf_index, e.scope) in done else "unsealed"
+        how = "no tombstone" if e.tombstone_index is None else "tombstone not signed"
         console.print(
-            f"{'sealed' if yes else 'unsealed'}: leaf {e.leaf_index} ({e.exchange_id}) {e.scope} "
-            f"on {format_ts(e.erased_at)} by {e.actor}: {e.reason}",
+            f"{what}: leaf {e.leaf_index} ({e.exchange_id}) {e.scope} on "
+            f"{format_ts(e.erased_at)} by {e.actor}: {e.reason} [{how}]",
             markup=False,
         )
     if not pending:
-        console.print("every erasure is in the log")
+        console.print("every erasure is in the log and signed")
     elif not yes:
         console.print("review these, then run again with --yes to seal them")
 

@@ -65,11 +65,17 @@ def _open(settings: Settings, url: str | None) -> tuple[Store, Ledger]:
 
 
 def _signing_key(settings: Settings) -> SigningKey | None:
-    """The ledger key if a keyring exists (a checkpoint is then signed after each erasure)."""
+    """The ledger key if a keyring exists: it signs the erasure's tombstones, then a checkpoint.
+
+    Without a keyring the erasure still happens (it may be a legal duty), but its tombstones
+    are unsigned: `ledger audit` reports them (`tombstone_unsigned`) until someone holding the
+    keyring reviews them and runs `distillguard ledger seal-erasures --yes`.
+    """
     if not settings.keyring_path.exists():
         logger.warning(
-            "no keyring at %s: no checkpoint is signed after the erasure; `ledger audit` "
-            "reports it as erasure_unsigned until `distillguard ledger checkpoint` runs",
+            "no keyring at %s: the erasure's tombstones are NOT signed and no checkpoint is "
+            "signed; `ledger audit` reports them as tombstone_unsigned until `distillguard "
+            "ledger seal-erasures --yes` is run with the keyring after review",
             settings.keyring_path,
         )
         return None

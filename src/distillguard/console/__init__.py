@@ -46,7 +46,7 @@ def console_from_settings(
 
     cfg = settings.console
     try:
-        ledger_keys = [k.public_key for k in keyring.verify_keys(KeyPurpose.LEDGER)]
+        ledger_keys = keyring.verify_keys(KeyPurpose.LEDGER)  # time-bound (retired_at)
     except Exception:
         ledger_keys = []
     options = ConsoleOptions(

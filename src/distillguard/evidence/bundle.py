@@ -49,7 +49,7 @@ from distillguard.errors import DistillGuardError, InputError
 from distillguard.evidence._zip import Region, canonical_zip, layout, read_local_entry
 from distillguard.keyring import KeyPurpose, Keyring, jwk_thumbprint
 from distillguard.ledger import Ledger, verify_bundle, verify_checkpoint
-from distillguard.ledger.checkpoint import key_id
+from distillguard.ledger.checkpoint import LedgerKey, key_id, public_key_of
 from distillguard.store import Store
 
 __all__ = [
@@ -496,7 +496,7 @@ def _name_added_members(blob: bytes, listed: set[str], problems: _Problems) -> N
 
 
 def verify_evidence_bundle(
-    path: Path, *, public_keys: Sequence[Ed25519PublicKey] | None = None
+    path: Path, *, public_keys: Sequence[LedgerKey] | None = None
 ) -> BundleCheck:
     """Verify an evidence bundle offline; every problem found is listed and named.
 
@@ -560,14 +560,17 @@ def verify_evidence_bundle(
     _name_added_members(blob, {name for name, _ in members}, problems)
     # 4. the manifest's signature
     if public_keys is not None:
-        keys = [(key_id(k), k) for k in public_keys]
+        keys = [(key_id(public_key_of(k)), public_key_of(k)) for k in public_keys]
     else:
         keys = _jwks_keys(data.get(JWKS, b""))
         if not keys:
             problems.add(JWKS, "data", "keys/jwks.json holds no usable Ed25519 ledger key")
     signer = _check_signature(manifest_bytes, signature_bytes, keys, blob, problems)
     # 5. checkpoints and inclusion proofs
-    ledger_keys = [k for _, k in keys]
+    # Given keys keep their time bound (a retired key verifies only what it signed before).
+    ledger_keys: list[LedgerKey] = (
+        list(public_keys) if public_keys is not None else [k for _, k in keys]
+    )
     origin = manifest.get("origin") if isinstance(manifest.get("origin"), str) else None
     notes: dict[str, str] = {}
     checkpoints_ok = 0

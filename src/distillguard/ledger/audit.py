@@ -16,7 +16,11 @@ that its root is the recomputed root at its size. It reports:
   root matches the recomputed tree. An erasure row with no tombstone (``erasure_unlogged``), one
   whose tombstone does not match (``tombstone_mismatch``, ``erasure_unverified``) or whose
   tombstone no signed checkpoint covers yet (``erasure_unsigned``) is a finding: a row in a table
-  is not evidence of an erasure, a signed log entry is;
+  is not evidence of an erasure, a signed log entry is. The checkpoint signer signs whatever tree
+  it finds, so the tombstone must also carry its own signature by a trusted ledger key, made by
+  the process that erased (``tombstone_unsigned`` without one, ``tombstone_signature`` for one
+  that does not verify, or by a key retired before the erasure or before a signed checkpoint
+  that did not yet hold the tombstone, or compromised);
 * records in the store that are not in the ledger.
 
 Nothing in the store can make the audit raise: a row that cannot be decoded is a located finding.
@@ -29,11 +33,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from distillguard._internal.timeutil import format_ts, from_micros
 from distillguard.errors import DistillGuardError
-from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
+from distillguard.ledger.checkpoint import (
+    Checkpoint,
+    LedgerKey,
+    parse_checkpoint,
+    verify_checkpoint,
+)
 from distillguard.ledger.compact_range import CompactRange
 from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash
 from distillguard.ledger.leaf import (
@@ -44,6 +51,7 @@ from distillguard.ledger.leaf import (
     split_record,
 )
 from distillguard.ledger.log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger
+from distillguard.ledger.tombstone import TombstoneSignature, verify_tombstone_signature
 from distillguard.ledger.verify import verify_inclusion
 from distillguard.records.model import Exchange
 from distillguard.store import StoredExchange
@@ -69,6 +77,8 @@ FindingKind = Literal[
     "erasure_unverified",
     "erasure_unsigned",
     "tombstone_mismatch",
+    "tombstone_unsigned",
+    "tombstone_signature",
 ]
 _WINDOW: Final = 50_000
 _MAX_FINDINGS: Final = 1000
@@ -199,7 +209,7 @@ class _Records:
 def _load_checkpoints(
     ledger: Ledger,
     report: AuditReport,
-    public_keys: Sequence[Ed25519PublicKey],
+    public_keys: Sequence[LedgerKey],
     external: Sequence[tuple[str, str]],
     verified: list[Checkpoint],
 ) -> dict[int, list[_Expected]]:
@@ -251,8 +261,8 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
     out = _Erasures(by_leaf={})
     with ledger.store.transaction() as cur:
         cur.execute(
-            "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf "
-            "FROM ledger_erasures"
+            "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf, "
+            "signature, signed_by FROM ledger_erasures"
         )
         rows = cur.fetchall()
     for r in rows:
@@ -261,6 +271,11 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
                 raise ValueError(f"scope {r[2]!r}")
             if not (isinstance(r[4], str) and isinstance(r[5], str)):
                 raise ValueError("reason and actor must be text")
+            sig = None
+            if r[7] is not None:
+                raw = r[7]
+                blob = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
+                sig = TombstoneSignature(kid=str(r[8]), signature=blob)
             e = Erasure(
                 int(r[0]),
                 r[1],
@@ -269,6 +284,7 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
                 r[4],
                 r[5],
                 None if r[6] is None else int(r[6]),
+                sig,
             )
         except (TypeError, ValueError, OverflowError) as exc:
             index = r[0] if type(r[0]) is int else None
@@ -292,7 +308,7 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
 def audit_ledger(
     ledger: Ledger,
     *,
-    public_keys: Sequence[Ed25519PublicKey],
+    public_keys: Sequence[LedgerKey],
     external_checkpoints: Sequence[tuple[str, str]] = (),
     batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
@@ -301,7 +317,10 @@ def audit_ledger(
 
     Args:
         ledger: the ledger to audit.
-        public_keys: the ledger's public keys (active and retired) that checkpoints may carry.
+        public_keys: the ledger's public keys (active and retired) that checkpoints and
+            tombstones may carry; as :class:`~distillguard.keyring.VerifyKey` (the keyring's,
+            or :func:`~distillguard.ledger.checkpoint.load_public_keys`) a retired key counts
+            only for what it signed before its ``retired_at``.
         external_checkpoints: ``(label, note)`` checkpoints kept outside the store (a witness's,
             a file handed to a third party); a rollback of the whole store shows against these.
         batch_size: leaves read per query.
@@ -417,8 +436,50 @@ def audit_ledger(
             return True
         return False
 
+    def authorised(e: Erasure, index: int) -> AuditFinding | None:
+        """None where the tombstone of ``e`` (at leaf ``index``) is signed by a trusted key."""
+        erased_hash = erasures.erased_hashes.get(e.leaf_index)
+        if erased_hash is None:
+            return None  # not vouched: named elsewhere
+        # A signature cannot be older than a signed checkpoint that did not hold the tombstone.
+        not_before = max(
+            (cp.timestamp for cp in verified if cp.size <= index and cp.timestamp is not None),
+            default=None,
+        )
+        try:
+            verify_tombstone_signature(
+                ledger.origin,
+                e.tombstone(erased_hash),
+                e.signature,
+                public_keys,
+                not_before=not_before,
+            )
+        except DistillGuardError as exc:
+            unsigned = e.signature is None
+            return AuditFinding(
+                "tombstone_unsigned" if unsigned else "tombstone_signature",
+                f"leaf {e.leaf_index}: the tombstone (leaf {index}) of the {_describe(e)} of "
+                f"{e.exchange_id!r} "
+                + (
+                    "is not signed by the ledger key: an erasure made without the keyring, or "
+                    "forged by someone who can write the database; review it, then "
+                    "`distillguard ledger seal-erasures --yes`"
+                    if unsigned
+                    else f"is not authorised: {exc.message}"
+                ),
+                leaf_index=e.leaf_index,
+                exchange_id=e.exchange_id,
+            )
+        return None
+
     _settle_erasures(
-        erasures, report, tree.size, complete=tree.size == head.size, signed=signed, add=add
+        erasures,
+        report,
+        tree.size,
+        complete=tree.size == head.size,
+        signed=signed,
+        authorised=authorised,
+        add=add,
     )
     count = 0
     first: list[str] = []
@@ -450,9 +511,11 @@ def _settle_erasures(
     *,
     complete: bool,
     signed: Callable[[int, bytes], bool],
+    authorised: Callable[[Erasure, int], AuditFinding | None],
     add: Callable[[AuditFinding], None],
 ) -> None:
-    """Accept each logged erasure whose tombstone matched and is signed; name the others."""
+    """Accept each logged erasure whose tombstone matched, carries a trusted signature and is
+    covered by a signed checkpoint; name the others."""
     relied = {(leaf.leaf_index, e.scope): state for leaf, e, state in erasures.relied}
     for index in sorted(erasures.by_leaf):
         if index >= checked and not complete:
@@ -473,6 +536,8 @@ def _settle_erasures(
                         exchange_id=e.exchange_id,
                     )
                 )
+            elif (refused := authorised(e, vouched[0])) is not None:
+                add(refused)
             elif not signed(*vouched):
                 add(
                     AuditFinding(

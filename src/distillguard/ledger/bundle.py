@@ -13,7 +13,11 @@ Where the record's content was erased before the bundle was made, the bundle car
 metadata only (``content_included`` false) and the stored content hash: the metadata is still
 verified, the content is not. It then also carries the erasure's tombstone (member
 ``tombstones``: the tombstone's fields, its leaf index and its own inclusion proof to the same
-checkpoint), which the verifier checks and reports: erased, when, why, by whom.
+checkpoint, and its ``signature`` by the ledger key), which the verifier checks and reports:
+erased, when, why, by whom. A tombstone without a valid signature by one of the given ledger
+keys (a retired key only for a tombstone erased before its retirement) fails verification: the
+checkpoint signer signs whatever tree it finds, the tombstone signature says the key holder
+erased it.
 
 An exchange erased as a whole has no record to show; ``Ledger.prove_erasure`` gives an *erasure
 bundle* (``format: distillguard/erasure-bundle/v1``): the exchange id, the erased leaf's index,
@@ -30,10 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from distillguard.errors import InputError, ProofError
-from distillguard.ledger.checkpoint import verify_checkpoint
+from distillguard.ledger.checkpoint import LedgerKey, verify_checkpoint
 from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
 from distillguard.ledger.leaf import (
     CONTENT_FIELDS,
@@ -42,7 +44,11 @@ from distillguard.ledger.leaf import (
     meta_hash,
     split_record,
 )
-from distillguard.ledger.tombstone import Tombstone
+from distillguard.ledger.tombstone import (
+    Tombstone,
+    TombstoneSignature,
+    verify_tombstone_signature,
+)
 from distillguard.ledger.verify import verify_inclusion
 
 __all__ = [
@@ -76,19 +82,23 @@ def _unb64(value: Any, name: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class TombstoneProof:
-    """A tombstone, the index of its leaf and its inclusion proof."""
+    """A tombstone, the index of its leaf, its inclusion proof and its signature."""
 
     tombstone: Tombstone
     index: int
     proof: tuple[bytes, ...]
+    signature: TombstoneSignature | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form."""
-        return {
+        """The JSON form (``signature`` only when signed)."""
+        out: dict[str, Any] = {
             "tombstone": self.tombstone.to_dict(),
             "tombstone_index": self.index,
             "proof": [_b64(p) for p in self.proof],
         }
+        if self.signature is not None:
+            out["signature"] = self.signature.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TombstoneProof:
@@ -109,19 +119,33 @@ class TombstoneProof:
             tombstone = Tombstone.from_dict(data.get("tombstone"))  # type: ignore[arg-type]
         except InputError as exc:
             raise InputError(f"{where}: {exc.message}") from None
+        signed = data.get("signature")
         return cls(
             tombstone=tombstone,
             index=index,
             proof=tuple(_unb64(p, f"{where}.proof[{i}]") for i, p in enumerate(proof)),
+            signature=None
+            if signed is None
+            else TombstoneSignature.from_dict(signed, f"{where}.signature"),
         )
 
     def verify(
-        self, *, leaf_index: int, leaf_hash: bytes, exchange_id: str | None, size: int, root: bytes
-    ) -> None:
-        """Check that the tombstone names this leaf and is in the tree of ``size`` / ``root``.
+        self,
+        *,
+        leaf_index: int,
+        leaf_hash: bytes,
+        exchange_id: str | None,
+        size: int,
+        root: bytes,
+        origin: str,
+        public_keys: Sequence[LedgerKey],
+    ) -> str:
+        """Check that the tombstone names this leaf, is in the tree of ``size`` / ``root`` and
+        is signed by one of ``public_keys`` for the log ``origin``; returns the signer's key id.
 
         Raises:
             ProofError: it names another leaf, or its proof does not lead to the root.
+            SignatureError: it has no valid signature by a trusted key.
         """
         t = self.tombstone
         if t.leaf_index != leaf_index or t.leaf_hash != leaf_hash:
@@ -133,6 +157,7 @@ class TombstoneProof:
         verify_inclusion(
             leaf_hash=t.tombstone_hash, index=self.index, size=size, proof=self.proof, root=root
         )
+        return verify_tombstone_signature(origin, t, self.signature, public_keys)
 
 
 def _tombstones_from(data: Mapping[str, Any]) -> tuple[TombstoneProof, ...]:
@@ -296,7 +321,7 @@ class BundleVerification:
 
 
 def _verify_erasure(
-    b: ErasureBundle, public_keys: Sequence[Ed25519PublicKey], origin: str | None
+    b: ErasureBundle, public_keys: Sequence[LedgerKey], origin: str | None
 ) -> BundleVerification:
     if not any(t.tombstone.scope == "record" for t in b.tombstones):
         raise ProofError("an erasure bundle must carry the tombstone of a record erasure")
@@ -311,6 +336,8 @@ def _verify_erasure(
             exchange_id=b.exchange_id,
             size=cp.size,
             root=cp.root_hash,
+            origin=cp.origin,
+            public_keys=public_keys,
         )
     return BundleVerification(
         exchange_id=b.exchange_id,
@@ -327,21 +354,23 @@ def _verify_erasure(
 def verify_bundle(
     bundle: InclusionBundle | ErasureBundle | Mapping[str, Any],
     *,
-    public_keys: Sequence[Ed25519PublicKey],
+    public_keys: Sequence[LedgerKey],
     origin: str | None = None,
 ) -> BundleVerification:
     """Verify an inclusion bundle (or an erasure bundle) offline.
 
     For an inclusion bundle: the record against its leaf, the checkpoint's signature, the
     inclusion proof, and each tombstone it carries (it must name this leaf and be in the same
-    tree). For an erasure bundle: the checkpoint, the erased leaf's inclusion and each tombstone's;
-    the result then says ``record_erased`` and lists the verified tombstones.
+    tree, and be signed by a trusted ledger key). For an erasure bundle: the checkpoint, the erased
+    leaf's inclusion and each tombstone's inclusion and signature; the result then says
+    ``record_erased`` and lists the verified tombstones. Keys given as
+    :class:`~distillguard.keyring.VerifyKey` are time-bound (see :func:`verify_checkpoint`).
 
     Raises:
         InputError: the bundle is malformed.
         ProofError: the record does not match its leaf, a proof does not lead to the
             checkpoint's root, or a tombstone names another leaf.
-        SignatureError: the checkpoint is not signed by one of ``public_keys``.
+        SignatureError: the checkpoint or a tombstone is not signed by a trusted key.
     """
     if isinstance(bundle, ErasureBundle):
         return _verify_erasure(bundle, public_keys, origin)
@@ -378,6 +407,8 @@ def verify_bundle(
             exchange_id=eid,
             size=cp.size,
             root=cp.root_hash,
+            origin=cp.origin,
+            public_keys=public_keys,
         )
     return BundleVerification(
         exchange_id=eid,

@@ -16,7 +16,11 @@ the signature covers the text above the blank line, final newline included. Exis
 transparency-log tooling (witnesses, ``note`` verifiers) reads this format; the C2SP verifier key
 of a ledger key is given by :func:`verifier_key`.
 
-Verification (:func:`verify_checkpoint`) needs nothing but the note and the public key(s).
+Verification (:func:`verify_checkpoint`) needs nothing but the note and the public key(s). A key
+given as a :class:`~distillguard.keyring.VerifyKey` (the keyring's, or :func:`load_public_keys`
+of a ``keys export-public`` file) is time-bound: a retired key verifies only checkpoints whose
+``time`` is at or before its ``retired_at``, and a compromised key verifies nothing. A bare
+Ed25519 public key (a C2SP verifier key line) has no time bound.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -37,27 +42,83 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from distillguard._internal.timeutil import format_ts, parse_rfc3339
 from distillguard.errors import InputError, ProofError, SignatureError
-from distillguard.keyring import SigningKey, jwk_thumbprint
+from distillguard.keyring import KeyPurpose, SigningKey, VerifyKey, jwk_thumbprint
 from distillguard.ledger.hashing import HASH_SIZE
 
 __all__ = [
     "ED25519_ALGORITHM",
     "Checkpoint",
+    "LedgerKey",
     "NoteSignature",
     "checkpoint_body",
     "key_id",
     "load_public_keys",
     "note_key_hash",
     "parse_checkpoint",
+    "public_key_of",
     "sign_checkpoint",
+    "trusted_signer",
     "verifier_key",
     "verify_checkpoint",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The signed-note signature type byte of Ed25519.
 ED25519_ALGORITHM: Final = 0x01
 _DASH: Final = "\u2014 "
 _TIME_PREFIX: Final = "time "
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: A key that ledger signatures may carry: a bare Ed25519 public key (no time bound) or a
+#: :class:`~distillguard.keyring.VerifyKey` (retired keys bound by ``retired_at``).
+LedgerKey: TypeAlias = Ed25519PublicKey | VerifyKey
+
+
+def public_key_of(key: LedgerKey) -> Ed25519PublicKey:
+    """The Ed25519 public key of a :data:`LedgerKey`."""
+    return key.public_key if isinstance(key, VerifyKey) else key
+
+
+def trusted_signer(
+    keys: Sequence[LedgerKey],
+    signature: bytes,
+    data: bytes,
+    *,
+    signed_at: datetime | None,
+    key_hash: Callable[[Ed25519PublicKey], bytes] | None = None,
+    wanted_hash: bytes | None = None,
+) -> tuple[str | None, str | None]:
+    """Which of ``keys`` made ``signature`` over ``data`` and may be trusted for ``signed_at``.
+
+    Returns ``(kid, None)`` for a trusted signer, or ``(None, why)``: ``why`` says that a key
+    verified the signature but was retired before ``signed_at`` (or is compromised), or is None
+    when no key verified it. With ``key_hash``/``wanted_hash`` only keys of that hash are tried.
+    """
+    late: str | None = None
+    for key in keys:
+        raw = public_key_of(key)
+        if key_hash is not None and key_hash(raw) != wanted_hash:
+            continue
+        try:
+            raw.verify(signature, data)
+        except InvalidSignature:
+            continue
+        if isinstance(key, VerifyKey):
+            if key.compromised:
+                late = f"key {key.kid} is marked compromised: nothing it signed is trusted"
+                continue
+            if not key.trusts(signed_at):
+                when = format_ts(signed_at) if signed_at is not None else "an unknown time"
+                retired = format_ts(key.retired_at) if key.retired_at else "?"
+                late = (
+                    f"key {key.kid} was retired at {retired}, before this signature's time "
+                    f"({when}): a retired key verifies only what it signed before its retirement"
+                )
+                continue
+            return key.kid, None
+        return key_id(raw), None
+    return None, late
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:
@@ -265,39 +326,55 @@ def parse_checkpoint(note: str) -> Checkpoint:
 def verify_checkpoint(
     note: str | Checkpoint,
     *,
-    public_keys: Sequence[Ed25519PublicKey],
+    public_keys: Sequence[LedgerKey],
     origin: str | None = None,
 ) -> Checkpoint:
     """Parse a checkpoint and check that one of ``public_keys`` signed it (as its origin).
+
+    A :class:`~distillguard.keyring.VerifyKey` that is retired counts only for a checkpoint
+    whose ``time`` is at or before its ``retired_at`` (a checkpoint without a time is not
+    trusted to a retired key); a compromised one counts for nothing.
 
     Returns the checkpoint with ``kid`` set to the id of the key that verified.
 
     Raises:
         ProofError: the note is malformed or is for another origin.
-        SignatureError: no signature by one of the keys verifies.
+        SignatureError: no signature by one of the keys verifies, or only one by a key retired
+            before the checkpoint's time (or compromised).
     """
     cp = parse_checkpoint(note) if isinstance(note, str) else note
     if origin is not None and cp.origin != origin:
         raise ProofError(f"checkpoint is for log {cp.origin!r}, expected {origin!r}")
     body = cp.body.encode()
-    for key in public_keys:
-        key_hash = note_key_hash(cp.origin, key)
-        for sig in cp.signatures:
-            if sig.name != cp.origin or sig.key_hash != key_hash:
-                continue
-            try:
-                key.verify(sig.signature, body)
-            except InvalidSignature:
-                continue
+    why: str | None = None
+    for sig in cp.signatures:
+        if sig.name != cp.origin:
+            continue
+        kid, late = trusted_signer(
+            public_keys,
+            sig.signature,
+            body,
+            signed_at=cp.timestamp,
+            key_hash=lambda k: note_key_hash(cp.origin, k),
+            wanted_hash=sig.key_hash,
+        )
+        if kid is not None:
             return Checkpoint(
                 origin=cp.origin,
                 size=cp.size,
                 root_hash=cp.root_hash,
                 timestamp=cp.timestamp,
                 signatures=cp.signatures,
-                kid=key_id(key),
+                kid=kid,
                 extensions=cp.extensions,
             )
+        why = why or late
+    if why is not None:
+        raise SignatureError(
+            f"checkpoint of {cp.origin!r} at size {cp.size} is not trusted: {why}",
+            hint="a retired or compromised key's later signatures are refused (docs/keys.md)",
+            details={"origin": cp.origin, "size": cp.size, "reason": "untrusted_key"},
+        )
     raise SignatureError(
         f"checkpoint of {cp.origin!r} at size {cp.size} has no valid signature by a known key",
         hint="it was altered, or signed by a key that is not in the public key file",
@@ -311,12 +388,29 @@ def _key_from_raw(raw: bytes, where: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
-    """Ed25519 public keys from a file: a JWK Set (``keys export-public``), one JWK, or C2SP
-    verifier key lines.
+def _jwk_time(jwk: dict[str, Any], name: str, path: Path) -> datetime | None:
+    value = jwk.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{path}: JWK {jwk.get('kid')!r} member {name!r} is not a timestamp")
+    try:
+        return parse_rfc3339(value)
+    except (ValueError, OverflowError):
+        raise InputError(
+            f"{path}: JWK {jwk.get('kid')!r} member {name!r} is not an RFC 3339 time"
+        ) from None
+
+
+def load_public_keys(path: Path) -> list[VerifyKey]:
+    """Ed25519 ledger public keys from a file: a JWK Set (``keys export-public``), one JWK, or
+    C2SP verifier key lines.
 
     Only keys whose ``purpose`` is ``ledger`` (or that carry no purpose) are taken from a JWKS,
     and none marked compromised (``status: compromised``, ``distillguard keys compromised``).
+    A JWK's ``retired_at`` is kept: such a key verifies only checkpoints and tombstones signed
+    at or before it. A JWK whose ``status`` is ``retired`` without a ``retired_at`` is skipped
+    (its time bound is unknown). Verifier key lines carry no time: they are taken as active.
 
     Raises:
         InputError: the file is missing, unreadable or holds no usable key.
@@ -325,7 +419,7 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read public key file {path}: {exc.strerror}") from None
-    keys: list[Ed25519PublicKey] = []
+    keys: list[VerifyKey] = []
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -347,7 +441,22 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
                 raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
             except (binascii.Error, ValueError):
                 raise InputError(f"{path}: JWK member 'x' is not base64url") from None
-            keys.append(_key_from_raw(raw, str(path)))
+            key = _key_from_raw(raw, str(path))
+            retired_at = _jwk_time(jwk, "retired_at", path)
+            if retired_at is None and jwk.get("status") == "retired":
+                logger.warning(
+                    "%s: key %s is retired but has no retired_at: skipped", path, key_id(key)
+                )
+                continue
+            keys.append(
+                VerifyKey(
+                    kid=key_id(key),
+                    purpose=KeyPurpose.LEDGER,
+                    created_at=_jwk_time(jwk, "created_at", path) or _EPOCH,
+                    retired_at=retired_at,
+                    public_key=key,
+                )
+            )
     else:
         for number, line in enumerate(stripped.splitlines(), start=1):
             parts = line.strip().split("+")
@@ -362,7 +471,15 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
             key = _key_from_raw(blob[1:], f"{path}:{number}")
             if note_key_hash(parts[0], key).hex() != parts[1]:
                 raise InputError(f"{path}:{number}: key hash does not match the key")
-            keys.append(key)
+            keys.append(
+                VerifyKey(
+                    kid=key_id(key),
+                    purpose=KeyPurpose.LEDGER,
+                    created_at=_EPOCH,
+                    retired_at=None,
+                    public_key=key,
+                )
+            )
     if not keys:
         raise InputError(
             f"{path} holds no Ed25519 ledger public key",

@@ -20,7 +20,9 @@ Tables (created with ``store.ensure_tables("ledger", ...)``):
 * ``ledger_checkpoints``: every signed checkpoint published;
 * ``ledger_erasures``: erasures of records or their content (written by :meth:`record_erasure`),
   each with the index of its tombstone leaf (``tombstone_leaf``): an erasure is itself a leaf of
-  the log (:mod:`distillguard.ledger.tombstone`), so a signed checkpoint covers it.
+  the log (:mod:`distillguard.ledger.tombstone`), so a signed checkpoint covers it, and the
+  tombstone's signature by the ledger key (``signature``, ``signed_by``; null for a tombstone
+  made without a keyring, until ``ledger seal-erasures`` signs it).
 
 Example::
 
@@ -35,12 +37,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from distillguard._internal.timeutil import format_ts, from_micros, to_micros
-from distillguard.errors import InputError, ProofError, StorageError
+from distillguard.errors import DistillGuardError, InputError, ProofError, StorageError
 from distillguard.keyring import SigningKey
 from distillguard.ledger.bundle import ErasureBundle, InclusionBundle, TombstoneProof
 from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
@@ -51,14 +53,17 @@ from distillguard.ledger.compact_range import (
     range_nodes,
 )
 from distillguard.ledger.hashing import EMPTY_ROOT, node_hash
+from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
 from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges
 from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
 from distillguard.ledger.tombstone import (
     TOMBSTONE_CONTENT_HASH,
     ErasureScope,
     Tombstone,
+    TombstoneSignature,
     check_text,
     normalise_time,
+    sign_tombstone,
 )
 from distillguard.store import Cursor, Store, StoredExchange
 
@@ -79,8 +84,9 @@ DEFAULT_ORIGIN: Final = "distillguard.local/ledger"
 #: Version 2: leaves without a per-leaf exchange-id index; ids are found through ``exchanges.seq``
 #: and ``ledger_segments``. Version 3: erasures are tombstone leaves (``ledger_erasures`` gains
 #: ``tombstone_leaf``). Older stores are migrated when opened; their erasures have no tombstone
-#: and the audit reports them until they are sealed (:meth:`Ledger.seal_erasures`).
-SCHEMA_VERSION: Final = 3
+#: and the audit reports them until they are sealed (:meth:`Ledger.seal_erasures`). Version 4:
+#: each tombstone's signature by the ledger key (``signature``, ``signed_by``).
+SCHEMA_VERSION: Final = 4
 _CHUNK: Final = 900  # ids per IN (...) query (SQLite's parameter limit is 999 on old builds)
 #: Interior nodes below this height are not stored but recomputed from leaves when needed.
 STORED_MIN_LEVEL: Final = 4
@@ -106,7 +112,8 @@ LEDGER_DDL: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS ledger_erasures (
         leaf_index {bigint} NOT NULL, exchange_id {text} NOT NULL, scope {text} NOT NULL,
         erased_at {bigint} NOT NULL, reason {text} NOT NULL, actor {text} NOT NULL,
-        tombstone_leaf {bigint}, PRIMARY KEY (leaf_index, scope)
+        tombstone_leaf {bigint}, signature {blob}, signed_by {text},
+        PRIMARY KEY (leaf_index, scope)
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_erasures_exchange ON ledger_erasures (exchange_id)",
     "CREATE INDEX IF NOT EXISTS ledger_erasures_tombstone ON ledger_erasures (tombstone_leaf)",
@@ -163,6 +170,8 @@ class Erasure:
     reason: str
     actor: str
     tombstone_index: int | None = None
+    #: The tombstone's signature by the ledger key (None: made without a keyring, or by hand).
+    signature: TombstoneSignature | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -174,6 +183,7 @@ class Erasure:
             "reason": self.reason,
             "actor": self.actor,
             "tombstone_leaf": self.tombstone_index,
+            "signed_by": None if self.signature is None else self.signature.kid,
         }
 
     def tombstone(self, leaf_hash: bytes) -> Tombstone:
@@ -266,8 +276,8 @@ class Ledger:
             )
             row = cur.fetchone()
         previous = None if row is None else int(row[0])
-        if previous is not None and previous < 3:
-            self._add_tombstone_column()
+        if previous is not None and previous < SCHEMA_VERSION:
+            self._add_erasure_columns()
         store.ensure_tables("ledger", SCHEMA_VERSION, LEDGER_DDL)
         if previous == 1:
             self._migrate_from_v1()
@@ -283,6 +293,9 @@ class Ledger:
             self.origin: str = str(cur.fetchone()[0])
         self._frontier: CompactRange | None = None
         self._frontier_root: bytes = EMPTY_ROOT
+        #: The ledger key that signs the tombstones of erasures recorded through this object
+        #: (:meth:`record_erasures` without ``key``); None: they are left unsigned.
+        self.signing_key: SigningKey | None = None
 
     def __repr__(self) -> str:
         return f"Ledger(origin={self.origin!r}, store={self.store!r})"
@@ -300,18 +313,26 @@ class Ledger:
             )
         logger.info("migrated the ledger tables of %r to version %d", self.store, SCHEMA_VERSION)
 
-    def _add_tombstone_column(self) -> None:
-        """Version 3 gives each erasure its tombstone leaf: add the column to older tables."""
+    def _add_erasure_columns(self) -> None:
+        """Version 3 gives each erasure its tombstone leaf, version 4 the tombstone's signature:
+        add the columns to older tables."""
+        added = (("tombstone_leaf", "{bigint}"), ("signature", "{blob}"), ("signed_by", "{text}"))
         with self.store.transaction() as cur:
             if self.store.dialect == "postgresql":
-                cur.execute(
-                    "ALTER TABLE ledger_erasures ADD COLUMN IF NOT EXISTS tombstone_leaf BIGINT"
-                )
+                for name, kind in added:
+                    cur.execute(
+                        self.store.ddl(
+                            f"ALTER TABLE ledger_erasures ADD COLUMN IF NOT EXISTS {name} {kind}"
+                        )
+                    )
                 return
             cur.execute("PRAGMA table_info(ledger_erasures)")
             columns = {str(r[1]) for r in cur.fetchall()}
-            if columns and "tombstone_leaf" not in columns:
-                cur.execute("ALTER TABLE ledger_erasures ADD COLUMN tombstone_leaf INTEGER")
+            for name, kind in added:
+                if columns and name not in columns:
+                    cur.execute(
+                        self.store.ddl(f"ALTER TABLE ledger_erasures ADD COLUMN {name} {kind}")
+                    )
 
     @classmethod
     def open(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
@@ -660,6 +681,7 @@ class Ledger:
         reason: str,
         actor: str,
         erased_at: datetime | None = None,
+        key: SigningKey | None = None,
     ) -> Erasure:
         """Record that an exchange's content (``"content"``) or whole record (``"record"``) is
         being erased. The caller deletes the data in the same transaction (``cur``).
@@ -671,7 +693,13 @@ class Ledger:
             InputError: unknown exchange (not in the ledger), bad scope, empty reason or actor.
         """
         done, missing = self.record_erasures(
-            cur, [exchange_id], scope=scope, reason=reason, actor=actor, erased_at=erased_at
+            cur,
+            [exchange_id],
+            scope=scope,
+            reason=reason,
+            actor=actor,
+            erased_at=erased_at,
+            key=key,
         )
         if missing:
             raise InputError(
@@ -689,6 +717,7 @@ class Ledger:
         reason: str,
         actor: str,
         erased_at: datetime | None = None,
+        key: SigningKey | None = None,
     ) -> tuple[list[Erasure], list[str]]:
         """Record the erasure of several exchanges' content or records, in one append.
 
@@ -696,8 +725,11 @@ class Ledger:
         given) are written through ``cur``; the caller deletes the data in the same transaction.
         An exchange whose erasure of this scope is already in the log keeps the first one; a
         row left from before tombstones existed (or put there by hand) gets its tombstone now,
-        with these reason, actor and time. ``ledger audit`` accepts the erasure once a signed
-        checkpoint covers the tombstone: publish one after the transaction commits.
+        with these reason, actor and time. Each new tombstone is signed with ``key`` (default:
+        :attr:`signing_key`), the ledger key; without one it is left unsigned and ``ledger
+        audit`` reports it (``tombstone_unsigned``) until :meth:`seal_erasures` signs it. The
+        audit accepts the erasure once the tombstone is signed and a signed checkpoint covers
+        it: publish one after the transaction commits.
 
         Returns:
             The erasures (one per exchange found, in order) and the ids that have no leaf.
@@ -711,6 +743,7 @@ class Ledger:
             raise InputError("an erasure needs a reason and an actor")
         check_text(reason, "reason")
         check_text(actor, "actor")
+        key = key if key is not None else self.signing_key
         when = normalise_time(erased_at or datetime.now(UTC))
         q = self.store.q
         self._lock_state(cur)  # the write lock first: concurrent erasures queue here
@@ -732,7 +765,7 @@ class Ledger:
             cur.execute(
                 q(
                     "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, "
-                    f"tombstone_leaf FROM ledger_erasures WHERE scope = ? AND leaf_index IN "
+                    f"{_SIGNED_COLUMNS} FROM ledger_erasures WHERE scope = ? AND leaf_index IN "
                     f"({marks})"
                 ),
                 [scope, *chunk],
@@ -754,22 +787,33 @@ class Ledger:
                 cur,
                 [(t.exchange_id, t.tombstone_hash, TOMBSTONE_CONTENT_HASH) for t in stones],
             )
-            new_rows: list[tuple[int, str, str, int, int, str]] = []
-            updates: list[tuple[int, str, str, int, int, str]] = []
+            new_rows: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
             for k, t in enumerate(stones):
+                sig = None if key is None else sign_tombstone(self.origin, t, key)
                 erasure = Erasure(
-                    t.leaf_index, t.exchange_id, scope, when, reason, actor, first + k
+                    t.leaf_index, t.exchange_id, scope, when, reason, actor, first + k, sig
                 )
                 out[t.leaf_index] = erasure
-                row = (to_micros(when), reason, actor, first + k, t.leaf_index, scope)
+                row = (
+                    to_micros(when),
+                    reason,
+                    actor,
+                    first + k,
+                    None if sig is None else sig.signature,
+                    None if sig is None else sig.kid,
+                    t.leaf_index,
+                    scope,
+                )
                 (updates if t.leaf_index in existing else new_rows).append(row)
             if new_rows:
                 cur.executemany(
                     q(
                         "INSERT INTO ledger_erasures (erased_at, reason, actor, tombstone_leaf, "
-                        "leaf_index, scope, exchange_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        "signature, signed_by, leaf_index, scope, exchange_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     ),
-                    [(*r, found[r[4]]) for r in new_rows],
+                    [(*r, found[r[6]]) for r in new_rows],
                 )
             if updates:
                 logger.warning(
@@ -778,27 +822,50 @@ class Ledger:
                 cur.executemany(
                     q(
                         "UPDATE ledger_erasures SET erased_at = ?, reason = ?, actor = ?, "
-                        "tombstone_leaf = ? WHERE leaf_index = ? AND scope = ?"
+                        "tombstone_leaf = ?, signature = ?, signed_by = ? "
+                        "WHERE leaf_index = ? AND scope = ?"
                     ),
                     updates,
                 )
-            logger.info("recorded %d %s erasure(s) as tombstone leaves", len(fresh), scope)
+            logger.info(
+                "recorded %d %s erasure(s) as tombstone leaves (%s)",
+                len(fresh),
+                scope,
+                "signed" if key is not None else "UNSIGNED: no ledger key",
+            )
         return [out[i] for i in indices], missing
 
     def unsealed_erasures(self) -> list[Erasure]:
         """Erasure rows that have no tombstone leaf (recorded before version 3, or by hand)."""
         return [e for es in self.erasures().values() for e in es if e.tombstone_index is None]
 
-    def seal_erasures(self, *, actor: str, erased_at: datetime | None = None) -> list[Erasure]:
-        """Give every erasure row without a tombstone its tombstone leaf (one transaction).
+    def unsigned_erasures(self) -> list[Erasure]:
+        """Erasures whose tombstone has no signature (made without a keyring, or by hand)."""
+        return [
+            e
+            for es in self.erasures().values()
+            for e in es
+            if e.tombstone_index is not None and e.signature is None
+        ]
 
-        For stores upgraded from before tombstones: the operator first checks the rows that
-        :meth:`unsealed_erasures` lists (the audit reports each as ``erasure_unlogged``): a row
-        an insider added to hide a deletion would be blessed by sealing it. The tombstones keep
-        each row's reason, with ``actor`` recorded as who sealed it. Publish a checkpoint after.
+    def seal_erasures(
+        self, *, actor: str, key: SigningKey, erased_at: datetime | None = None
+    ) -> list[Erasure]:
+        """Put every reviewed erasure in the log, signed by ``key`` (one transaction).
+
+        Erasure rows without a tombstone (stores upgraded from before tombstones, or rows added
+        by hand) get a signed tombstone leaf, keeping each row's reason with ``actor`` recorded
+        as who sealed it; tombstones without a signature (erasures run without a keyring) are
+        signed as they are, where the stored tombstone leaf matches its row (a tombstone that
+        does not is left alone: the audit names it). The operator first reviews what
+        :meth:`unsealed_erasures` and :meth:`unsigned_erasures` list (the audit reports each):
+        an erasure an insider added to hide a deletion is blessed by sealing it. Publish a
+        checkpoint after.
         """
         sealed: list[Erasure] = []
+        q = self.store.q
         with self.store.transaction() as cur:
+            self._lock_state(cur)
             for e in self.unsealed_erasures():
                 done, _ = self.record_erasures(
                     cur,
@@ -807,16 +874,48 @@ class Ledger:
                     reason=e.reason,
                     actor=f"{e.actor} (sealed by {actor})",
                     erased_at=erased_at or e.erased_at,
+                    key=key,
                 )
                 sealed.extend(done)
+            for e in self.unsigned_erasures():
+                assert e.tombstone_index is not None
+                erased = self.leaf(e.leaf_index)
+                stone = self.leaf(e.tombstone_index)
+                if erased is None or stone is None:
+                    logger.warning("erasure of leaf %d: its leaves are missing", e.leaf_index)
+                    continue
+                tombstone = e.tombstone(erased.leaf_hash)
+                try:
+                    matches = rfc_leaf_hash(tombstone.leaf_data) == stone.leaf_hash
+                except DistillGuardError:
+                    matches = False
+                if not matches or stone.leaf_index <= e.leaf_index:
+                    logger.warning(
+                        "tombstone leaf %d does not match the %s erasure of leaf %d: not signed",
+                        e.tombstone_index,
+                        e.scope,
+                        e.leaf_index,
+                    )
+                    continue
+                sig = sign_tombstone(self.origin, tombstone, key)
+                cur.execute(
+                    q(
+                        "UPDATE ledger_erasures SET signature = ?, signed_by = ? "
+                        "WHERE leaf_index = ? AND scope = ?"
+                    ),
+                    (sig.signature, sig.kid, e.leaf_index, e.scope),
+                )
+                sealed.append(replace(e, signature=sig))
+        if sealed:
+            logger.warning("sealed %d erasure(s), reviewed by %s", len(sealed), actor)
         return sealed
 
     def erasures(self) -> dict[int, list[Erasure]]:
         """Every recorded erasure, by erased leaf index."""
         with self.store.transaction() as cur:
             cur.execute(
-                "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf "
-                "FROM ledger_erasures ORDER BY leaf_index, erased_at"
+                "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, "
+                f"{_SIGNED_COLUMNS} FROM ledger_erasures ORDER BY leaf_index, erased_at"
             )
             rows = cur.fetchall()
         out: dict[int, list[Erasure]] = {}
@@ -831,7 +930,8 @@ class Ledger:
             cur.execute(
                 self.store.q(
                     "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, "
-                    "tombstone_leaf FROM ledger_erasures WHERE leaf_index = ? ORDER BY erased_at"
+                    f"{_SIGNED_COLUMNS} FROM ledger_erasures WHERE leaf_index = ? "
+                    "ORDER BY erased_at"
                 ),
                 (leaf_index,),
             )
@@ -865,11 +965,18 @@ class Ledger:
                     f"{e.scope} erasure of leaf {leaf.leaf_index} yet",
                     hint="publish one with `distillguard ledger checkpoint`",
                 )
+            if e.signature is None:
+                raise ProofError(
+                    f"the tombstone (leaf {e.tombstone_index}) of the {e.scope} erasure of leaf "
+                    f"{leaf.leaf_index} is not signed by the ledger key",
+                    hint="review it, then `distillguard ledger seal-erasures --yes` signs it",
+                )
             out.append(
                 TombstoneProof(
                     tombstone=e.tombstone(leaf.leaf_hash),
                     index=e.tombstone_index,
                     proof=tuple(self.inclusion_proof(index=e.tombstone_index, size=size)),
+                    signature=e.signature,
                 )
             )
         return tuple(out)
@@ -956,8 +1063,15 @@ class Ledger:
         )
 
 
+#: The erasure columns after ``actor`` that :func:`_erasure_from_row` reads.
+_SIGNED_COLUMNS: Final = "tombstone_leaf, signature, signed_by"
+
+
 def _erasure_from_row(r: Sequence[Any]) -> Erasure:
     scope: ErasureScope = "record" if r[2] == "record" else "content"
+    signature = None
+    if len(r) > 8 and r[7] is not None and isinstance(r[8], str):
+        signature = TombstoneSignature(kid=r[8], signature=_blob(r[7]))
     return Erasure(
         int(r[0]),
         str(r[1]),
@@ -966,4 +1080,5 @@ def _erasure_from_row(r: Sequence[Any]) -> Erasure:
         str(r[4]),
         str(r[5]),
         None if r[6] is None else int(r[6]),
+        signature,
     )

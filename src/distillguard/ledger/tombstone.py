@@ -16,6 +16,19 @@ whose commitment hashes to the tombstone's leaf hash). Because the tombstone is 
 checkpoint that covers it signs the erasure itself: ``ledger audit`` accepts a missing or
 changed record only where such a tombstone says so (see :mod:`distillguard.ledger.audit`).
 
+**Signed at erasure time.** The checkpoint signer signs whatever tree it finds, so a tombstone
+leaf alone proves only that *someone* who could write the database appended it. Each tombstone
+therefore also carries an Ed25519 signature by the ledger key (the keyring's) over::
+
+    "distillguard/tombstone-signature/v1\n" || origin || "\n" || tombstone data
+
+made by the process that erases (:func:`sign_tombstone`). The audit and the bundle verifier
+accept an erasure only with a signature by a trusted ledger key (a retired key only for a
+tombstone whose ``erased_at`` is at or before its retirement; a compromised one never). The
+signature is kept beside the leaf (``ledger_erasures.signature``/``signed_by``), not in the leaf
+data, so that a tombstone made without a keyring can be signed later, after review
+(``ledger seal-erasures``), without a second leaf.
+
 In ``ledger_leaves`` a tombstone is the row of the tombstone's index with the erased exchange's
 id and an empty ``content_hash`` (a record leaf's is 32 bytes); its fields are the
 ``ledger_erasures`` row that names it (column ``tombstone_leaf``).
@@ -23,23 +36,32 @@ id and an empty ``content_hash`` (a record leaf's is 32 bytes); its fields are t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from distillguard._internal.timeutil import format_ts, from_micros, parse_rfc3339, to_micros
-from distillguard.errors import InputError, RecordError
+from distillguard.errors import InputError, RecordError, SignatureError
+from distillguard.keyring import SigningKey
 from distillguard.ledger.canonical import canonical_json
+from distillguard.ledger.checkpoint import LedgerKey, trusted_signer
 from distillguard.ledger.hashing import HASH_SIZE, leaf_hash
 
 __all__ = [
     "TOMBSTONE_CONTENT_HASH",
+    "TOMBSTONE_SIGNATURE_CONTEXT",
     "TOMBSTONE_TYPE",
     "ErasureScope",
     "Tombstone",
+    "TombstoneSignature",
     "check_text",
     "normalise_time",
+    "sign_tombstone",
+    "tombstone_message",
+    "verify_tombstone_signature",
 ]
 
 ErasureScope = Literal["content", "record"]
@@ -47,6 +69,9 @@ ErasureScope = Literal["content", "record"]
 TOMBSTONE_TYPE: Final = "tombstone"
 #: What ``ledger_leaves.content_hash`` holds for a tombstone leaf (a record leaf's is 32 bytes).
 TOMBSTONE_CONTENT_HASH: Final = b""
+#: What a tombstone signature's message starts with (domain separation from checkpoints).
+TOMBSTONE_SIGNATURE_CONTEXT: Final = b"distillguard/tombstone-signature/v1\n"
+_SIGNATURE_SIZE: Final = 64
 _MEMBERS: Final = frozenset(
     {"type", "v", "leaf_index", "leaf_hash", "exchange_id", "scope", "erased_at", "reason", "actor"}
 )
@@ -156,3 +181,88 @@ def check_text(value: str, what: str) -> None:
         canonical_json(value)
     except RecordError:
         raise InputError(f"the erasure's {what} is not valid Unicode text") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TombstoneSignature:
+    """An Ed25519 signature of a tombstone by a ledger key (``kid``: the key's id)."""
+
+    kid: str
+    signature: bytes
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form: ``{"kid": ..., "sig": base64}``."""
+        return {"kid": self.kid, "sig": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "signature") -> TombstoneSignature:
+        """Read the JSON form strictly.
+
+        Raises:
+            InputError: not an object with a string ``kid`` and a base64 64-byte ``sig``.
+        """
+        if not isinstance(data, Mapping) or set(data) != {"kid", "sig"}:
+            raise InputError(f"{where} must be an object with members 'kid' and 'sig'")
+        kid, sig = data.get("kid"), data.get("sig")
+        if not isinstance(kid, str) or not isinstance(sig, str):
+            raise InputError(f"{where}: 'kid' and 'sig' must be strings")
+        try:
+            raw = base64.b64decode(sig, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(f"{where}.sig is not base64") from None
+        if len(raw) != _SIGNATURE_SIZE:
+            raise InputError(f"{where}.sig is not a 64-byte Ed25519 signature")
+        return cls(kid=kid, signature=raw)
+
+
+def tombstone_message(origin: str, tombstone: Tombstone) -> bytes:
+    """The bytes a tombstone signature covers: context, the log's origin, the tombstone data."""
+    return TOMBSTONE_SIGNATURE_CONTEXT + origin.encode() + b"\n" + tombstone.leaf_data
+
+
+def sign_tombstone(origin: str, tombstone: Tombstone, key: SigningKey) -> TombstoneSignature:
+    """Sign a tombstone of the log ``origin`` with the ledger key."""
+    return TombstoneSignature(kid=key.kid, signature=key.sign(tombstone_message(origin, tombstone)))
+
+
+def verify_tombstone_signature(
+    origin: str,
+    tombstone: Tombstone,
+    signature: TombstoneSignature | None,
+    public_keys: Sequence[LedgerKey],
+    *,
+    not_before: datetime | None = None,
+) -> str:
+    """Check a tombstone's signature; returns the id of the key that verified it.
+
+    The signing time taken for a retired key's bound is the tombstone's ``erased_at``, or
+    ``not_before`` when later (the time of a signed checkpoint that did not hold the tombstone
+    yet: the signature cannot be older than the leaf).
+
+    Raises:
+        SignatureError: no signature, or none by a trusted key (unknown, compromised, or
+            retired before the signing time); the message says which.
+    """
+    where = f"the {tombstone.scope} tombstone of leaf {tombstone.leaf_index}"
+    if signature is None:
+        raise SignatureError(
+            f"{where} is not signed by a ledger key",
+            hint="made without a keyring or by hand: review it, then `distillguard ledger "
+            "seal-erasures --yes` signs it",
+            details={"leaf_index": tombstone.leaf_index, "reason": "unsigned"},
+        )
+    signed_at = tombstone.erased_at
+    if not_before is not None and not_before > signed_at:
+        signed_at = not_before
+    try:
+        message = tombstone_message(origin, tombstone)
+    except RecordError:
+        message = b""
+    kid, why = trusted_signer(public_keys, signature.signature, message, signed_at=signed_at)
+    if kid is None:
+        raise SignatureError(
+            f"{where} has no valid signature by a trusted ledger key" + (f": {why}" if why else ""),
+            hint="the tombstone was forged or altered, or signed by a key not in the key file",
+            details={"leaf_index": tombstone.leaf_index, "reason": "bad_signature"},
+        )
+    return kid

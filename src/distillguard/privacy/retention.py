@@ -253,13 +253,18 @@ def _erase(
     reason: str,
     actor: str,
     now: datetime,
+    key: SigningKey | None = None,
 ) -> int:
-    """Record and perform the erasure of ``ids``; returns how many had no ledger leaf."""
+    """Record and perform the erasure of ``ids``; returns how many had no ledger leaf.
+
+    The tombstones are signed with ``key`` (the ledger key); without it they are unsigned and
+    ``ledger audit`` reports them until ``ledger seal-erasures`` signs them after review.
+    """
     if not ids:
         return 0
     # Those stored before the ledger was attached have no leaf: nothing to record there.
     _, missing = ledger.record_erasures(
-        cur, ids, scope=scope, reason=reason, actor=actor, erased_at=now
+        cur, ids, scope=scope, reason=reason, actor=actor, erased_at=now, key=key
     )
     not_in_ledger = len(missing)
     store.prepare_erasure(cur)
@@ -343,7 +348,9 @@ def apply_retention(
         reason: why (recorded with every erasure).
         dry_run: only report.
         ledger: the store's ledger (opened if not given).
-        signing_key: the ledger key; if given, a checkpoint is signed after the erasure.
+        signing_key: the ledger key; if given, the tombstones are signed with it and a
+            checkpoint is signed after the erasure (without it, the audit reports the
+            tombstones as ``tombstone_unsigned`` until ``ledger seal-erasures`` signs them).
     """
     reason, actor = _check_who(reason, actor)
     ensure_privacy_tables(store)
@@ -354,10 +361,26 @@ def apply_retention(
     with store.transaction() as cur:
         plan = _plan(store, cur, policy, now)
         missing = _erase(
-            store, ledger, cur, plan.records, scope="record", reason=reason, actor=actor, now=now
+            store,
+            ledger,
+            cur,
+            plan.records,
+            scope="record",
+            reason=reason,
+            actor=actor,
+            now=now,
+            key=signing_key,
         )
         missing += _erase(
-            store, ledger, cur, plan.content, scope="content", reason=reason, actor=actor, now=now
+            store,
+            ledger,
+            cur,
+            plan.content,
+            scope="content",
+            reason=reason,
+            actor=actor,
+            now=now,
+            key=signing_key,
         )
     logger.info("retention applied: %s", plan.counts())
     if plan.empty:
@@ -424,7 +447,17 @@ def erase_account(
         has_account = cur.fetchone() is not None
         if not ids and not has_account:
             raise InputError(f"no account {account_id!r} and no exchanges of it in the store")
-        missing = _erase(store, ledger, cur, ids, scope=scope, reason=reason, actor=actor, now=when)
+        missing = _erase(
+            store,
+            ledger,
+            cur,
+            ids,
+            scope=scope,
+            reason=reason,
+            actor=actor,
+            now=when,
+            key=signing_key,
+        )
         account_deleted = False
         if scope == "record" and has_account:
             store.prepare_erasure(cur)

@@ -41,6 +41,7 @@ def test_ingest_with_minimisation(store_url: str, tmp_path: Path) -> None:
     ring = Keyring.create(tmp_path / "keyring.json")
     with open_store(store_url) as store:
         ledger = Ledger.attach(store)
+        ledger.signing_key = ring.signing_key(KeyPurpose.LEDGER)  # as `ingest` does
         minimiser = Minimiser.attach(store, ledger=ledger, policy=policy)
         assert minimiser is not None
         result = ingest_log(store, _log(tmp_path), batch_size=7)

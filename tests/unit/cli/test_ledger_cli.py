@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from distillguard.cli.main import main
+from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger
 from distillguard.records.model import Account, Exchange, Message
 from distillguard.store import open_store
@@ -176,11 +177,12 @@ def test_real_erasure_is_signed_proven_and_passes(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store_path = home / "dg" / "store.sqlite"
+    key = Keyring.load(home / "dg" / "keyring.json").signing_key(KeyPurpose.LEDGER)
     with open_store(f"sqlite:///{store_path}") as store:
         ledger = Ledger.open(store)
         with store.transaction() as cur:
             ledger.record_erasure(
-                cur, exchange_id="ex-7", scope="record", reason="GDPR #1", actor="dpo"
+                cur, exchange_id="ex-7", scope="record", reason="GDPR #1", actor="dpo", key=key
             )
             cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-7'")
     code, report = run_json(capsys, "ledger", "audit")
@@ -194,3 +196,33 @@ def test_real_erasure_is_signed_proven_and_passes(
     capsys.readouterr()
     assert main(["ledger", "verify-inclusion", "gone.json"]) == 0
     assert "erased" in capsys.readouterr().out
+
+
+def test_insider_erasure_without_the_keyring_fails_until_sealed(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 24, gap of finding 1: someone with database access but not the keyring deletes an
+    # exchange, appends a well-formed tombstone and erasure row, and lets the next scheduled
+    # checkpoint sign the tree. The audit names the leaf; proofs refuse; only a reviewed
+    # `ledger seal-erasures --yes` (which needs the keyring) makes it pass.
+    with open_store(f"sqlite:///{home / 'dg' / 'store.sqlite'}") as store:
+        ledger = Ledger.open(store)
+        with store.transaction() as cur:
+            ledger.record_erasure(
+                cur, exchange_id="ex-9", scope="record", reason="cleanup", actor="insider"
+            )
+            cur.execute("DELETE FROM exchanges WHERE exchange_id = 'ex-9'")
+    assert main(["ledger", "checkpoint"]) == 0  # the scheduled checkpoint signs the tree
+    code, report = run_json(capsys, "ledger", "audit")
+    assert code == 1 and not report["erased"]
+    assert [(f["kind"], f["leaf_index"], f["exchange_id"]) for f in report["findings"]] == [
+        ("tombstone_unsigned", 9, "ex-9")
+    ]
+    assert main(["ledger", "prove", "ex-9", "--out", "gone.json"]) != 0
+    code, listed = run_json(capsys, "ledger", "seal-erasures", "--actor", "dpo")
+    assert code == 0 and [e["leaf_index"] for e in listed["unsealed"]] == [9]
+    assert not listed["sealed"]
+    code, done = run_json(capsys, "ledger", "seal-erasures", "--actor", "dpo", "--yes")
+    assert code == 0 and [e["signed_by"] is not None for e in done["sealed"]] == [True]
+    code, report = run_json(capsys, "ledger", "audit")
+    assert code == 0 and [e["leaf_index"] for e in report["erased"]] == [9]

@@ -19,9 +19,10 @@ from .conftest import add_records, signing_key
 
 
 def _setup(store: Store) -> tuple[Ledger, SigningKey]:
-    """24 records; checkpoints at sizes 10 and 24."""
+    """24 records; checkpoints at sizes 10 and 24; erasures through it are signed with the key."""
     ledger = Ledger.attach(store)
     key = signing_key()
+    ledger.signing_key = key
     add_records(store, 0, 10)
     ledger.publish_checkpoint(key)
     add_records(store, 10, 14)

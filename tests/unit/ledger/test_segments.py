@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from distillguard.errors import InputError
 from distillguard.ledger import Ledger, audit_ledger
-from distillguard.ledger.log import _segments
+from distillguard.ledger.log import SCHEMA_VERSION, _segments
 from distillguard.store import Store
 from distillguard.store.base import new_salts
 
@@ -129,4 +129,4 @@ def test_version_1_ledger_is_migrated(store: Store) -> None:
         assert leaf is not None and leaf.leaf_index == i
     with store.transaction() as cur:
         cur.execute("SELECT version FROM schema_versions WHERE component = 'ledger'")
-        assert int(cur.fetchone()[0]) == 3
+        assert int(cur.fetchone()[0]) == SCHEMA_VERSION

@@ -26,9 +26,10 @@ _INSERT_ERASURE = (
 
 
 def _setup(store: Store) -> tuple[Ledger, SigningKey]:
-    """24 records; checkpoints at sizes 10 and 24."""
+    """24 records; checkpoints at sizes 10 and 24; erasures through it are signed with the key."""
     ledger = Ledger.attach(store)
     key = signing_key()
+    ledger.signing_key = key
     add_records(store, 0, 10)
     ledger.publish_checkpoint(key)
     add_records(store, 10, 14)
@@ -115,13 +116,21 @@ def test_fake_row_pointing_at_an_existing_leaf_as_its_tombstone_fails(store: Sto
 
 
 def test_a_tombstone_written_without_the_signing_key_is_not_accepted(store: Store) -> None:
-    # The insider runs the erasure code itself (tombstone leaf, nodes, state all consistent)
-    # but cannot sign a checkpoint: the audit says the erasure is unsigned, at the erased leaf.
+    # The insider runs the erasure code itself (tombstone leaf, erasure row, nodes, state all
+    # consistent) without the keyring: the audit says the tombstone is unsigned, at the erased
+    # leaf, and keeps saying so after the next scheduled checkpoint signs the tree holding it.
     ledger, key = _setup(store)
+    ledger.signing_key = None
     _erase(ledger, "ex-000009")
     report = _audit(ledger, key)
-    assert _kinds(report) == [("erasure_unsigned", 9, "ex-000009")]
+    assert _kinds(report) == [("tombstone_unsigned", 9, "ex-000009")]
     assert "leaf 24" in report.findings[0].message
+    ledger.publish_checkpoint(key)  # the checkpoint signer signs whatever tree it finds
+    report = _audit(Ledger.open(store), key)
+    assert _kinds(report) == [("tombstone_unsigned", 9, "ex-000009")]
+    assert not report.erased
+    with pytest.raises(ProofError, match="not signed"):
+        ledger.prove_erasure("ex-000009")
 
 
 def test_deleting_the_tombstone_too_is_caught(store: Store) -> None:
@@ -257,7 +266,7 @@ def test_unsealed_rows_can_be_sealed_after_review(store: Store) -> None:
     _sql(store, "DELETE FROM exchanges WHERE exchange_id = 'ex-000010'")
     _sql(store, _INSERT_ERASURE, (10, "ex-000010", "record"))
     assert [e.leaf_index for e in ledger.unsealed_erasures()] == [10]
-    sealed = ledger.seal_erasures(actor="operator")
+    sealed = ledger.seal_erasures(actor="operator", key=key)
     assert [(e.leaf_index, e.tombstone_index) for e in sealed] == [(10, 24)]
     assert sealed[0].actor == "dpo (sealed by operator)"
     assert _kinds(_audit(ledger, key)) == [("erasure_unsigned", 10, "ex-000010")]

@@ -61,6 +61,8 @@ def _ingest(store: Store) -> dict[str, str]:
 
 def test_minimisation_after_the_ledger(store: Store) -> None:
     ledger = Ledger.attach(store)
+    key = ledger_key()
+    ledger.signing_key = key  # what `ingest` does when a keyring exists
     minimiser = Minimiser.attach(store, ledger=ledger, policy=POLICY)
     assert minimiser is not None
     assert Minimiser.attach(store, ledger=ledger, policy=POLICY) is minimiser  # one hook
@@ -88,7 +90,6 @@ def test_minimisation_after_the_ledger(store: Store) -> None:
     assert dropped is not None and dropped.exchange.messages[1].content == ""
     assert dropped.exchange.reasoning is None
 
-    key = ledger_key()
     ledger.publish_checkpoint(key)
     report = audit_ledger(ledger, public_keys=[key.public_key()])
     assert report.ok, [f.message for f in report.findings]
