@@ -12,7 +12,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Protocol
@@ -478,6 +478,14 @@ class Store(ABC):
     def migrate(self) -> None:
         """Create the core tables (accounts, exchanges, ingest runs) if needed."""
         self.ensure_tables("core", SCHEMA_VERSION, CORE_DDL)
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Call inside a write transaction that will insert many exchanges (an atomic ingest).
+
+        A backend may set index maintenance aside while it runs and rebuild at its end, in the
+        same transaction (SQLite: see :meth:`SQLiteStore.bulk_load`); the default does nothing.
+        """
+        return nullcontext()
 
     # -- erasure ------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ committed before the failure, and re-running the same log completes it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,28 @@ class IngestResult:
         }
 
 
+@contextmanager
+def _young_collections_only() -> Iterator[None]:
+    """Automatic garbage collection off while a run loads; the loop collects the young
+    generations itself after each batch, and the previous state comes back at the end.
+
+    Why: each batch's records survive long enough to be promoted, which made CPython run a full
+    collection every one or two batches, and a full collection walks every object the run
+    keeps, among them the set of exchange ids seen so far. Measured on 1,000,000 exchanges:
+    128 full collections costing 9.6 us per record over the first 100,000 and 17.4 us over the
+    last, most of the per-record cost's growth with the log's size. Ingest makes almost no
+    reference cycles (in a 400,000-exchange run the young collections freed 504 objects, all
+    while starting), and the collections after each batch still free those.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def ingest_log(
     store: Store,
     log_dir: Path,
@@ -157,7 +180,11 @@ def ingest_log(
         )
     failure: BaseException | None = None
     try:
-        with store.transaction() if atomic else nullcontext():
+        with (
+            _young_collections_only(),
+            store.transaction() if atomic else nullcontext(),
+            store.bulk_load() if atomic else nullcontext(),
+        ):
             for accounts in reader.accounts():
                 with store.transaction() as cur:  # joins the run's transaction if atomic
                     added = store.add_accounts(cur, accounts, run_id=run_id)
@@ -172,6 +199,8 @@ def ingest_log(
                     )
                 result.exchanges.inserted += len(inserted)
                 result.exchanges.already_stored += len(batch) - len(inserted)
+                del batch, salts, inserted
+                gc.collect(1)  # the young generations only: cycles made by this batch
                 if on_progress is not None:
                     read_now = reader.report.exchanges.read
                     on_progress(read_now - read_before)
