@@ -142,3 +142,17 @@ def test_no_automatic_gc_during_a_run_and_the_state_comes_back(
 
 def _fail(cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
     raise OSError("disk full")
+
+
+def test_young_generations_are_still_collected_during_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distillguard.store.ingest as ingest_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(ingest_module, "_COLLECT_EVERY", 5)
+    monkeypatch.setattr(gc, "collect", lambda generation=2: calls.append(generation))
+    with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
+        ingest_log(store, _log(tmp_path / "a", 0, 12), batch_size=3)
+    # read 3, 6 (collect), 9, 12 (collect): young generations only, never a full collection
+    assert calls == [1, 1]
