@@ -30,7 +30,7 @@ def ingest(
     store_url: StoreOption = None,
     quarantine: Annotated[
         Path | None,
-        typer.Option(help="Where rejected records go (default HOME/quarantine/<run>.jsonl)."),
+        typer.Option(help="Where rejected records go (default `HOME/quarantine/<run>.jsonl`)."),
     ] = None,
     atomic: Annotated[
         bool,

@@ -22,7 +22,7 @@ def validate(
     quarantine: Annotated[
         Path | None,
         typer.Option(
-            help="Where rejected records go (default HOME/quarantine/validate-<time>.jsonl)."
+            help="Where rejected records go (default `HOME/quarantine/validate-<time>.jsonl`)."
         ),
     ] = None,
 ) -> None:
