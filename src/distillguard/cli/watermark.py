@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
-from distillguard.errors import InputError
+from distillguard.errors import EXIT_FINDINGS, InputError
 
 __all__ = ["register"]
 
@@ -39,6 +39,16 @@ def _keys(ctx: typer.Context, key_ids: list[str] | None, all_keys: bool) -> list
     return [ring.watermark_key(None)]
 
 
+def _check_scheme(name: str) -> None:
+    from distillguard.watermark.registry import SCHEMES
+
+    if name not in SCHEMES and name not in TEXT_SCHEMES:
+        raise InputError(
+            f"unknown watermark scheme {name!r}",
+            hint=f"use one of {', '.join(sorted([*SCHEMES, *TEXT_SCHEMES]))}",
+        )
+
+
 def _detectors(
     ctx: typer.Context,
     *,
@@ -46,27 +56,33 @@ def _detectors(
     tokenizer: str | None,
     key_ids: list[str] | None,
     all_keys: bool,
-) -> tuple[list[Detector], str]:
-    """One detector (text -> DetectionResult) per key, and the tokenizer's name."""
+) -> list[tuple[str, str, Detector]]:
+    """(scheme, tokenizer name, detector) per scheme and key.
+
+    With no ``scheme``, both schemes a key marks text with are tested: the configured
+    generation-time scheme (``[watermark] scheme``) and the post-hoc lexical one that
+    ``watermark embed`` adds (``cater``), so a plain ``detect`` finds either.
+    """
     from distillguard.watermark.cater import CaterConfig, CaterWatermark
-    from distillguard.watermark.registry import SCHEMES, build_scheme
+    from distillguard.watermark.registry import build_scheme
     from distillguard.watermark.tokenizers import load_tokenizer
 
     settings = state_of(ctx).settings().watermark
-    name = scheme or settings.scheme
-    if name not in SCHEMES and name not in TEXT_SCHEMES:
-        raise InputError(
-            f"unknown scheme {name!r}",
-            hint=f"use one of {', '.join(sorted([*SCHEMES, *TEXT_SCHEMES]))}",
-        )
+    names = [scheme] if scheme else list(dict.fromkeys([settings.scheme, *TEXT_SCHEMES]))
+    for name in names:
+        _check_scheme(name)
     keys = _keys(ctx, key_ids, all_keys)
-
-    if name in TEXT_SCHEMES:
-        caters = [CaterWatermark(CaterConfig(), key=k) for k in keys]
-        return [_text_detector(c) for c in caters], "words (lexicon)"
-    tok = load_tokenizer(tokenizer or settings.tokenizer)
-    cfg = settings.model_copy(update={"scheme": name})
-    return [_token_detector(build_scheme(cfg, k), tok) for k in keys], tok.name
+    out: list[tuple[str, str, Detector]] = []
+    for name in names:
+        if name in TEXT_SCHEMES:
+            for k in keys:
+                wm = CaterWatermark(CaterConfig(), key=k)
+                out.append((name, "words (lexicon)", _text_detector(wm)))
+            continue
+        tok = load_tokenizer(tokenizer or settings.tokenizer)
+        cfg = settings.model_copy(update={"scheme": name})
+        out.extend((name, tok.name, _token_detector(build_scheme(cfg, k), tok)) for k in keys)
+    return out
 
 
 def _text_detector(wm: Any) -> Detector:
@@ -94,7 +110,10 @@ def detect_cmd(
     ] = False,
     scheme: Annotated[
         str | None,
-        typer.Option("--scheme", help="kgw | aaronson | synthid | mpac | cater (default: config)."),
+        typer.Option(
+            "--scheme",
+            help="kgw | aaronson | synthid | mpac | cater (default: the configured one and cater).",
+        ),
     ] = None,
     tokenizer: Annotated[
         str | None,
@@ -112,15 +131,19 @@ def detect_cmd(
 ) -> None:
     """Test texts for the watermark; prints the exact p-value of each text.
 
+    Without `--scheme` it tests both schemes a key marks with: the configured generation-time
+    scheme (`[watermark] scheme`, default kgw) and the post-hoc one of `watermark embed`
+    (cater), Holm-adjusted over schemes and keys; the output names the scheme of each finding.
+    Exit status 1 if the watermark is found in any text (p <= alpha), 0 if in none.
+
     Example: `distillguard watermark detect answer.txt --key wm-3f9c --tokenizer ./tok`
     """
     from distillguard.watermark.scan import iter_records
     from distillguard.watermark.stats import holm
 
     state = state_of(ctx)
-    detectors, tok_name = _detectors(
-        ctx, scheme=scheme, tokenizer=tokenizer, key_ids=key, all_keys=all_keys
-    )
+    detectors = _detectors(ctx, scheme=scheme, tokenizer=tokenizer, key_ids=key, all_keys=all_keys)
+    tested = list(dict.fromkeys(f"{name} (tokenizer: {tok})" for name, tok, _ in detectors))
     from distillguard.watermark.tokenizers import strip_chat_template
 
     rows: list[dict[str, Any]] = []
@@ -129,7 +152,7 @@ def detect_cmd(
             if text is None:
                 continue
             body = strip_chat_template(text) if chat else text
-            results = [d(body) for d in detectors]
+            results = [d(body) for _, _, d in detectors]
             adjusted = holm([r.p_value for r in results])
             best = min(range(len(results)), key=lambda i: adjusted[i])
             rows.append(
@@ -137,30 +160,45 @@ def detect_cmd(
                     "record": record,
                     "p_value": adjusted[best],
                     "detected": adjusted[best] <= alpha,
+                    "scheme": detectors[best][0],
                     "key_id": results[best].key_id,
                     "results": [
-                        {**r.to_dict(), "adjusted_p_value": a}
-                        for r, a in zip(results, adjusted, strict=True)
+                        {**r.to_dict(), "scheme": name, "adjusted_p_value": a}
+                        for r, a, (name, _, _) in zip(results, adjusted, detectors, strict=True)
                     ],
                 }
             )
+    found = sum(1 for row in rows if row["detected"])
     if state.json_output:
-        emit_json({"ok": True, "tokenizer": tok_name, "alpha": alpha, "texts": rows})
-        return
-    table = Table(title=f"watermark detection (tokenizer: {tok_name})")
-    for col in ("text", "key", "scored", "statistic", "p-value", f"p≤{alpha:g}"):
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        best = next(r for r in row["results"] if r["key_id"] == row["key_id"])
-        table.add_row(
-            row["record"],
-            row["key_id"],
-            str(best["n_scored"]),
-            f"{best['statistic']:g}",
-            f"{row['p_value']:.3g}",
-            "yes" if row["detected"] else "no",
+        emit_json(
+            {
+                "ok": True,
+                "schemes_tested": tested,
+                "tokenizer": detectors[0][1],
+                "alpha": alpha,
+                "detected": found,
+                "texts": rows,
+            }
         )
-    console.print(table)
+    else:
+        table = Table(title=f"watermark detection; schemes tested: {', '.join(tested)}")
+        for col in ("text", "scheme", "key", "scored", "statistic", "p-value", f"p≤{alpha:g}"):
+            table.add_column(col, overflow="fold")
+        for i, row in enumerate(rows):
+            best = min(row["results"], key=lambda r: r["adjusted_p_value"])
+            table.add_row(
+                row["record"],
+                row["scheme"],
+                row["key_id"],
+                str(best["n_scored"]),
+                f"{best['statistic']:g}",
+                f"{rows[i]['p_value']:.3g}",
+                "yes" if row["detected"] else "no",
+            )
+        console.print(table)
+        console.print(f"watermark found in {found} of {len(rows)} text(s) at p <= {alpha:g}")
+    if found:
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 def embed_cmd(
@@ -226,7 +264,11 @@ def scan_cmd(
     path: Annotated[Path, typer.Argument(help="JSONL(.gz), Parquet, CSV, or a folder.")],
     key: Annotated[str | None, typer.Option("--key", "-k", help="Watermark key id.")] = None,
     scheme: Annotated[
-        str | None, typer.Option("--scheme", help="kgw | aaronson | synthid | mpac.")
+        str | None,
+        typer.Option(
+            "--scheme",
+            help="kgw | aaronson | synthid | mpac | cater (post-hoc; default: the configured).",
+        ),
     ] = None,
     tokenizer: Annotated[
         str | None, typer.Option("--tokenizer", help="word | byte | local HF tokenizer folder.")
@@ -240,32 +282,55 @@ def scan_cmd(
 ) -> None:
     """Find the watermark in a training dataset: flagged records and a corpus p-value.
 
+    `--scheme cater` pools answers marked by `watermark embed` (the post-hoc scheme).
+
     Example: `distillguard watermark scan-dataset ./dataset.parquet --field text --fdr 0.01`
     """
+    from distillguard.watermark.cater import CaterConfig, CaterWatermark
     from distillguard.watermark.registry import build_scheme
-    from distillguard.watermark.scan import scan_dataset
+    from distillguard.watermark.scan import scan_dataset, scan_dataset_text
     from distillguard.watermark.tokenizers import load_tokenizer
 
     state = state_of(ctx)
     settings = state.settings().watermark
-    cfg = settings.model_copy(update={"scheme": scheme or settings.scheme})
-    wm = build_scheme(cfg, _keys(ctx, [key] if key else None, False)[0])
-    tok = load_tokenizer(tokenizer or settings.tokenizer)
+    name = scheme or settings.scheme
+    _check_scheme(name)
+    wkey = _keys(ctx, [key] if key else None, False)[0]
+    rate = fdr if fdr is not None else settings.fdr
     with progress_bar(state, unit="records") as progress:
         task = progress.add_task(f"scanning {path.name}", total=limit)
-        report = scan_dataset(
-            path,
-            scheme=wm,
-            tokenizer=tok,
-            text_field=field,
-            fdr=fdr if fdr is not None else settings.fdr,
-            limit=limit,
-            on_record=lambda n: progress.update(task, completed=n),
-        )
+        if name in TEXT_SCHEMES:
+            wm: Any = CaterWatermark(CaterConfig(), key=wkey)
+            tok_name = "words (lexicon)"
+            report = scan_dataset_text(
+                path,
+                watermark=wm,
+                text_field=field,
+                fdr=rate,
+                limit=limit,
+                on_record=lambda n: progress.update(task, completed=n),
+            )
+        else:
+            wm = build_scheme(settings.model_copy(update={"scheme": name}), wkey)
+            tok = load_tokenizer(tokenizer or settings.tokenizer)
+            tok_name = tok.name
+            report = scan_dataset(
+                path,
+                scheme=wm,
+                tokenizer=tok,
+                text_field=field,
+                fdr=rate,
+                limit=limit,
+                on_record=lambda n: progress.update(task, completed=n),
+            )
     if state.json_output:
-        emit_json({"ok": True, "key_id": wm.key_id, **report.to_dict()})
+        emit_json(
+            {"ok": True, "scheme": name, "tokenizer": tok_name, "key_id": wm.key_id}
+            | report.to_dict()
+        )
         return
     c = report.corpus
+    console.print(f"scheme tested: {name} (tokenizer: {tok_name}), key {wm.key_id}")
     console.print(
         f"{report.records:,} records ({report.skipped:,} without text), "
         f"{report.tokens:,} tokens scored; corpus: {c.n_scored:,} distinct windows, "

@@ -230,11 +230,17 @@ class CaterWatermark:
         out.append(text[last:])
         return EmbedResult(text="".join(out), words=len(slots), eligible=eligible, changed=changed)
 
-    def score(self, text: str, *, dedup: bool = True) -> tuple[int, list[float]]:
-        """Agreements with the keyed choice and each scored occurrence's null probability."""
+    def score(
+        self, text: str, *, dedup: bool = True, seen: set[tuple[str, int]] | None = None
+    ) -> tuple[int, list[float]]:
+        """Agreements with the keyed choice and each scored occurrence's null probability.
+
+        ``seen`` (with ``dedup``) carries the deduplication over several texts: pass the same set
+        for every record of a dataset to score each (previous word, group) context once in all.
+        """
         agree = 0
         probs: list[float] = []
-        seen: set[tuple[str, int]] = set()
+        seen = set() if seen is None else seen
         for slot in self._slots(text):
             if not slot.eligible:
                 continue

@@ -24,8 +24,9 @@ import orjson
 
 from distillguard.errors import InputError, LogFormatError, LogNotFoundError
 from distillguard.watermark.base import DedupTape, DetectionResult, WatermarkScheme
+from distillguard.watermark.cater import CaterWatermark
 from distillguard.watermark.mpac import MPACWatermark, PayloadResult, PayloadTokenScores
-from distillguard.watermark.stats import benjamini_hochberg
+from distillguard.watermark.stats import benjamini_hochberg, poisson_binomial_sf
 from distillguard.watermark.tokenizers import Tokenizer
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "ScanReport",
     "iter_records",
     "scan_dataset",
+    "scan_dataset_text",
 ]
 
 #: Fields tried, in order, when no text field is named.
@@ -314,5 +316,76 @@ def scan_dataset(
         fdr=fdr,
         flagged=flagged,
         payload=payload,
+        p_values=p,
+    )
+
+
+def scan_dataset_text(
+    path: Path,
+    *,
+    watermark: CaterWatermark,
+    text_field: str | None = None,
+    fdr: float = 0.01,
+    limit: int | None = None,
+    on_record: Callable[[int], None] | None = None,
+) -> ScanReport:
+    """:func:`scan_dataset` for the post-hoc lexical scheme (``cater``), which reads words.
+
+    Each record gets its exact Poisson-binomial p-value; the corpus test pools every record's
+    agreements, each (previous word, synonym group) context counted once in the whole dataset, so
+    it stays exact when records repeat each other.
+    """
+    if not 0.0 < fdr < 1.0:
+        raise InputError(f"fdr must be in (0, 1), got {fdr}")
+    seen: set[tuple[str, int]] = set()
+    agree_total = 0
+    probs_total: list[float] = []
+    ids: list[str] = []
+    pvals: list[float] = []
+    nscored: list[int] = []
+    records = skipped = tokens = words = 0
+    for record_id, text in iter_records(path, text_field=text_field):
+        if limit is not None and records >= limit:
+            break
+        records += 1
+        if text is None:
+            skipped += 1
+        else:
+            result = watermark.detect(text)
+            pvals.append(result.p_value)
+            ids.append(record_id)
+            nscored.append(result.n_scored)
+            tokens += result.n_scored
+            words += result.n_tokens
+            agree, probs = watermark.score(text, seen=seen)
+            agree_total += agree
+            probs_total.extend(probs)
+        if on_record is not None:
+            on_record(records)
+    p = np.asarray(pvals, dtype=np.float64)
+    q, rejected = benjamini_hochberg(p, alpha=fdr)
+    order = np.flatnonzero(rejected)
+    order = order[np.argsort(p[order], kind="stable")]
+    flagged = tuple(
+        RecordFinding(record=ids[i], p_value=float(p[i]), q_value=float(q[i]), n_scored=nscored[i])
+        for i in order
+    )
+    corpus = DetectionResult(
+        method=watermark.method,
+        key_id=watermark.key_id,
+        statistic=float(agree_total),
+        p_value=poisson_binomial_sf(agree_total, probs_total),
+        n_scored=len(probs_total),
+        n_tokens=words,
+        n_duplicates=tokens - len(probs_total),
+        expected=float(np.sum(probs_total)) if probs_total else 0.0,
+    )
+    return ScanReport(
+        records=records,
+        skipped=skipped,
+        tokens=tokens,
+        corpus=corpus,
+        fdr=fdr,
+        flagged=flagged,
         p_values=p,
     )

@@ -70,13 +70,19 @@ def test_detect_text_files(
     (tmp_path / "a.txt").write_text(marked_text(ring, 150, 1))
     (tmp_path / "b.txt").write_text(plain_text(150, 2))
     code, data = run_json(capsys, "watermark", "detect", "a.txt", "b.txt")
-    assert code == 0
+    assert code == 1  # found in a text: exit 1, as every command that reports findings
     a, b = data["texts"]
     assert a["detected"] and a["p_value"] < 1e-6
+    assert a["scheme"] == "kgw"
+    assert data["detected"] == 1
+    assert data["schemes_tested"] == ["kgw (tokenizer: word)", "cater (tokenizer: words (lexicon))"]
     assert not b["detected"] and b["p_value"] > 1e-3
     assert a["key_id"] == ring.watermark_key().kid
-    assert main(["watermark", "detect", "a.txt"]) == 0
-    assert "yes" in capsys.readouterr().out
+    assert main(["watermark", "detect", "a.txt"]) == 1
+    out = capsys.readouterr().out
+    assert "yes" in out and "schemes tested: kgw" in out and "found in 1 of 1" in out
+    assert main(["watermark", "detect", "b.txt"]) == 0  # nothing found: exit 0
+    assert "found in 0 of 1" in capsys.readouterr().out
 
 
 def test_detect_jsonl_chat_and_all_keys(
@@ -94,11 +100,11 @@ def test_detect_jsonl_chat_and_all_keys(
     code, data = run_json(
         capsys, "watermark", "detect", "d.jsonl", "--field", "output", "--chat", "--all-keys"
     )
-    assert code == 0
+    assert code == 1
     assert len(data["texts"]) == 2
     first = data["texts"][0]
     assert first["key_id"] == old and first["p_value"] < 1e-5
-    assert len(first["results"]) == 2
+    assert len(first["results"]) == 4  # two keys under each of kgw and cater
     # Holm over two keys: the adjusted p-value is at least the raw one
     raw = min(r["p_value"] for r in first["results"])
     assert first["p_value"] >= raw
@@ -115,7 +121,13 @@ def test_embed_then_detect_post_hoc(
     code, data = run_json(capsys, "watermark", "embed", "in.txt", "-o", "out.txt")
     assert code == 0 and data["changed"] > 0
     code, det = run_json(capsys, "watermark", "detect", "out.txt", "--scheme", "cater")
-    assert code == 0 and det["texts"][0]["p_value"] < 1e-3
+    assert code == 1 and det["texts"][0]["p_value"] < 1e-3
+    # a plain detect (no --scheme) finds the post-hoc mark too, and says which scheme it was
+    code, det = run_json(capsys, "watermark", "detect", "out.txt")
+    assert code == 1
+    assert det["texts"][0]["detected"] and det["texts"][0]["scheme"] == "cater"
+    code, det = run_json(capsys, "watermark", "detect", "in.txt")  # the unmarked original
+    assert code == 0 and not det["texts"][0]["detected"]
     (tmp_path / "in.jsonl").write_text(json.dumps({"output": text}) + "\n")
     code, data = run_json(capsys, "watermark", "embed", "in.jsonl", "-o", "out.jsonl")
     assert code == 0 and data["texts"] == 1
@@ -148,6 +160,41 @@ def test_scan_dataset_formats(
     assert data["records"] == 10 and data["n_flagged"] == 1
     assert main(["watermark", "scan-dataset", "ds.jsonl"]) == 0
     assert "flagged" in capsys.readouterr().out
+
+
+def test_scan_dataset_post_hoc_scheme(
+    ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        "However, this method often helps people. We typically use a simple approach, "
+        "and the main benefits are obvious. Additionally, it is important to begin early. "
+    )
+    rows = [{"output": text * (1 + i % 3)} for i in range(12)]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, _ = run_json(capsys, "watermark", "embed", "in.jsonl", "-o", "marked.jsonl")
+    assert code == 0
+    code, data = run_json(
+        capsys,
+        "watermark",
+        "scan-dataset",
+        "marked.jsonl",
+        "--scheme",
+        "cater",
+        "--field",
+        "output",
+    )
+    assert code == 0
+    assert data["scheme"] == "cater" and data["records"] == 12
+    assert data["corpus"]["p_value"] < 1e-4
+    # the pooled test counts each (previous word, group) context once: the repeated answers
+    # add no scored occurrence beyond the first
+    assert data["corpus"]["n_scored"] < data["tokens"]
+    code, clean = run_json(
+        capsys, "watermark", "scan-dataset", "in.jsonl", "--scheme", "cater", "--field", "output"
+    )
+    assert clean["corpus"]["p_value"] > 1e-3 and clean["n_flagged"] == 0
+    assert main(["watermark", "scan-dataset", "marked.jsonl", "--scheme", "cater"]) == 0
+    assert "scheme tested: cater" in capsys.readouterr().out
 
 
 def test_bad_inputs(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
