@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,8 +102,13 @@ def ingest(
             console.print("ledger checkpoint not signed: no keyring (run `distillguard keys init`)")
         else:
             console.print(
-                f"ledger: {checkpoint['size']:,} leaves, root {checkpoint['root']}, "
-                "signed checkpoint published"
+                f"ledger: {checkpoint['size']:,} leaves, root (base64) {checkpoint['root_hash']}, "
+                + (
+                    "signed checkpoint published"
+                    if checkpoint["published"]
+                    else "unchanged since the latest checkpoint (none published)"
+                ),
+                soft_wrap=True,
             )
         if data["quarantine"]:
             console.print(f"rejected records: {data['quarantine']}")
@@ -130,9 +136,27 @@ def _publish_checkpoint(settings: Settings, store: Store) -> dict[str, Any] | No
     from distillguard.keyring import KeyPurpose, open_keyring
     from distillguard.ledger import Ledger
 
+    ledger = Ledger.open(store, origin=settings.ledger.origin)
+    head = ledger.head()
+    latest = ledger.latest_checkpoint()
+    if latest is not None and (latest.size, latest.root_hash) == (head.size, head.root_hash):
+        # nothing new since the last checkpoint: another one at the same size says nothing more
+        return {
+            "size": latest.size,
+            "root_hash": base64.b64encode(latest.root_hash).decode(),
+            "root_hash_hex": latest.root_hash.hex(),
+            "note": latest.note,
+            "published": False,
+        }
     key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
-    cp = Ledger.open(store, origin=settings.ledger.origin).publish_checkpoint(key)
-    return {"size": cp.size, "root": cp.root_hash.hex(), "note": cp.note}
+    cp = ledger.publish_checkpoint(key)
+    return {
+        "size": cp.size,
+        "root_hash": base64.b64encode(cp.root_hash).decode(),
+        "root_hash_hex": cp.root_hash.hex(),
+        "note": cp.note,
+        "published": True,
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -135,7 +135,8 @@ def head(ctx: typer.Context, store_url: StoreOption = None) -> None:
         return
     console.print(f"origin  {data['origin']}")
     console.print(f"size    {data['size']:,}")
-    console.print(f"root    {data['root_hash']}")
+    console.print(f"root    {data['root_hash']} (base64)", soft_wrap=True)
+    console.print(f"        {data['root_hash_hex']} (hex)", soft_wrap=True)
     if latest is None:
         console.print("no checkpoint yet: `distillguard ledger checkpoint` signs one")
     else:

@@ -226,3 +226,38 @@ def test_insider_erasure_without_the_keyring_fails_until_sealed(
     assert code == 0 and [e["signed_by"] is not None for e in done["sealed"]] == [True]
     code, report = run_json(capsys, "ledger", "audit")
     assert code == 0 and [e["leaf_index"] for e in report["erased"]] == [9]
+
+
+def test_reingest_publishes_no_checkpoint_and_roots_are_labelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25: identical data again adds no checkpoint at the same size; ``ingest`` and
+    ``ledger head`` give the root in the same (labelled) encodings."""
+    from distillguard.testing import make_account, make_exchange, write_log
+
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / "dg"))
+    assert main(["keys", "init"]) == 0
+    log = write_log(
+        tmp_path / "log",
+        [make_account("acct-1")],
+        [make_exchange(f"ex-{i}", account_id="acct-1") for i in range(5)],
+    )
+    code, first = run_json(capsys, "ingest", str(log))
+    assert code == 0 and first["checkpoint"]["published"] is True
+    code, again = run_json(capsys, "ingest", str(log))
+    assert code == 0 and again["checkpoint"]["published"] is False
+    assert again["checkpoint"]["size"] == first["checkpoint"]["size"] == 5
+    code, head = run_json(capsys, "ledger", "head")
+    assert head["latest_checkpoint"]["checkpoint_no"] == 1  # one checkpoint, not two
+    assert head["root_hash"] == first["checkpoint"]["root_hash"]
+    assert head["root_hash_hex"] == first["checkpoint"]["root_hash_hex"]
+    assert main(["ingest", str(log)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"root (base64) {head['root_hash']}" in out and "none published" in out
+    assert main(["ledger", "head"]) == 0
+    out = capsys.readouterr().out
+    assert f"{head['root_hash']} (base64)" in out and f"{head['root_hash_hex']} (hex)" in out
