@@ -104,6 +104,7 @@ def _bundle(
     radioactivity: Path | None,
     fingerprint: Path | None,
     html: str | None,
+    hold: bool = True,
 ) -> dict[str, Any]:
     from distillguard.evidence import build_bundle
     from distillguard.keyring import open_keyring
@@ -128,8 +129,24 @@ def _bundle(
             results=results,
             report_html=html.encode() if html is not None else None,
             origin=settings.ledger.origin,
+            hold=hold,
         )
-    return summary.to_dict()
+    return {**summary.to_dict(), "hold": hold}
+
+
+HoldOption = Annotated[
+    bool,
+    typer.Option(
+        "--hold/--no-hold",
+        help="Put the cited exchanges on legal hold (default), or leave their retention as is.",
+    ),
+]
+
+
+def _hold_text(summary: dict[str, Any]) -> str:
+    if not summary["hold"]:
+        return "no legal hold placed (--no-hold)"
+    return f"{summary['holds']} put on legal hold (release: distillguard retention hold release)"
 
 
 def report_cmd(
@@ -147,12 +164,22 @@ def report_cmd(
     fingerprint: FingerprintOption = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write a PDF (WeasyPrint).")] = False,
     bundle: Annotated[
-        Path | None, typer.Option("--bundle", help="Also write the evidence bundle (zip).")
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Also write the evidence bundle (zip); its cited records go on legal hold "
+            "(unless --no-hold).",
+        ),
     ] = None,
+    hold: HoldOption = True,
     accounts_shown: AccountsOption = 200,
     exchanges: ExchangesOption = 5,
 ) -> None:
     """Write a self-contained HTML evidence report of a scan (and its PDF and bundle).
+
+    With `--bundle`, every exchange the bundle cites is put on legal hold (retention and
+    erasure leave it alone until `distillguard retention hold release`); `--no-hold` writes the
+    bundle without placing holds. The output says how many records went on hold.
 
     Example: `distillguard report --scan ./scan-out --out report.html --pdf --bundle evidence.zip`
     """
@@ -185,7 +212,7 @@ def report_cmd(
     if bundle is not None:
         payload["bundle"] = _bundle(
             settings, out=bundle, store_url=store, report=report, scan=scan,
-            radioactivity=radioactivity, fingerprint=fingerprint, html=html,
+            radioactivity=radioactivity, fingerprint=fingerprint, html=html, hold=hold,
         )  # fmt: skip
     if state.json_output:
         emit_json(payload)
@@ -200,7 +227,7 @@ def report_cmd(
         b = payload["bundle"]
         console.print(
             f"evidence bundle {b['bundle_id']} written to {bundle}: {b['exchanges']} cited "
-            f"exchanges with inclusion proofs, {b['holds']} on legal hold"
+            f"exchanges with inclusion proofs, {_hold_text(b)}"
         )
     console.print(f"open it: file://{out.resolve()}")
 
@@ -217,10 +244,13 @@ def bundle_cmd(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Include the HTML report.")
     ] = True,
+    hold: HoldOption = True,
     exchanges: ExchangesOption = 5,
 ) -> None:
     """Write an evidence bundle: cited records, inclusion proofs, signed checkpoints, public
     keys, result files and a signed manifest; the cited records go on legal hold.
+
+    `--no-hold` writes the bundle without placing legal holds.
 
     Example: `distillguard bundle --scan ./scan-out --out evidence.zip`
     """
@@ -233,7 +263,7 @@ def bundle_cmd(
     )  # fmt: skip
     summary = _bundle(
         settings, out=out, store_url=store, report=made, scan=scan,
-        radioactivity=radioactivity, fingerprint=fingerprint, html=html,
+        radioactivity=radioactivity, fingerprint=fingerprint, html=html, hold=hold,
     )  # fmt: skip
     if state.json_output:
         emit_json({"ok": True, **summary})
@@ -241,8 +271,7 @@ def bundle_cmd(
     console.print(
         f"evidence bundle {summary['bundle_id']} written to {out} "
         f"({summary['size_bytes'] / 1e6:.1f} MB): {summary['exchanges']} cited exchanges with "
-        f"inclusion proofs, {summary['checkpoints']} checkpoint(s), {summary['holds']} on legal "
-        "hold"
+        f"inclusion proofs, {summary['checkpoints']} checkpoint(s), {_hold_text(summary)}"
     )
     console.print(f"verify it: distillguard verify-bundle {out} --public-key PROVIDER-KEYS.json")
 
