@@ -44,6 +44,7 @@ choice used only sync signs and magnitudes, so their matches are again exactly b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -90,11 +91,33 @@ _CHIPS = (TILE // CHIP) ** 2
 #: How many period hypotheses the detector may try after the uncropped one (fixed in advance,
 #: so that the Bonferroni weights are known before looking at the image).
 SLOW_HYPOTHESES = 24
-#: How many lattice (geometric) hypotheses the detector may try; fixed in advance, like
-#: :data:`SLOW_HYPOTHESES`.
-GEO_HYPOTHESES = 8
-#: Bonferroni weights of the three stages of the search (they sum to 1).
-_W_FRAME, _W_GEO, _W_PERIOD = 0.5, 0.25, 0.25
+#: How many lattice maps (geometric hypotheses) the detector may examine: fold and correlate.
+GEO_EXAMINED = 24
+#: How many of the examined maps (lattices and periods) are tested: those with the largest
+#: magnitude score. Fixed in advance: the Bonferroni weight of each is ``1/2 / GEO_HYPOTHESES``.
+GEO_HYPOTHESES = 4
+#: Bonferroni weight of the uncropped hypothesis; the tested maps share the rest.
+_W_FRAME = 0.5
+#: Magnitude score (Σ|correlation| at the best shift over the fold's norm) at which the search
+#: stops: noise gives 7-16, an aligned mark 18-35 in the robustness runs. Reads no sign.
+_STRONG = 20.0
+#: How many of the most coherent maps are checked (fold and correlation) when none was strong.
+_CHECKED = 8
+#: Canonical frequencies (cycles per frame pixel, rows (fx, fy)) of the tile lattice used by the
+#: coherence: a half plane of harmonics 2-16 of the 64-pixel tile (the 2-pixel chips put most
+#: of their energy below harmonic 16; the lowest harmonics are the picture's).
+_HARMONICS = (
+    np.array(
+        [
+            (u, v)
+            for u in range(-16, 17)
+            for v in range(0, 17)
+            if (v > 0 or u > 0) and max(abs(u), abs(v)) >= 2
+        ],
+        dtype=np.float64,
+    )
+    / 64.0
+)
 _DOMAIN = b"distillguard/image-watermark/v1"
 #: Images with fewer pixels get the precise (float) embedding path, larger ones the fast one.
 _FAST_PIXELS = 512 * 512
@@ -473,25 +496,125 @@ _FIT_POINTS = np.array(
     [(u, v) for u in range(0, 4) for v in range(-3, 4) if (u > 0 or v > 0)], dtype=np.float64
 )
 _ACF = 2 * FRAME  # zero-padded autocorrelation: linear, not cyclic, lags
+_PEAKS = 96  # autocorrelation peaks considered by the lattice search
 
 
-def _acf_peaks_map(white: NDArray[np.float32]) -> NDArray[np.float64]:
+@functools.lru_cache(maxsize=1)
+def _acf_geometry() -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Ring index of every lag, the high-pass transfer function, the lags searched for peaks."""
+    yy, xx = np.ogrid[-FRAME:FRAME, -FRAME:FRAME]
+    radius = np.sqrt(xx * xx + yy * yy)
+    ring = (radius / 4.0).astype(np.int64)
+    fy = np.fft.fftfreq(_ACF)[:, None]
+    fx = np.fft.rfftfreq(_ACF)[None, :]
+    # 1 - the transfer function of a Gaussian blur of σ = 3 lags: a high-pass.
+    high_pass = 1.0 - np.exp(-2.0 * np.pi**2 * 9.0 * (fx * fx + fy * fy))
+    half = (yy > 0) | ((yy == 0) & (xx > 0))
+    searched = (radius >= 36) & (radius <= 136) & half
+    return ring, high_pass, searched
+
+
+def _padded_power(white: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Power spectrum of the whitened frame zero-padded to 512×512 (``rfft2`` layout)."""
+    spec = np.fft.rfft2(white, s=(_ACF, _ACF))
+    return np.asarray(spec.real**2 + spec.imag**2, dtype=np.float64)
+
+
+def _coherence_map(power: NDArray[np.float64]) -> NDArray[np.float32]:
+    """The power spectrum over its local mean (9×9 bins): about 1 where there is no lattice."""
+    local = ndimage.uniform_filter(power, size=9, mode="wrap")
+    return np.asarray(power / (local + 1e-9), dtype=np.float32)
+
+
+def _coherence(
+    flat: NDArray[np.float32],
+    matrices: NDArray[np.float64],
+    harmonics: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """How well each 2×2 map explains the spectrum: mean whitened power at its harmonics.
+
+    If the frame holds the canonical pattern mapped by ``M`` (frame = M · canonical), its
+    spectrum has the pattern's harmonics ``k`` at ``M^-T k``. Read with bilinear interpolation
+    in the padded spectrum; uses the image only (no key). ``matrices`` is (K, 2, 2).
+    """
+    inverse = np.linalg.inv(matrices)  # (K, 2, 2)
+    chosen = _HARMONICS if harmonics is None else harmonics
+    freq = np.matmul(chosen[None], inverse) * _ACF  # (K, n, 2): bins (fx, fy)
+    sign = np.where(freq[..., 0] < 0, -1.0, 1.0)  # the rfft half plane: conjugate symmetry
+    width = flat.shape[1]
+    fx = np.clip(freq[..., 0] * sign, 0.0, width - 2.0)
+    fy = freq[..., 1] * sign
+    x0 = fx.astype(np.int64)
+    fy_floor = np.floor(fy)
+    wx, wy = fx - x0, fy - fy_floor
+    y0 = fy_floor.astype(np.int64) % _ACF
+    above = y0 * width + x0
+    below = ((y0 + 1) % _ACF) * width + x0
+    values = flat.ravel()
+    top = values[above] + wx * (values[above + 1] - values[above])
+    bottom = values[below] + wx * (values[below + 1] - values[below])
+    return np.asarray((top + wy * (bottom - top)).mean(axis=1), dtype=np.float64)
+
+
+#: The eight moves of the polish: one entry of the map up or down by one step.
+_STEPS = np.stack([sign * np.eye(4)[i].reshape(2, 2) for i in range(4) for sign in (1.0, -1.0)])
+
+
+def _polish(
+    flat: NDArray[np.float32], matrices: NDArray[np.float64], steps: tuple[float, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Ascent of the coherence over the four entries of each map, one step size after another.
+
+    An autocorrelation peak locates a lattice vector to a fraction of a pixel, which over the
+    four tiles of the frame can still leave the chips misaligned; the coherence, read at
+    hundreds of harmonics at once, pins the map down. At each step size the eight one-entry
+    moves are tried, and every entry takes its better move if that helps (or, if the moves
+    interfere, the single best move is taken). All maps (N, 2, 2) at once; key-free.
+    """
+    count = len(matrices)
+    if count == 0:
+        return matrices, np.zeros(0)
+    best = _coherence(flat, matrices)
+    for step in steps:
+        trials = matrices[:, None] + step * _STEPS[None]  # (N, 8, 2, 2)
+        values = _coherence(flat, trials.reshape(-1, 2, 2)).reshape(count, 8)
+        up, down = values[:, 0::2], values[:, 1::2]  # (N, 4) per entry
+        helps = np.maximum(up, down) > best[:, None]
+        move = np.where(helps, np.where(up >= down, step, -step), 0.0)
+        joint = matrices + move.reshape(count, 2, 2)
+        joint_value = _coherence(flat, joint)
+        top = np.argmax(values, axis=1)
+        top_value = values[np.arange(count), top]
+        take_joint = helps.any(axis=1) & (joint_value > best)
+        take_single = ~take_joint & (top_value > best)
+        single = matrices + step * _STEPS[top]
+        matrices = np.where(
+            take_joint[:, None, None], joint, np.where(take_single[:, None, None], single, matrices)
+        )
+        best = np.where(take_joint, joint_value, np.where(take_single, top_value, best))
+    return matrices, best
+
+
+def _acf_peaks_map(power: NDArray[np.float64]) -> NDArray[np.float32]:
     """The autocorrelation of the whitened frame, high-passed and standardised (z-scores).
 
     The tile pattern gives sharp peaks (a few pixels wide) on its lattice; image content gives
-    smooth autocorrelation, which the high-pass (minus a Gaussian blur) removes. Lag (dx, dy) is
-    at ``[dy + FRAME, dx + FRAME]``.
+    smooth autocorrelation, which the high-pass (minus a Gaussian blur, applied in the Fourier
+    domain) removes. Lag (dx, dy) is at ``[dy + FRAME, dx + FRAME]``.
     """
-    spec = np.fft.rfft2(white, s=(_ACF, _ACF))
-    auto = np.fft.fftshift(np.fft.irfft2(np.abs(spec) ** 2, s=(_ACF, _ACF)))
-    high = auto - ndimage.gaussian_filter(auto, 3.0)
-    yy, xx = np.ogrid[-FRAME:FRAME, -FRAME:FRAME]
-    radius = np.sqrt(xx * xx + yy * yy)
-    ring = (radius >= 36) & (radius <= 180)
-    return np.asarray((high - high[ring].mean()) / (high[ring].std() + 1e-12), dtype=np.float64)
+    ring, high_pass, _ = _acf_geometry()
+    high = np.fft.fftshift(np.fft.irfft2(power * high_pass, s=(_ACF, _ACF)))
+    # Standardised per ring of 4 lags: the picture's leftover autocorrelation fades with the
+    # lag, so one global scale would favour short lags (small, false lattices).
+    flat = ring.ravel()
+    count = np.maximum(np.bincount(flat), 1)
+    mean = np.bincount(flat, weights=high.ravel()) / count
+    power_ring = np.bincount(flat, weights=(high * high).ravel()) / count
+    std = np.sqrt(np.maximum(power_ring - mean * mean, 0.0)) + 1e-12
+    return np.asarray((high - mean[ring]) / std[ring], dtype=np.float32)
 
 
-def _z_at(zmax: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.float64]:
+def _z_at(zmax: NDArray[np.float32], points: NDArray[np.float64]) -> NDArray[np.float64]:
     ix = np.rint(points[..., 0]).astype(np.int64) + FRAME
     iy = np.rint(points[..., 1]).astype(np.int64) + FRAME
     inside = (ix >= 0) & (ix < _ACF) & (iy >= 0) & (iy < _ACF)
@@ -499,78 +622,122 @@ def _z_at(zmax: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.
     return np.asarray(np.where(inside, values, 0.0), dtype=np.float64)
 
 
-def _subpixel(z: NDArray[np.float64], point: NDArray[np.float64]) -> NDArray[np.float64] | None:
-    ix, iy = int(np.rint(point[0])) + FRAME, int(np.rint(point[1])) + FRAME
-    if not (1 <= ix < _ACF - 1 and 1 <= iy < _ACF - 1):
-        return None
-    q = z[iy - 1 : iy + 2, ix - 1 : ix + 2]
+def _subpixel(z: NDArray[np.float32], points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The peaks near ``points`` (n, 2), located by a parabola through 3 lags on each axis."""
+    ix = np.clip(np.rint(points[:, 0]).astype(np.int64) + FRAME, 1, _ACF - 2)
+    iy = np.clip(np.rint(points[:, 1]).astype(np.int64) + FRAME, 1, _ACF - 2)
+    centre = z[iy, ix].astype(np.float64)
 
-    def vertex(a: float, b: float, c: float) -> float:
-        d = a - 2 * b + c
-        return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5)) if d < 0 else 0.0
+    def vertex(before: NDArray[np.float64], after: NDArray[np.float64]) -> NDArray[np.float64]:
+        curve = before - 2 * centre + after
+        safe = np.where(curve < 0, curve, -1.0)
+        return np.where(curve < 0, np.clip(0.5 * (before - after) / safe, -0.5, 0.5), 0.0)
 
-    return np.array(
-        [
-            ix - FRAME + vertex(q[1, 0], q[1, 1], q[1, 2]),
-            iy - FRAME + vertex(q[0, 1], q[1, 1], q[2, 1]),
-        ]
-    )
+    dx = vertex(z[iy, ix - 1].astype(np.float64), z[iy, ix + 1].astype(np.float64))
+    dy = vertex(z[iy - 1, ix].astype(np.float64), z[iy + 1, ix].astype(np.float64))
+    return np.stack([ix - FRAME + dx, iy - FRAME + dy], axis=1)
+
+
+def _fit_lattice(
+    z: NDArray[np.float32],
+    zmax: NDArray[np.float32],
+    va: NDArray[np.float64],
+    vb: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Refine a pair of lattice vectors by least squares on the sub-pixel peaks they predict.
+
+    Two passes: the near lattice points first, then farther ones with the refined pair (a far
+    lag magnifies the error of the pair, hence is looked up only once that error is small).
+    """
+    for fit_points, reach in ((_LATTICE_POINTS, 200.0), (_FIT_POINTS, 240.0)):
+        lags = fit_points[:, :1] * va + fit_points[:, 1:] * vb
+        keep = (np.hypot(lags[:, 0], lags[:, 1]) <= reach) & (_z_at(zmax, lags) >= 2.5)
+        if int(keep.sum()) < 3:
+            continue
+        rows = fit_points[keep]
+        found = _subpixel(z, lags[keep])
+        fit, *_ = np.linalg.lstsq(rows, found, rcond=None)
+        va, vb = fit[0], fit[1]
+    return va, vb
 
 
 def _lattice_candidates(
-    white: NDArray[np.float32], limit: int = GEO_HYPOTHESES
+    power: NDArray[np.float64], *, aspect: float = 1.0, limit: int = GEO_EXAMINED
 ) -> list[NDArray[np.float64]]:
     """Up to ``limit`` 2×2 maps (columns: the images of the canonical tile vectors / TILE).
 
-    The 32 strongest autocorrelation peaks at lags of 36-136 frame pixels (tile periods from a
+    The strongest autocorrelation peaks at lags of 36-136 frame pixels (tile periods from a
     shrink to 0.56× to a blow-up to 2.1×) are split into x-like and y-like vectors (within 30°
-    of an axis: rotations up to about ±25°, with shear); every pair is scored by the summed
-    z-scores at ten of the lattice points it predicts, and the best pairs are refined by least
-    squares on the sub-pixel peaks they explain. Depends on the image only, never on the key.
+    of an axis: rotations up to about ±25°, with shear). Candidates are (a) pairs of an x-like
+    and a y-like peak and (b) single peaks completed by a similarity of the image (rotation and
+    uniform scale of the picture, whose ``height / width`` is ``aspect``: the partner peak
+    may be too weak to be listed). Each is scored by the summed z-scores at ten lattice points
+    it predicts; the best, refined by least squares on sub-pixel peaks, come first. Depends on
+    the image only, never on the key.
     """
-    z = _acf_peaks_map(white)
+    z = _acf_peaks_map(power)
     zmax = ndimage.maximum_filter(z, size=3)
-    yy, xx = np.ogrid[-FRAME:FRAME, -FRAME:FRAME]
-    radius = np.sqrt(xx * xx + yy * yy)
-    half = (yy > 0) | ((yy == 0) & (xx > 0))
-    local = (z == ndimage.maximum_filter(z, size=5)) & (radius >= 36) & (radius <= 136) & half
+    _, _, searched = _acf_geometry()
+    # Peaks are looked for at lags up to 136 only: a window of ±140 around lag 0.
+    lo, hi = FRAME - 140, FRAME + 141
+    window = z[lo:hi, lo:hi]
+    local = (window == ndimage.maximum_filter(window, size=5)) & searched[lo:hi, lo:hi]
     ys, xs = np.nonzero(local)
-    order = np.argsort(z[ys, xs])[::-1][:32]
+    ys, xs = ys + lo, xs + lo
+    order = np.argsort(z[ys, xs])[::-1][:_PEAKS]
     peaks = np.stack([xs[order] - FRAME, ys[order] - FRAME], axis=1).astype(np.float64)
     angle = np.degrees(np.arctan2(peaks[:, 1], peaks[:, 0]))  # 0..180 (upper half plane)
-    x_like = peaks[(angle <= 30.0) | (angle >= 150.0)]
-    x_like = x_like * np.sign(x_like[:, :1])
-    y_like = peaks[np.abs(angle - 90.0) <= 30.0]
-    if len(x_like) == 0 or len(y_like) == 0:
+    is_x = (angle <= 30.0) | (angle >= 150.0)
+    is_y = np.abs(angle - 90.0) <= 30.0
+    x_like = peaks[is_x] * np.sign(peaks[is_x][:, :1])
+    y_like = peaks[is_y]
+    k2 = aspect * aspect
+    # (b) completions: in frame coordinates a similarity of the picture maps the tile vector
+    # (64, 0) to (a, b) and (0, 64) to (-b k², a), k = height / width.
+    singles_a = np.concatenate([x_like[:12], np.stack([y_like[:12, 1], -y_like[:12, 0] / k2], 1)])
+    singles_b = np.concatenate([np.stack([-x_like[:12, 1] * k2, x_like[:12, 0]], 1), y_like[:12]])
+    pairs_a: list[NDArray[np.float64]] = [singles_a]
+    pairs_b: list[NDArray[np.float64]] = [singles_b]
+    if len(x_like) and len(y_like):
+        ii, jj = np.meshgrid(np.arange(len(x_like)), np.arange(len(y_like)), indexing="ij")
+        pairs_a.append(x_like[ii.ravel()])
+        pairs_b.append(y_like[jj.ravel()])
+    cand_a = np.concatenate(pairs_a)
+    cand_b = np.concatenate(pairs_b)
+    if len(cand_a) == 0:
         return []
-    a = x_like[:, None, None, :]
-    b = y_like[None, :, None, :]
-    points = _LATTICE_POINTS[None, None, :, :1] * a + _LATTICE_POINTS[None, None, :, 1:] * b
-    score = np.clip(_z_at(zmax, points), None, 12.0).sum(axis=2)
-    ratio = np.hypot(x_like[:, 0], x_like[:, 1])[:, None] / np.hypot(y_like[:, 0], y_like[:, 1])
-    score = np.where((ratio > 0.6) & (ratio < 1.67), score, -np.inf)
+    # The strongest peaks may be those of twice the lattice (every other tile: a straight edge
+    # of the picture along a tile axis lines them up); the halved pair competes too.
+    half_ok = np.minimum(np.hypot(*cand_a.T), np.hypot(*cand_b.T)) >= 72.0
+    cand_a = np.concatenate([cand_a, cand_a[half_ok] / 2.0])
+    cand_b = np.concatenate([cand_b, cand_b[half_ok] / 2.0])
+    points = (
+        _LATTICE_POINTS[None, :, :1] * cand_a[:, None, :]
+        + _LATTICE_POINTS[None, :, 1:] * cand_b[:, None, :]
+    )
+    score = np.clip(_z_at(zmax, points), None, 12.0).sum(axis=1)
+    ratio = np.hypot(cand_a[:, 0], cand_a[:, 1]) / (np.hypot(cand_b[:, 0], cand_b[:, 1]) + 1e-9)
+    score = np.where((ratio > 0.5) & (ratio < 2.0), score, -np.inf)
+    # Completions and pairs are ranked apart and taken in turn: on a busy picture the pairs of
+    # its own peaks can outscore a lattice whose second vector is too weak to be listed.
+    n_single = len(singles_a)
+    by_single = [int(i) for i in np.argsort(score[:n_single])[::-1]]
+    by_pair = [int(i) + n_single for i in np.argsort(score[n_single:])[::-1]]
+    turns = [i for both in zip(by_single, by_pair, strict=False) for i in both]
+    turns += by_single[len(by_pair) :] + by_pair[len(by_single) :]
     maps: list[NDArray[np.float64]] = []
-    for flat in np.argsort(score.ravel())[::-1][: 3 * limit]:
-        i, j = divmod(int(flat), score.shape[1])
-        if not np.isfinite(score[i, j]):
-            break
-        va, vb = x_like[i], y_like[j]
-        # Two passes: the near lattice points first, then farther ones with the refined pair
-        # (a far lag magnifies the error of the pair, hence is looked up only once it is small).
-        for fit_points, reach in ((_LATTICE_POINTS, 200.0), (_FIT_POINTS, 240.0)):
-            rows: list[NDArray[np.float64]] = []
-            found: list[NDArray[np.float64]] = []
-            for uv in fit_points:
-                lag = uv[0] * va + uv[1] * vb
-                if np.hypot(lag[0], lag[1]) > reach or _z_at(zmax, lag[None])[0] < 2.5:
-                    continue
-                sub = _subpixel(z, lag)
-                if sub is not None:
-                    rows.append(uv)
-                    found.append(sub)
-            if len(rows) >= 3:
-                fit, *_ = np.linalg.lstsq(np.array(rows), np.array(found), rcond=None)
-                va, vb = fit[0], fit[1]
+    used: dict[tuple[int, int], int] = {}
+    for index in turns[: 6 * limit]:
+        if not np.isfinite(score[index]):
+            continue
+        # Diversity: a periodic picture (railings, tiles, fabric) makes its own lattice, and
+        # every pair built on one of its peaks scores high; each peak may serve twice at most.
+        keys = [(int(np.rint(v[0])), int(np.rint(v[1]))) for v in (cand_a[index], cand_b[index])]
+        if any(used.get(k, 0) >= 2 for k in keys):
+            continue
+        for k in keys:
+            used[k] = used.get(k, 0) + 1
+        va, vb = _fit_lattice(z, zmax, cand_a[index], cand_b[index])
         matrix = np.column_stack([va, vb]) / TILE
         if abs(np.linalg.det(matrix)) < 0.2:
             continue
@@ -657,26 +824,48 @@ def detect_pixels(
     white = _whiten(frame)
     hyps = [_evaluate(_fold(white), pats, "frame")]
     adjusted = [min(1.0, hyps[0].p_value / _W_FRAME)]
-    if cfg.search_geometry and adjusted[0] > alpha:
-        weight = _W_GEO / GEO_HYPOTHESES
-        for matrix in _lattice_candidates(white):
-            label = "lattice=" + ",".join(f"{v:.4f}" for v in matrix.ravel())
-            hyp = replace(_evaluate(_fold(_unwarp(white, matrix)), pats, label), matrix=matrix)
+    examined = 1
+    if adjusted[0] > alpha and (cfg.search_geometry or cfg.search_crops):
+        power = _padded_power(white)
+        maps: list[tuple[str, NDArray[np.float64]]] = []
+        if cfg.search_geometry:
+            aspect = pixels.shape[0] / pixels.shape[1]
+            maps.extend(("lattice", m) for m in _lattice_candidates(power, aspect=aspect))
+        if cfg.search_crops:
+            for period_x, period_y in _period_candidates(white):
+                if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
+                    continue
+                matrix = np.diag([period_x / TILE, period_y / TILE])
+                maps.append((f"period={period_x:.2f}x{period_y:.2f}", matrix))
+        flat = _coherence_map(power)
+        # All maps are polished coarsely, the most coherent finely; then checked (fold and
+        # correlation) in order of coherence until one is strong.
+        if maps:
+            stacked = np.stack([m for _, m in maps])
+            stacked, value = _polish(flat, stacked, (0.008, 0.004, 0.002))
+            order = np.argsort(-value)[:_CHECKED]
+            fine, value = _polish(flat, stacked[order], (0.002, 0.001, 0.001))
+            examined += len(maps)
+        else:
+            order, fine, value = np.zeros(0, dtype=np.int64), np.zeros((0, 2, 2)), np.zeros(0)
+        checked: list[_Hypothesis] = []
+        for rank in np.argsort(-value):
+            origin = maps[int(order[rank])][0]
+            matrix = fine[rank]
+            label = origin
+            if origin == "lattice":
+                label = "lattice=" + ",".join(f"{v:.4f}" for v in matrix.ravel())
+            folded = _fold(_unwarp(white, matrix))
+            checked.append(replace(_evaluate(folded, pats, label), matrix=matrix))
+            if checked[-1].strength >= _STRONG:
+                break
+        # Which maps are tested (the largest magnitude scores among those checked) is decided
+        # from the image and from magnitudes, never from a sign, so each tested map's sign test
+        # is exact; Bonferroni over GEO_HYPOTHESES.
+        weight = (1.0 - _W_FRAME) / GEO_HYPOTHESES
+        for hyp in sorted(checked, key=lambda h: -h.strength)[:GEO_HYPOTHESES]:
             hyps.append(hyp)
             adjusted.append(min(1.0, hyp.p_value / weight))
-            if adjusted[-1] <= alpha / 10:
-                break
-    if cfg.search_crops and min(adjusted) > alpha:
-        weight = _W_PERIOD / SLOW_HYPOTHESES
-        for period_x, period_y in _period_candidates(white):
-            if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
-                continue
-            rescaled = _rescale_frame(frame, period_x, period_y)
-            hyp = _evaluate(_fold(_whiten(rescaled)), pats, f"period={period_x:.2f}x{period_y:.2f}")
-            hyps.append(hyp)
-            adjusted.append(min(1.0, hyp.p_value / weight))
-            if adjusted[-1] <= alpha / 10:
-                break
     best = int(np.argmin(adjusted))
     hyp = hyps[best]
     blind_p = adjusted[best]
@@ -710,7 +899,7 @@ def detect_pixels(
         claimed_payload=claimed_payload,
         alpha=alpha,
         hypothesis=hyp.label,
-        hypotheses_tried=len(hyps),
+        hypotheses_tried=examined,
         kid=key.kid,
     )
     logger.debug(
