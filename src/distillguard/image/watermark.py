@@ -21,10 +21,11 @@ The scheme (DistillGuard's own; see ``docs/multimodal.md``):
 * **Geometric synchronisation.** The tiling is its own synchronisation template: whatever linear
   map the image went through (rotation, scaling, aspect change, shear; a small perspective warp
   is close to one), the tile lattice becomes another lattice, visible as sharp peaks in the
-  autocorrelation of the whitened frame. The detector finds the peaks, fits the two lattice
-  vectors that best explain them (least squares over up to ten lattice points, sub-pixel), maps
-  the frame back with the inverse map and runs the fold and shift search; at most
-  :data:`GEO_HYPOTHESES` lattices, ranked by autocorrelation evidence, are tried.
+  autocorrelation of the whitened frame and as harmonics in its spectrum. The detector proposes
+  up to :data:`GEO_EXAMINED` maps from autocorrelation peaks (pairs of peaks, single peaks
+  completed by a similarity of the picture, least-squares sub-pixel fits), adds the crop
+  periods, polishes every map on the spectral coherence (the whitened power at its harmonics),
+  then folds and correlates the most coherent ones until one gives a strong magnitude score.
 
 **Exact p-values.** Under the null hypothesis (the image does not carry this key's watermark) the
 key's chip signs are independent fair coins, so flipping the sign of all chips of one bit is as
@@ -32,12 +33,11 @@ likely as not: the correlation of each bit has a sign-symmetric distribution, an
 independent of its magnitude. The shift is chosen from magnitudes only, so at the chosen shift the
 signs of the sync-bit correlations are i.i.d. fair coins: the number ``m`` of sync bits that
 match the key has an exact ``Binomial(sync_bits, 1/2)`` law, and ``P(X ≥ m)`` is an exact
-p-value for the shift search. The hypotheses (the uncropped frame, then at most
-:data:`GEO_HYPOTHESES` lattices and :data:`SLOW_HYPOTHESES` estimated periods) are combined with
-a weighted Bonferroni bound (weight 1/2 for the frame, 1/4 shared by the lattices, 1/4 by the
-periods), so the blind p-value accounts for the whole search. Lattices and periods are chosen
-from the image's autocorrelation alone, never from the key, so under the null hypothesis each
-one's test stays exact.
+p-value for the shift search. The same holds for any choice made from the image and from
+magnitudes: the maps are proposed and polished from the image alone, and the maps tested are the
+:data:`GEO_HYPOTHESES` with the largest magnitude scores (``Σ|correlation|``), so each tested
+map's sign test is exact too. The uncropped frame (weight 1/2) and the tested maps (1/2 shared)
+are combined with a weighted Bonferroni bound, so the blind p-value covers the whole search.
 For a claimed payload, the payload bits at the chosen hypothesis are compared with the claim; the
 choice used only sync signs and magnitudes, so their matches are again exactly binomial.
 """
@@ -69,6 +69,7 @@ from distillguard.keyring import WatermarkKey
 
 __all__ = [
     "FRAME",
+    "GEO_EXAMINED",
     "GEO_HYPOTHESES",
     "SLOW_HYPOTHESES",
     "ImageDetection",
@@ -88,12 +89,12 @@ TILE = 64
 #: Side of one chip, in frame pixels.
 CHIP = 2
 _CHIPS = (TILE // CHIP) ** 2
-#: How many period hypotheses the detector may try after the uncropped one (fixed in advance,
-#: so that the Bonferroni weights are known before looking at the image).
+#: How many crop periods (estimated from the autocorrelation) the detector may propose as maps.
 SLOW_HYPOTHESES = 24
-#: How many lattice maps (geometric hypotheses) the detector may examine: fold and correlate.
+#: How many lattice maps (geometric hypotheses) the detector may propose from autocorrelation
+#: peaks; every proposed map is polished on the spectral coherence.
 GEO_EXAMINED = 24
-#: How many of the examined maps (lattices and periods) are tested: those with the largest
+#: How many of the checked maps (lattices and periods) are tested: those with the largest
 #: magnitude score. Fixed in advance: the Bonferroni weight of each is ``1/2 / GEO_HYPOTHESES``.
 GEO_HYPOTHESES = 4
 #: Bonferroni weight of the uncropped hypothesis; the tested maps share the rest.
@@ -177,7 +178,8 @@ class ImageDetection:
         hypothesis: ``"frame"`` (no crop), ``"lattice=..."`` (geometric search: the 2×2 map
             from canonical to observed frame coordinates, row-major) or ``"period=PX×PY"``
             (crop search).
-        hypotheses_tried: how many hypotheses the detector evaluated.
+        hypotheses_tried: how many hypotheses the detector examined (the frame and every
+            geometric map it proposed and polished); at most ``1 + GEO_HYPOTHESES`` are tested.
         method: the test used, for reports.
         kid: the watermark key id.
     """
