@@ -52,9 +52,16 @@ from distillguard.store import open_store
 from distillguard.store.ingest import ingest_log
 url, log, atomic = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "atomic"
 store = open_store(url)
+blocks, state = [], {"read": 0, "mark": 0, "cpu": time.process_time()}
+def progress(k):  # CPU time of each 100,000 exchanges read: is the per-record cost flat?
+    state["read"] += k
+    if state["read"] - state["mark"] >= 100_000:
+        now = time.process_time()
+        blocks.append(1e6 * (now - state["cpu"]) / (state["read"] - state["mark"]))
+        state["mark"], state["cpu"] = state["read"], now
 t = time.perf_counter()
 c = time.process_time()
-result = ingest_log(store, log, batch_size=5000, atomic=atomic)
+result = ingest_log(store, log, batch_size=5000, atomic=atomic, on_progress=progress)
 seconds = time.perf_counter() - t
 cpu_run = time.process_time() - c
 assert result.reconciles and result.exchanges.quarantined == 0, result.to_dict()
@@ -63,7 +70,7 @@ if url.startswith("postgresql"):
 store.close()
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": seconds, "n": result.exchanges.inserted, "cpu_s": cpu_run,
-                  "rss_mb": ru.ru_maxrss / 1024}))
+                  "rss_mb": ru.ru_maxrss / 1024, "blocks": blocks}))
 """
 
 PANDAS_CHILD = r"""
@@ -102,13 +109,13 @@ print(json.dumps({"seconds": seconds, "n": n, "cpu_s": cpu_run, "rss_mb": ru.ru_
 """
 
 
-def _run(code: str, *args: str) -> dict[str, float]:
+def _run(code: str, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", code, *args], check=False, capture_output=True, text=True
     )
     if out.returncode != 0:
         raise SystemExit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["load"] = os.getloadavg()[0]
     return result
 
@@ -167,18 +174,31 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
     print(
+        "(vs base: records/s over the baseline's at the same size, by wall-clock time and by CPU "
+        "time; load: 1-minute load average when the run ended)"
+    )
+    print(
         f"{'run':44} {'records':>10} {'wall s':>7} {'CPU s':>7} {'rec/s':>8} {'us/rec':>7} "
-        f"{'CPU us':>7} {'peak MB':>8} {'vs base':>8} {'load':>5}"
+        f"{'CPU us':>7} {'peak MB':>8} {'vs base':>8} {'CPU vs':>7} {'load':>5}"
     )
     base = {n: r for n, name, r in rows if name.startswith("baseline")}
     for n, name, r in rows:
         rate = r["n"] / r["seconds"]
         ratio = rate / (base[n]["n"] / base[n]["seconds"])
+        cpu_ratio = (base[n]["cpu_s"] / base[n]["n"]) / (r["cpu_s"] / r["n"])
         print(
             f"{name:44} {int(r['n']):>10,} {r['seconds']:>7.1f} {r['cpu_s']:>7.1f} "
             f"{rate:>8,.0f} {1e6 * r['seconds'] / r['n']:>7.1f} {1e6 * r['cpu_s'] / r['n']:>7.1f} "
-            f"{r['rss_mb']:>8,.0f} {ratio:>7.2f}x {r['load']:>5.1f}"
+            f"{r['rss_mb']:>8,.0f} {ratio:>7.2f}x {cpu_ratio:>6.2f}x {r['load']:>5.1f}"
         )
+    print("\nCPU us per record in each 100,000 exchanges read (first, last; all):")
+    for n, name, r in rows:
+        b = r.get("blocks") or []
+        if len(b) >= 2:
+            print(
+                f"  {name} at {n:,}: {b[0]:.1f} -> {b[-1]:.1f} "
+                f"({b[-1] / b[0]:.2f}); " + " ".join(f"{x:.0f}" for x in b)
+            )
     names = sorted({name for _, name, _ in rows})
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)

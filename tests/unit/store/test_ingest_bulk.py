@@ -156,3 +156,24 @@ def test_young_generations_are_still_collected_during_a_run(
         ingest_log(store, _log(tmp_path / "a", 0, 12), batch_size=3)
     # read 3, 6 (collect), 9, 12 (collect): young generations only, never a full collection
     assert calls == [1, 1]
+
+
+@pytest.mark.postgres
+def test_postgres_staging_table_holds_no_dead_rows_across_batches_of_one_run(
+    tmp_path: Path,
+) -> None:
+    from distillguard.testing import postgres_store_url
+
+    sizes: list[int] = []
+
+    def staging_size(cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+        cur.execute("SELECT pg_relation_size('dg_stage')")
+        sizes.append(int(cur.fetchone()[0]))
+
+    with postgres_store_url() as url, open_store(url) as store:
+        store.insert_hooks.append(staging_size)
+        result = ingest_log(store, _log(tmp_path / "a", 0, 900), batch_size=300)
+        assert result.exchanges.inserted == 900 and store.count("exchanges") == 900
+    # emptied with TRUNCATE after each bulk batch: rows DELETEd in a run that is one
+    # transaction stayed as dead tuples, and each later batch scanned them all again
+    assert sizes == [0, 0, 0]
