@@ -250,6 +250,19 @@ def _root(
         stream=sys.stderr,
     )
     _redact_logs(ctx.obj)
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    else:
+        _log_level(ctx.obj)
+
+
+def _log_level(state: AppState) -> None:
+    """Apply ``[logging] level`` (``--debug`` overrides it)."""
+    try:
+        level = state.settings().logging.level
+    except DistillGuardError:  # the command itself reports configuration problems
+        return
+    logging.getLogger().setLevel(level)
 
 
 def _redact_logs(state: AppState) -> None:

@@ -178,8 +178,9 @@ def report_cmd(
     """Write a self-contained HTML evidence report of a scan (and its PDF and bundle).
 
     With `--bundle`, every exchange the bundle cites is put on legal hold (retention and
-    erasure leave it alone until `distillguard retention hold release`); `--no-hold` writes the
-    bundle without placing holds. The output says how many records went on hold.
+    erasure leave it alone until `distillguard retention hold release HOLD_ID --actor ME`);
+    `--no-hold` writes the bundle without placing holds. The output says how many records went
+    on hold.
 
     Example: `distillguard report --scan ./scan-out --out report.html --pdf --bundle evidence.zip`
     """

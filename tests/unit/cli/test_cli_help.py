@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -164,3 +165,21 @@ def test_help_examples_parse_against_the_real_commands() -> None:
                 pytest.fail(f"{' '.join(path)} --help example {args}: {exc.format_message()}")
             with_examples.add(path[0])
     assert with_examples == set(COMMANDS)  # every command shows how to use it
+
+
+def test_logging_level_setting_is_applied(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/configuration.md: ``[logging] level`` sets the command's log level (issue 25)."""
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / "dg"))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("DISTILLGUARD_LOGGING__LEVEL", "ERROR")
+    assert main(["config", "show"]) == 0
+    assert root.level == logging.ERROR
+    monkeypatch.setenv("DISTILLGUARD_LOGGING__LEVEL", "INFO")
+    assert main(["config", "show"]) == 0
+    assert root.level == logging.INFO
+    assert main(["--debug", "config", "show"]) == 0
+    assert root.level == logging.DEBUG
