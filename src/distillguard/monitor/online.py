@@ -233,6 +233,7 @@ class _Snapshot:
     community_of: dict[str, int]
     community_risk: np.ndarray
     community_share: np.ndarray
+    community_control: np.ndarray
     cluster_ids: list[str | None]
     key_community: dict[tuple[str, str], tuple[int, float]]
     exchanges: int
@@ -579,6 +580,7 @@ class OnlineScorer:
                 community_of={a: int(sc.community[i]) for i, a in enumerate(features.account_id)},
                 community_risk=sc.community_risk,
                 community_share=sc.community_share,
+                community_control=sc.community_control,
                 cluster_ids=cluster_ids,
                 key_community=key_community,
                 exchanges=seen,
@@ -654,7 +656,8 @@ class OnlineScorer:
         c_risk = np.where(known, snap.community_risk[safe], 0.0)
         aff = affinity(parts, share, snap.community_share[safe], cal.p0)
         cs = c_risk * aff
-        score = final_score(parts, own, cs, sp)
+        c_ctrl = np.where(known, snap.community_control[safe], 0.0)
+        score = final_score(parts, own, cs, sp, community_control=c_ctrl)
         for i, a in enumerate(accts):  # one per updated account
             cluster = snap.cluster_ids[int(comm[i])] if known[i] else None
             reasons = account_reasons(f, i, signals=parts, elicitation_p=p_el, p0=cal.p0)

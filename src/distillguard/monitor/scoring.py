@@ -100,6 +100,7 @@ class ScoreParams:
     rotation_lo: float = 3.0
     rotation_hi: float = 8.0
     control_floor: float = 0.25
+    interest_cap: float = 0.45
     weights: dict[str, float] = field(default_factory=_default_signal_weights)
 
 
@@ -216,6 +217,7 @@ class AccountScores:
     community_risk: np.ndarray  # per community: c_score
     community_share: np.ndarray  # per community: pooled elicitation share
     community_sync_p: np.ndarray  # per community
+    community_control: np.ndarray  # per community: share of members showing control (ramped)
     community_score: np.ndarray  # per account (c_score times affinity)
     score: np.ndarray
     flagged: np.ndarray
@@ -335,6 +337,8 @@ def final_score(
     own: np.ndarray,
     community_score: np.ndarray,
     params: ScoreParams,
+    *,
+    community_control: np.ndarray | None = None,
 ) -> np.ndarray:
     """An account's final score from its own evidence and what it inherits from its community.
 
@@ -349,7 +353,14 @@ def final_score(
     control = np.maximum.reduce([parts[k] for k in CONTROL_SIGNALS])
     corroborated = np.minimum(parts["elicitation"], control)
     w = params.own_weight + (1.0 - params.own_weight) * corroborated
-    return np.asarray(1 - (1 - w * own) * (1 - community_score), dtype=np.float64)
+    score = 1 - (1 - w * own) * (1 - community_score)
+    # Nobody is flagged for what they ask alone: an account with no control signal of its own
+    # and none in its community (``community_control``: the community's control ramp, 0 for
+    # none; ``None``: not known, counted as none) stays at or under ``interest_cap``.
+    shown = control > 0
+    if community_control is not None:
+        shown |= np.asarray(community_control) > 0
+    return np.asarray(np.where(shown, score, np.minimum(score, params.interest_cap)), np.float64)
 
 
 def score_accounts(
@@ -416,7 +427,8 @@ def score_accounts(
     community_score = c_score[cinv] * affinity(
         parts, share, cshare[cinv], p0, membership=membership, params=sp
     )
-    score = final_score(parts, own, community_score, sp)
+    c_shown = np.where(csize >= sp.min_campaign, c_ctrl, 0.0)
+    score = final_score(parts, own, community_score, sp, community_control=c_shown[cinv])
     return AccountScores(
         calibration=cal,
         signals=parts,
@@ -428,6 +440,7 @@ def score_accounts(
         community_risk=np.asarray(c_score, dtype=np.float64),
         community_share=cshare,
         community_sync_p=sync,
+        community_control=c_shown,
         community_score=community_score,
         score=score,
         flagged=score >= sp.flag_threshold,

@@ -270,3 +270,40 @@ def test_content_pooled_without_control_is_interest_not_a_campaign() -> None:
         | {"exchanges": np.array([50.0, 50.0, 50.0, 2.0])},
     )
     assert rotation_evidence(f, ScoreParams()).tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_nobody_is_flagged_for_what_they_ask_alone() -> None:
+    """Grading-team accounts: heavy grading elicitation and a topic sweep of their own (two
+    content signals) inside a grading community, no shared card, no burst, no rotation: under
+    the flag threshold (the zoo's judge teams were flagged 25% by content alone). One shared
+    card in a cell of a dozen and they are flagged."""
+    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor.scoring import final_score, score_accounts
+
+    rng = np.random.default_rng(3)
+    n = 1060
+    cols = _features(n, rng)
+    team = np.arange(60)
+    cols["k_elicit"][team] = 45
+    cols["k_grade"][team] = 45
+    cols["topic_divergence"][team] = 0.9  # far from the log's mix
+    comm = np.zeros(n, dtype=np.int64)
+    comm[team] = 1
+    ids = [f"a{i:04d}" for i in range(n)]
+    f = AccountFeatures(account_id=ids, org_id=[None] * n, **cols)
+    sc = score_accounts(f, community=comm, sync_p=np.ones(2), params=ScoreParams())
+    assert (sc.own[team] > 0.75).all()  # strong evidence of interest
+    assert not sc.flagged.any()
+    assert sc.score.max() <= ScoreParams().interest_cap
+    cols["payment_group"][team[:12]] = 12
+    f2 = AccountFeatures(account_id=ids, org_id=[None] * n, **cols)
+    sc2 = score_accounts(f2, community=comm, sync_p=np.ones(2), params=ScoreParams())
+    assert sc2.flagged[team[:12]].all()
+    # the cap itself: interest only, own or inherited, never reaches the threshold
+    sp = ScoreParams()
+    zero = np.zeros(1)
+    parts = {k: zero for k in SIGNALS} | {"elicitation": np.ones(1), "sweep": np.ones(1)}
+    capped = final_score(parts, np.array([0.99]), np.array([0.9]), sp)
+    assert capped[0] == pytest.approx(sp.interest_cap)
+    shown = final_score(parts, np.array([0.99]), np.array([0.9]), sp, community_control=np.ones(1))
+    assert shown[0] > sp.flag_threshold
