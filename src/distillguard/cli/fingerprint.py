@@ -21,15 +21,46 @@ fingerprint_app = typer.Typer(
 def attribute_cmd(
     ctx: typer.Context,
     references: Annotated[
-        Path, typer.Option("--references", help="Folder of reference outputs (*.jsonl[.gz]).")
+        list[Path],
+        typer.Option(
+            "--references",
+            help="Folder of reference outputs (*.jsonl[.gz]); repeat for several splits.",
+        ),
     ],
     families: Annotated[
-        Path, typer.Option("--families", help="JSON: {stem: family} or lineage.json layout.")
+        list[Path],
+        typer.Option(
+            "--families",
+            help="JSON: {stem: family} or lineage.json layout; repeat to merge several.",
+        ),
     ],
     suspect: Annotated[Path, typer.Option("--suspect", help="The suspect's outputs file.")],
     alpha: Annotated[
         float, typer.Option("--alpha", help="Family-wise false-accusation rate.", min=1e-9, max=0.5)
     ] = 0.01,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Also test one family one-vs-rest: did the suspect learn from it (and from "
+            "its provider)?",
+        ),
+    ] = None,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            "--identity/--no-identity",
+            help="Identity/provenance channel (self-identification, maker, refusals, cutoff).",
+        ),
+    ] = True,
+    documented_providers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--documented-provider",
+            help="Provider whose references serve as --teacher nulls (repeat; default "
+            "openai, anthropic, google, meta).",
+        ),
+    ] = None,
     embeddings: Annotated[
         bool,
         typer.Option("--embeddings/--no-embeddings", help="Add MiniLM embeddings (ml extra)."),
@@ -53,78 +84,98 @@ def attribute_cmd(
     Fingerprints are cached on disk keyed by each file's SHA-256 and the feature options, so
     only the first run against a reference folder computes the references' features.
 
-    Example: `distillguard --json fingerprint attribute --references ./outputs
-    --families lineage.json --suspect vicuna-7b.jsonl.gz --alpha 0.01`
+    Example: `distillguard --json fingerprint attribute --references ./dev/outputs
+    --references ./more/outputs --families dev/lineage.json --families more/lineage.json
+    --suspect vicuna-7b.jsonl.gz --alpha 0.01 --teacher gpt-3.5-turbo`
     """
-    from distillguard.errors import InputError
-    from distillguard.fingerprint import (
-        FingerprintOptions,
-        attribute,
-        compute_fingerprint,
-        read_families,
-        read_outputs,
-    )
+    from distillguard.fingerprint import FingerprintOptions, attribute, compute_fingerprint
     from distillguard.fingerprint.baseline import naive_baseline
     from distillguard.fingerprint.cache import FingerprintCache, default_cache_dir
     from distillguard.fingerprint.explain import shared_phrases
-    from distillguard.fingerprint.outputs import model_name_of
+    from distillguard.fingerprint.identity import identity_profile
+    from distillguard.fingerprint.outputs import read_outputs
+    from distillguard.fingerprint.references import (
+        load_references,
+        read_families_files,
+        reference_files,
+    )
+    from distillguard.fingerprint.teacher import DOCUMENTED_PROVIDERS, teacher_test
 
     state = state_of(ctx)
-    if not references.is_dir():
-        raise InputError(f"{references}: not a folder of reference outputs")
-    fam = read_families(families)
+    fam = read_families_files(families)
     suspect_out = read_outputs(suspect)
-    files = sorted(
-        p
-        for p in references.iterdir()
-        if p.name.endswith((".jsonl", ".jsonl.gz"))
-        and model_name_of(p) in fam.families
-        and p.resolve() != suspect.resolve()
-    )
-    present = {model_name_of(p) for p in references.iterdir()}
-    missing = sorted(set(fam.families) - present)
-    if missing:
-        raise InputError(
-            f"{families}: names models with no outputs in {references}: {', '.join(missing)}",
-            hint="remove them from the families file or add their outputs",
+    files = reference_files(references, fam, exclude=[suspect])
+    if len(files) < len(fam.families):  # the suspect itself is named as a reference
+        fam = type(fam)(
+            families={k: v for k, v in fam.families.items() if k in files},
+            providers={k: v for k, v in fam.providers.items() if k in files},
+            released={k: v for k, v in fam.released.items() if k in files},
         )
     options = FingerprintOptions(embeddings=embeddings)
     cache = None if no_cache else FingerprintCache(cache_dir or default_cache_dir())
-    ref_outputs = []
-    ref_fps = []
     with progress_bar(state, unit="models") as progress:
         task = progress.add_task("fingerprinting", total=len(files) + 1)
-        for path in files:
-            if cache is None:
-                out = read_outputs(path)
-                fp = compute_fingerprint(out, options=options)
-            else:
-                out, fp = cache.fingerprint_file(path, options=options)
-            ref_outputs.append(out)
-            ref_fps.append(fp)
-            progress.advance(task)
+        refs = load_references(
+            files, options=options, cache=cache, on_model=lambda _n: progress.advance(task)
+        )
         suspect_fp = compute_fingerprint(suspect_out, options=options)
         progress.advance(task)
-    result = attribute(suspect_fp, ref_fps, fam, alpha=alpha)
+    s_id = identity_profile(suspect_out) if identity else None
+    r_id = refs.identity if identity else None
+    result = attribute(
+        suspect_fp,
+        refs.fingerprints,
+        fam,
+        alpha=alpha,
+        suspect_identity=s_id,
+        reference_identity=r_id,
+    )
     payload = result.to_dict()
     top_ref = result.ranking[0].reference
-    closest = next(o for o in ref_outputs if o.name == top_ref)
+    closest = next(o for o in refs.outputs if o.name == top_ref)
     payload["explanation"]["shared_phrases"] = [
         ph.to_dict()
         for ph in shared_phrases(
-            suspect_out, closest, [o for o in ref_outputs if o.name != top_ref]
+            suspect_out, closest, [o for o in refs.outputs if o.name != top_ref]
         )
     ]
+    teacher_result = None
+    if teacher is not None:
+        teacher_result = teacher_test(
+            suspect_fp,
+            refs.fingerprints,
+            fam,
+            teacher,
+            alpha=alpha,
+            suspect_identity=s_id,
+            reference_identity=r_id,
+            documented_providers=tuple(documented_providers or DOCUMENTED_PROVIDERS),
+        )
+        payload["teacher"] = teacher_result.to_dict()
     if baseline:
-        base = naive_baseline(suspect_out, ref_outputs, fam)
+        base = naive_baseline(suspect_out, list(refs.outputs), fam)
         payload["baseline"] = {"family": base.family, "reference": base.reference}
     if state.json_output:
         emit_json(payload)
         return
     console.print(f"suspect: {result.suspect} ({result.n_prompts} prompts)")
     console.print(f"verdict: {result.verdict or 'no evidence'} (alpha {alpha})")
+    console.print(f"provider: {result.provider_verdict or 'no evidence'}")
     for s in result.ranking[:5]:
         console.print(f"  {s.family:28s} stat {s.statistic:6.2f}  p {s.p_value:.3g}")
+    if teacher_result is not None:
+        fa, pa = teacher_result.family, teacher_result.provider_answer
+        console.print(
+            f"learned from {teacher}: {'YES' if fa.learned else 'no evidence'} (p {fa.p_value:.3g})"
+        )
+        if pa is not None:
+            console.print(
+                f"learned from {pa.target}: {'YES' if pa.learned else 'no evidence'} "
+                f"(p {pa.p_value:.3g})"
+            )
+    ident = payload["explanation"].get("identity") or {}
+    for m in ident.get("suspect_sentences", [])[:5]:
+        console.print(f"  [{m['formula']}] #{m['prompt_id']}: {m['sentence']}")
     if baseline:
         console.print(f"naive baseline: {payload['baseline']['family']}")
 

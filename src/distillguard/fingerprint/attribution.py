@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from distillguard.errors import InputError
 from distillguard.fingerprint.features import STYLE_FEATURES, Fingerprint
+from distillguard.fingerprint.identity import IdentityProfile, identity_test
 from distillguard.fingerprint.outputs import FamilyMap
 from distillguard.fingerprint.stats import NullModel, bonferroni, double_center, holm
 
@@ -32,6 +33,7 @@ __all__ = [
     "CHANNELS",
     "AttributionResult",
     "FamilyScore",
+    "ProviderScore",
     "attribute",
     "similarity_matrices",
 ]
@@ -56,6 +58,11 @@ class FamilyScore:
         p_raw: the family's p-value before the correction across families.
         reference: the family member the suspect resembles most.
         channels: the per-channel standardised statistics for that member.
+        provider: the family's provider, where known.
+        p_style: the stylometric (paired-similarity) p-value of the family, Bonferroni over its
+            members, before combining with the identity channel.
+        identity: the identity test of the family's member with the smallest identity p-value
+            (``p_family`` = Bonferroni over members), when identity profiles were given.
     """
 
     family: str
@@ -64,16 +71,50 @@ class FamilyScore:
     p_raw: float
     reference: str
     channels: Mapping[str, float]
+    provider: str | None = None
+    p_style: float | None = None
+    identity: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
-        return {
+        out: dict[str, Any] = {
             "family": self.family,
             "statistic": round(self.statistic, 4),
             "p_value": self.p_value,
             "p_raw": self.p_raw,
             "reference": self.reference,
             "channels": {k: round(v, 3) for k, v in self.channels.items()},
+            "provider": self.provider,
+            "p_style": self.p_style,
+        }
+        if self.identity is not None:
+            out["identity"] = dict(self.identity)
+        return out
+
+
+@dataclass(frozen=True)
+class ProviderScore:
+    """The provider-level answer: did the suspect learn from *some* model of this provider?
+
+    Attributes:
+        provider: the provider.
+        p_value: Holm-adjusted (family-wise over providers).
+        p_raw: Bonferroni over the provider's families of their raw p-values.
+        family: the provider's family with the smallest p-value.
+    """
+
+    provider: str
+    p_value: float
+    p_raw: float
+    family: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "provider": self.provider,
+            "p_value": self.p_value,
+            "p_raw": self.p_raw,
+            "family": self.family,
         }
 
 
@@ -91,14 +132,18 @@ class AttributionResult:
     null_units: int
     explanation: Mapping[str, Any] = field(default_factory=dict)
     method: str = "double-centred paired similarity vs unrelated-reference null, Holm"
+    provider_verdict: str | None = None
+    provider_ranking: tuple[ProviderScore, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``distillguard fingerprint attribute --json``."""
         return {
             "suspect": self.suspect,
             "verdict": self.verdict,
+            "provider_verdict": self.provider_verdict,
             "alpha": self.alpha,
             "ranking": [s.to_dict() for s in self.ranking],
+            "provider_ranking": [s.to_dict() for s in self.provider_ranking],
             "n_prompts": self.n_prompts,
             "channels": list(self.channels),
             "null": {"pairs": self.null_pairs, "units": self.null_units},
@@ -261,25 +306,23 @@ def _explain(
     return {"reference": reference.name, "shared_habits": habits}
 
 
-def attribute(
-    suspect: Fingerprint,
-    references: Sequence[Fingerprint],
-    families: FamilyMap,
-    *,
-    alpha: float = 0.01,
-    channels: Sequence[str] | None = None,
-    phrases: Mapping[str, Any] | None = None,
-) -> AttributionResult:
-    """Test the suspect against every reference family; see the module docstring for the method.
+@dataclass(frozen=True)
+class _Stats:
+    """The combined statistic of every model against every reference (shared by both tests)."""
 
-    Args:
-        suspect: the suspect's fingerprint.
-        references: the reference fingerprints (every name must be in ``families``).
-        families: family (and provider) of each reference.
-        alpha: family-wise error rate of the verdict.
-        channels: the channels to use (default: every channel the fingerprints support).
-        phrases: optional extra explanation (e.g. shared signature phrases) to attach.
-    """
+    names: list[str]
+    fps: list[Fingerprint]
+    common: list[int]
+    combined: npt.NDArray[np.float64]
+    z_channels: dict[str, npt.NDArray[np.float64]]
+    use: list[str]
+    null: NullModel
+    null_pairs: int
+
+
+def _check_inputs(
+    suspect: Fingerprint, references: Sequence[Fingerprint], families: FamilyMap, alpha: float
+) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError("alpha must be in (0, 1)")
     if len(references) < 4:
@@ -290,14 +333,20 @@ def attribute(
             f"no family given for reference(s) {', '.join(sorted(unknown))}",
             hint="add them to the families file",
         )
-    fam_names = sorted({families.families[r.name] for r in references})
-    if len(fam_names) < 3:
+    if len({families.families[r.name] for r in references}) < 3:
         raise InputError("attribution needs references from at least 3 families")
+
+
+def _statistics(
+    suspect: Fingerprint,
+    references: Sequence[Fingerprint],
+    families: FamilyMap,
+    channels: Sequence[str] | None,
+) -> _Stats:
     common = _common_prompts(suspect, references)
     fps = [r.subset(common) for r in references] + [suspect.subset(common)]
     n = len(references)
     names = [r.name for r in references]
-
     unrelated = np.ones((n + 1, n), dtype=bool)
     for a in range(n):
         for b in range(n):
@@ -305,7 +354,6 @@ def attribute(
     null_mask = unrelated[:n]
     if null_mask.sum() < 6:
         raise InputError("too few unrelated reference pairs to calibrate the test")
-
     mats = similarity_matrices(fps, n_references=n)
     use = [c for c in (channels or CHANNELS) if c in mats]
     if not use:
@@ -316,14 +364,91 @@ def attribute(
         z_channels[c] = NullModel.fit(resid[:n][null_mask], units=n).standardise(resid)
     combined = np.mean([z_channels[c] for c in use], axis=0)
     null = NullModel.fit(combined[:n][null_mask], units=n)
-    stat = null.standardise(combined[n])
+    return _Stats(
+        names=names,
+        fps=fps,
+        common=common,
+        combined=combined,
+        z_channels=z_channels,
+        use=use,
+        null=null,
+        null_pairs=int(null_mask.sum()),
+    )
 
-    raw: list[tuple[str, float, float, int]] = []
+
+def _identity_of(
+    suspect: IdentityProfile | None,
+    references: Mapping[str, IdentityProfile] | None,
+    names: Sequence[str],
+    common: Sequence[int],
+) -> tuple[IdentityProfile, dict[str, IdentityProfile]] | None:
+    if suspect is None or references is None:
+        return None
+    missing = [n for n in names if n not in references]
+    if missing:
+        raise InputError(f"no identity profile for reference(s) {', '.join(sorted(missing))}")
+    return suspect.subset(common), {n: references[n].subset(common) for n in names}
+
+
+def combine_channels(p_style: float, p_identity: float | None) -> float:
+    """The family's p-value from its stylometric and identity p-values (Bonferroni over two)."""
+    if p_identity is None:
+        return p_style
+    return min(1.0, 2.0 * min(p_style, p_identity))
+
+
+def attribute(
+    suspect: Fingerprint,
+    references: Sequence[Fingerprint],
+    families: FamilyMap,
+    *,
+    alpha: float = 0.01,
+    channels: Sequence[str] | None = None,
+    phrases: Mapping[str, Any] | None = None,
+    suspect_identity: IdentityProfile | None = None,
+    reference_identity: Mapping[str, IdentityProfile] | None = None,
+) -> AttributionResult:
+    """Test the suspect against every reference family; see the module docstring for the method.
+
+    Args:
+        suspect: the suspect's fingerprint.
+        references: the reference fingerprints (every name must be in ``families``).
+        families: family (and provider) of each reference.
+        alpha: family-wise error rate of the verdict.
+        channels: the channels to use (default: every channel the fingerprints support).
+        phrases: optional extra explanation (e.g. shared signature phrases) to attach.
+        suspect_identity: the suspect's identity profile (module ``fingerprint.identity``);
+            with ``reference_identity`` (by reference name) it adds the identity channel: each
+            family's p-value is then ``min(1, 2 min(p_style, p_identity))``.
+        reference_identity: the references' identity profiles.
+    """
+    _check_inputs(suspect, references, families, alpha)
+    st = _statistics(suspect, references, families, channels)
+    names, fps, combined, n = st.names, st.fps, st.combined, len(references)
+    stat = st.null.standardise(combined[n])
+    ident = _identity_of(suspect_identity, reference_identity, names, st.common)
+    id_tests: dict[str, Any] = {}
+    if ident is not None:
+        s_prof, r_prof = ident
+        for name in names:
+            null_profiles = [r_prof[u] for u in names if not families.related(u, name)]
+            id_tests[name] = identity_test(s_prof, r_prof[name], null_profiles)
+
+    fam_names = sorted({families.families[r.name] for r in references})
+    raw: list[tuple[str, float, float, float, int, dict[str, Any] | None]] = []
     for fam in fam_names:
         members = [i for i in range(n) if families.families[names[i]] == fam]
         best = max(members, key=lambda i: stat[i])
-        p = bonferroni(null.p_value(float(combined[n, best])), len(members))
-        raw.append((fam, float(stat[best]), p, best))
+        p_style = bonferroni(st.null.p_value(float(combined[n, best])), len(members))
+        id_info: dict[str, Any] | None = None
+        p_id: float | None = None
+        if id_tests:
+            best_id = min(members, key=lambda i: id_tests[names[i]].p_value)
+            p_id = bonferroni(id_tests[names[best_id]].p_value, len(members))
+            id_info = {**id_tests[names[best_id]].to_dict(), "p_family": p_id}
+        raw.append(
+            (fam, float(stat[best]), combine_channels(p_style, p_id), p_style, best, id_info)
+        )
     adjusted = holm([r[2] for r in raw])
     scores = [
         FamilyScore(
@@ -332,13 +457,18 @@ def attribute(
             p_value=adj,
             p_raw=p,
             reference=names[best],
-            channels={c: float(z_channels[c][n, best]) for c in use},
+            channels={c: float(st.z_channels[c][n, best]) for c in st.use},
+            provider=families.providers.get(names[best]),
+            p_style=p_style,
+            identity=id_info,
         )
-        for (fam, s, p, best), adj in zip(raw, adjusted, strict=True)
+        for (fam, s, p, p_style, best, id_info), adj in zip(raw, adjusted, strict=True)
     ]
     scores.sort(key=lambda s: (s.p_value, -s.statistic))
     top = scores[0]
     verdict = top.family if top.p_value < alpha and not math.isnan(top.p_value) else None
+    providers = _provider_ranking(scores)
+    provider_verdict = providers[0].provider if providers and providers[0].p_value < alpha else None
     best_ref = fps[names.index(top.reference)]
     explanation = _explain(fps[n], best_ref, fps, n)
     explanation["verdict_reason"] = (
@@ -346,17 +476,77 @@ def attribute(
         if verdict
         else f"no family below alpha = {alpha} (best {top.family}, adjusted p = {top.p_value:.3g})"
     )
+    if ident is not None:
+        explanation["identity"] = _identity_explanation(ident, scores, id_tests)
     if phrases:
         explanation.update(phrases)
-    logger.info("attribution of %s: verdict %s", suspect.name, verdict)
+    logger.info(
+        "attribution of %s: verdict %s (provider %s)", suspect.name, verdict, provider_verdict
+    )
     return AttributionResult(
         suspect=suspect.name,
         verdict=verdict,
         alpha=alpha,
         ranking=tuple(scores),
-        n_prompts=len(common),
-        channels=tuple(use),
-        null_pairs=int(null_mask.sum()),
+        n_prompts=len(st.common),
+        channels=(*st.use, "identity") if ident is not None else tuple(st.use),
+        null_pairs=st.null_pairs,
         null_units=n,
         explanation=explanation,
+        provider_verdict=provider_verdict,
+        provider_ranking=providers,
     )
+
+
+def _provider_ranking(scores: Sequence[FamilyScore]) -> tuple[ProviderScore, ...]:
+    """Providers' p-values: Bonferroni over each provider's families, Holm over providers."""
+    by_provider: dict[str, list[FamilyScore]] = {}
+    for s in scores:
+        if s.provider is not None:
+            by_provider.setdefault(s.provider, []).append(s)
+    if not by_provider:
+        return ()
+    rows = []
+    for provider, fams in sorted(by_provider.items()):
+        best = min(fams, key=lambda f: f.p_raw)
+        rows.append((provider, bonferroni(best.p_raw, len(fams)), best.family))
+    adjusted = holm([r[1] for r in rows])
+    out = [
+        ProviderScore(provider=p, p_value=adj, p_raw=raw, family=fam)
+        for (p, raw, fam), adj in zip(rows, adjusted, strict=True)
+    ]
+    out.sort(key=lambda s: (s.p_value, s.provider))
+    return tuple(out)
+
+
+def _identity_explanation(
+    ident: tuple[IdentityProfile, dict[str, IdentityProfile]],
+    scores: Sequence[FamilyScore],
+    id_tests: Mapping[str, Any],
+    *,
+    limit: int = 8,
+) -> dict[str, Any]:
+    """The sentences behind the best identity result: the suspect's and the reference's."""
+    from distillguard.fingerprint.identity import formula_indices
+
+    s_prof, r_prof = ident
+    best = min(scores, key=lambda s: (s.identity or {}).get("p_family", 1.0))
+    info = best.identity or {}
+    ref = info.get("reference")
+    if not ref or not info.get("formulas"):
+        return {"family": best.family, "note": "no identity formula distinguishes any reference"}
+    cols = formula_indices(info["formulas"])
+    test = id_tests[ref]
+    return {
+        "family": best.family,
+        "reference": ref,
+        "p_family": info["p_family"],
+        "formulas": list(info["formulas"]),
+        "suspect_count": test.suspect_count,
+        "reference_count": test.reference_count,
+        "null_max_count": test.null_max_count,
+        "null_max_model": test.null_max_model,
+        "n_prompts": test.n_prompts,
+        "suspect_sentences": [m.to_dict() for m in s_prof.sentences(cols, limit=limit)],
+        "reference_sentences": [m.to_dict() for m in r_prof[ref].sentences(cols, limit=3)],
+    }

@@ -12,7 +12,7 @@ import gzip
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ __all__ = [
     "ModelOutputs",
     "ProbeSet",
     "load_probe_set",
+    "merge_families",
     "model_name_of",
     "read_families",
     "read_outputs",
@@ -33,7 +34,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Probe sets shipped with DistillGuard (name -> file in ``distillguard/fingerprint/data``).
-SHIPPED_PROBE_SETS: Mapping[str, str] = {"alpaca_eval": "alpaca_eval.jsonl.gz"}
+SHIPPED_PROBE_SETS: Mapping[str, str] = {
+    "alpaca_eval": "alpaca_eval.jsonl.gz",
+    "identity": "identity_probes.jsonl",
+}
 
 
 def model_name_of(path: Path) -> str:
@@ -182,6 +186,7 @@ class FamilyMap:
 
     families: Mapping[str, str]
     providers: Mapping[str, str]
+    released: Mapping[str, str] = field(default_factory=dict)
 
     def related(self, a: str, b: str) -> bool:
         """Whether two references may share lineage: same family or same known provider."""
@@ -206,6 +211,7 @@ def read_families(path: Path) -> FamilyMap:
         raise InputError(f"{path}: expected a non-empty object mapping model names to families")
     families: dict[str, str] = {}
     providers: dict[str, str] = {}
+    released: dict[str, str] = {}
     for stem, value in data.items():
         if isinstance(value, str):
             family = value
@@ -214,6 +220,9 @@ def read_families(path: Path) -> FamilyMap:
             provider = value.get("provider")
             if isinstance(provider, str) and provider:
                 providers[stem] = provider
+            when = value.get("released")
+            if isinstance(when, str) and when:
+                released[stem] = when
         else:
             raise InputError(
                 f"{path}: entry {stem!r} must be a family name or an object with a 'family'"
@@ -221,4 +230,29 @@ def read_families(path: Path) -> FamilyMap:
         if not family.strip():
             raise InputError(f"{path}: entry {stem!r} has an empty family")
         families[stem] = family
-    return FamilyMap(families=families, providers=providers)
+    return FamilyMap(families=families, providers=providers, released=released)
+
+
+def merge_families(maps: Sequence[FamilyMap]) -> FamilyMap:
+    """One map from several (e.g. the two reference splits); a model named twice must agree."""
+    if not maps:
+        raise InputError("no families file given")
+    families: dict[str, str] = {}
+    providers: dict[str, str] = {}
+    released: dict[str, str] = {}
+    for fm in maps:
+        for name, family in fm.families.items():
+            if families.get(name, family) != family:
+                raise InputError(
+                    f"model {name!r} has two families: {families[name]!r} and {family!r}",
+                    hint="the families files disagree; fix one of them",
+                )
+            families[name] = family
+        for name, provider in fm.providers.items():
+            if providers.get(name, provider) != provider:
+                raise InputError(
+                    f"model {name!r} has two providers: {providers[name]!r}, {provider!r}"
+                )
+            providers[name] = provider
+        released.update(fm.released)
+    return FamilyMap(families=families, providers=providers, released=released)
