@@ -331,8 +331,21 @@ def embed_pixels(
     """
     cfg = config or ImageWatermarkConfig()
     check_pixels(pixels)
+    return _embed_signed(pixels, payload=payload, key=key, config=cfg, sign=1.0)
+
+
+def _embed_signed(
+    pixels: NDArray[np.uint8],
+    *,
+    payload: int,
+    key: WatermarkKey,
+    config: ImageWatermarkConfig,
+    sign: float,
+) -> NDArray[np.uint8]:
+    """:func:`embed_pixels` with the whole pattern multiplied by ``sign`` (±1; video frames)."""
+    cfg = config
     pats = _patterns(key, cfg)
-    bits = np.concatenate([pats.sync, _payload_signs(payload, cfg.payload_bits)])
+    bits = np.concatenate([pats.sync, _payload_signs(payload, cfg.payload_bits)]) * np.float32(sign)
     chips = pats.tile_signs * bits[pats.chip_bit]
     tile = np.repeat(np.repeat(chips, CHIP, axis=0), CHIP, axis=1)
     reps = FRAME // TILE

@@ -1,0 +1,518 @@
+"""Keyed invisible video watermark: the image watermark under a keyed temporal sign code.
+
+The scheme (see ``docs/multimodal.md``):
+
+* **Per frame.** Every frame's luma carries the image watermark's tile pattern
+  (:mod:`distillguard.image.watermark`: sync bits fixed by the key, payload bits, local-activity
+  mask), multiplied by a sign ``c(t) = ±1``. The canonical frame is coarser than for images
+  (``frame`` = 128 pixels, 2×2 tiles, by default): chips twice as large survive a half-size
+  re-encode of a 16:9 video at CRF 28, and the pooling over frames makes up for the fewer tiles.
+* **Temporal code.** ``c(t) = code[floor(t / block_seconds) mod code_blocks]``, a keyed ±1
+  sequence indexed by the frame's *time*, not its number, so that a change of frame rate keeps
+  it. A constant pattern would be the same in every frame (averaging frames would reveal it and
+  the static scene would add to it); under the code, the pattern flips from block to block and
+  the scene does not.
+* **Detection.** Every decoded frame's luma is resampled to the canonical 256×256 frame,
+  whitened and folded onto one 64×64 tile; the folds are summed per quarter block. A trimmed
+  clip starts anywhere in the code, so every offset (quarter-block steps over one code period)
+  is tried: the pooled fold ``P_o = Σ c_o(q) G_q`` with the largest energy is kept (the mark
+  adds coherently only at the right offset), then, among the few most energetic offsets, the
+  one with the largest magnitude score; on it the image detector's fold correlation gives the
+  sync and payload bits.
+
+**Exact p-value.** The offsets are chosen from fold energies (which do not involve the key's
+chip signs at all) and the spatial shift and final offset from correlation magnitudes, so the
+argument of the image watermark carries over unchanged: under the null hypothesis flipping all
+chips of one bit (as likely as not) flips that bit's correlation at every offset and shift and
+changes nothing the search looked at. The number of sync bits matching the key is exactly
+``Binomial(sync_bits, 1/2)`` with no search correction, and so is the number of payload bits
+equal to a claimed payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from scipy.stats import binom
+
+from distillguard.errors import InputError
+from distillguard.image.watermark import (
+    CHIP,
+    TILE,
+    ImageWatermarkConfig,
+    _activity_mask,
+    _evaluate,
+    _fold,
+    _patterns,
+    _payload_signs,
+    _signs_to_payload,
+    _whiten,
+)
+from distillguard.keyring import WatermarkKey
+
+__all__ = [
+    "VideoDetection",
+    "VideoEmbedding",
+    "VideoWatermarkConfig",
+    "detect_frames",
+    "detect_video",
+    "frame_sign",
+    "mark_frame",
+    "watermark_video",
+]
+
+logger = logging.getLogger(__name__)
+
+_DOMAIN = b"distillguard/video-watermark/v1"
+#: Offsets are searched in steps of a quarter block.
+_QUARTERS = 4
+#: How many of the most energetic offsets are correlated (magnitude score) before choosing.
+_OFFSETS_CHECKED = 6
+
+
+@dataclass(frozen=True)
+class VideoWatermarkConfig:
+    """Parameters of the video watermark (the embedder and detector must agree on them).
+
+    Args:
+        frame: side of the canonical frame (128, 192 or 256; 2×2 to 4×4 tiles of 64).
+        payload_bits: bits of payload (an account id), 16 to 64.
+        sync_bits: key-fixed bits for blind detection, 16 to 64.
+        strength: base amplitude of the per-frame pattern in luma levels.
+        block_seconds: how long the temporal sign stays constant.
+        code_blocks: length of the temporal code (its period is ``code_blocks × block_seconds``).
+        crf: x264/x265 constant rate factor of the watermarked output (lower: better quality).
+        preset: x264/x265 speed preset of the output.
+        codec: ``libx264`` (H.264) or ``libx265`` (H.265).
+    """
+
+    frame: int = 128
+    payload_bits: int = 32
+    sync_bits: int = 32
+    strength: float = 3.0
+    block_seconds: float = 0.5
+    code_blocks: int = 64
+    crf: int = 18
+    preset: str = "veryfast"
+    codec: str = "libx264"
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.block_seconds <= 10.0:
+            raise InputError(f"block_seconds must be in 0.1..10, got {self.block_seconds}")
+        if not 8 <= self.code_blocks <= 4096:
+            raise InputError(f"code_blocks must be in 8..4096, got {self.code_blocks}")
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"crf must be in 0..51, got {self.crf}")
+        if self.frame not in (128, 192, 256):
+            raise InputError(f"frame must be 128, 192 or 256, got {self.frame}")
+        if self.codec not in ("libx264", "libx265"):
+            raise InputError(f"codec must be libx264 or libx265, got {self.codec!r}")
+        self.image  # validates the bit counts and strength  # noqa: B018
+
+    @property
+    def image(self) -> ImageWatermarkConfig:
+        """The per-frame image watermark parameters."""
+        return ImageWatermarkConfig(
+            payload_bits=self.payload_bits, sync_bits=self.sync_bits, strength=self.strength
+        )
+
+
+@dataclass(frozen=True)
+class VideoDetection:
+    """What :func:`detect_video` found in one video.
+
+    Attributes:
+        detected: ``p_value <= alpha``.
+        p_value: exact p-value of "this video carries this key's watermark" (blind: sync bits)
+            or, with a claim, of the claimed payload (payload bits).
+        blind_p_value: the blind p-value, whether or not a payload was claimed.
+        payload: the decoded payload, or ``None`` when the mark was not found (blind or claimed).
+        sync_matches: sync bits matching the key.
+        payload_matches: payload bits equal to the claim (None without a claim).
+        bit_accuracy: ``payload_matches / payload_bits`` (None without a claim).
+        frames: frames pooled; seconds: the time they span.
+        offset_seconds: where in the temporal code the clip was found to start.
+    """
+
+    detected: bool
+    p_value: float
+    blind_p_value: float
+    payload: int | None
+    sync_matches: int
+    sync_bits: int
+    payload_bits: int
+    payload_matches: int | None
+    bit_accuracy: float | None
+    claimed_payload: int | None
+    frames: int
+    seconds: float
+    offset_seconds: float
+    alpha: float
+    kid: str
+    method: str = field(default="binomial sign test on frames pooled under the temporal code")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "detected": self.detected,
+            "p_value": self.p_value,
+            "blind_p_value": self.blind_p_value,
+            "payload": self.payload,
+            "sync_matches": self.sync_matches,
+            "sync_bits": self.sync_bits,
+            "payload_bits": self.payload_bits,
+            "payload_matches": self.payload_matches,
+            "bit_accuracy": self.bit_accuracy,
+            "claimed_payload": self.claimed_payload,
+            "frames": self.frames,
+            "seconds": self.seconds,
+            "offset_seconds": self.offset_seconds,
+            "alpha": self.alpha,
+            "kid": self.kid,
+            "method": self.method,
+        }
+
+
+@dataclass(frozen=True)
+class VideoEmbedding:
+    """What :func:`watermark_video` wrote."""
+
+    frames: int
+    seconds: float
+    width: int
+    height: int
+    fps: float
+    codec: str
+    mark_seconds: float  # time spent marking frames (not decoding or encoding)
+    total_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "frames": self.frames,
+            "seconds": self.seconds,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "codec": self.codec,
+            "mark_seconds": self.mark_seconds,
+            "total_seconds": self.total_seconds,
+        }
+
+
+def _code(key: WatermarkKey, config: VideoWatermarkConfig) -> NDArray[np.float64]:
+    sub = hmac.new(key.secret, _DOMAIN + b"\x01", hashlib.sha256).digest()
+    rng = np.random.Generator(np.random.PCG64(np.frombuffer(sub, dtype=np.uint32).tolist()))
+    return rng.choice(np.array([-1.0, 1.0]), size=config.code_blocks)
+
+
+def frame_sign(
+    key: WatermarkKey, seconds: float, config: VideoWatermarkConfig | None = None
+) -> float:
+    """The temporal code's sign (±1) of a frame shown at ``seconds``."""
+    cfg = config or VideoWatermarkConfig()
+    code = _code(key, cfg)
+    return float(code[int(np.floor(seconds / cfg.block_seconds)) % cfg.code_blocks])
+
+
+def _tile_pattern(
+    key: WatermarkKey, payload: int, config: VideoWatermarkConfig
+) -> NDArray[np.float32]:
+    """The ±1 pattern of the canonical frame for this key and payload (sign +1)."""
+    pats = _patterns(key, config.image)
+    bits = np.concatenate([pats.sync, _payload_signs(payload, config.payload_bits)])
+    chips = pats.tile_signs * bits[pats.chip_bit]
+    tile = np.repeat(np.repeat(chips, CHIP, axis=0), CHIP, axis=1)
+    reps = config.frame // TILE
+    return np.tile(tile, (reps, reps)).astype(np.float32)
+
+
+def _canonical(luma: NDArray[np.uint8], side: int) -> NDArray[np.float32]:
+    small = Image.fromarray(luma).resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.float32)
+
+
+def _mark(
+    luma: NDArray[np.uint8], pattern: NDArray[np.float32], sign: float, strength: float
+) -> NDArray[np.uint8]:
+    side = pattern.shape[0]
+    delta = pattern * _activity_mask(_canonical(luma, side)) * np.float32(strength * sign)
+    height, width = luma.shape
+    fine = Image.fromarray(delta, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    out = luma.astype(np.float32) + np.asarray(fine, dtype=np.float32)
+    return np.asarray(np.clip(np.rint(out), 0, 255), dtype=np.uint8)
+
+
+def mark_frame(
+    luma: NDArray[np.uint8],
+    *,
+    seconds: float,
+    payload: int,
+    key: WatermarkKey,
+    config: VideoWatermarkConfig | None = None,
+) -> NDArray[np.uint8]:
+    """Watermark one frame's luma plane (H×W ``uint8``) shown at ``seconds``."""
+    cfg = config or VideoWatermarkConfig()
+    pattern = _tile_pattern(key, payload, cfg)
+    return _mark(luma, pattern, frame_sign(key, seconds, cfg), cfg.strength)
+
+
+def detect_frames(
+    frames: Iterable[tuple[float, NDArray[np.uint8]]],
+    *,
+    key: WatermarkKey,
+    claimed_payload: int | None = None,
+    config: VideoWatermarkConfig | None = None,
+    alpha: float = 1e-3,
+) -> VideoDetection:
+    """Detect the watermark in ``(seconds, luma)`` frames (H×W ``uint8``) and pool them.
+
+    Raises:
+        InputError: no frame, a bad claim or a bad ``alpha``.
+    """
+    cfg = config or VideoWatermarkConfig()
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
+    claimed = (
+        _payload_signs(claimed_payload, cfg.payload_bits) if claimed_payload is not None else None
+    )
+    quarter = cfg.block_seconds / _QUARTERS
+    bins: dict[int, NDArray[np.float64]] = {}
+    count = 0
+    first = last = None
+    for seconds, luma in frames:
+        folded = _fold(_whiten(_canonical(luma, cfg.frame)))
+        index = int(np.floor(seconds / quarter))
+        if index in bins:
+            bins[index] += folded
+        else:
+            bins[index] = folded.astype(np.float64)
+        count += 1
+        first = seconds if first is None else min(first, seconds)
+        last = seconds if last is None else max(last, seconds)
+    if count == 0 or first is None or last is None:
+        raise InputError("no video frame to examine")
+    pats = _patterns(key, cfg.image)
+    code = _code(key, cfg)
+    keys = np.array(sorted(bins), dtype=np.int64)
+    stacked = np.stack([bins[int(k)].ravel() for k in keys])  # (Q, TILE²)
+    period = cfg.code_blocks * _QUARTERS
+    offsets = np.arange(period)
+    # signs[o, q]: the code's sign of quarter-bin q if the clip starts o quarters into the code
+    signs = code[((keys[None, :] + offsets[:, None]) // _QUARTERS) % cfg.code_blocks]
+    pooled = signs @ stacked  # (O, TILE²)
+    energy = np.einsum("ij,ij->i", pooled, pooled)
+    best = None
+    for offset in np.argsort(-energy)[:_OFFSETS_CHECKED]:
+        folded = pooled[offset].reshape(TILE, TILE).astype(np.float32)
+        hyp = _evaluate(folded, pats, f"offset={offset}")
+        if best is None or hyp.strength > best[1].strength:
+            best = (int(offset), hyp)
+    if best is None:  # pragma: no cover - there is always at least one offset
+        raise InputError("no video frame to examine")
+    offset, hyp = best
+    n_sync = cfg.sync_bits
+    blind_p = float(binom.sf(hyp.sync_matches - 1, n_sync, 0.5))
+    payload_corr = hyp.correlations[n_sync:]
+    matches: int | None = None
+    accuracy: float | None = None
+    p_value = blind_p
+    if claimed is not None:
+        hits = int(np.sum(np.sign(payload_corr) == claimed))
+        p_value = float(binom.sf(hits - 1, cfg.payload_bits, 0.5))
+        matches, accuracy = hits, hits / cfg.payload_bits
+    found = p_value <= alpha or blind_p <= alpha
+    result = VideoDetection(
+        detected=p_value <= alpha,
+        p_value=p_value,
+        blind_p_value=blind_p,
+        payload=_signs_to_payload(payload_corr) if found else None,
+        sync_matches=hyp.sync_matches,
+        sync_bits=n_sync,
+        payload_bits=cfg.payload_bits,
+        payload_matches=matches,
+        bit_accuracy=accuracy,
+        claimed_payload=claimed_payload,
+        frames=count,
+        seconds=float(last - first),
+        offset_seconds=float(offset * quarter),
+        alpha=alpha,
+        kid=key.kid,
+    )
+    logger.debug(
+        "video detection kid=%s frames=%d sync=%d/%d p=%.3g",
+        key.kid,
+        count,
+        hyp.sync_matches,
+        n_sync,
+        p_value,
+    )
+    return result
+
+
+# ----------------------------------------------------------------------------- files (PyAV)
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError:  # pragma: no cover - the video extra is missing
+        raise InputError(
+            "video needs PyAV", hint="pip install 'distillguard[video]' (PyAV, FFmpeg inside)"
+        ) from None
+    return av
+
+
+def _luma_frames(
+    path: Path, *, max_seconds: float | None
+) -> Iterator[tuple[float, NDArray[np.uint8]]]:
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except (OSError, av.FFmpegError) as exc:
+        raise InputError(f"cannot read video {path}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = None
+        index = 0
+        rate = float(stream.average_rate or 25)
+        try:
+            for frame in container.decode(stream):
+                seconds = float(frame.time) if frame.time is not None else index / rate
+                index += 1
+                start = seconds if start is None else start
+                if max_seconds is not None and seconds - start > max_seconds:
+                    break
+                yield seconds, frame.to_ndarray(format="gray")
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot decode video {path}: {exc}") from None
+
+
+def detect_video(
+    path: Path | str,
+    *,
+    key: WatermarkKey,
+    claimed_payload: int | None = None,
+    config: VideoWatermarkConfig | None = None,
+    alpha: float = 1e-3,
+    max_seconds: float | None = None,
+) -> VideoDetection:
+    """Detect this key's watermark in a video file (any container and codec FFmpeg reads).
+
+    Args:
+        path: the suspect video.
+        key: the watermark key.
+        claimed_payload: when given, ``p_value`` tests that this payload is embedded.
+        config: must match the embedding configuration.
+        alpha: significance level for ``detected``.
+        max_seconds: read at most this much of the video (from its first frame).
+
+    Raises:
+        InputError: the file cannot be read or holds no video frame.
+    """
+    return detect_frames(
+        _luma_frames(Path(path), max_seconds=max_seconds),
+        key=key,
+        claimed_payload=claimed_payload,
+        config=config,
+        alpha=alpha,
+    )
+
+
+def watermark_video(
+    source: Path | str,
+    dest: Path | str,
+    *,
+    payload: int,
+    key: WatermarkKey,
+    config: VideoWatermarkConfig | None = None,
+) -> VideoEmbedding:
+    """Watermark every frame of ``source`` and write ``dest`` (H.264 or H.265, ``yuv420p``).
+
+    Frame times are kept (variable frame rate too). Audio and subtitle streams are not copied.
+
+    Raises:
+        InputError: unreadable input, no video stream, a bad payload or an unwritable output.
+    """
+    cfg = config or VideoWatermarkConfig()
+    pattern = _tile_pattern(key, payload, cfg)
+    av = _av()
+    started = time.perf_counter()
+    marking = 0.0
+    code = _code(key, cfg)
+    try:
+        container = av.open(str(source))
+    except (OSError, av.FFmpegError) as exc:
+        raise InputError(f"cannot read video {source}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{source} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or 25
+        width = stream.codec_context.width // 2 * 2
+        height = stream.codec_context.height // 2 * 2
+        if min(width, height) < 128:
+            raise InputError(f"{source}: video frames must be at least 128 pixels a side")
+        try:
+            output = av.open(str(dest), "w")
+        except (OSError, av.FFmpegError) as exc:
+            raise InputError(f"cannot write {dest}: {exc}") from None
+        frames = 0
+        first = last = 0.0
+        with output:
+            out = output.add_stream(cfg.codec, rate=rate)
+            out.width, out.height = width, height
+            out.pix_fmt = "yuv420p"
+            out.time_base = stream.time_base
+            out.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+            if cfg.codec == "libx265":
+                out.options = {**out.options, "x265-params": "log-level=error"}
+            try:
+                for frame in container.decode(stream):
+                    seconds = float(frame.time) if frame.time is not None else frames / rate
+                    planes = frame.reformat(width=width, height=height, format="yuv420p")
+                    yuv = planes.to_ndarray()
+                    tick = time.perf_counter()
+                    sign = float(code[int(np.floor(seconds / cfg.block_seconds)) % cfg.code_blocks])
+                    yuv[:height] = _mark(
+                        np.ascontiguousarray(yuv[:height]), pattern, sign, cfg.strength
+                    )
+                    marking += time.perf_counter() - tick
+                    marked = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                    marked.pts = frame.pts
+                    marked.time_base = frame.time_base
+                    for packet in out.encode(marked):
+                        output.mux(packet)
+                    first = seconds if frames == 0 else first
+                    last = seconds
+                    frames += 1
+                for packet in out.encode():
+                    output.mux(packet)
+            except av.FFmpegError as exc:
+                raise InputError(f"cannot transcode {source}: {exc}") from None
+    if frames == 0:
+        raise InputError(f"{source} holds no video frame")
+    return VideoEmbedding(
+        frames=frames,
+        seconds=last - first,
+        width=width,
+        height=height,
+        fps=float(rate),
+        codec=cfg.codec,
+        mark_seconds=marking,
+        total_seconds=time.perf_counter() - started,
+    )
