@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scan",
         "Evaluate scan results against labels, next to the PRADA and SEAT baselines.",
     ),
+    "tune": (
+        "scan",
+        "Refit the scan's combiner on analyst verdicts (confirmed and dismissed accounts).",
+    ),
     "report": (
         "report",
         "Write a self-contained HTML evidence report of a scan (and its PDF and bundle).",
@@ -112,6 +116,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "image",
         "Provenance of image outputs: an invisible keyed watermark carrying a payload (account "
         "or cluster id) and a signed C2PA manifest; detection of both in suspect images.",
+    ),
+    "video": (
+        "video",
+        "Provenance of video outputs: an invisible keyed watermark carrying a payload (account "
+        "id) in every frame under a temporal code; one exact test pooled over all frames.",
     ),
     "watermark": (
         "watermark",
