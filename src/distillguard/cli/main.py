@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "scan",
         "Evaluate scan results against labels, next to the PRADA and SEAT baselines.",
     ),
+    "tune": (
+        "scan",
+        "Refit the scan's combiner on analyst verdicts (confirmed and dismissed accounts).",
+    ),
     "report": (
         "report",
         "Write a self-contained HTML evidence report of a scan (and its PDF and bundle).",

@@ -25,6 +25,14 @@ def scan_cmd(
     memory_limit: Annotated[
         str, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 8GB.")
     ] = "8GB",
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A combiner refitted on analyst verdicts (distillguard tune): its verdicts "
+            "replace the hand-set scores.",
+        ),
+    ] = None,
 ) -> None:
     """Scan a log (or a store) for distillation campaigns; write account scores and campaigns.
 
@@ -36,8 +44,10 @@ def scan_cmd(
     state = state_of(ctx)
     if engine not in ("duckdb", "spark"):
         raise ConfigurationError(f"unknown --engine {engine!r}", hint="use duckdb or spark")
+    if model is not None and engine == "spark":
+        raise ConfigurationError("--model needs the DuckDB engine")
     config = ScanConfig(
-        engine="spark" if engine == "spark" else "duckdb", memory_limit=memory_limit
+        engine="spark" if engine == "spark" else "duckdb", memory_limit=memory_limit, model=model
     )
     with progress_bar(state, unit="stages") as progress:
         task = progress.add_task("scanning", total=10)
@@ -152,7 +162,84 @@ def eval_scan_cmd(
             )
 
 
+def tune_cmd(
+    ctx: typer.Context,
+    log: Annotated[Path, typer.Argument(help="Log folder (format v1) the verdicts are about.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (JSON).")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Verdicts file (Parquet/CSV: account_id and verdict campaign|legitimate, or "
+            "campaign_id as labels.parquet has). Default: the analyst verdicts in the store.",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store holding the analyst verdicts.")
+    ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option("--alpha", help="False-positive rate on dismissed accounts to set for."),
+    ] = 0.002,
+) -> None:
+    """Refit the scan's combiner on analyst verdicts (confirmed and dismissed accounts).
+
+    Example: `distillguard tune ./sim --labels ./sim/labels.parquet --out model.json`, then
+    `distillguard scan ./sim --model model.json --out ./scan-out`
+    """
+    from dataclasses import replace
+
+    from distillguard.errors import InputError
+    from distillguard.monitor import ScanConfig, scan
+    from distillguard.monitor.feedback import fit_from_labels, labels_from_file, load_labels
+
+    state = state_of(ctx)
+    if not 0 < alpha < 1:
+        raise InputError("--alpha must be between 0 and 1")
+    if labels is not None:
+        verdicts = labels_from_file(labels)
+    else:
+        from distillguard.store import open_store
+
+        with open_store(store or state.settings().store_url) as st:
+            verdicts = {x.account_id: x.verdict == "campaign" for x in load_labels(st)}
+    with progress_bar(state, unit="stages") as progress:
+        task = progress.add_task("scanning", total=11)
+
+        def on_stage(name: str) -> None:
+            progress.update(task, description=name, advance=1)
+
+        result = scan(log, config=replace(ScanConfig(), keep_detail=True), on_stage=on_stage)
+        progress.update(task, description="fitting", advance=1)
+        assert result.detail is not None
+        model = fit_from_labels(result.detail, verdicts, alpha=alpha)
+        progress.update(task, completed=11, description="done")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(model.to_json(), encoding="utf-8")
+    n_pos = sum(1 for v in verdicts.values() if v)
+    if state.json_output:
+        emit_json(
+            {
+                "ok": True,
+                "out": str(out),
+                "confirmed": n_pos,
+                "dismissed": len(verdicts) - n_pos,
+                "threshold": model.threshold,
+                "weights": model.weights(),
+            }
+        )
+        return
+    console.print(
+        f"fitted on {n_pos:,} confirmed and {len(verdicts) - n_pos:,} dismissed accounts; "
+        f"threshold {model.threshold:.4f} (false-positive rate <= {alpha:g} on the dismissed)"
+    )
+    top = sorted(model.weights().items(), key=lambda kv: -abs(kv[1]))[:8]
+    console.print("strongest weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in top))
+    console.print(f"model in {out}; use it with: distillguard scan LOG --model {out}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``scan`` and ``eval-scan`` to the main command."""
+    """Add ``scan``, ``eval-scan`` and ``tune`` to the main command."""
     app.command("scan")(scan_cmd)
     app.command("eval-scan")(eval_scan_cmd)
+    app.command("tune")(tune_cmd)

@@ -40,6 +40,7 @@ __all__ = [
     "Revoke",
     "RiskOut",
     "SetAction",
+    "SetLabel",
     "admin_router",
     "load_overrides",
 ]
@@ -96,6 +97,15 @@ class SetAction(_Model):
     reason: str = Field(min_length=1, max_length=1000)
     actor: str = Field(default="admin", min_length=1, max_length=200)
     expires_in_s: int | None = Field(default=None, ge=1, le=10 * 365 * 86400)
+
+
+class SetLabel(_Model):
+    """An analyst's verdict on an account (kept in the store; ``distillguard tune`` refits on
+    the verdicts)."""
+
+    verdict: Literal["campaign", "legitimate"]
+    actor: str = Field(default="admin", min_length=1, max_length=200)
+    note: str = Field(default="", max_length=1000)
 
 
 class IssuePassport(_Model):
@@ -318,6 +328,29 @@ def admin_router(ctx: AdminContext) -> APIRouter:
 
         result: list[dict[str, Any]] = locked(run)
         return result
+
+    @router.post("/accounts/{account_id}/label", summary="Record an analyst verdict")
+    def set_label(account_id: str, body: SetLabel) -> dict[str, Any]:
+        """Confirm an account as part of a campaign, or dismiss it as legitimate."""
+        from distillguard.monitor.feedback import record_label
+
+        def run() -> dict[str, Any]:
+            if ctx.store.get_account(account_id) is None:
+                raise HTTPException(status_code=404, detail=f"unknown account {account_id!r}")
+            return record_label(
+                ctx.store, account_id, body.verdict, actor=body.actor, note=body.note
+            ).to_dict()
+
+        result: dict[str, Any] = locked(run)
+        return result
+
+    @router.get("/labels", summary="Analyst verdicts")
+    def list_labels(history: bool = False) -> list[dict[str, Any]]:
+        """The latest verdict per account (``history=true``: every verdict, oldest first)."""
+        from distillguard.monitor.feedback import load_labels
+
+        labels = locked(lambda: load_labels(ctx.store, history=history))
+        return [label.to_dict() for label in labels]
 
     @router.get("/campaigns", summary="Campaigns (clusters) of the online scorer")
     def list_campaigns() -> list[dict[str, Any]]:

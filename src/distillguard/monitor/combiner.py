@@ -44,6 +44,7 @@ from distillguard.errors import ConfigurationError
 from distillguard.monitor.scoring import ScoreParams, robust_reference
 
 if TYPE_CHECKING:
+    from distillguard.monitor.features import FeatureScan
     from distillguard.monitor.scan import ScanDetail
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "GROUP_KINDS",
     "Combiner",
     "account_matrix",
+    "apply_combiner",
     "fit_combiner",
     "flag_threshold",
 ]
@@ -83,6 +85,7 @@ _ACCOUNT = (
 )
 _CORROBORATION = ("group_kinds_evident", "group_logp_second")
 _COMMUNITY = (
+    "scan_score",
     "log_community_size",
     "community_logp",
     "embeddedness",
@@ -217,6 +220,7 @@ def account_matrix(detail: ScanDetail, params: ScoreParams | None = None) -> np.
     ncomm = int(cinv.max()) + 1 if n else 0
     ck = np.bincount(cinv, weights=f.k_elicit, minlength=ncomm)[cinv] - f.k_elicit
     cn = np.bincount(cinv, weights=n_s, minlength=ncomm)[cinv] - n_s
+    cols["scan_score"] = np.asarray(sc.score, dtype=np.float64)
     cols["log_community_size"] = np.log2(np.asarray(sc.community_size, dtype=np.float64))
     cols["community_logp"] = _logp(ck, cn, p0)
     cols["embeddedness"] = graph.embeddedness()
@@ -401,3 +405,16 @@ def fit_combiner(
         alpha=alpha,
         trained_on=combiner.trained_on,
     )
+
+
+def apply_combiner(detail: ScanDetail, combiner: Combiner, params: ScoreParams) -> FeatureScan:
+    """The scan's results with the combiner's verdicts: ``score`` is the combiner's probability,
+    ``flagged`` its flags; campaigns and reasons are assembled from them as the scan does."""
+    from dataclasses import replace
+
+    from distillguard.monitor.features import assemble
+
+    x = account_matrix(detail, params)
+    prob = combiner.score(x)
+    sc = replace(detail.scored.scores, score=prob, flagged=prob >= combiner.threshold)
+    return assemble(detail.features, sc, detail.scored.graph, params)

@@ -28,6 +28,7 @@ __all__ = [
     "AccountFeatures",
     "FeatureScan",
     "account_reasons",
+    "assemble",
     "campaign_id_of",
     "org_codes",
     "score_features",
@@ -163,6 +164,15 @@ def score_features(
         params=score,
         membership=link.embeddedness(),
     )
+    return assemble(f, sc, link, score)
+
+
+def assemble(
+    features: AccountFeatures, sc: AccountScores, link: LinkGraph, score: ScoreParams
+) -> FeatureScan:
+    """The account table, campaigns and reasons of scored accounts (``sc.score`` and
+    ``sc.flagged`` decide; a fitted combiner replaces them and calls this again)."""
+    f = features
     campaigns, camp_of = _campaigns(f, sc, score)
     accounts = pa.table(
         {

@@ -70,6 +70,8 @@ class ScanConfig:
     #: the fitted combiner read them; off by default: at 16M exchanges the keys table alone
     #: takes gigabytes that the scan otherwise frees after scoring).
     keep_detail: bool = False
+    #: A fitted combiner (``distillguard tune``) whose verdicts replace the hand-set scores.
+    model: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,14 @@ def scan_connection(
     t = time.perf_counter()
     stage("link graph, Leiden and scoring")
     fs = score_features(features, keys, graph=config.graph, score=config.score, con=con)
+    if config.model is not None:
+        from distillguard.monitor.combiner import Combiner, apply_combiner
+
+        stage("fitted combiner")
+        combiner = Combiner.load(config.model)
+        fs = apply_combiner(
+            ScanDetail(features=features, scored=fs, keys=keys), combiner, config.score
+        )
     timings["graph_and_scoring"] = time.perf_counter() - t
     unavailable = _unavailable(report)
     return ScanResult(

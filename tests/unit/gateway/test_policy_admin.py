@@ -459,3 +459,32 @@ def test_streamed_answer_is_watermarked_and_recorded(scored: Any) -> None:
         store.close()
     assert len(rows) == 1 and rows[0].response == text
     assert rows[0].extra["dg_watermark"]["applied"] is True
+
+
+def test_admin_records_analyst_verdicts(gateway: Gateway, agents: AgentFactory) -> None:
+    """Confirmed and dismissed accounts go to the store (latest counts, history kept)."""
+    agent = agents.issue("acct-v")
+
+    async def go() -> list[Any]:
+        out: list[Any] = []
+        async with client(gateway, agent) as c, admin_client(gateway) as a:
+            out.append((await c.post("/v1/chat/completions", json=chat_body())).status_code)
+            body = {"verdict": "campaign", "actor": "ana", "note": "card cell C-3"}
+            out.append((await a.post("/admin/accounts/acct-v/label", json=body)).status_code)
+            body = {"verdict": "legitimate", "actor": "bo", "note": "a university lab"}
+            out.append((await a.post("/admin/accounts/acct-v/label", json=body)).status_code)
+            out.append((await a.get("/admin/labels")).json())
+            out.append(len((await a.get("/admin/labels", params={"history": "true"})).json()))
+            bad = {"verdict": "maybe"}
+            out.append((await a.post("/admin/accounts/acct-v/label", json=bad)).status_code)
+            ok = {"verdict": "campaign"}
+            out.append((await a.post("/admin/accounts/nobody/label", json=ok)).status_code)
+        return out
+
+    res = run(go())
+    assert res[:3] == [200, 200, 200]
+    assert [(x["account_id"], x["verdict"], x["actor"]) for x in res[3]] == [
+        ("acct-v", "legitimate", "bo")
+    ]
+    assert res[4] == 2
+    assert res[5] == 422 and res[6] == 404
