@@ -89,6 +89,7 @@ def attribute_cmd(
     --suspect vicuna-7b.jsonl.gz --alpha 0.01 --teacher gpt-3.5-turbo`
     """
     from distillguard.fingerprint import FingerprintOptions, attribute, compute_fingerprint
+    from distillguard.fingerprint.attribution import prepare_statistics
     from distillguard.fingerprint.baseline import naive_baseline
     from distillguard.fingerprint.cache import FingerprintCache, default_cache_dir
     from distillguard.fingerprint.explain import shared_phrases
@@ -122,6 +123,7 @@ def attribute_cmd(
         progress.advance(task)
     s_id = identity_profile(suspect_out) if identity else None
     r_id = refs.identity if identity else None
+    prepared = prepare_statistics(suspect_fp, refs.fingerprints, fam)
     result = attribute(
         suspect_fp,
         refs.fingerprints,
@@ -129,6 +131,7 @@ def attribute_cmd(
         alpha=alpha,
         suspect_identity=s_id,
         reference_identity=r_id,
+        prepared=prepared,
     )
     payload = result.to_dict()
     top_ref = result.ranking[0].reference
@@ -150,6 +153,7 @@ def attribute_cmd(
             suspect_identity=s_id,
             reference_identity=r_id,
             documented_providers=tuple(documented_providers or DOCUMENTED_PROVIDERS),
+            prepared=prepared,
         )
         payload["teacher"] = teacher_result.to_dict()
     if baseline:

@@ -33,8 +33,10 @@ __all__ = [
     "CHANNELS",
     "AttributionResult",
     "FamilyScore",
+    "PreparedStatistics",
     "ProviderScore",
     "attribute",
+    "prepare_statistics",
     "similarity_matrices",
 ]
 
@@ -307,8 +309,15 @@ def _explain(
 
 
 @dataclass(frozen=True)
-class _Stats:
-    """The combined statistic of every model against every reference (shared by both tests)."""
+class PreparedStatistics:
+    """The combined statistic of every model against every reference (shared by both tests).
+
+    Made by :func:`prepare_statistics`; pass it to :func:`attribute` and
+    :func:`~distillguard.fingerprint.teacher.teacher_test` to compute the similarity matrices once.
+    """
+
+    suspect: str
+    reference_names: tuple[str, ...]
 
     names: list[str]
     fps: list[Fingerprint]
@@ -337,12 +346,13 @@ def _check_inputs(
         raise InputError("attribution needs references from at least 3 families")
 
 
-def _statistics(
+def prepare_statistics(
     suspect: Fingerprint,
     references: Sequence[Fingerprint],
     families: FamilyMap,
-    channels: Sequence[str] | None,
-) -> _Stats:
+    channels: Sequence[str] | None = None,
+) -> PreparedStatistics:
+    """Compute the similarity matrices and the combined, null-standardised statistic once."""
     common = _common_prompts(suspect, references)
     fps = [r.subset(common) for r in references] + [suspect.subset(common)]
     n = len(references)
@@ -364,7 +374,9 @@ def _statistics(
         z_channels[c] = NullModel.fit(resid[:n][null_mask], units=n).standardise(resid)
     combined = np.mean([z_channels[c] for c in use], axis=0)
     null = NullModel.fit(combined[:n][null_mask], units=n)
-    return _Stats(
+    return PreparedStatistics(
+        suspect=suspect.name,
+        reference_names=tuple(names),
         names=names,
         fps=fps,
         common=common,
@@ -390,6 +402,22 @@ def _identity_of(
     return suspect.subset(common), {n: references[n].subset(common) for n in names}
 
 
+def _statistics(
+    suspect: Fingerprint,
+    references: Sequence[Fingerprint],
+    families: FamilyMap,
+    channels: Sequence[str] | None,
+    prepared: PreparedStatistics | None,
+) -> PreparedStatistics:
+    if prepared is None:
+        return prepare_statistics(suspect, references, families, channels)
+    if prepared.suspect != suspect.name or prepared.reference_names != tuple(
+        r.name for r in references
+    ):
+        raise ValueError("prepared statistics were made for another suspect or references")
+    return prepared
+
+
 def combine_channels(p_style: float, p_identity: float | None) -> float:
     """The family's p-value from its stylometric and identity p-values (Bonferroni over two)."""
     if p_identity is None:
@@ -407,6 +435,7 @@ def attribute(
     phrases: Mapping[str, Any] | None = None,
     suspect_identity: IdentityProfile | None = None,
     reference_identity: Mapping[str, IdentityProfile] | None = None,
+    prepared: PreparedStatistics | None = None,
 ) -> AttributionResult:
     """Test the suspect against every reference family; see the module docstring for the method.
 
@@ -421,9 +450,10 @@ def attribute(
             with ``reference_identity`` (by reference name) it adds the identity channel: each
             family's p-value is then ``min(1, 2 min(p_style, p_identity))``.
         reference_identity: the references' identity profiles.
+        prepared: the result of :func:`prepare_statistics` for these inputs (else computed).
     """
     _check_inputs(suspect, references, families, alpha)
-    st = _statistics(suspect, references, families, channels)
+    st = _statistics(suspect, references, families, channels, prepared)
     names, fps, combined, n = st.names, st.fps, st.combined, len(references)
     stat = st.null.standardise(combined[n])
     ident = _identity_of(suspect_identity, reference_identity, names, st.common)

@@ -12,16 +12,18 @@ Two questions a provider should ask before trusting a verdict, answered with its
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from distillguard.errors import InputError
-from distillguard.fingerprint.attribution import attribute
+from distillguard.fingerprint.attribution import attribute, prepare_statistics
 from distillguard.fingerprint.features import Fingerprint
+from distillguard.fingerprint.identity import IdentityProfile
 from distillguard.fingerprint.outputs import FamilyMap
+from distillguard.fingerprint.teacher import DOCUMENTED_PROVIDERS, teacher_null, teacher_test
 
-__all__ = ["HoldoutCheck", "HoldoutReport", "holdout_checks"]
+__all__ = ["HoldoutCheck", "HoldoutReport", "TeacherCheck", "holdout_checks", "teacher_holdouts"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class HoldoutCheck:
     verdict: str | None
     top_family: str
     top_p_value: float
+    provider_verdict: str | None = None
 
     @property
     def correct(self) -> bool:
@@ -62,6 +65,7 @@ class HoldoutCheck:
             "verdict": self.verdict,
             "top_family": self.top_family,
             "top_p_value": self.top_p_value,
+            "provider_verdict": self.provider_verdict,
             "correct": self.correct,
         }
 
@@ -117,13 +121,22 @@ def _run(
     expected: str | None,
     alpha: float,
     channels: Sequence[str] | None,
+    identity: Mapping[str, IdentityProfile] | None = None,
 ) -> HoldoutCheck | None:
     sub = FamilyMap(
         families={f.name: families.families[f.name] for f in keep},
         providers={f.name: p for f in keep if (p := families.providers.get(f.name))},
     )
     try:
-        result = attribute(suspect, keep, sub, alpha=alpha, channels=channels)
+        result = attribute(
+            suspect,
+            keep,
+            sub,
+            alpha=alpha,
+            channels=channels,
+            suspect_identity=identity[suspect.name] if identity else None,
+            reference_identity=identity,
+        )
     except InputError as exc:  # too few references or families left: not testable
         logger.info("holdout %s (%s) skipped: %s", suspect.name, kind, exc)
         return None
@@ -135,6 +148,7 @@ def _run(
         verdict=result.verdict,
         top_family=top.family,
         top_p_value=top.p_value,
+        provider_verdict=result.provider_verdict,
     )
 
 
@@ -144,10 +158,12 @@ def holdout_checks(
     *,
     alpha: float = 0.01,
     channels: Sequence[str] | None = None,
+    identity: Mapping[str, IdentityProfile] | None = None,
 ) -> HoldoutReport:
     """Run both leave-one-out checks (see the module docstring) over every reference.
 
     A held-out test that leaves too few references or families to calibrate the null is skipped.
+    ``identity`` (profiles by model name) adds the identity channel.
     """
     checks: list[HoldoutCheck] = []
     for ref in references:
@@ -160,6 +176,7 @@ def holdout_checks(
             expected=None,
             alpha=alpha,
             channels=channels,
+            identity=identity,
         )
         if check is not None:
             checks.append(check)
@@ -172,8 +189,116 @@ def holdout_checks(
             continue
         others = [r for r in references if r.name != ref.name]
         check = _run(
-            ref, others, families, kind="same_family", expected=fam, alpha=alpha, channels=channels
+            ref,
+            others,
+            families,
+            kind="same_family",
+            expected=fam,
+            alpha=alpha,
+            channels=channels,
+            identity=identity,
         )
         if check is not None:
             checks.append(check)
     return HoldoutReport(alpha=alpha, checks=tuple(checks))
+
+
+@dataclass(frozen=True)
+class TeacherCheck:
+    """One held-out reference tested one-vs-rest against a teacher it cannot have learned from.
+
+    ``learned`` is a false accusation: the reference is in the teacher's null (released before
+    it, or from a documented provider). ``provider_learned`` likewise for the teacher's provider
+    when the reference is in the provider's null too (``None`` otherwise).
+    """
+
+    held_out: str
+    teacher: str
+    learned: bool
+    p_value: float
+    provider: str | None
+    provider_learned: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "held_out": self.held_out,
+            "teacher": self.teacher,
+            "learned": self.learned,
+            "p_value": self.p_value,
+            "provider": self.provider,
+            "provider_learned": self.provider_learned,
+        }
+
+
+def teacher_holdouts(
+    references: Sequence[Fingerprint],
+    families: FamilyMap,
+    *,
+    alpha: float = 0.01,
+    identity: Mapping[str, IdentityProfile] | None = None,
+    documented_providers: Sequence[str] = DOCUMENTED_PROVIDERS,
+) -> list[TeacherCheck]:
+    """False accusations of :func:`teacher_test` on the references themselves.
+
+    Each reference u is held out (removed from the library) and tested against every family T
+    whose null it belongs to: u cannot have learned from T, so ``learned`` is false. Tests whose
+    null would be too small without u are skipped.
+    """
+    names = [r.name for r in references]
+    fams = sorted({families.families[n] for n in names})
+    out: list[TeacherCheck] = []
+    for ref in references:
+        keep = [r for r in references if r.name != ref.name]
+        targets = [
+            t
+            for t in fams
+            if ref.name
+            in teacher_null(
+                [n for n in names if families.families[n] == t],
+                names,
+                families,
+                documented_providers=documented_providers,
+            )
+        ]
+        if not targets:
+            continue
+        try:
+            prepared = prepare_statistics(ref, keep, families)
+        except InputError as exc:
+            logger.info("teacher holdout of %s skipped: %s", ref.name, exc)
+            continue
+        for t in targets:
+            try:
+                res = teacher_test(
+                    ref,
+                    keep,
+                    families,
+                    t,
+                    alpha=alpha,
+                    suspect_identity=identity[ref.name] if identity else None,
+                    reference_identity=identity,
+                    documented_providers=documented_providers,
+                    prepared=prepared,
+                )
+            except InputError as exc:
+                logger.info("teacher holdout %s vs %s skipped: %s", ref.name, t, exc)
+                continue
+            pa = res.provider_answer
+            in_provider_null = pa is not None and ref.name in teacher_null(
+                [n for n in names if families.providers.get(n) == res.provider],
+                names,
+                families,
+                documented_providers=documented_providers,
+            )
+            out.append(
+                TeacherCheck(
+                    held_out=ref.name,
+                    teacher=t,
+                    learned=res.family.learned,
+                    p_value=res.family.p_value,
+                    provider=res.provider,
+                    provider_learned=pa.learned if pa is not None and in_provider_null else None,
+                )
+            )
+    return out

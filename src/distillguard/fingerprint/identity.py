@@ -10,8 +10,8 @@ cannot have learned from that reference.
 
 The test, for a suspect S and a reference T with a null set U (references unrelated to T):
 
-1. T's signature set ``sig(T)``: the formulas T uses in at least ``min_count`` answers and in
-   more answers than every model of U (chosen without looking at S).
+1. T's signature set ``sig(T)``: the formulas T uses in at least ``min_count`` answers and
+   :data:`SPECIFICITY` times as often as every model of U (chosen without looking at S).
 2. ``k_S``: S's answers containing any formula of ``sig(T)``; ``k_u`` the same for each u in U.
 3. For each u, the one-sided Fisher exact test that S's rate exceeds u's own rate; the p-value is
    the *largest* of them (an intersection-union test: S must exceed every null model, each
@@ -304,17 +304,26 @@ def identity_profile(outputs: ModelOutputs) -> IdentityProfile:
     )
 
 
+#: A signature formula is used by its reference at least this many times as often as by any
+#: null model (counts + 1): a formula several unrelated providers share ("as an AI language
+#: model": ChatGPT, Claude 2.1, DeepSeek, Qwen, Cohere) says nothing about *which* one taught.
+SPECIFICITY = 3.0
+
+
 def signature_formulas(
     reference: npt.NDArray[np.int64],
     null: Sequence[npt.NDArray[np.int64]],
     *,
     min_count: int = 3,
+    specificity: float = SPECIFICITY,
 ) -> list[int]:
-    """Formulas the reference uses in ``>= min_count`` answers and more than every null model."""
+    """Formulas the reference uses in ``>= min_count`` answers and ``specificity`` times as often
+    as every null model (``(count + 1) >= specificity * (null count + 1)``)."""
     if not null:
         return [int(j) for j in np.flatnonzero(reference >= min_count)]
     ceiling = np.max(np.stack(null), axis=0)
-    return [int(j) for j in np.flatnonzero((reference >= min_count) & (reference > ceiling))]
+    keep = (reference >= min_count) & (reference + 1 >= specificity * (ceiling + 1))
+    return [int(j) for j in np.flatnonzero(keep)]
 
 
 def _fisher_greater(k_s: int, n_s: int, k_u: int, n_u: int) -> float:

@@ -38,6 +38,7 @@ import numpy as np
 
 from distillguard.errors import InputError
 from distillguard.fingerprint.attribution import (
+    PreparedStatistics,
     _check_inputs,
     _identity_of,
     _statistics,
@@ -203,8 +204,12 @@ def teacher_test(
     suspect_identity: IdentityProfile | None = None,
     reference_identity: Mapping[str, IdentityProfile] | None = None,
     documented_providers: Sequence[str] = DOCUMENTED_PROVIDERS,
+    prepared: PreparedStatistics | None = None,
 ) -> TeacherResult:
     """Did the suspect learn from ``teacher`` (a family)? And from its provider? See the module.
+
+    ``prepared`` (from :func:`~distillguard.fingerprint.attribution.prepare_statistics`) saves
+    recomputing the similarity matrices that :func:`attribute` already computed.
 
     Raises:
         InputError: unknown family, or fewer than 4 references that cannot have learned from it.
@@ -215,7 +220,7 @@ def teacher_test(
     if not members:
         known = ", ".join(sorted({families.families[n] for n in names}))
         raise InputError(f"no reference of family {teacher!r}", hint=f"families: {known}")
-    st = _statistics(suspect, references, families, channels)
+    st = _statistics(suspect, references, families, channels, prepared)
     ident = _identity_of(suspect_identity, reference_identity, names, st.common)
 
     def one(target: str, group: list[str]) -> OneVsRest:

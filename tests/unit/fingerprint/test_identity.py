@@ -65,10 +65,12 @@ def test_names_of_makers_are_case_sensitive() -> None:
     assert prof.hits[:, col].tolist() == [[False, False], [False, True]]
 
 
-def test_signature_formulas_beat_every_null_model() -> None:
-    ref = np.array([5, 5, 2, 0])
-    null = [np.array([0, 5, 0, 0]), np.array([4, 1, 0, 0])]
-    assert signature_formulas(ref, null, min_count=3) == [0]  # 1 tied by a null model, 2 too rare
+def test_signature_formulas_are_specific_to_the_reference() -> None:
+    ref = np.array([20, 20, 2, 28])
+    null = [np.array([0, 8, 0, 0]), np.array([4, 1, 0, 21])]
+    # 0: 21 >= 3 x 5; 1: 21 < 3 x 9; 2: too rare; 3: shared with a null model (28 vs 21)
+    assert signature_formulas(ref, null, min_count=3) == [0]
+    assert signature_formulas(ref, null, min_count=3, specificity=1.01) == [0, 1, 3]
 
 
 @given(
@@ -103,22 +105,16 @@ def test_student_of_claude_is_found_and_sentences_shown() -> None:
 def test_suspect_at_a_null_models_rate_is_not_accused() -> None:
     """Intersection-union: the suspect must exceed *every* null model's own rate."""
     n = 200
-    ref = identity_profile(_model("claude", n, 30, CLAUDE))
-    # one unrelated model mentions Anthropic as often as the suspect: no evidence
+    ref = identity_profile(_model("claude", n, 40, CLAUDE))
     null = [
         identity_profile(_model("u0", n, 0, PLAIN)),
-        identity_profile(
-            _model("u1", n, 10, "Anthropic makes Claude. Helpful, harmless and honest.")
-        ),
+        identity_profile(_model("u1", n, 10, CLAUDE)),
     ]
-    ref_only = identity_profile(_model("claude", n, 30, CLAUDE))
-    suspect = identity_profile(
-        _model("s", n, 10, "Anthropic makes Claude. Helpful, harmless and honest.")
-    )
-    result = identity_test(suspect, ref_only, null)
-    assert result.p_value > 0.4
-    assert result.null_max_model == "u1"
-    assert ref.name == "claude"
+    suspect = identity_profile(_model("s", n, 10, CLAUDE))
+    result = identity_test(suspect, ref, null)
+    assert result.formulas  # still specific enough: 41 >= 3 x 11
+    assert result.p_value > 0.4  # against u0 alone it would be tiny
+    assert result.null_max_model == "u1" and result.null_max_count == 10
 
 
 def test_no_signature_gives_p_one() -> None:
