@@ -36,6 +36,7 @@ from distillguard.fingerprint.outputs import ModelOutputs
 
 __all__ = [
     "FORMULAS",
+    "KEYWORDS",
     "Formula",
     "IdentityMatch",
     "IdentityProfile",
@@ -201,11 +202,72 @@ FORMULAS: tuple[Formula, ...] = (
     ),
 )
 
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_AI = ("an ai", "a ai", "an artificial", "a artificial")
+#: Per formula, lower-cased literals of which every match contains at least one (a prefilter).
+KEYWORDS: Mapping[str, tuple[str, ...]] = {
+    "i_am_chatgpt": ("chatgpt",),
+    "i_am_gpt": ("gpt",),
+    "i_am_claude": ("claude",),
+    "i_am_gemini": ("gemini", "bard", "palm"),
+    "i_am_llama": ("llama",),
+    "i_am_qwen": ("qwen", "tongyi", "通义千问"),
+    "i_am_ai_assistant": _AI,
+    "i_am_language_model": ("language model",),
+    "as_an_ai": _AI,
+    "as_a_language_model": ("language model",),
+    "just_an_ai": ("just an ai",),
+    "by_openai": ("openai",),
+    "by_anthropic": ("anthropic",),
+    "by_google": ("google",),
+    "by_meta": ("meta",),
+    "names_openai": ("openai",),
+    "names_anthropic": ("anthropic",),
+    "helpful_harmless_honest": ("harmless",),
+    "socially_unbiased": ("socially unbiased",),
+    "within_my_programming": ("my programming",),
+    "against_guidelines": ("programming", "polic", "guidelines", "principles"),
+    "ethical_guidelines": ("ethical",),
+    "not_appropriate": ("appropriate",),
+    "sorry_but": ("sorry",),
+    "apologize_but": ("apologi",),
+    "apologize_confusion": ("apologi",),
+    "cannot_fulfill": ("fulfill", "comply", "complete"),
+    "cannot_help_with": ("help", "assist"),
+    "not_able_to": ("able to",),
+    "not_comfortable": ("comfortable",),
+    "no_personal": ("have",),
+    "no_real_time": ("real-time", "current", "up-to-date", "live", "browse"),
+    "consult_professional": ("consult",),
+    "knowledge_cutoff": ("cut",),
+    "as_of_my_last": ("as of my",),
+    "training_data": ("training", "knowledge"),
+    "cutoff_month": _MONTHS,
+    "zh_as_an_ai": ("作为一",),
+    "zh_i_am": ("我是",),
+    "fr_as_an_ai": ("en tant qu",),
+    "es_as_an_ai": ("como",),
+    "de_as_an_ai": ("als",),
+    "xx_by_maker": ("von", "par", "por", "由"),
+}
+
 _COMPILED = tuple(
     re.compile(f.pattern, 0 if f.category == "maker" and f.name.startswith("names_") else re.I)
     for f in FORMULAS
 )
-_ANY = re.compile("|".join(f"(?:{f.pattern})" for f in FORMULAS), re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -291,13 +353,18 @@ def _sentence_around(text: str, start: int, end: int, *, max_chars: int = 300) -
 
 
 def identity_profile(outputs: ModelOutputs) -> IdentityProfile:
-    """Find every formula of :data:`FORMULAS` in each of the model's answers."""
+    """Find every formula of :data:`FORMULAS` in each of the model's answers.
+
+    A formula's regular expression only runs on the answers that contain one of its
+    :data:`KEYWORDS` (lower-cased literals every match must contain): most answers contain none,
+    and substring tests cost a fraction of a regular-expression scan.
+    """
     hits = np.zeros((len(outputs.texts), len(FORMULAS)), dtype=bool)
-    for i, text in enumerate(outputs.texts):
-        if not text or _ANY.search(text) is None:  # most answers contain none: one pass
-            continue
-        for j, rx in enumerate(_COMPILED):
-            if rx.search(text):
+    lowered = [t.lower() for t in outputs.texts]
+    for j, (formula, rx) in enumerate(zip(FORMULAS, _COMPILED, strict=True)):
+        keys = KEYWORDS[formula.name]
+        for i, low in enumerate(lowered):
+            if any(k in low for k in keys) and rx.search(outputs.texts[i]):
                 hits[i, j] = True
     return IdentityProfile(
         name=outputs.name, prompt_ids=outputs.prompt_ids, hits=hits, texts=outputs.texts

@@ -129,3 +129,47 @@ def test_sentence_window_is_bounded() -> None:
     prof = identity_profile(_outputs("m", [long]))
     match = prof.sentences(formula_indices(["as_an_ai"]))[0]
     assert "As an AI language model" in match.sentence and len(match.sentence) <= 310
+
+
+_FRAGMENTS = [
+    "I'm ",
+    "I am ",
+    "i’m ",
+    "As an AI language model",
+    "a large language model",
+    "Claude",
+    "ChatGPT",
+    " trained by OpenAI",
+    "created by Anthropic",
+    "sorry, but ",
+    "I apologize, but ",
+    "I cannot fulfill this",
+    "as of my last update",
+    "in September 2021",
+    "knowledge cut-off",
+    "作为一个人工智能",
+    "我是ChatGPT",
+    "En tant qu'IA",
+    "Como IA",
+    "Als KI",
+    "entwickelt von Google",
+    "I don't have personal",
+    "ethical guidelines",
+    "not appropriate",
+    ". ",
+    "\n",
+    "x",
+    " ",
+]
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=12), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_keyword_prefilter_loses_no_match(parts: list[str], upper: bool) -> None:
+    """The prefilter is a necessary condition: the profile equals a plain regex search."""
+    from distillguard.fingerprint.identity import _COMPILED
+
+    text = "".join(parts)
+    text = text.upper() if upper else text
+    prof = identity_profile(_outputs("m", [text]))
+    assert prof.hits[0].tolist() == [bool(rx.search(text)) for rx in _COMPILED]
