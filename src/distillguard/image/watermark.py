@@ -96,7 +96,7 @@ SLOW_HYPOTHESES = 24
 GEO_EXAMINED = 24
 #: How many of the checked maps (lattices and periods) are tested: those with the largest
 #: magnitude score. Fixed in advance: the Bonferroni weight of each is ``1/2 / GEO_HYPOTHESES``.
-GEO_HYPOTHESES = 4
+GEO_HYPOTHESES = 8
 #: Bonferroni weight of the uncropped hypothesis; the tested maps share the rest.
 _W_FRAME = 0.5
 #: Magnitude score (Σ|correlation| at the best shift over the fold's norm) at which the search
@@ -840,47 +840,45 @@ def detect_pixels(
     hyps = [_evaluate(_fold(white), pats, "frame")]
     adjusted = [min(1.0, hyps[0].p_value / _W_FRAME)]
     examined = 1
-    if adjusted[0] > alpha and (cfg.search_geometry or cfg.search_crops):
+    checked: list[_Hypothesis] = []
+    if adjusted[0] > alpha and cfg.search_geometry:
+        # Lattice maps: all polished coarsely on the coherence, the most coherent finely, then
+        # checked (fold and correlation) in order of coherence until one is strong.
         power = _padded_power(white)
-        maps: list[tuple[str, NDArray[np.float64]]] = []
-        if cfg.search_geometry:
-            aspect = pixels.shape[0] / pixels.shape[1]
-            maps.extend(("lattice", m) for m in _lattice_candidates(power, aspect=aspect))
-        if cfg.search_crops:
-            for period_x, period_y in _period_candidates(white):
-                if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
-                    continue
-                matrix = np.diag([period_x / TILE, period_y / TILE])
-                maps.append((f"period={period_x:.2f}x{period_y:.2f}", matrix))
-        flat = _coherence_map(power)
-        # All maps are polished coarsely, the most coherent finely; then checked (fold and
-        # correlation) in order of coherence until one is strong.
+        aspect = pixels.shape[0] / pixels.shape[1]
+        maps = _lattice_candidates(power, aspect=aspect)
+        examined += len(maps)
         if maps:
-            stacked = np.stack([m for _, m in maps])
-            stacked, value = _polish(flat, stacked, (0.008, 0.004, 0.002))
+            flat = _coherence_map(power)
+            stacked, value = _polish(flat, np.stack(maps), (0.008, 0.004, 0.002))
             order = np.argsort(-value)[:_CHECKED]
             fine, value = _polish(flat, stacked[order], (0.002, 0.001, 0.001))
-            examined += len(maps)
-        else:
-            order, fine, value = np.zeros(0, dtype=np.int64), np.zeros((0, 2, 2)), np.zeros(0)
-        checked: list[_Hypothesis] = []
-        for rank in np.argsort(-value):
-            origin = maps[int(order[rank])][0]
-            matrix = fine[rank]
-            label = origin
-            if origin == "lattice":
+            for rank in np.argsort(-value):
+                matrix = fine[rank]
                 label = "lattice=" + ",".join(f"{v:.4f}" for v in matrix.ravel())
-            folded = _fold(_unwarp(white, matrix))
-            checked.append(replace(_evaluate(folded, pats, label), matrix=matrix))
+                folded = _fold(_unwarp(white, matrix))
+                checked.append(replace(_evaluate(folded, pats, label), matrix=matrix))
+                if checked[-1].strength >= _STRONG:
+                    break
+    if adjusted[0] > alpha and cfg.search_crops and not any(h.strength >= _STRONG for h in checked):
+        # Crop periods, evaluated as before the lattice search existed: the frame rescaled so
+        # that the period is 64 again, then whitened.
+        for period_x, period_y in _period_candidates(white):
+            if abs(period_x - TILE) < 0.05 and abs(period_y - TILE) < 0.05:
+                continue
+            rescaled = _rescale_frame(frame, period_x, period_y)
+            label = f"period={period_x:.2f}x{period_y:.2f}"
+            checked.append(_evaluate(_fold(_whiten(rescaled)), pats, label))
+            examined += 1
             if checked[-1].strength >= _STRONG:
                 break
-        # Which maps are tested (the largest magnitude scores among those checked) is decided
-        # from the image and from magnitudes, never from a sign, so each tested map's sign test
-        # is exact; Bonferroni over GEO_HYPOTHESES.
-        weight = (1.0 - _W_FRAME) / GEO_HYPOTHESES
-        for hyp in sorted(checked, key=lambda h: -h.strength)[:GEO_HYPOTHESES]:
-            hyps.append(hyp)
-            adjusted.append(min(1.0, hyp.p_value / weight))
+    # Which maps are tested (the largest magnitude scores among those checked) is decided from
+    # the image and from magnitudes, never from a sign, so each tested map's sign test is
+    # exact; Bonferroni over GEO_HYPOTHESES.
+    weight = (1.0 - _W_FRAME) / GEO_HYPOTHESES
+    for hyp in sorted(checked, key=lambda h: -h.strength)[:GEO_HYPOTHESES]:
+        hyps.append(hyp)
+        adjusted.append(min(1.0, hyp.p_value / weight))
     best = int(np.argmin(adjusted))
     hyp = hyps[best]
     blind_p = adjusted[best]
