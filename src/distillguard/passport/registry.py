@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from distillguard._internal.files import ensure_private
 from distillguard.errors import StorageError
 from distillguard.passport.credential import Passport
 
@@ -215,7 +216,9 @@ class SQLitePassportRegistry:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it (its -wal/-shm take the database file's mode): the
+            # registry is the trust anchor for which passports the gateway accepts.
+            ensure_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=5000")

@@ -81,6 +81,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Whether the "no registry check" warning was logged in this process (it is logged once).
+_warned_no_registry = False
+
 PASSPORT_HEADER = "distillguard-passport"
 """The request header that carries the passport token (covered by the signature)."""
 
@@ -365,6 +368,19 @@ def _replayed() -> _RejectError:
     return _RejectError(RejectionReason.REPLAYED_NONCE, "this nonce was already used")
 
 
+def _warn_no_registry() -> None:
+    global _warned_no_registry
+    if _warned_no_registry:
+        return
+    _warned_no_registry = True
+    logger.warning(
+        "RequestVerifier built without a passport registry (registrations=None): passports "
+        "are not checked against the list of issued ones, so one minted with a leaked issuer "
+        "key is accepted; build it with RequestVerifier.from_settings(settings, keyring) or "
+        "pass registrations=RegistrationCache(registry)"
+    )
+
+
 class RequestVerifier:
     """Verifies signed requests against passports; thread-safe.
 
@@ -373,7 +389,9 @@ class RequestVerifier:
         revocations: the revocation list, consulted on every request (None: no revocation).
         registrations: the registry of issued passports: a passport it does not hold (with
             the same claims) is refused with ``unregistered_passport``. None skips the check
-            (tests and embeddings without a registry); :meth:`from_settings` always sets it.
+            (tests and embeddings without a registry) and logs a warning, once per process:
+            a passport minted with a leaked issuer key would then be accepted.
+            :meth:`from_settings` always sets it.
         nonce_cache: the replay cache (default: in process); an async one
             (:class:`~distillguard.passport.replay.AsyncRedisNonceCache`) needs :meth:`averify`.
         policy: what is accepted.
@@ -403,6 +421,8 @@ class RequestVerifier:
         self.passports = passports
         self.revocations = revocations
         self.registrations = registrations
+        if registrations is None:
+            _warn_no_registry()
         self._registered: set[str] = set()  # tokens already found in the registry
         self.nonce_cache: NonceCache | AsyncNonceCache = nonce_cache or MemoryNonceCache()
         self._acache: AsyncNonceCache | None = None
