@@ -46,6 +46,7 @@ from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash
 from distillguard.ledger.leaf import (
     commit_exchange,
     commit_exchanges,
+    content_hash,
     leaf_data,
     meta_hash,
     split_record,
@@ -248,6 +249,9 @@ class _Erasures:
 
     by_leaf: dict[int, list[Erasure]]
     by_tombstone: dict[int, list[Erasure]] = field(default_factory=dict)
+    #: Content erasures replaced by a later one of the same leaf, by tombstone leaf: they
+    #: explain their tombstone leaf and excuse nothing.
+    superseded: dict[int, list[Erasure]] = field(default_factory=dict)
     #: Stored leaf hash of each walked leaf that has erasure rows (what its tombstone names).
     erased_hashes: dict[int, bytes] = field(default_factory=dict)
     #: (erased leaf, scope) -> index and hash of the tombstone leaf that matched its row.
@@ -262,10 +266,15 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
     with ledger.store.transaction() as cur:
         cur.execute(
             "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf, "
-            "signature, signed_by FROM ledger_erasures"
+            "signature, signed_by, content_after FROM ledger_erasures"
         )
-        rows = cur.fetchall()
-    for r in rows:
+        rows = [(r, False) for r in cur.fetchall()]
+        cur.execute(
+            "SELECT leaf_index, exchange_id, scope, erased_at, reason, actor, tombstone_leaf, "
+            "signature, signed_by, content_after FROM ledger_superseded_erasures"
+        )
+        rows.extend((r, True) for r in cur.fetchall())
+    for r, old in rows:
         try:
             if r[2] not in ("content", "record") or not isinstance(r[1], str):
                 raise ValueError(f"scope {r[2]!r}")
@@ -276,6 +285,11 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
                 raw = r[7]
                 blob = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
                 sig = TombstoneSignature(kid=str(r[8]), signature=blob)
+            after = r[9]
+            if after is not None:
+                if not isinstance(after, bytes | bytearray | memoryview):
+                    raise ValueError("content_after must be a hash")
+                after = bytes(after)
             e = Erasure(
                 int(r[0]),
                 r[1],
@@ -285,6 +299,7 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
                 r[5],
                 None if r[6] is None else int(r[6]),
                 sig,
+                after,
             )
         except (TypeError, ValueError, OverflowError) as exc:
             index = r[0] if type(r[0]) is int else None
@@ -296,6 +311,10 @@ def _read_erasures(ledger: Ledger, add: Callable[[AuditFinding], None]) -> _Eras
                     exchange_id=r[1] if isinstance(r[1], str) else None,
                 )
             )
+            continue
+        if old:
+            if e.tombstone_index is not None:
+                out.superseded.setdefault(e.tombstone_index, []).append(e)
             continue
         out.by_leaf.setdefault(e.leaf_index, []).append(e)
         if e.tombstone_index is not None:
@@ -603,6 +622,17 @@ def _check_tombstone(
     """The tombstone leaf's hash recomputed from the erasure row that names it."""
     claims = erasures.by_tombstone.get(leaf.leaf_index, [])
     computed: bytes | None = None
+    for e in erasures.superseded.get(leaf.leaf_index, []):
+        # A content tombstone replaced by a later one: it explains its leaf, excuses nothing.
+        erased_hash = erasures.erased_hashes.get(e.leaf_index)
+        if erased_hash is None or e.leaf_index >= leaf.leaf_index or e.scope != "content":
+            continue
+        try:
+            h = e.tombstone(erased_hash).tombstone_hash
+        except DistillGuardError:
+            continue
+        if h == leaf.leaf_hash:
+            return h
     for e in claims:
         erased_hash = erasures.erased_hashes.get(e.leaf_index)
         if erased_hash is None or e.leaf_index >= leaf.leaf_index:
@@ -674,6 +704,8 @@ def _check_leaf(
                 state, need = "changed", ""
         else:
             state, need = "changed", ""
+        if "content" in scopes and state != "changed":
+            _check_content_after(leaf, stored, erased, add)
     for e in erased:
         if e.tombstone_index is None:
             add(
@@ -711,6 +743,40 @@ def _check_leaf(
         )
     # The tree is rebuilt from what the records say now, so checkpoints show a change.
     return recomputed if len(recomputed) == 32 else _poison(leaf.leaf_hash)
+
+
+def _check_content_after(
+    leaf: LeafRecord,
+    stored: StoredExchange,
+    erased: Sequence[Erasure],
+    add: Callable[[AuditFinding], None],
+) -> None:
+    """Name a content-erased record whose content is not what its content tombstone left.
+
+    A version 2 content tombstone commits to the content the row held right after the erasure
+    (NULL, or the minimised text); content written into the row afterwards (made up by someone
+    with database access) no longer matches it. A version 1 tombstone does not say: such a
+    row's content is not checked (the record's metadata still is).
+    """
+    for e in erased:
+        if e.scope != "content" or e.tombstone_index is None or e.content_after is None:
+            continue
+        _, content = split_record(stored.exchange.to_dict())
+        try:
+            now = content_hash(content, stored.salt)
+        except DistillGuardError:
+            now = b""
+        if now != e.content_after:
+            add(
+                AuditFinding(
+                    "record_changed",
+                    f"leaf {leaf.leaf_index}: record {leaf.exchange_id!r} holds content that is "
+                    f"not what its {_describe(e)} left (tombstone leaf {e.tombstone_index}): "
+                    "the content was written after the erasure",
+                    leaf_index=leaf.leaf_index,
+                    exchange_id=leaf.exchange_id,
+                )
+            )
 
 
 def _check_stored_nodes(

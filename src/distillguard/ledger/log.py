@@ -54,9 +54,10 @@ from distillguard.ledger.compact_range import (
 )
 from distillguard.ledger.hashing import EMPTY_ROOT, node_hash
 from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
-from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges
+from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges, content_hash
 from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
 from distillguard.ledger.tombstone import (
+    ERASED_CONTENT,
     TOMBSTONE_CONTENT_HASH,
     ErasureScope,
     Tombstone,
@@ -85,8 +86,11 @@ DEFAULT_ORIGIN: Final = "distillguard.local/ledger"
 #: and ``ledger_segments``. Version 3: erasures are tombstone leaves (``ledger_erasures`` gains
 #: ``tombstone_leaf``). Older stores are migrated when opened; their erasures have no tombstone
 #: and the audit reports them until they are sealed (:meth:`Ledger.seal_erasures`). Version 4:
-#: each tombstone's signature by the ledger key (``signature``, ``signed_by``).
-SCHEMA_VERSION: Final = 4
+#: each tombstone's signature by the ledger key (``signature``, ``signed_by``). Version 5: content
+#: tombstones commit to the content left after the erasure (``content_after``), and a content
+#: tombstone replaced by a later content erasure of the same leaf keeps its row in
+#: ``ledger_superseded_erasures``.
+SCHEMA_VERSION: Final = 5
 _CHUNK: Final = 900  # ids per IN (...) query (SQLite's parameter limit is 999 on old builds)
 #: Interior nodes below this height are not stored but recomputed from leaves when needed.
 STORED_MIN_LEVEL: Final = 4
@@ -112,8 +116,14 @@ LEDGER_DDL: Final[tuple[str, ...]] = (
     """CREATE TABLE IF NOT EXISTS ledger_erasures (
         leaf_index {bigint} NOT NULL, exchange_id {text} NOT NULL, scope {text} NOT NULL,
         erased_at {bigint} NOT NULL, reason {text} NOT NULL, actor {text} NOT NULL,
-        tombstone_leaf {bigint}, signature {blob}, signed_by {text},
+        tombstone_leaf {bigint}, signature {blob}, signed_by {text}, content_after {blob},
         PRIMARY KEY (leaf_index, scope)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_superseded_erasures (
+        tombstone_leaf {bigint} PRIMARY KEY, leaf_index {bigint} NOT NULL,
+        exchange_id {text} NOT NULL, scope {text} NOT NULL, erased_at {bigint} NOT NULL,
+        reason {text} NOT NULL, actor {text} NOT NULL, signature {blob}, signed_by {text},
+        content_after {blob}
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_erasures_exchange ON ledger_erasures (exchange_id)",
     "CREATE INDEX IF NOT EXISTS ledger_erasures_tombstone ON ledger_erasures (tombstone_leaf)",
@@ -172,6 +182,9 @@ class Erasure:
     tombstone_index: int | None = None
     #: The tombstone's signature by the ledger key (None: made without a keyring, or by hand).
     signature: TombstoneSignature | None = None
+    #: A version 2 content tombstone's commitment to the content the row holds after the
+    #: erasure (None: a record erasure, or a content erasure from before version 2).
+    content_after: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -184,6 +197,7 @@ class Erasure:
             "actor": self.actor,
             "tombstone_leaf": self.tombstone_index,
             "signed_by": None if self.signature is None else self.signature.kid,
+            "content_after": None if self.content_after is None else self.content_after.hex(),
         }
 
     def tombstone(self, leaf_hash: bytes) -> Tombstone:
@@ -196,6 +210,7 @@ class Erasure:
             erased_at=self.erased_at,
             reason=self.reason,
             actor=self.actor,
+            content_after=self.content_after,
         )
 
 
@@ -316,7 +331,12 @@ class Ledger:
     def _add_erasure_columns(self) -> None:
         """Version 3 gives each erasure its tombstone leaf, version 4 the tombstone's signature:
         add the columns to older tables."""
-        added = (("tombstone_leaf", "{bigint}"), ("signature", "{blob}"), ("signed_by", "{text}"))
+        added = (
+            ("tombstone_leaf", "{bigint}"),
+            ("signature", "{blob}"),
+            ("signed_by", "{text}"),
+            ("content_after", "{blob}"),
+        )
         with self.store.transaction() as cur:
             if self.store.dialect == "postgresql":
                 for name, kind in added:
@@ -718,6 +738,7 @@ class Ledger:
         actor: str,
         erased_at: datetime | None = None,
         key: SigningKey | None = None,
+        content_after: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> tuple[list[Erasure], list[str]]:
         """Record the erasure of several exchanges' content or records, in one append.
 
@@ -730,6 +751,15 @@ class Ledger:
         audit`` reports it (``tombstone_unsigned``) until :meth:`seal_erasures` signs it. The
         audit accepts the erasure once the tombstone is signed and a signed checkpoint covers
         it: publish one after the transaction commits.
+
+        A content tombstone (version 2) also commits to the content the row holds after the
+        erasure: ``content_after[exchange_id]`` (the record's ``content`` part, e.g. the
+        minimised text), by default the content of a row whose content columns are NULL
+        (:data:`~distillguard.ledger.tombstone.ERASED_CONTENT`). The audit recomputes it from
+        the row, so content written into an erased row afterwards is ``record_changed``. A
+        content erasure of a leaf whose content tombstone left other content (minimised at
+        ingest, erased later) appends a new tombstone; the old one's row moves to
+        ``ledger_superseded_erasures``.
 
         Returns:
             The erasures (one per exchange found, in order) and the ids that have no leaf.
@@ -777,12 +807,51 @@ class Ledger:
                 chunk,
             )
             hashes.update((int(r[0]), _blob(r[1])) for r in cur.fetchall())
+        after: dict[int, bytes] = {}
+        if scope == "content":
+            after = self._content_after(cur, found, content_after or {})
         fresh = [
-            i for i in indices if existing.get(i) is None or existing[i].tombstone_index is None
+            i
+            for i in indices
+            if existing.get(i) is None
+            or existing[i].tombstone_index is None
+            or (
+                existing[i].content_after is not None
+                and i in after
+                and existing[i].content_after != after[i]
+            )
         ]
+        superseded = [existing[i] for i in fresh if existing.get(i) is not None]
+        superseded = [e for e in superseded if e.tombstone_index is not None]
+        if superseded:
+            cur.executemany(
+                q(
+                    "INSERT INTO ledger_superseded_erasures (tombstone_leaf, leaf_index, "
+                    "exchange_id, scope, erased_at, reason, actor, signature, signed_by, "
+                    "content_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    (
+                        e.tombstone_index,
+                        e.leaf_index,
+                        e.exchange_id,
+                        e.scope,
+                        to_micros(e.erased_at),
+                        e.reason,
+                        e.actor,
+                        None if e.signature is None else e.signature.signature,
+                        None if e.signature is None else e.signature.kid,
+                        e.content_after,
+                    )
+                    for e in superseded
+                ],
+            )
         out: dict[int, Erasure] = {i: e for i, e in existing.items() if i not in fresh}
         if fresh:
-            stones = [Tombstone(i, hashes[i], found[i], scope, when, reason, actor) for i in fresh]
+            stones = [
+                Tombstone(i, hashes[i], found[i], scope, when, reason, actor, after.get(i))
+                for i in fresh
+            ]
             first = self._append_rows(
                 cur,
                 [(t.exchange_id, t.tombstone_hash, TOMBSTONE_CONTENT_HASH) for t in stones],
@@ -792,7 +861,15 @@ class Ledger:
             for k, t in enumerate(stones):
                 sig = None if key is None else sign_tombstone(self.origin, t, key)
                 erasure = Erasure(
-                    t.leaf_index, t.exchange_id, scope, when, reason, actor, first + k, sig
+                    t.leaf_index,
+                    t.exchange_id,
+                    scope,
+                    when,
+                    reason,
+                    actor,
+                    first + k,
+                    sig,
+                    t.content_after,
                 )
                 out[t.leaf_index] = erasure
                 row = (
@@ -802,6 +879,7 @@ class Ledger:
                     first + k,
                     None if sig is None else sig.signature,
                     None if sig is None else sig.kid,
+                    t.content_after,
                     t.leaf_index,
                     scope,
                 )
@@ -810,19 +888,20 @@ class Ledger:
                 cur.executemany(
                     q(
                         "INSERT INTO ledger_erasures (erased_at, reason, actor, tombstone_leaf, "
-                        "signature, signed_by, leaf_index, scope, exchange_id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        "signature, signed_by, content_after, leaf_index, scope, exchange_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     ),
-                    [(*r, found[r[6]]) for r in new_rows],
+                    [(*r, found[r[7]]) for r in new_rows],
                 )
             if updates:
                 logger.warning(
-                    "%d erasure row(s) without a tombstone were put in the log", len(updates)
+                    "%d erasure row(s) without a tombstone or superseded were put in the log",
+                    len(updates),
                 )
                 cur.executemany(
                     q(
                         "UPDATE ledger_erasures SET erased_at = ?, reason = ?, actor = ?, "
-                        "tombstone_leaf = ?, signature = ?, signed_by = ? "
+                        "tombstone_leaf = ?, signature = ?, signed_by = ?, content_after = ? "
                         "WHERE leaf_index = ? AND scope = ?"
                     ),
                     updates,
@@ -834,6 +913,34 @@ class Ledger:
                 "signed" if key is not None else "UNSIGNED: no ledger key",
             )
         return [out[i] for i in indices], missing
+
+    def _content_after(
+        self, cur: Cursor, found: Mapping[int, str], given: Mapping[str, Mapping[str, Any]]
+    ) -> dict[int, bytes]:
+        """Leaf index -> salted commitment to the content each row holds after the erasure
+        (rows without a readable salt get none: their tombstone is version 1)."""
+        ids = {exchange_id: index for index, exchange_id in found.items()}
+        salts: dict[str, bytes] = {}
+        names = list(ids)
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                self.store.q(
+                    f"SELECT exchange_id, salt FROM exchanges WHERE exchange_id IN ({marks})"
+                ),
+                chunk,
+            )
+            for r in cur.fetchall():
+                if isinstance(r[1], bytes | bytearray | memoryview):
+                    salts[str(r[0])] = bytes(r[1])
+        out: dict[int, bytes] = {}
+        for exchange_id, salt in salts.items():
+            try:
+                out[ids[exchange_id]] = content_hash(given.get(exchange_id, ERASED_CONTENT), salt)
+            except DistillGuardError:
+                logger.warning("the content of %r cannot be committed to", exchange_id)
+        return out
 
     def unsealed_erasures(self) -> list[Erasure]:
         """Erasure rows that have no tombstone leaf (recorded before version 3, or by hand)."""
@@ -867,6 +974,18 @@ class Ledger:
         with self.store.transaction() as cur:
             self._lock_state(cur)
             for e in self.unsealed_erasures():
+                # The tombstone commits to the content the reviewed row holds now.
+                now_content: dict[str, Mapping[str, Any]] = {}
+                try:
+                    stored = (
+                        self.store.get_exchange(e.exchange_id) if e.scope == "content" else None
+                    )
+                except DistillGuardError:
+                    stored = None  # an undecodable row: the default (erased) content
+                if stored is not None:
+                    now_content[e.exchange_id] = {
+                        k: v for k, v in stored.exchange.to_dict().items() if k in CONTENT_FIELDS
+                    }
                 done, _ = self.record_erasures(
                     cur,
                     [e.exchange_id],
@@ -875,6 +994,7 @@ class Ledger:
                     actor=f"{e.actor} (sealed by {actor})",
                     erased_at=erased_at or e.erased_at,
                     key=key,
+                    content_after=now_content,
                 )
                 sealed.extend(done)
             for e in self.unsigned_erasures():
@@ -1064,7 +1184,7 @@ class Ledger:
 
 
 #: The erasure columns after ``actor`` that :func:`_erasure_from_row` reads.
-_SIGNED_COLUMNS: Final = "tombstone_leaf, signature, signed_by"
+_SIGNED_COLUMNS: Final = "tombstone_leaf, signature, signed_by, content_after"
 
 
 def _erasure_from_row(r: Sequence[Any]) -> Erasure:
@@ -1081,4 +1201,5 @@ def _erasure_from_row(r: Sequence[Any]) -> Erasure:
         str(r[5]),
         None if r[6] is None else int(r[6]),
         signature,
+        None if len(r) < 10 or r[9] is None else _blob(r[9]),
     )

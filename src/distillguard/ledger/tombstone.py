@@ -51,6 +51,7 @@ from distillguard.ledger.checkpoint import LedgerKey, trusted_signer
 from distillguard.ledger.hashing import HASH_SIZE, leaf_hash
 
 __all__ = [
+    "ERASED_CONTENT",
     "TOMBSTONE_CONTENT_HASH",
     "TOMBSTONE_SIGNATURE_CONTEXT",
     "TOMBSTONE_TYPE",
@@ -75,6 +76,11 @@ _SIGNATURE_SIZE: Final = 64
 _MEMBERS: Final = frozenset(
     {"type", "v", "leaf_index", "leaf_hash", "exchange_id", "scope", "erased_at", "reason", "actor"}
 )
+#: Version 2 content tombstones also commit to the content the row holds after the erasure.
+_MEMBERS_V2: Final = _MEMBERS | {"content_after"}
+#: The record's ``content`` part after its content columns are set to NULL (as the store reads
+#: such a row back: an empty message list, no response, no reasoning).
+ERASED_CONTENT: Final[Mapping[str, Any]] = {"messages": []}
 
 
 def normalise_time(when: datetime) -> datetime:
@@ -93,12 +99,28 @@ class Tombstone:
     erased_at: datetime
     reason: str
     actor: str
+    #: Version 2 content tombstones: the salted commitment to the record's content after the
+    #: erasure (:func:`~distillguard.ledger.leaf.content_hash` of the content fields the row
+    #: holds then: NULL, or the minimised text). None: a version 1 tombstone (record scope, or
+    #: a content erasure made before version 2), which does not say what the row holds.
+    content_after: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        """2 for a tombstone that commits to the content after the erasure, else 1."""
+        return 1 if self.content_after is None else 2
 
     def to_dict(self) -> dict[str, Any]:
         """The tombstone's JSON form (its leaf data is the RFC 8785 form of this)."""
+        out = self._fields()
+        if self.content_after is not None:
+            out["content_after"] = self.content_after.hex()
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "type": TOMBSTONE_TYPE,
-            "v": 1,
+            "v": self.version,
             "leaf_index": self.leaf_index,
             "leaf_hash": self.leaf_hash.hex(),
             "exchange_id": self.exchange_id,
@@ -131,20 +153,21 @@ class Tombstone:
         """
         if not isinstance(data, Mapping) or data.get("type") != TOMBSTONE_TYPE:
             raise InputError("not a tombstone (member 'type' must be 'tombstone')")
-        if data.get("v") != 1 or type(data.get("v")) is not int:
-            raise InputError("unsupported tombstone version (member 'v' must be 1)")
-        extra = set(data) - _MEMBERS
+        version = data.get("v")
+        if version not in (1, 2) or type(version) is not int:
+            raise InputError("unsupported tombstone version (member 'v' must be 1 or 2)")
+        extra = set(data) - (_MEMBERS if version == 1 else _MEMBERS_V2)
         if extra:
             raise InputError(f"tombstone has unknown member(s) {sorted(extra)}")
+        after: bytes | None = None
+        if version == 2:
+            after = _hex_hash(data.get("content_after"), "content_after")
+            if data.get("scope") != "content":
+                raise InputError("a version 2 tombstone must have scope 'content'")
         index = data.get("leaf_index")
         if type(index) is not int or index < 0:
             raise InputError("tombstone member 'leaf_index' must be a non-negative integer")
-        try:
-            hashed = bytes.fromhex(str(data.get("leaf_hash")))
-        except ValueError:
-            hashed = b""
-        if len(hashed) != HASH_SIZE or hashed.hex() != data.get("leaf_hash"):
-            raise InputError("tombstone member 'leaf_hash' must be 64 lower-case hex digits")
+        hashed = _hex_hash(data.get("leaf_hash"), "leaf_hash")
         scope = data.get("scope")
         if scope not in ("content", "record"):
             raise InputError("tombstone member 'scope' must be 'content' or 'record'")
@@ -168,7 +191,18 @@ class Tombstone:
             erased_at=when,
             reason=texts["reason"],
             actor=texts["actor"],
+            content_after=after,
         )
+
+
+def _hex_hash(value: Any, name: str) -> bytes:
+    try:
+        hashed = bytes.fromhex(str(value))
+    except ValueError:
+        hashed = b""
+    if len(hashed) != HASH_SIZE or hashed.hex() != value:
+        raise InputError(f"tombstone member {name!r} must be 64 lower-case hex digits")
+    return hashed
 
 
 def check_text(value: str, what: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from distillguard.errors import ConfigurationError
 from distillguard.ledger import Ledger
+from distillguard.ledger.leaf import split_record
 from distillguard.privacy.policy import AccountProfile, RetentionPolicy, RetentionRule
 from distillguard.records.model import Exchange, Message
 from distillguard.store import Cursor, Store, StoredExchange
@@ -143,6 +144,7 @@ class Minimiser:
             profiles = {}
         rows: list[tuple[Any, ...]] = []
         by_reason: dict[str, list[str]] = {}
+        after: dict[str, dict[str, Any]] = {}
         for stored in inserted:
             ex = stored.exchange
             profile = profiles.get(ex.account_id) or AccountProfile(ex.account_id)
@@ -150,9 +152,14 @@ class Minimiser:
             if not rule.minimise.changes_content:
                 continue
             by_reason.setdefault(f"minimisation: {rule.minimise}", []).append(ex.exchange_id)
-            rows.append((*_content_columns(minimised_content(ex, rule)), ex.exchange_id))
+            minimised = minimised_content(ex, rule)
+            # The content tombstone commits to the minimised content the row keeps.
+            after[ex.exchange_id] = split_record(minimised.to_dict())[1]
+            rows.append((*_content_columns(minimised), ex.exchange_id))
         for reason, ids in by_reason.items():
-            self.ledger.record_erasures(cur, ids, scope="content", reason=reason, actor=self.actor)
+            self.ledger.record_erasures(
+                cur, ids, scope="content", reason=reason, actor=self.actor, content_after=after
+            )
         if rows:
             cur.executemany(
                 self.store.q(
