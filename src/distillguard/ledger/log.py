@@ -52,7 +52,7 @@ from distillguard.ledger.compact_range import (
     node_level,
     range_nodes,
 )
-from distillguard.ledger.hashing import EMPTY_ROOT, node_hash
+from distillguard.ledger.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
 from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
 from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges, content_hash
 from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
@@ -239,6 +239,26 @@ def _blob(value: Any) -> bytes:
     return b"\xff" + str(value).encode("utf-8", "replace")
 
 
+def _decode_state(size: Any, root: Any) -> tuple[int, bytes]:
+    """The ``ledger_state`` row's size and root, checked (SQLite lets an altered row hold any
+    type there).
+
+    Raises:
+        StorageError: the size is not a non-negative integer or the root not a 32-byte hash.
+    """
+    if type(size) is not int or size < 0:
+        raise StorageError(
+            f"ledger_state.size holds {size!r}, not a tree size",
+            hint="the ledger tables were altered; run `distillguard ledger audit`",
+        )
+    if not isinstance(root, bytes | bytearray | memoryview) or len(bytes(root)) != HASH_SIZE:
+        raise StorageError(
+            f"ledger_state.root holds {root!r:.80}, not a 32-byte hash",
+            hint="the ledger tables were altered; run `distillguard ledger audit`",
+        )
+    return size, bytes(root)
+
+
 def _perfect_root(hashes: list[bytes]) -> bytes:
     """The root of a perfect subtree (a power-of-two number of leaf hashes)."""
     level = hashes
@@ -384,7 +404,7 @@ class Ledger:
         row = cur.fetchone()
         if row is None:
             raise StorageError("the ledger_state row is missing", hint="run `ledger audit`")
-        return int(row[0]), bytes(row[1])
+        return _decode_state(row[0], row[1])
 
     def _frontier_for(self, cur: Cursor, size: int, root: bytes) -> CompactRange:
         cached = self._frontier

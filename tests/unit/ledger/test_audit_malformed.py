@@ -190,3 +190,77 @@ def test_ledger_columns_of_the_wrong_type_are_findings(tmp_path: Path, sql: str,
         assert report.first_bad_index is not None and report.first_bad_index <= 4
     finally:
         store.close()
+
+
+# -- the ledger's own tables (issue 24 review gap 3) ----------------------------------------------
+
+
+def test_mistyped_tree_size_is_a_state_mismatch(tmp_path: Path) -> None:
+    """``UPDATE ledger_state SET size='big'`` made the audit raise ValueError."""
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    try:
+        ledger = _setup(store)
+        _sql(store, "UPDATE ledger_state SET size = 'big'")
+        report = _audit(ledger)
+        assert [(f.kind, f.leaf_index) for f in report.findings] == [("state_mismatch", 12)]
+        assert "ledger_state" in report.findings[0].message and report.tree_size == 12
+        with pytest.raises(StorageError, match="ledger_state.size"):
+            ledger.head()  # the other paths refuse it with a DistillGuard error, not a crash
+    finally:
+        store.close()
+
+
+#: (table, column, key condition) of the ledger's own rows an insider or a bad disk can alter.
+_LEDGER_CELLS = [
+    ("ledger_state", "size", "id = 1"),
+    ("ledger_state", "root", "id = 1"),
+    ("ledger_nodes", "hash", "node_id = 15"),
+    ("ledger_leaves", "exchange_id", "leaf_index = 7"),
+    ("ledger_leaves", "leaf_hash", "leaf_index = 7"),
+    ("ledger_leaves", "content_hash", "leaf_index = 7"),
+]
+
+
+@pytest.fixture(scope="module")
+def corrupt_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Ledger]]:
+    path = tmp_path_factory.mktemp("corrupt-ledger") / "store.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    ledger = Ledger.attach(store)
+    add_records(store, 0, 20)  # node 15 (leaves 0..15) is stored
+    ledger.publish_checkpoint(KEY)
+    yield store, ledger
+    store.close()
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cell=st.sampled_from(_LEDGER_CELLS), value=_VALUES)
+def test_audit_never_raises_on_a_corrupted_ledger_row(
+    corrupt_ledger: tuple[Store, Ledger], cell: tuple[str, str, str], value: object
+) -> None:
+    store, ledger = corrupt_ledger
+    table, column, where = cell
+    if value is None:
+        value = ""  # every column here is NOT NULL
+    if isinstance(value, str) and "\ud800" in value:
+        value = value.encode("utf-8", "surrogatepass")
+    with store.transaction() as cur:
+        cur.execute(f"SELECT {column} FROM {table} WHERE {where}")
+        original = cur.fetchone()[0]
+        cur.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (value,))
+        cur.execute(f"SELECT {column} FROM {table} WHERE {where}")
+        stored = cur.fetchone()[0]
+    try:
+        report = _audit(ledger)  # must not raise, whatever the row holds
+        if type(stored) is type(original) and stored == original:
+            assert report.ok, report.findings  # the column's affinity turned it back
+        else:
+            assert not report.ok
+            if table == "ledger_state":
+                assert "state_mismatch" in {f.kind for f in report.findings}
+            else:
+                assert report.first_bad_index is not None and report.first_bad_index <= 7
+    finally:
+        with store.transaction() as cur:
+            cur.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (original,))
