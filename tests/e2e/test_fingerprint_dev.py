@@ -149,6 +149,42 @@ def test_fast_real_data_cli_with_cache(
     assert computed == []  # every reference came from the cache
 
 
+MORE = REPO.parent / "shared" / "data" / "alpaca_eval_more"
+
+
+@pytest.mark.skipif(not (MORE / "lineage.json").is_file(), reason=f"absent: {MORE}")
+@_skip_no_data
+def test_fast_both_splits_with_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both reference splits (34 models) through the CLI on 200 prompts, with --teacher."""
+    from distillguard.fingerprint.library import write_outputs_file
+
+    ids = list(range(FAST_PROMPTS))
+    args = ["--cache-dir", str(tmp_path / "cache")]
+    n_families = set()
+    for split in (DATA, MORE):
+        lineage = json.loads((split / "lineage.json").read_text())
+        folder = tmp_path / split.name
+        folder.mkdir()
+        for name in [*lineage["reference_models"], *lineage["suspects"]]:
+            out = read_outputs(split / "outputs" / f"{name}.jsonl.gz").subset(ids)
+            write_outputs_file(folder / f"{name}.jsonl.gz", out)
+        n_families |= {m["family"] for m in lineage["reference_models"].values()}
+        args += ["--references", str(folder), "--families", str(split / "lineage.json")]
+    suspect = tmp_path / "alpaca_eval_more" / "alpaca-7b-neft.jsonl.gz"
+    code, doc = _run([*args, "--suspect", str(suspect), "--teacher", "text-davinci-003"], capsys)
+    assert code == 0
+    assert len(doc["ranking"]) == len(n_families)
+    assert {"verdict", "provider_verdict", "provider_ranking", "teacher"} <= set(doc)
+    assert "identity" in doc["channels"] and "identity" in doc["explanation"]
+    teacher = doc["teacher"]
+    assert teacher["provider"] == "openai" and isinstance(teacher["learned_from_teacher"], bool)
+    null = teacher["family"]["null"]
+    # before text-davinci-003 (2022-11-28) only Cohere's model; the rest: documented providers
+    assert null["cohere"].startswith("released 2022-11-08")
+    assert all(r.startswith("documented provider") for m, r in null.items() if m != "cohere")
+    assert not any(m.startswith(("gpt", "text_davinci")) for m in null)
+
+
 # ---- the CLI on small synthetic data ---------------------------------------------------------
 
 

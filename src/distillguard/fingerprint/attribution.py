@@ -100,8 +100,8 @@ class ProviderScore:
 
     Attributes:
         provider: the provider.
-        p_value: Holm-adjusted (family-wise over providers).
-        p_raw: Bonferroni over the provider's families of their raw p-values.
+        p_value: the smallest Holm-adjusted p-value of the provider's families.
+        p_raw: that family's p-value before the correction across families.
         family: the provider's family with the smallest p-value.
     """
 
@@ -529,23 +529,25 @@ def attribute(
 
 
 def _provider_ranking(scores: Sequence[FamilyScore]) -> tuple[ProviderScore, ...]:
-    """Providers' p-values: Bonferroni over each provider's families, Holm over providers."""
+    """Providers' p-values: the smallest Holm-adjusted p-value among each provider's families.
+
+    "No model of provider P taught the suspect" is the intersection of P's family hypotheses,
+    so by closed testing a provider is named whenever one of its families is, and the
+    family-wise error rate over providers is at most that over families (α).
+    """
     by_provider: dict[str, list[FamilyScore]] = {}
     for s in scores:
         if s.provider is not None:
             by_provider.setdefault(s.provider, []).append(s)
-    if not by_provider:
-        return ()
-    rows = []
-    for provider, fams in sorted(by_provider.items()):
-        best = min(fams, key=lambda f: f.p_raw)
-        rows.append((provider, bonferroni(best.p_raw, len(fams)), best.family))
-    adjusted = holm([r[1] for r in rows])
-    out = [
-        ProviderScore(provider=p, p_value=adj, p_raw=raw, family=fam)
-        for (p, raw, fam), adj in zip(rows, adjusted, strict=True)
-    ]
-    out.sort(key=lambda s: (s.p_value, s.provider))
+    out = []
+    for provider, fams in by_provider.items():
+        best = min(fams, key=lambda f: (f.p_value, f.p_raw))
+        out.append(
+            ProviderScore(
+                provider=provider, p_value=best.p_value, p_raw=best.p_raw, family=best.family
+            )
+        )
+    out.sort(key=lambda s: (s.p_value, s.p_raw, s.provider))
     return tuple(out)
 
 

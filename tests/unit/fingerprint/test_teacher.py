@@ -162,3 +162,19 @@ def test_attribute_reports_provider_and_identity(
     ident = doc["explanation"]["identity"]
     assert ident["formulas"] == ["as_an_ai"]
     assert "As an AI language model" in ident["suspect_sentences"][0]["sentence"]
+
+
+def test_a_family_verdict_implies_its_provider() -> None:
+    """Closed testing: the provider's p-value is its best family's adjusted p-value."""
+    from distillguard.fingerprint.attribution import FamilyScore, _provider_ranking
+
+    def fs(family: str, provider: str, p: float, raw: float) -> FamilyScore:
+        return FamilyScore(family, 3.0, p, raw, family + "0", {}, provider=provider)
+
+    scores = [fs("a", "openai", 0.008, 0.0008)]
+    scores += [fs(f"o{i}", "openai", 0.9, 0.5) for i in range(4)]
+    scores += [fs(f"x{i}", f"prov{i}", 0.9, 0.5) for i in range(11)]
+    ranking = _provider_ranking(scores)
+    assert ranking[0].provider == "openai" and ranking[0].family == "a"
+    assert ranking[0].p_value == 0.008 < 0.01
+    assert len(ranking) == 12
