@@ -177,3 +177,25 @@ def test_postgres_staging_table_holds_no_dead_rows_across_batches_of_one_run(
     # emptied with TRUNCATE after each bulk batch: rows DELETEd in a run that is one
     # transaction stayed as dead tuples, and each later batch scanned them all again
     assert sizes == [0, 0, 0]
+
+
+def test_other_connections_keep_the_indexes_while_an_atomic_run_loads(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    seen: list[set[str]] = []
+
+    def other_connection(cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+        reader = sqlite3.connect(str(path))
+        try:
+            rows = reader.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'exchanges'"
+            ).fetchall()
+            seen.append({r[0] for r in rows} & SECONDARY)
+        finally:
+            reader.close()
+
+    with open_store(f"sqlite:///{path}") as store:
+        store.insert_hooks.append(other_connection)
+        ingest_log(store, _log(tmp_path / "a", 0, 7), batch_size=5)
+    assert seen == [SECONDARY, SECONDARY]  # the WAL snapshot before the run's transaction
