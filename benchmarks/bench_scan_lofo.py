@@ -99,9 +99,8 @@ def main() -> None:
     print(logo.table())
     print()
     print("== analyst feedback (per log, fraction labelled at random; unlabelled accounts) ==")
-    print(
-        f"{'labelled':>9} {'accounts':>9} {'detector':>9} {'precision':>9} {'recall':>7}  worst FPR"
-    )
+    head = ("share", "labelled", "detector", "precision", "recall")
+    print(" ".join(f"{h:>9}" for h in head) + "  worst FPR")
     for fb in feedback:
         for d in ("refitted", "scan"):
             fam, fpr = fb.worst_fpr[d]
