@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,6 +36,57 @@ _DEFERRABLE_INDEXES: tuple[tuple[str, str], ...] = tuple(
     for ddl in CORE_DDL
     if ddl.startswith("CREATE INDEX IF NOT EXISTS ") and ddl.split()[7] == "exchanges"
 )
+
+
+#: Marks an erasure whose bytes may still be in the ``-wal`` file: written in the erasure's own
+#: transaction, deleted once a ``wal_checkpoint(TRUNCATE)`` has completed after it. One row; a
+#: later erasure replaces its token. Every DistillGuard connection to the file reads it at the
+#: end of each write transaction, so whichever process writes next finishes the scrub.
+_SCRUB_DDL = (
+    "CREATE TABLE IF NOT EXISTS wal_scrub_pending "
+    "(id INTEGER PRIMARY KEY CHECK (id = 1), token TEXT NOT NULL, since_us INTEGER NOT NULL)"
+)
+#: How long :meth:`SQLiteStore.finish_erasure` waits for writers and readers to let the
+#: checkpoint finish before it hands over to the background retry.
+_SCRUB_WAIT_MS = 1000
+#: How long the background retry after an erasure keeps trying (then the next write or the next
+#: open of the store does it), and its longest pause between tries.
+_SCRUB_RETRY_S = 120.0
+_SCRUB_RETRY_MAX_PAUSE_S = 0.5
+#: ``PRAGMA journal_size_limit``: after a checkpoint resets the write-ahead log, a ``-wal`` file
+#: larger than this is truncated to it (SQLite otherwise keeps the file at its largest size).
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+_BUSY_TIMEOUT_MS = 60_000
+
+
+def _scrub_wal(conn: sqlite3.Connection, *, wait_ms: int) -> bool:
+    """If an erasure is pending, try ``wal_checkpoint(TRUNCATE)`` on ``conn`` (waiting at most
+    ``wait_ms`` for other connections) and clear the mark when it completed.
+
+    Returns True when nothing is pending any more (or this connection cannot tell), False when
+    the checkpoint could not finish (a reader or writer held the log).
+    """
+    try:
+        row = conn.execute("SELECT token FROM wal_scrub_pending").fetchone()
+    except sqlite3.Error:
+        return True  # no such table (a store from before the mark): nothing to retry
+    if row is None:
+        return True
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            return False
+        # only this token: an erasure committed since then keeps its own mark
+        conn.execute("DELETE FROM wal_scrub_pending WHERE token = ?", (row[0],))
+    except sqlite3.Error as exc:
+        logger.debug("WAL scrub after erasure not done yet: %s", exc)
+        return False
+    finally:
+        with suppress(sqlite3.Error):
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    logger.info("WAL checkpointed and truncated after an erasure: erased bytes are gone")
+    return True
 
 
 class SQLiteStore(Store):
@@ -69,13 +123,23 @@ class SQLiteStore(Store):
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA temp_store=MEMORY")
             self._conn.execute("PRAGMA cache_size=-65536")
+            self._conn.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreConnectionError(
                 f"cannot open SQLite store {self.path or ':memory:'}: {exc}",
                 hint="check that the folder exists and is writable",
             ) from None
         self._depth = 0
+        self._scrub_stop = threading.Event()
+        self._scrubber: threading.Thread | None = None
         self.migrate()
+        _scrub_wal(self._conn, wait_ms=0)  # an erasure left pending by an earlier process
+
+    def migrate(self) -> None:
+        """Create the core tables and the erasure scrub mark (see :meth:`finish_erasure`)."""
+        super().migrate()
+        with self.transaction() as cur:
+            cur.execute(_SCRUB_DDL)
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -92,12 +156,22 @@ class SQLiteStore(Store):
         self._depth = 1
         try:
             yield cur
+            pending = self._scrub_pending()
         except BaseException:
             self._depth = 0
             self._conn.rollback()
             raise
         self._depth = 0
         self._conn.commit()
+        if pending:  # an erasure's bytes may still be in -wal: try again (no waiting)
+            _scrub_wal(self._conn, wait_ms=0)
+
+    def _scrub_pending(self) -> bool:
+        """Whether an erasure awaits its WAL scrub (read in the write transaction: one row)."""
+        try:
+            return self._conn.execute("SELECT 1 FROM wal_scrub_pending").fetchone() is not None
+        except sqlite3.OperationalError:  # during migrate(), before the table exists
+            return False
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
@@ -125,22 +199,72 @@ class SQLiteStore(Store):
             cur.execute(self.ddl(ddl))
 
     def close(self) -> None:
-        """Close the database file."""
+        """Close the database file (a pending erasure scrub is tried once more first)."""
+        self._scrub_stop.set()
+        if self._scrubber is not None:
+            self._scrubber.join(timeout=5.0)
+        _scrub_wal(self._conn, wait_ms=0)
         self._conn.close()
 
+    def prepare_erasure(self, cur: Cursor) -> None:
+        """``secure_delete`` on (see the base class), and the scrub mark set in the erasure's
+        own transaction, so that a crash before :meth:`finish_erasure` still leaves it."""
+        super().prepare_erasure(cur)
+        cur.execute(
+            "INSERT OR REPLACE INTO wal_scrub_pending (id, token, since_us) VALUES (1, ?, ?)",
+            (secrets.token_hex(8), time.time_ns() // 1000),
+        )
+
     def finish_erasure(self) -> None:
-        """Checkpoint the WAL into the database file and truncate it (see the base class)."""
-        try:
-            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            logger.warning("WAL checkpoint after erasure failed: %s", exc)
+        """Checkpoint the WAL into the database file and truncate it (see the base class).
+
+        The checkpoint cannot finish while another connection holds a read transaction on an
+        older snapshot. Then the erasure stays marked as pending: a background thread retries
+        (every half second at most, for :data:`_SCRUB_RETRY_S`), and every later write
+        transaction of any DistillGuard connection to the file, and every open of the store,
+        tries again without waiting, until one completes and clears the mark.
+        """
+        if _scrub_wal(self._conn, wait_ms=_SCRUB_WAIT_MS):
             return
-        if busy:
-            logger.warning(
-                "WAL checkpoint after erasure could not finish (a reader held the database); "
-                "erased bytes may remain in %s-wal until the next checkpoint",
-                self.path,
-            )
+        logger.warning(
+            "WAL checkpoint after erasure could not finish (another connection holds a read "
+            "transaction); erased bytes remain in %s-wal until it ends: retrying in the "
+            "background and after each later write",
+            self.path,
+        )
+        self._start_scrubber()
+
+    def _start_scrubber(self) -> None:
+        if self.path is None or (self._scrubber is not None and self._scrubber.is_alive()):
+            return
+        path = self.path
+        stop = self._scrub_stop
+
+        def retry() -> None:
+            deadline = time.monotonic() + _SCRUB_RETRY_S
+            pause = 0.02
+            while not stop.wait(pause):
+                try:
+                    conn = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+                except sqlite3.Error:
+                    return
+                try:
+                    if _scrub_wal(conn, wait_ms=50):
+                        return
+                finally:
+                    conn.close()
+                if time.monotonic() > deadline:
+                    logger.warning(
+                        "WAL scrub after erasure still blocked after %.0f s; the next write to "
+                        "%s (or the next open of it) retries",
+                        _SCRUB_RETRY_S,
+                        path,
+                    )
+                    return
+                pause = min(pause * 2, _SCRUB_RETRY_MAX_PAUSE_S)
+
+        self._scrubber = threading.Thread(target=retry, name="dg-wal-scrub", daemon=True)
+        self._scrubber.start()
 
     def _insert_exchanges(
         self,

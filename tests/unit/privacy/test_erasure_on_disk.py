@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -131,3 +132,73 @@ def test_postgres_erasure_vacuums(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         store.drop_schema()  # type: ignore[attr-defined]
         store.close()
+
+
+# -- a reader holds a read transaction during the erasure (issue 24 follow-up, gap A) ---------
+
+
+def _victim_store(path: Path) -> tuple[Store, Ledger]:
+    eraser = open_store(f"sqlite:///{path}")
+    ledger = Ledger.attach(eraser)
+    _add(eraser, [_exchange(i, "other", f"ordinary question {i}") for i in range(40)])
+    long_text = f"{CANARY} " + "private words " * 600
+    _add(eraser, [_exchange(i, "victim", f"{CANARY} {i} {long_text}") for i in range(5)])
+    return eraser, ledger
+
+
+def _erase_with_reader(path: Path, eraser: Store, ledger: Ledger) -> sqlite3.Connection:
+    """Erase the victim while another connection holds a read transaction; returns it open."""
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM exchanges").fetchone()[0] == 45
+    started = time.monotonic()
+    erase_account(
+        eraser, account_id="victim", reason="r", actor="a", ledger=ledger, signing_key=signing_key()
+    )
+    assert time.monotonic() - started < 10  # the erasure does not hang on the reader
+    # the reader's snapshot still needs the old page images: they cannot leave the -wal yet
+    assert _on_disk(path)["-wal"] > 0
+    return reader
+
+
+@pytest.mark.parametrize("later", ["writes", "wait", "reopen"])
+def test_erased_content_leaves_the_wal_once_a_reader_lets_go(
+    tmp_path: Path, later: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distillguard.store.sqlite import SQLiteStore
+
+    if later != "wait":  # the background retry off: the later writes / the next open do it
+        monkeypatch.setattr(SQLiteStore, "_start_scrubber", lambda self: None)
+    path = tmp_path / "store.sqlite"
+    eraser, ledger = _victim_store(path)
+    gateway = open_store(f"sqlite:///{path}")  # opened before the erasure, as a running gateway
+    try:
+        reader = _erase_with_reader(path, eraser, ledger)
+        holder = sqlite3.connect(path)  # keeps the file open: no checkpoint at the last close
+        holder.execute("SELECT count(*) FROM accounts").fetchone()  # (after a read, in WAL mode)
+        if later == "reopen":  # every DistillGuard connection goes while the reader is there
+            gateway.close()
+            eraser.close()
+        reader.execute("COMMIT")
+        reader.close()
+        if later == "writes":
+            assert _on_disk(path)["-wal"] > 0  # nothing else scrubbed it: the writes must
+            for k in range(3):
+                _add(gateway, [_exchange(100 * k + i, "later", f"later {i}") for i in range(5)])
+        elif later == "wait":
+            deadline = time.monotonic() + 10
+            while sum(_on_disk(path).values()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            assert _on_disk(path)["-wal"] > 0  # the mark outlives the processes that saw it
+            eraser = gateway = open_store(f"sqlite:///{path}")
+        assert _on_disk(path) == {"db": 0, "-wal": 0}
+        _add(gateway, [_exchange(i, "after", f"after {i}") for i in range(50)])
+        assert _on_disk(path) == {"db": 0, "-wal": 0}
+        with gateway.transaction() as cur:  # the mark is cleared once the scrub completed
+            cur.execute("SELECT count(*) FROM wal_scrub_pending")
+            assert cur.fetchone()[0] == 0
+        holder.close()
+    finally:
+        gateway.close()
+        eraser.close()
