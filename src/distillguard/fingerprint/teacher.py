@@ -20,7 +20,7 @@ member; each null reference contributes its own statistic towards T's closest me
 choice of member is calibrated without a correction). With identity profiles, the identity test
 (:mod:`~distillguard.fingerprint.identity`) is run against the same null, and the two p-values
 are combined by Bonferroni. The provider-level answer repeats the test with every reference of
-T's provider as the teacher set.
+T's provider as the teacher set, combined with the family's p-value (see :class:`TeacherResult`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -163,7 +163,13 @@ class OneVsRest:
 
 @dataclass(frozen=True)
 class TeacherResult:
-    """The answers of :func:`teacher_test`: the family and its provider."""
+    """The answers of :func:`teacher_test`: the family and its provider.
+
+    ``provider_answer.p_value`` is ``min(1, 2 min(p_family, provider_set_p))``: the family's
+    p-value is valid for "learned from no model of the provider" too (that null implies the
+    family's), ``provider_set_p`` is the test with every model of the provider as the teacher
+    set, and Bonferroni over the two keeps the level.
+    """
 
     suspect: str
     teacher: str
@@ -171,6 +177,7 @@ class TeacherResult:
     alpha: float
     family: OneVsRest
     provider_answer: OneVsRest | None
+    provider_set_p: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the ``teacher`` field of ``fingerprint attribute --teacher``)."""
@@ -187,6 +194,7 @@ class TeacherResult:
             "provider_answer": (
                 self.provider_answer.to_dict() if self.provider_answer is not None else None
             ),
+            "provider_set_p": self.provider_set_p,
             "method": "one-vs-rest: closest member vs references that cannot have learned "
             "from the teacher (released before it or documented provider); Student t null; "
             "identity channel by exact test, Bonferroni over the two",
@@ -264,12 +272,19 @@ def teacher_test(
     family_answer = one(teacher, members)
     provider = families.providers.get(members[0])
     provider_answer = None
+    provider_set_p: float | None = None
     if provider is not None:
         group = [n for n in names if families.providers.get(n) == provider]
         try:
-            provider_answer = one(provider, group)
+            provider_set = one(provider, group)
         except InputError as exc:
             logger.info("provider-level test of %s not run: %s", provider, exc)
+        else:
+            # "learned from no model of P" implies "not from T": the family's p-value is valid
+            # for the provider too; the smaller of the two, Bonferroni over the two
+            provider_set_p = provider_set.p_value
+            p = min(1.0, 2.0 * min(family_answer.p_value, provider_set.p_value))
+            provider_answer = replace(provider_set, p_value=p, learned=p < alpha)
     logger.info(
         "teacher test of %s against %s: p %.3g", suspect.name, teacher, family_answer.p_value
     )
@@ -280,4 +295,5 @@ def teacher_test(
         alpha=alpha,
         family=family_answer,
         provider_answer=provider_answer,
+        provider_set_p=provider_set_p,
     )

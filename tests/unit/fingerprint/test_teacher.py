@@ -107,8 +107,11 @@ def test_student_is_attributed_to_its_teacher_and_provider(
         res.provider == "acme" and res.provider_answer is not None and res.provider_answer.learned
     )
     assert res.family.identity is not None and res.family.identity["suspect_count"] > 0
+    assert res.provider_set_p is not None
+    assert res.provider_answer.p_value == min(1.0, 2 * min(res.family.p_value, res.provider_set_p))
     doc = res.to_dict()
     assert doc["learned_from_teacher"] is True and doc["family"]["null"]
+    assert doc["provider_set_p"] == res.provider_set_p
 
 
 def test_independent_model_is_not_accused(
