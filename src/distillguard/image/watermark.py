@@ -23,9 +23,10 @@ The scheme (DistillGuard's own; see ``docs/multimodal.md``):
   is close to one), the tile lattice becomes another lattice, visible as sharp peaks in the
   autocorrelation of the whitened frame and as harmonics in its spectrum. The detector proposes
   up to :data:`GEO_EXAMINED` maps from autocorrelation peaks (pairs of peaks, single peaks
-  completed by a similarity of the picture, least-squares sub-pixel fits), adds the crop
-  periods, polishes every map on the spectral coherence (the whitened power at its harmonics),
-  then folds and correlates the most coherent ones until one gives a strong magnitude score.
+  completed by a similarity of the picture, least-squares sub-pixel fits), polishes every map
+  on the spectral coherence (the whitened power at its harmonics), then folds and correlates
+  the most coherent ones until one gives a strong magnitude score; if none does, the crop
+  periods are tried as above.
 
 **Exact p-values.** Under the null hypothesis (the image does not carry this key's watermark) the
 key's chip signs are independent fair coins, so flipping the sign of all chips of one bit is as
