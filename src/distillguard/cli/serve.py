@@ -10,7 +10,6 @@ import typer
 
 from distillguard.cli._common import emit_json, settings_of, state_of
 from distillguard.config import Settings
-from distillguard.errors import ConfigurationError
 
 __all__ = ["check_workers", "register"]
 
@@ -25,21 +24,9 @@ def check_workers(settings: Settings, workers: int) -> None:
         ConfigurationError: ``workers > 1`` without ``[passport] replay_cache = "redis"`` (or
             ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
     """
-    if workers <= 1:
-        return
-    local = []
-    if settings.passport.replay_cache == "memory":
-        local.append('[passport] replay_cache = "memory"')
-    if settings.gateway.rate_limits == "memory":
-        local.append('[gateway] rate_limits = "memory"')
-    if local:
-        raise ConfigurationError(
-            f"{workers} workers cannot share in-process state ({', '.join(local)}): each worker "
-            "would accept a request replayed to another and apply its own copy of every limit",
-            hint='set [passport] replay_cache = "redis" and [gateway] rate_limits = "redis" '
-            "(with their redis_url), or run one worker",
-            details={"workers": workers, "in_process": local},
-        )
+    from distillguard.gateway.app import check_workers as check
+
+    check(settings, workers)
 
 
 def serve(

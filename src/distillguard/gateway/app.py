@@ -64,7 +64,9 @@ __all__ = [
     "OPENAI_PATHS",
     "Gateway",
     "app_from_environment",
+    "check_workers",
     "create_gateway",
+    "detected_workers",
     "openai_paths_schema",
     "tune_gc_for_serving",
 ]
@@ -625,12 +627,128 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(10_000, g1, g2)
 
 
+def check_workers(settings: Settings, workers: int, *, detected_by: str = "--workers") -> None:
+    """Refuse several worker processes whose replay cache or rate limits are in-process.
+
+    Each worker would keep its own nonce cache and its own limits: a signed request replayed to
+    another worker is accepted, and every limit is multiplied by the number of workers.
+
+    Args:
+        settings: the configuration.
+        workers: how many worker processes serve the gateway.
+        detected_by: where the count comes from (named in the error).
+
+    Raises:
+        ConfigurationError: ``workers > 1`` without ``[passport] replay_cache = "redis"`` (or
+            ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
+    """
+    from distillguard.errors import ConfigurationError
+
+    if workers <= 1:
+        return
+    local = []
+    if settings.passport.replay_cache == "memory":
+        local.append('[passport] replay_cache = "memory"')
+    if settings.gateway.rate_limits == "memory":
+        local.append('[gateway] rate_limits = "memory"')
+    if local:
+        raise ConfigurationError(
+            f"{workers} workers ({detected_by}) cannot share in-process state "
+            f"({', '.join(local)}): each worker would accept a request replayed to another and "
+            "apply its own copy of every limit",
+            hint='set [passport] replay_cache = "redis" and [gateway] rate_limits = "redis" '
+            "(with their redis_url), or run one worker",
+            details={"workers": workers, "detected_by": detected_by, "in_process": local},
+        )
+
+
+def _uvicorn_config() -> Any:
+    """The ``uvicorn.Config`` loading this factory, found on the call stack, or None.
+
+    uvicorn calls the factory from ``Config.load`` in each worker process (the parent's config,
+    pickled into the worker, so ``workers`` is the number the server was started with).
+    """
+    import sys
+
+    try:
+        from uvicorn.config import Config
+    except ImportError:  # pragma: no cover - uvicorn is a dependency of the gateway
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Config):
+            return candidate
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _option_value(argv: list[str], names: tuple[str, ...]) -> str | None:
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.partition("=")[2]
+    return None
+
+
+def detected_workers(config: Any = None) -> tuple[int, str]:
+    """How many worker processes serve this app, as far as a worker can tell, and from where.
+
+    In order: the uvicorn ``Config`` that loads the factory (``--workers N``, or
+    ``$WEB_CONCURRENCY`` which uvicorn reads as its default), ``$WEB_CONCURRENCY`` (gunicorn's
+    default for ``-w`` too), then ``--workers`` / ``-w`` on a ``uvicorn`` or ``gunicorn``
+    command line (a spawned worker sees its parent's ``sys.argv``). A process manager that
+    starts several independent single-worker servers on one port (``SO_REUSEPORT``, systemd
+    templates, several containers) cannot be seen from inside one of them.
+    """
+    import sys
+
+    config_workers = getattr(config, "workers", None)
+    if isinstance(config_workers, int) and config_workers > 1:
+        return config_workers, "uvicorn --workers"
+    env = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if env.isdigit() and int(env) > 1:
+        return int(env), "WEB_CONCURRENCY"
+    argv = [str(a) for a in sys.argv]
+    launcher = " ".join(argv[:3]).lower()
+    if "uvicorn" in launcher or "gunicorn" in launcher:
+        names = ("--workers", "-w") if "gunicorn" in launcher else ("--workers",)
+        value = _option_value(argv, names)
+        if value is not None and value.strip().isdigit() and int(value) > 1:
+            return int(value), "--workers on the command line"
+    return 1, "one worker"
+
+
 def app_from_environment() -> Gateway:
-    """The gateway of the configuration found from the environment (uvicorn ``--factory``)."""
+    """The gateway of the configuration found from the environment (uvicorn ``--factory``).
+
+    ``distillguard serve`` is the supported launcher (it enforces ``[gateway]
+    max_header_bytes``). Launched directly (``uvicorn --factory
+    distillguard.gateway.app:app_from_environment``), it refuses to start with several workers
+    and in-process replay cache or rate limits (see :func:`detected_workers` for what can be
+    detected), and logs a warning that the request header cap is not enforced.
+
+    Raises:
+        ConfigurationError: several workers with in-process state.
+    """
     from distillguard.config import load_settings
+    from distillguard.gateway._server import HeadLimitedHttpToolsProtocol
     from distillguard.gateway.logs import configure_json_logging
 
     configure_json_logging(os.environ.get("DISTILLGUARD_LOG_LEVEL", "INFO"))
-    gateway = create_gateway(load_settings())
+    settings = load_settings()
+    config = _uvicorn_config()
+    workers, detected_by = detected_workers(config)
+    check_workers(settings, workers, detected_by=detected_by)
+    http = getattr(config, "http", None)
+    if getattr(http, "func", http) is not HeadLimitedHttpToolsProtocol:
+        logger.warning(
+            "the gateway was not started by 'distillguard serve': the request header cap "
+            "([gateway] max_header_bytes = %d) is not enforced; run 'distillguard serve'",
+            settings.gateway.max_header_bytes,
+        )
+    gateway = create_gateway(settings)
     tune_gc_for_serving()
     return gateway
