@@ -9,7 +9,7 @@ import random
 from typing import Final
 
 from distillguard.sim.zoo._base import Context, ZooAccount
-from distillguard.sim.zoo._common import Client, Home
+from distillguard.sim.zoo._common import Client, Home, address_of, send
 from distillguard.sim.zoo._text import estimate_tokens, response_text
 from distillguard.sim.zoo._world import CodingTool
 
@@ -118,20 +118,18 @@ def agent_session(
         text = _fill(py, py.choice(_STEPS), session) + f" <call {call}>"
         if step == steps - 1:
             text = response_text(py, "the change")
-        ip, asn = where.address(ctx) if isinstance(where, Home) else where
-        ctx.sink.add(
-            ts=t,
-            account=acc,
-            ip=ip,
-            asn=asn,
+        send(
+            ctx,
+            acc,
+            t,
+            address=address_of(ctx, where),
+            client=client,
             model=model,
             messages=msgs,
             prompt_tokens=total_prompt,
             completion_tokens=ct,
             status=200 if py.random() > 0.004 else 529,
             api_key_id=acc.keys[0],
-            user_agent=client.user_agent,
-            client_fingerprint=client.fingerprint,
             endpoint="/v1/messages",
             response=text,
             tools=list(tool.tools),

@@ -17,7 +17,16 @@ from distillguard.sim.zoo._net import (
 from distillguard.sim.zoo._text import estimate_tokens, reasoning_text, response_text
 from distillguard.sim.zoo._world import MODELS, REASONING_MODEL
 
-__all__ = ["Client", "Home", "chat_session", "everyday_prompt", "followup", "home_of"]
+__all__ = [
+    "Client",
+    "Home",
+    "address_of",
+    "chat_session",
+    "everyday_prompt",
+    "followup",
+    "home_of",
+    "send",
+]
 
 _EVERYDAY: Final = (
     "write a polite email to my landlord about the {thing} that has been broken for {n} days",
@@ -159,6 +168,60 @@ class Client:
         return Client(ua, fp)
 
 
+def address_of(ctx: Context, where: tuple[str, int] | Home) -> tuple[str, int]:
+    """The address (IP, ASN) one request comes from: ``where`` itself, or an address of a home."""
+    return where.address(ctx) if isinstance(where, Home) else where
+
+
+def send(
+    ctx: Context,
+    acc: ZooAccount,
+    ts: int,
+    *,
+    address: tuple[str, int],
+    client: Client,
+    model: str,
+    messages: list[dict[str, str]],
+    completion_tokens: int,
+    status: int,
+    api_key_id: str,
+    response: str | None,
+    latency_ms: float,
+    prompt_tokens: int | None = None,
+    endpoint: str = "/v1/chat/completions",
+    reasoning: str | None = None,
+    tools: list[str] | None = None,
+) -> None:
+    """Record one request of ``acc`` at ``ts`` from ``address`` with ``client``.
+
+    ``prompt_tokens`` defaults to the estimate for ``messages``. Draws nothing: callers draw
+    the values (address first) in the order their family has always drawn them."""
+    ip, asn = address
+    ctx.sink.add(
+        ts=ts,
+        account=acc,
+        ip=ip,
+        asn=asn,
+        model=model,
+        messages=messages,
+        prompt_tokens=(
+            estimate_tokens([m["content"] for m in messages])
+            if prompt_tokens is None
+            else prompt_tokens
+        ),
+        completion_tokens=completion_tokens,
+        status=status,
+        api_key_id=api_key_id,
+        user_agent=client.user_agent,
+        client_fingerprint=client.fingerprint,
+        endpoint=endpoint,
+        response=response,
+        reasoning=reasoning,
+        tools=tools,
+        latency_ms=latency_ms,
+    )
+
+
 def chat_session(
     ctx: Context,
     acc: ZooAccount,
@@ -190,27 +253,23 @@ def chat_session(
         mdl = REASONING_MODEL if use_reasoning else (model or py.choice(MODELS[:2]))
         turn = {"role": "user", "content": prompt}
         msgs = [*history, turn] if keep_history else [*history[:1], turn]
-        pt = estimate_tokens([m["content"] for m in msgs])
         ct = ctx.lognormal_int(completion_median * (2.5 if use_reasoning else 1.0), 0.6, 5)
         resp = response_text(py)
         status = 200
         if py.random() < status_error_rate:
             status = py.choice((429, 500, 400))
             ct = 0
-        ip, asn = where.address(ctx) if isinstance(where, Home) else where
-        ctx.sink.add(
-            ts=t,
-            account=acc,
-            ip=ip,
-            asn=asn,
+        send(
+            ctx,
+            acc,
+            t,
+            address=address_of(ctx, where),
+            client=client,
             model=mdl,
             messages=msgs,
-            prompt_tokens=pt,
             completion_tokens=ct,
             status=status,
             api_key_id=key,
-            user_agent=client.user_agent,
-            client_fingerprint=client.fingerprint,
             endpoint=endpoint,
             response=resp if status == 200 else None,
             reasoning=reasoning_text(py) if use_reasoning and status == 200 else None,

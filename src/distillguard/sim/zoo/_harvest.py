@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from distillguard.sim.zoo._base import Context, ZooAccount
-from distillguard.sim.zoo._common import Client, Home
+from distillguard.sim.zoo._common import Client, Home, address_of, send
 from distillguard.sim.zoo._net import (
     Network,
     ip_in,
@@ -15,7 +15,6 @@ from distillguard.sim.zoo._net import (
 from distillguard.sim.zoo._text import (
     CAPABILITIES,
     DIFFICULTIES,
-    estimate_tokens,
     harvest_prompt,
     make_item,
     paraphrase,
@@ -121,20 +120,17 @@ def harvest(
     reasoning = task in ("cot", "grading") or py.random() < 0.2
     model = REASONING_MODEL if reasoning else MODELS[0]
     ct = ctx.lognormal_int(900.0 if reasoning else 600.0, 0.5, 20) if status == 200 else 0
-    ip, asn = where.address(ctx) if isinstance(where, Home) else where
-    ctx.sink.add(
-        ts=ts,
-        account=acc,
-        ip=ip,
-        asn=asn,
+    send(
+        ctx,
+        acc,
+        ts,
+        address=address_of(ctx, where),
+        client=client,
         model=model,
         messages=msgs,
-        prompt_tokens=estimate_tokens([m["content"] for m in msgs]),
         completion_tokens=ct,
         status=status,
         api_key_id=acc.keys[0],
-        user_agent=client.user_agent,
-        client_fingerprint=client.fingerprint,
         endpoint=endpoint,
         response=response_text(py) if status == 200 else None,
         reasoning=reasoning_text(py) if reasoning and status == 200 else None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from distillguard.sim.zoo._base import DAY_US, HOUR_US, Context, Family, ParamRange
-from distillguard.sim.zoo._common import Client, chat_session, followup, home_of
+from distillguard.sim.zoo._base import DAY_US, HOUR_US, Context, Family, ParamRange, ZooAccount
+from distillguard.sim.zoo._common import Client, chat_session, followup, home_of, send
 from distillguard.sim.zoo._net import (
     COUNTRY_TZ,
     client_fingerprint,
@@ -17,7 +17,6 @@ from distillguard.sim.zoo._net import (
 from distillguard.sim.zoo._text import (
     CAPABILITIES,
     DIFFICULTIES,
-    estimate_tokens,
     make_item,
     reasoning_text,
     response_text,
@@ -40,7 +39,7 @@ _LABS: Final = (
 
 def _single(
     ctx: Context,
-    acc: object,
+    acc: ZooAccount,
     ts: int,
     messages: list[dict[str, str]],
     *,
@@ -51,24 +50,19 @@ def _single(
     status: int = 200,
     with_reasoning: bool = False,
 ) -> None:
-    from distillguard.sim.zoo._base import ZooAccount
-
-    assert isinstance(acc, ZooAccount)
     py = ctx.py
     ct = ctx.lognormal_int(completion_median, 0.5, 1) if status == 200 else 0
-    ctx.sink.add(
-        ts=ts,
-        account=acc,
-        ip=where[0],
-        asn=where[1],
+    send(
+        ctx,
+        acc,
+        ts,
+        address=where,
+        client=client,
         model=model,
         messages=messages,
-        prompt_tokens=estimate_tokens([m["content"] for m in messages]),
         completion_tokens=ct,
         status=status,
         api_key_id=py.choice(acc.keys),
-        user_agent=client.user_agent,
-        client_fingerprint=client.fingerprint,
         response=response_text(py) if status == 200 else None,
         reasoning=reasoning_text(py) if with_reasoning and status == 200 else None,
         latency_ms=ctx.latency(ct),
