@@ -307,6 +307,10 @@ class Context:
         """A log-normal pause (µs) with median ``median_s`` seconds."""
         return int(math.exp(self.py.gauss(math.log(median_s), spread)) * 1_000_000) + 1000
 
+    def burst_gap_us(self, per_s: float) -> int:
+        """An exponential pause (µs) between requests of a script sending ``per_s`` a second."""
+        return int(self.py.expovariate(per_s) * 1_000_000) + 1000
+
     def in_window(self, ts: int) -> bool:
         """Whether ``ts`` falls inside the log's time window."""
         return self.start_us <= ts < self.end_us

@@ -7,13 +7,7 @@ from typing import Final
 
 from distillguard.sim.zoo._base import DAY_US, HOUR_US, Context, Family, ParamRange, ZooAccount
 from distillguard.sim.zoo._common import Client, chat_session, followup, home_of, send
-from distillguard.sim.zoo._net import (
-    COUNTRY_TZ,
-    client_fingerprint,
-    datacenter_net,
-    ip_in,
-    uid,
-)
+from distillguard.sim.zoo._net import COUNTRY_TZ, client_fingerprint, cloud_egress, uid
 from distillguard.sim.zoo._text import (
     CAPABILITIES,
     DIFFICULTIES,
@@ -80,8 +74,7 @@ def _benchmark_runners(ctx: Context) -> None:
     for lab in py.sample(_LABS, k=n_labs):
         country = py.choice(("US", "US", "GB", "FR", "CN", "DE"))
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
-        net = datacenter_net(py)
-        egress = [(ip_in(py, net), net.asn) for _ in range(py.randint(1, 3))]
+        egress = cloud_egress(py, 1, 3)
         harness = py.choice(_HARNESSES)
         ver = f"0.{py.randint(2, 9)}.{py.randint(0, 12)}"
         client = Client(f"{harness}/{ver} python-httpx/0.27.0", client_fingerprint(harness, ver))
@@ -104,7 +97,6 @@ def _benchmark_runners(ctx: Context) -> None:
                 take = prompts[: max(1, int(len(prompts) * py.uniform(ctx.p("subset_low"), 1.0)))]
                 samples = py.randint(1, ctx.pi("samples_max"))
                 model = py.choice(MODELS)
-                rate = ctx.p("requests_per_s")
                 system = "You are a helpful assistant." if py.random() < 0.5 else None
                 where = py.choice(egress)
                 for prompt in take:
@@ -127,7 +119,7 @@ def _benchmark_runners(ctx: Context) -> None:
                             status=status,
                             with_reasoning=model == REASONING_MODEL,
                         )
-                        t += int(py.expovariate(rate) * 1_000_000) + 1000
+                        t += ctx.burst_gap_us(ctx.p("requests_per_s"))
 
 
 BENCHMARK_RUNNERS: Final = Family(
@@ -180,8 +172,7 @@ def _judge_teams(ctx: Context) -> None:
         country = py.choice(("US", "US", "GB", "DE", "IN", "CA"))
         stem = py.choice(("grade", "judge", "evalwise", "scorely", "rubric"))
         domain = f"{stem}{py.randint(1, 99)}.ai"
-        net = datacenter_net(py)
-        egress = [(ip_in(py, net), net.asn) for _ in range(py.randint(1, 4))]
+        egress = cloud_egress(py, 1, 4)
         client = Client.sdk(ctx, py.choice(("py-sdk", "litellm", "langchain")))
         rubric = py.choice(_RUBRICS)
         user_t = py.choice(_JUDGE_USER)
@@ -225,7 +216,7 @@ def _judge_teams(ctx: Context) -> None:
                         completion_median=120.0,
                         with_reasoning=use_r,
                     )
-                    t += int(py.expovariate(ctx.p("requests_per_s")) * 1_000_000) + 1000
+                    t += ctx.burst_gap_us(ctx.p("requests_per_s"))
 
 
 JUDGE_TEAMS: Final = Family(
@@ -369,8 +360,7 @@ def _labelling_vendors(ctx: Context) -> None:
         tz = COUNTRY_TZ[country]
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
         domain = f"{py.choice(('annot', 'labelworks', 'tagforce', 'datacrowd'))}{v}.com"
-        net = datacenter_net(py)
-        platform = [(ip_in(py, net), net.asn) for _ in range(py.randint(2, 4))]
+        platform = cloud_egress(py, 2, 4)
         ver = f"{py.randint(1, 5)}.{py.randint(0, 30)}.{py.randint(0, 9)}"
         client = Client(f"labelstudio-bridge/{ver}", client_fingerprint("labelbridge", ver))
         tasks = py.sample(_LABEL_TASKS, k=py.randint(2, 4))

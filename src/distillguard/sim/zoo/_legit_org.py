@@ -9,13 +9,7 @@ from distillguard.sim.zoo._base import DAY_US, HOUR_US, Context, Family, ParamRa
 from distillguard.sim.zoo._common import Client, chat_session, everyday_prompt, followup, home_of
 from distillguard.sim.zoo._legit_eval import _single
 from distillguard.sim.zoo._legit_people import pick_country
-from distillguard.sim.zoo._net import (
-    COUNTRY_TZ,
-    PERSONAL_DOMAINS,
-    datacenter_net,
-    ip_in,
-    uid,
-)
+from distillguard.sim.zoo._net import COUNTRY_TZ, PERSONAL_DOMAINS, cloud_egress, uid
 from distillguard.sim.zoo._text import CAPABILITIES, DIFFICULTIES, make_item
 from distillguard.sim.zoo._world import MODELS
 
@@ -86,7 +80,7 @@ def _enterprise_batch(ctx: Context) -> None:
                                 model=MODELS[1],
                                 completion_median=60.0,
                             )
-                            t += int(py.expovariate(ctx.p("requests_per_s")) * 1_000_000) + 1000
+                            t += ctx.burst_gap_us(ctx.p("requests_per_s"))
                     run += period_h * HOUR_US
 
 
@@ -189,8 +183,7 @@ def _product_apps(ctx: Context) -> None:
     for name, role in py.sample(_APPS, k=n_apps):
         country = pick_country(ctx)
         org_id, card = uid(py, "org_", 16), uid(py, "pm_", 24)
-        net = datacenter_net(py)
-        egress = [(ip_in(py, net), net.asn) for _ in range(py.randint(2, 6))]
+        egress = cloud_egress(py, 2, 6)
         client = Client.sdk(ctx, py.choice(("js-sdk", "py-sdk", "go", "axios")))
         system = f"You are {name}, {role}. Keep answers under 200 words. Today is {{date}}."
         tz = COUNTRY_TZ[country]

@@ -15,8 +15,10 @@ __all__ = [
     "COUNTRY_TZ",
     "PERSONAL_DOMAINS",
     "Network",
+    "addresses_in",
     "browser_user_agent",
     "client_fingerprint",
+    "cloud_egress",
     "datacenter_net",
     "ip_in",
     "prefix64_in",
@@ -129,6 +131,16 @@ def prefix64_in(py: random.Random, net: Network) -> str | None:
     if net.v6 is None:
         return None
     return f"{net.v6}:{py.getrandbits(16):x}:{py.getrandbits(16):x}"
+
+
+def addresses_in(py: random.Random, net: Network, low: int, high: int) -> list[tuple[str, int]]:
+    """Between ``low`` and ``high`` addresses (IP, ASN) of ``net``: a service's egress."""
+    return [(ip_in(py, net), net.asn) for _ in range(py.randint(low, high))]
+
+
+def cloud_egress(py: random.Random, low: int, high: int) -> list[tuple[str, int]]:
+    """The egress of a service on one cloud network: ``low`` to ``high`` addresses of it."""
+    return addresses_in(py, datacenter_net(py), low, high)
 
 
 def short_hash(*parts: object, n: int = 12) -> str:

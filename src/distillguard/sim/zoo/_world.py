@@ -12,9 +12,9 @@ from typing import Final
 from distillguard.sim.zoo._net import (
     COUNTRY_TZ,
     Network,
+    addresses_in,
     client_fingerprint,
     datacenter_net,
-    ip_in,
     residential_net,
     uid,
 )
@@ -146,7 +146,7 @@ def _org(py: random.Random, kind: str, name: str) -> Org:
     else:
         domain = f"{name}.{py.choice(('com', 'io', 'ai', 'co'))}"
     net: Network = residential_net(py, country) if py.random() < 0.3 else datacenter_net(py)
-    egress = tuple((ip_in(py, net), net.asn) for _ in range(py.randint(2, 5)))
+    egress = tuple(addresses_in(py, net, 2, 5))
     if kind == "university":  # a campus NAT: a few addresses of one block of its network
         asn = _EDU_ASN.get(country) or py.choice((3, 25, 32, 87, 1312))
         block = f"{py.randint(128, 160)}.{py.randint(1, 254)}.{py.randint(0, 255)}"
@@ -208,7 +208,7 @@ def build_world(py: random.Random) -> World:
                 org_id=uid(py, "org_", 16),
                 payment=uid(py, "pm_", 24),
                 domain=f"{name}.io",
-                egress=tuple((ip_in(py, net), net.asn) for _ in range(py.randint(3, 8))),
+                egress=tuple(addresses_in(py, net, 3, 8)),
                 user_agent=f"{name}-gateway/{ver}",
                 fingerprint=client_fingerprint("go", name),
                 country=py.choice(("US", "SG", "DE", "HK")),
