@@ -604,55 +604,132 @@ def _mask_secrets(model: BaseModel, data: Any) -> Any:
     return data
 
 
-#: Query or connection-string parameters whose value is masked (``password=``, ``token=``...).
-_SECRET_PARAM = re.compile(
-    r"(?i)(^|[?&;#\s])([\w.-]*(?:pass|pwd|token|secret|sig|key|auth|credential|session|code)"
-    r"[\w.-]*=)([^&;#\s]*)"
-)
 _MASK = "***"
+#: Schemes whose path is a location, not a credential: a SQLite file, a database name, a Redis
+#: database number. Their path stays readable; every other URL's path is masked segment by
+#: segment except plain words (see :func:`mask_url`).
+_PATH_SHOWN_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "redis", "rediss", "unix"})
+#: A path segment shown in other URLs: a lowercase word (``v1``-style versions included).
+_PLAIN_SEGMENT = re.compile(r"[a-z][a-z_.-]{0,23}|v\d{1,2}(?:[a-z]{1,8}\d{0,2})?")
+#: Query (and key=value connection-string) parameters whose value stays readable: connection
+#: options that carry no credential. Every other parameter's value is masked.
+_SHOWN_PARAMS = frozenset(
+    {
+        "schema",
+        "sslmode",
+        "connect_timeout",
+        "application_name",
+        "target_session_attrs",
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "api-version",
+    }
+)
+#: One ``key=value`` of a libpq-style connection string: the value is single-quoted (backslash
+#: escapes, spaces allowed) or runs to the next blank.
+_DSN_PAIR = re.compile(r"([A-Za-z_][\w.-]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+_DSN_START = re.compile(r"\s*[A-Za-z_][\w.-]*\s*=")
+
+
+def _mask_params(text: str, found: list[str]) -> str:
+    """``a=1&b=2`` (or ``;``-separated) with every value not in :data:`_SHOWN_PARAMS` masked."""
+    out = []
+    for part in re.split(r"([&;])", text):
+        if part in ("&", ";", ""):
+            out.append(part)
+            continue
+        key, eq, value = part.partition("=")
+        if eq and key.lower() in _SHOWN_PARAMS:
+            out.append(part)
+        elif eq:
+            found.append(value)
+            out.append(f"{key}={_MASK if value else ''}")
+        else:  # a bare value (``?TOKEN``): all of it
+            found.append(part)
+            out.append(_MASK)
+    return "".join(out)
+
+
+def _mask_dsn(dsn: str, found: list[str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        key, eq, value = m.group(1), m.group(2), m.group(3)
+        if key.lower() in _SHOWN_PARAMS or not value:
+            return m.group(0)
+        found.append(value)
+        found.append(value.strip("'").replace("\\'", "'"))
+        found.extend(value.strip("'").split())
+        return f"{key}{eq}{_MASK}"
+
+    return _DSN_PAIR.sub(one, dsn)
+
+
+def _mask(url: str, *, path: bool) -> tuple[str, list[str]]:
+    """The masked form of ``url`` and the secret fragments it masked."""
+    found: list[str] = []
+    if "://" not in url and _DSN_START.match(url):
+        return _mask_dsn(url, found), found
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # scheme-less: ``user:pw@host/db``
+        scheme, rest = "", url
+    userinfo = ""
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            found += [password, unquote(password), *re.split(r"[/@:?#%]", password)]
+        userinfo = f"{user}{colon}{_MASK if colon else ''}@"
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host, tail = rest[:cut], rest[cut:]
+    if not path:
+        if tail:
+            found.append(tail.lstrip("/"))
+        return f"{scheme}{sep}{userinfo}{host}{'/' + _MASK if tail else ''}", found
+    tail, hash_, fragment = tail.partition("#")
+    tail, qmark, query = tail.partition("?")
+    if scheme.lower() not in _PATH_SHOWN_SCHEMES:
+        segments = tail.split("/")
+        for i, segment in enumerate(segments):
+            if segment and not _PLAIN_SEGMENT.fullmatch(segment):
+                found.append(segment)
+                segments[i] = _MASK
+        tail = "/".join(segments)
+    if qmark:
+        query = _mask_params(query, found)
+    if hash_:
+        fragment = _mask_params(fragment, found)
+    return f"{scheme}{sep}{userinfo}{host}{tail}{qmark}{query}{hash_}{fragment}", found
 
 
 def mask_url(url: str, *, path: bool = True) -> str:
     """A URL with every credential it may carry masked; the one masking function for URLs.
 
     * user info: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``, also with no
-      user (``redis://:pw@h``) and passwords holding ``/ @ : % ? #`` (the user info ends at the
-      *last* ``@``, so nothing of such a password shows);
-    * secret parameters: ``?password=`` ``token=`` ``sig=`` ``key=`` ``auth…`` ``secret…``
-      ``session…`` ``code…`` (also in ``key=value`` connection strings) → ``password=***``;
-    * ``path=False`` (webhooks) masks everything after the host too:
+      user (``redis://:pw@h``), with no scheme (``u:pw@h/db``) and passwords holding
+      ``/ @ : % ? #`` (the user info ends at the *last* ``@``, so nothing of such a password
+      shows); the user name stays readable;
+    * every query and fragment value (``?pw=`` ``jwt=`` ``bearer=`` ... → ``pw=***``) except
+      the connection options in :data:`_SHOWN_PARAMS` (``schema``, ``sslmode``, ``port``...);
+    * the path: kept for ``sqlite``, ``postgresql`` and ``redis`` URLs (a file, a database
+      name, a database number); in any other URL every segment but a plain lowercase word or
+      an API version (``v1``) is masked: ``https://h/bot123:SECRET/send`` →
+      ``https://h/***/send``;
+    * libpq ``key=value`` connection strings: every value but those options, quoted values
+      whole (``password='se cret'`` → ``password=***``);
+    * ``path=False`` (webhooks) masks everything after the host:
       ``https://hooks.slack.com/services/T/B/XXXX`` → ``https://hooks.slack.com/***``.
 
-    Scheme, user name, host, port and (with ``path``) the path stay readable.
+    Scheme, user name, host and port stay readable.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    userinfo = ""
-    if sep and "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        userinfo = f"{user}{colon}{_MASK if colon else ''}@"
-    if not path:
-        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        rest = rest[:cut] + ("/" + _MASK if cut < len(rest) else "")
-    else:
-        rest = _SECRET_PARAM.sub(lambda m: m.group(1) + m.group(2) + _MASK, rest)
-    return f"{scheme}{sep}{userinfo}{rest}"
+    return _mask(url, path=path)[0]
 
 
 def url_secrets(url: str) -> list[str]:
-    """The credential fragments of ``url`` (password, its decoded form and its pieces, secret
-    parameter values), for scrubbing them out of a driver's error message."""
-    found: list[str] = []
-    _, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        userinfo = rest.rpartition("@")[0]
-        _, colon, password = userinfo.partition(":")
-        if colon and password:
-            found += [password, unquote(password)]
-            found += re.split(r"[/@:?#%]", password)
-    found += [m.group(3) for m in _SECRET_PARAM.finditer(rest)]
+    """The credential fragments of ``url`` (password, its decoded form and its pieces, masked
+    parameter values and path segments), for scrubbing them out of a driver's error message."""
+    found = _mask(url, path=True)[1]
     return sorted({f for f in found if len(f) >= 3}, key=len, reverse=True)
 
 

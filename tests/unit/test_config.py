@@ -223,13 +223,25 @@ def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
         ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
         (
             "https://h/v1?password=a&token=b&sig=c&key=d&x=1",
-            "https://h/v1?password=***&token=***&sig=***&key=***&x=1",
+            "https://h/v1?password=***&token=***&sig=***&key=***&x=***",
         ),
         (
             "https://h/x?api_key=a&X-Amz-Signature=b#access_token=c",
             "https://h/x?api_key=***&X-Amz-Signature=***#access_token=***",
         ),
         ("host=h password=pw user=u", "host=h password=*** user=u"),
+        # issue 24 follow-up: every query value, path tokens, no scheme, quoted DSN values
+        ("https://h/v1?pw=a&jwt=b&bearer=c", "https://h/v1?pw=***&jwt=***&bearer=***"),
+        ("https://h/v1?TOKENVALUE", "https://h/v1?***"),
+        ("https://h/bot123:SECRET/send", "https://h/***/send"),
+        ("https://h/hooks/AbC123xyz/v2", "https://h/hooks/***/v2"),
+        ("u:pw@host:5432/db", "u:***@host:5432/db"),
+        ("host=h password='se cret' user=u", "host=h password=*** user=u"),
+        ("host=h password='it\\'s x' dbname=d", "host=h password=*** dbname=d"),
+        ("host=h port=5432 sslmode=require pw=x", "host=h port=5432 sslmode=require pw=***"),
+        ("redis://:pw@h:6379/3?ssl_cert_reqs=none", "redis://:***@h:6379/3?ssl_cert_reqs=***"),
+        ("sqlite:////var/lib/dg/store.sqlite", "sqlite:////var/lib/dg/store.sqlite"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
     ],
 )
 def test_mask_url_examples(url: str, masked: str) -> None:
@@ -450,7 +462,7 @@ def test_no_setting_named_like_a_secret_is_a_plain_string() -> None:
 
 
 def _secret_value(
-    n: int, kind: str, shape: str, host: str = "127.0.0.1:1"
+    n: int, kind: str, shape: str, host: str = "127.0.0.1:1", *, store: bool = False
 ) -> tuple[str, list[str]]:
     """A distinctive value for the n-th secret setting and the fragments that must not show."""
     tag = f"{n:02d}{shape[0]}"
@@ -462,6 +474,17 @@ def _secret_value(
     pw = [f"Pw{tag}a", f"Pw{tag}b", f"Pw{tag}c", f"Pw{tag}d", f"Pw{tag}e"]
     query = [f"Qp{tag}x", f"Qt{tag}x", f"Qs{tag}x", f"Qk{tag}x"]
     params = f"?password={query[0]}&token={query[1]}&sig={query[2]}&key={query[3]}"
+    odd = [f"Ow{tag}a", f"Oj{tag}b", f"Ob{tag}c", f"Ox{tag}d"]
+    if store or shape in ("user_password", "password_only"):
+        pass  # the store URL must stay a postgresql:// URL that ingest tries to connect to
+    elif shape == "odd_params":  # names no list of secret parameters would hold
+        return f"https://{host}/v1?pw={odd[0]}&jwt={odd[1]}&bearer={odd[2]}&x={odd[3]}", odd
+    elif shape == "path_token":
+        return f"https://{host}/bot{n}:{odd[0]}/send/{odd[1]}", odd[:2]
+    elif shape == "no_scheme":
+        return f"dg-user:{pw[0]}/{pw[1]}@{host}/db", pw[:2]
+    elif shape == "quoted_dsn":
+        return f"host=h password='{odd[0]} {odd[1]}' user=u dbname=d", odd[:2]
     if shape == "password_only":
         return f"postgresql://:{pw[0]}@{host}/db{params}", [pw[0], *query]
     password = f"{pw[0]}/{pw[1]}@{pw[2]}:{pw[3]}%{pw[4]}"
@@ -473,7 +496,7 @@ def _all_secrets(shape: str) -> tuple[dict[str, Any], list[str]]:
     fragments: list[str] = []
     for n, (path, kind) in enumerate(SECRET_SETTINGS):
         assert kind is not None
-        value, frags = _secret_value(n, kind, shape)
+        value, frags = _secret_value(n, kind, shape, store=path == ("store", "url"))
         fragments += frags
         node = overrides
         for part in path[:-1]:
@@ -484,19 +507,27 @@ def _all_secrets(shape: str) -> tuple[dict[str, Any], list[str]]:
     return overrides, fragments
 
 
-@pytest.mark.parametrize("shape", ["user_password", "password_only"])
+@pytest.mark.parametrize(
+    "shape",
+    ["user_password", "password_only", "odd_params", "path_token", "no_scheme", "quoted_dsn"],
+)
 def test_every_secret_bearing_setting_is_masked_everywhere(
     shape: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import logging
 
     import tomli_w
 
+    from distillguard.keyring import Keyring
+
     overrides, fragments = _all_secrets(shape)
+    overrides["home"] = str(tmp_path / "home")  # with a keyring, so that serve gets far
     settings = Settings(**overrides)
+    Keyring.create(settings.keyring_path)
     config = write(tmp_path / "dg.toml", tomli_w.dumps(overrides))
     (tmp_path / "log").mkdir()
     caplog.set_level(logging.DEBUG)
@@ -509,6 +540,16 @@ def test_every_secret_bearing_setting_is_masked_everywhere(
     assert main(["--debug", "-c", str(config), "ingest", str(tmp_path / "log")]) == failed
     assert main(["-q", "-c", str(config), "ingest", "log", "--store", store_url]) == failed
     assert main(["--json", "-c", str(config), "ingest", "log", "--store", store_url]) == failed
+    # serve's start-up (JSON logs left on pytest's handlers; uvicorn not started): it builds
+    # the gateway from every setting and fails on the unreachable store
+    import uvicorn
+
+    import distillguard.gateway.logs
+
+    monkeypatch.setattr(distillguard.gateway.logs, "configure_json_logging", lambda *a, **k: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    for args in (["--debug", "-c", str(config), "serve"], ["--json", "-c", str(config), "serve"]):
+        assert main(args) != 0
     captured = capsys.readouterr()
     outputs += [captured.out, captured.err, caplog.text]
     assert "postgresql://dg-user:***@" in captured.out or "postgresql://:***@" in captured.out
