@@ -145,3 +145,96 @@ def test_key_compromise_runbook(home: Path, capsys: pytest.CaptureFixture[str]) 
     assert status_and_code(settings, after) == (200, None)
     code, _ = cli(capsys, "passport", "revoke", before.passport_id, "--reason", "key compromise")
     assert code == 0
+
+
+def test_ledger_key_compromise_runbook(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Step 5 of the runbook (issue 24 review gap 2), with the real CLI: a ledger key leaks
+    after it signed checkpoints and the tombstones of legitimate erasures. Mark it compromised,
+    sign a checkpoint with the new key, review and re-sign the tombstones: the audit passes,
+    naming the old checkpoints as distrusted; a checkpoint forged with the leaked key over a
+    tree no trusted checkpoint covers still fails it."""
+    from distillguard.ledger import Ledger
+    from distillguard.ledger.checkpoint import sign_checkpoint
+    from distillguard.records.model import Account
+    from distillguard.store import open_store
+    from distillguard.store.base import new_salts
+    from distillguard.testing import make_exchange
+
+    assert main(["keys", "init"]) == 0
+    settings = load_settings()
+    store = open_store(settings.store_url)
+    ledger = Ledger.attach(store, origin=settings.ledger.origin)
+    exchanges = [make_exchange(f"ex-{i}", account_id="acct-1", offset_s=i) for i in range(6)]
+    with store.transaction() as cur:
+        account = Account(account_id="acct-1", created_at=exchanges[0].ts)
+        store.add_accounts(cur, [account], run_id="t")
+        store.add_exchanges(cur, list(zip(exchanges, new_salts(6), strict=True)))
+    store.close()
+    assert cli(capsys, "ledger", "checkpoint")[0] == 0
+    # a legitimate erasure, signed by the ledger key, and a checkpoint after it
+    code, _ = cli(
+        capsys, "retention", "erase", "--account", "acct-1", "--scope", "content",
+        "--reason", "GDPR art. 17", "--actor", "dpo@example.com",
+    )  # fmt: skip
+    assert code == 0
+    code, audit = cli(capsys, "ledger", "audit")
+    assert code == 0 and len(audit["erased"]) == 6, audit
+    leaked = Keyring.load(settings.keyring_path).signing_key(KeyPurpose.LEDGER)
+
+    # Step 1: mark the ledger key compromised (a new ledger key is made).
+    code, marked = cli(capsys, "keys", "compromised", leaked.kid, "--reason", "leak", "--yes")
+    assert code == 0 and marked["new_kid"] not in (None, leaked.kid)
+    code, audit = cli(capsys, "ledger", "audit")
+    assert code == 1  # every old checkpoint and tombstone is now untrusted
+    kinds = {f["kind"] for f in audit["findings"]}
+    assert {"tombstone_signature", "checkpoint_signature"} <= kinds, audit
+
+    # Step 5a: sign a checkpoint with the new key: the old checkpoints become warnings.
+    code, _ = cli(capsys, "ledger", "checkpoint")
+    assert code == 0
+    code, audit = cli(capsys, "ledger", "audit")
+    assert code == 1
+    assert {f["kind"] for f in audit["findings"]} == {"tombstone_signature"}, audit
+    assert {w["kind"] for w in audit["warnings"]} == {"checkpoint_distrusted"}
+    assert len(audit["warnings"]) == 2  # the checkpoint before and the one after the erasure
+
+    # Step 5b: review the tombstones the leaked key signed, then re-sign them.
+    code, listed = cli(capsys, "ledger", "seal-erasures", "--resign", leaked.kid, "--actor", "sec")
+    assert code == 0 and len(listed["signed_by_kid"]) == 6 and listed["resigned"] == []
+    code, done = cli(
+        capsys, "ledger", "seal-erasures", "--resign", leaked.kid, "--actor", "sec", "--yes"
+    )
+    assert code == 0 and len(done["resigned"]) == 6 and done["checkpoint"] is not None
+    assert {e["signed_by"] for e in done["resigned"]} == {marked["new_kid"]}
+    code, audit = cli(capsys, "ledger", "audit")
+    assert code == 0 and audit["ok"] and len(audit["erased"]) == 6, audit
+    assert {w["kind"] for w in audit["warnings"]} == {"checkpoint_distrusted"}
+    # ... and the same from the exported JWK Set (what an outside auditor holds)
+    assert cli(capsys, "keys", "export-public", "--out", "jwks.json")[0] == 0
+    code, audit = cli(capsys, "ledger", "audit", "--public-key", "jwks.json")
+    assert code == 0 and len(audit["warnings"]) == 2, audit
+
+    # The attacker's checkpoint, signed with the leaked key over a tree nobody trusted signs
+    # (a record rewritten after the last checkpoint), is still a failure.
+    store = open_store(settings.store_url)
+    ledger = Ledger.open(store)
+    with store.transaction() as cur:
+        cur.execute("UPDATE exchanges SET account_id = 'acct-x' WHERE exchange_id = 'ex-2'")
+    exchanges = [make_exchange("ex-9", account_id="acct-1", offset_s=9)]
+    with store.transaction() as cur:
+        store.add_exchanges(cur, list(zip(exchanges, new_salts(1), strict=True)))
+    head = ledger.head()
+    forged = sign_checkpoint(
+        origin=ledger.origin, size=head.size, root_hash=head.root_hash, key=leaked
+    )
+    store.close()
+    Path("forged.txt").write_text(forged.note)
+    code, audit = cli(capsys, "ledger", "audit", "--checkpoint", "forged.txt")
+    assert code == 1
+    bad = [f for f in audit["findings"] if f["checkpoint"] == "forged.txt"]
+    assert [f["kind"] for f in bad] == ["checkpoint_signature"], audit
+    # a resign with the key that is still trusted is refused
+    code, _ = cli(
+        capsys, "ledger", "seal-erasures", "--resign", marked["new_kid"], "--actor", "x", "--yes"
+    )
+    assert code != 0

@@ -63,18 +63,21 @@ def _open(settings: Settings, url: str | None) -> tuple[Store, Ledger]:
     return store, Ledger.open(store, origin=settings.ledger.origin)
 
 
-def _public_keys(settings: Settings, path: Path | None) -> list[VerifyKey]:
+def _public_keys(
+    settings: Settings, path: Path | None, *, include_compromised: bool = False
+) -> list[VerifyKey]:
     """The ledger keys to verify with, time-bound: a retired key verifies only checkpoints and
-    tombstones it signed before its ``retired_at``; compromised keys are left out."""
+    tombstones it signed before its ``retired_at``; compromised keys are left out, or (for the
+    audit, which names what they signed) kept marked compromised: they verify nothing."""
     if path is not None:
-        return load_public_keys(path)
+        return load_public_keys(path, include_compromised=include_compromised)
     if not settings.keyring_path.exists():
         raise KeyringError(
             f"no public key given and no keyring at {settings.keyring_path}",
             hint="pass --public-key FILE (from `distillguard keys export-public`)",
         )
     ring = open_keyring(settings)
-    return ring.verify_keys(KeyPurpose.LEDGER)
+    return ring.verify_keys(KeyPurpose.LEDGER, include_compromised=include_compromised)
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -394,7 +397,7 @@ def audit(
     """
     state = state_of(ctx)
     settings = state.settings()
-    keys = _public_keys(settings, public_key)
+    keys = _public_keys(settings, public_key, include_compromised=True)
     external = [(str(p), _checkpoint_text(p)) for p in checkpoints or []]
     store, ledger = _open(settings, store_url)
     with store:
@@ -421,6 +424,8 @@ def audit(
                 f"{format_ts(erasure.erased_at)} by {erasure.actor}: {erasure.reason}",
                 markup=False,
             )
+        for warning in report.warnings:
+            console.print(f"[yellow]{warning.kind}[/] {warning.message}", markup=False)
         for finding in report.findings:
             console.print(f"[red]{finding.kind}[/] {finding.message}")
         if report.ok:
@@ -449,6 +454,15 @@ def seal_erasures(
     yes: Annotated[
         bool, typer.Option("--yes", help="Seal them (without it: only list them).")
     ] = False,
+    resign: Annotated[
+        str | None,
+        typer.Option(
+            "--resign",
+            metavar="KID",
+            help="Instead: re-sign with the current ledger key the tombstones signed by KID, a "
+            "ledger key marked compromised (the key-compromise runbook).",
+        ),
+    ] = None,
 ) -> None:
     """Sign, with the keyring's ledger key, the erasures the audit does not accept yet, then
     sign a checkpoint: erasure rows with no tombstone leaf (stores upgraded from before
@@ -458,10 +472,18 @@ def seal_erasures(
     Review them first: an erasure an insider forged to hide a deletion is sealed just the same.
     Without `--yes` they are only listed (no keyring needed).
 
+    With `--resign KID` it lists (and with `--yes` re-signs with the current ledger key) the
+    tombstones signed by KID, which must be marked compromised: review them first, the leaked
+    key may have signed forged erasures. Only tombstones whose stored leaf still matches their
+    erasure row are re-signed.
+
     Example: `distillguard ledger seal-erasures --actor dpo@example.com --yes`
     """
     state = state_of(ctx)
     settings = state.settings()
+    if resign is not None:
+        _resign(state, settings, store_url, resign, actor=actor, yes=yes)
+        return
     key = open_keyring(settings).signing_key(KeyPurpose.LEDGER) if yes else None
     store, ledger = _open(settings, store_url)
     with store:
@@ -489,6 +511,48 @@ def seal_erasures(
         console.print("every erasure is in the log and signed")
     elif not yes:
         console.print("review these, then run again with --yes to seal them")
+
+
+def _resign(
+    state: AppState, settings: Settings, store_url: str | None, kid: str, *, actor: str, yes: bool
+) -> None:
+    """``seal-erasures --resign KID``: list, then re-sign, the tombstones of a compromised key."""
+    key = None
+    if yes:
+        ring = open_keyring(settings)
+        if not ring.verify_key(kid).compromised:
+            raise InputError(
+                f"key {kid} is not marked compromised",
+                hint="`distillguard keys compromised KID --reason ...` first; tombstones signed "
+                "by a retired key stay valid for what it signed before its retirement",
+            )
+        key = ring.signing_key(KeyPurpose.LEDGER)
+    store, ledger = _open(settings, store_url)
+    with store:
+        pending = ledger.erasures_signed_by(kid)
+        done = ledger.resign_erasures(kid, key=key, actor=actor) if key and pending else []
+        cp = ledger.publish_checkpoint(key).to_dict() if key and done else None
+    data = {
+        "resign": kid,
+        "signed_by_kid": [e.to_dict() for e in pending],
+        "resigned": [e.to_dict() for e in done],
+        "checkpoint": cp,
+    }
+    if state.json_output:
+        emit_json(data)
+        return
+    again = {(e.leaf_index, e.scope) for e in done}
+    for e in pending:
+        what = "re-signed" if (e.leaf_index, e.scope) in again else "signed by " + kid
+        console.print(
+            f"{what}: leaf {e.leaf_index} ({e.exchange_id}) {e.scope} on "
+            f"{format_ts(e.erased_at)} by {e.actor}: {e.reason}",
+            markup=False,
+        )
+    if not pending:
+        console.print(f"no tombstone is signed by key {kid}")
+    elif not yes:
+        console.print("review these, then run again with --yes to re-sign them")
 
 
 def register(app: typer.Typer) -> None:

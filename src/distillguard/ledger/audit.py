@@ -33,11 +33,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from cryptography.exceptions import InvalidSignature
+
 from distillguard._internal.timeutil import format_ts, from_micros
 from distillguard.errors import DistillGuardError
+from distillguard.keyring import VerifyKey
 from distillguard.ledger.checkpoint import (
     Checkpoint,
     LedgerKey,
+    note_key_hash,
     parse_checkpoint,
     verify_checkpoint,
 )
@@ -80,6 +84,7 @@ FindingKind = Literal[
     "tombstone_mismatch",
     "tombstone_unsigned",
     "tombstone_signature",
+    "checkpoint_distrusted",
 ]
 _WINDOW: Final = 50_000
 _MAX_FINDINGS: Final = 1000
@@ -119,6 +124,9 @@ class AuditReport:
     findings: list[AuditFinding] = field(default_factory=list)
     #: The largest tree size a verified checkpoint signs whose root matched the recomputed tree.
     signed_size: int = 0
+    #: What is reported without failing the audit: checkpoints signed only by a key marked
+    #: compromised whose tree a trusted later checkpoint covers (``checkpoint_distrusted``).
+    warnings: list[AuditFinding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +161,7 @@ class AuditReport:
             "signed_size": self.signed_size,
             "erased": [e.to_dict() for e in self.erased],
             "findings": [f.to_dict() for f in self.findings],
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
 
@@ -160,6 +169,26 @@ class AuditReport:
 class _Expected:
     label: str
     checkpoint: Checkpoint
+    #: The id of the compromised key that alone signed it (None: a trusted checkpoint).
+    distrusted_by: str | None = None
+
+
+def _compromised_signer(cp: Checkpoint, public_keys: Sequence[LedgerKey]) -> str | None:
+    """The id of a key marked compromised whose signature of ``cp`` verifies, if any."""
+    body = cp.body.encode()
+    for key in public_keys:
+        if not (isinstance(key, VerifyKey) and key.compromised):
+            continue
+        wanted = note_key_hash(cp.origin, key.public_key)
+        for sig in cp.signatures:
+            if sig.name != cp.origin or sig.key_hash != wanted:
+                continue
+            try:
+                key.public_key.verify(sig.signature, body)
+            except InvalidSignature:
+                continue
+            return key.kid
+    return None
 
 
 _Row = StoredExchange | UndecodableExchange
@@ -229,6 +258,13 @@ def _load_checkpoints(
         try:
             cp = verify_checkpoint(parsed, public_keys=public_keys, origin=ledger.origin)
         except DistillGuardError as exc:
+            kid = (
+                _compromised_signer(parsed, public_keys) if parsed.origin == ledger.origin else None
+            )
+            if kid is not None:
+                # Judged after the walk: distrusted where a trusted later checkpoint covers it.
+                by_size.setdefault(parsed.size, []).append(_Expected(label, parsed, kid))
+                continue
             report.findings.append(
                 AuditFinding(
                     "checkpoint_signature",
@@ -368,9 +404,24 @@ def audit_ledger(
 
     erasures = _read_erasures(ledger, add)
 
+    #: Checkpoints of compromised keys whose root matched the recomputed tree at their size.
+    distrusted: list[_Expected] = []
+
     def check_checkpoints(size: int, root: bytes) -> None:
         for exp in expected.pop(size, []):
-            if exp.checkpoint.root_hash != root:
+            if exp.distrusted_by is not None and exp.checkpoint.root_hash == root:
+                distrusted.append(exp)
+            elif exp.distrusted_by is not None:
+                add(
+                    AuditFinding(
+                        "checkpoint_signature",
+                        f"{exp.label} (size {size}) is signed only by key {exp.distrusted_by}, "
+                        "marked compromised, and its root is not the recomputed tree's: a "
+                        "checkpoint forged with the leaked key",
+                        checkpoint=exp.label,
+                    )
+                )
+            elif exp.checkpoint.root_hash != root:
                 add(
                     AuditFinding(
                         "checkpoint_root",
@@ -441,6 +492,30 @@ def audit_ledger(
             )
         )
     _check_stored_nodes(ledger, tree.size, add)
+    for exp in distrusted:
+        size = exp.checkpoint.size
+        if size <= report.signed_size:
+            # The recomputed tree has this root at this size and a trusted checkpoint's root at
+            # a size at or beyond it: the trusted checkpoint covers (is consistent with) it.
+            report.warnings.append(
+                AuditFinding(
+                    "checkpoint_distrusted",
+                    f"{exp.label} (size {size}) is signed only by key {exp.distrusted_by}, "
+                    f"marked compromised: not trusted; the trusted checkpoint of size "
+                    f"{report.signed_size} covers the same tree",
+                    checkpoint=exp.label,
+                )
+            )
+        else:
+            add(
+                AuditFinding(
+                    "checkpoint_signature",
+                    f"{exp.label} (size {size}) is signed only by key {exp.distrusted_by}, "
+                    "marked compromised, and no trusted later checkpoint covers its tree: sign "
+                    "one with the new key (`distillguard ledger checkpoint`)",
+                    checkpoint=exp.label,
+                )
+            )
     for size, pending in sorted(expected.items()):
         for exp in pending:
             add(

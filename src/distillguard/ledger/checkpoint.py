@@ -402,7 +402,7 @@ def _jwk_time(jwk: dict[str, Any], name: str, path: Path) -> datetime | None:
         ) from None
 
 
-def load_public_keys(path: Path) -> list[VerifyKey]:
+def load_public_keys(path: Path, *, include_compromised: bool = False) -> list[VerifyKey]:
     """Ed25519 ledger public keys from a file: a JWK Set (``keys export-public``), one JWK, or
     C2SP verifier key lines.
 
@@ -411,6 +411,8 @@ def load_public_keys(path: Path) -> list[VerifyKey]:
     A JWK's ``retired_at`` is kept: such a key verifies only checkpoints and tombstones signed
     at or before it. A JWK whose ``status`` is ``retired`` without a ``retired_at`` is skipped
     (its time bound is unknown). Verifier key lines carry no time: they are taken as active.
+    With ``include_compromised`` compromised keys are kept, marked so (they verify nothing;
+    the audit uses them to tell a checkpoint of the leaked key from a forgery by another).
 
     Raises:
         InputError: the file is missing, unreadable or holds no usable key.
@@ -432,7 +434,8 @@ def load_public_keys(path: Path) -> list[VerifyKey]:
                 continue
             if jwk.get("purpose") not in (None, "ledger"):
                 continue
-            if jwk.get("status") == "compromised" or jwk.get("compromised_at"):
+            compromised = jwk.get("status") == "compromised" or bool(jwk.get("compromised_at"))
+            if compromised and not include_compromised:
                 continue  # `keys compromised`: nothing this key signed is trusted
             x = jwk.get("x")
             if not isinstance(x, str):
@@ -443,7 +446,10 @@ def load_public_keys(path: Path) -> list[VerifyKey]:
                 raise InputError(f"{path}: JWK member 'x' is not base64url") from None
             key = _key_from_raw(raw, str(path))
             retired_at = _jwk_time(jwk, "retired_at", path)
-            if retired_at is None and jwk.get("status") == "retired":
+            compromised_at = None
+            if compromised:
+                compromised_at = _jwk_time(jwk, "compromised_at", path) or _EPOCH
+            if retired_at is None and jwk.get("status") == "retired" and not compromised:
                 logger.warning(
                     "%s: key %s is retired but has no retired_at: skipped", path, key_id(key)
                 )
@@ -455,6 +461,7 @@ def load_public_keys(path: Path) -> list[VerifyKey]:
                     created_at=_jwk_time(jwk, "created_at", path) or _EPOCH,
                     retired_at=retired_at,
                     public_key=key,
+                    compromised_at=compromised_at,
                 )
             )
     else:

@@ -990,7 +990,6 @@ class Ledger:
         checkpoint after.
         """
         sealed: list[Erasure] = []
-        q = self.store.q
         with self.store.transaction() as cur:
             self._lock_state(cur)
             for e in self.unsealed_erasures():
@@ -1018,37 +1017,88 @@ class Ledger:
                 )
                 sealed.extend(done)
             for e in self.unsigned_erasures():
-                assert e.tombstone_index is not None
-                erased = self.leaf(e.leaf_index)
-                stone = self.leaf(e.tombstone_index)
-                if erased is None or stone is None:
-                    logger.warning("erasure of leaf %d: its leaves are missing", e.leaf_index)
-                    continue
-                tombstone = e.tombstone(erased.leaf_hash)
-                try:
-                    matches = rfc_leaf_hash(tombstone.leaf_data) == stone.leaf_hash
-                except DistillGuardError:
-                    matches = False
-                if not matches or stone.leaf_index <= e.leaf_index:
-                    logger.warning(
-                        "tombstone leaf %d does not match the %s erasure of leaf %d: not signed",
-                        e.tombstone_index,
-                        e.scope,
-                        e.leaf_index,
-                    )
-                    continue
-                sig = sign_tombstone(self.origin, tombstone, key)
-                cur.execute(
-                    q(
-                        "UPDATE ledger_erasures SET signature = ?, signed_by = ? "
-                        "WHERE leaf_index = ? AND scope = ?"
-                    ),
-                    (sig.signature, sig.kid, e.leaf_index, e.scope),
-                )
-                sealed.append(replace(e, signature=sig))
+                signed = self._sign_matching(cur, e, key)
+                if signed is not None:
+                    sealed.append(signed)
         if sealed:
             logger.warning("sealed %d erasure(s), reviewed by %s", len(sealed), actor)
         return sealed
+
+    def _sign_matching(self, cur: Cursor, e: Erasure, key: SigningKey) -> Erasure | None:
+        """Sign the tombstone of ``e`` with ``key`` where its stored leaf still matches its row
+        (and follows the erased leaf); None (and a warning) where it does not."""
+        assert e.tombstone_index is not None
+        erased = self.leaf(e.leaf_index)
+        stone = self.leaf(e.tombstone_index)
+        if erased is None or stone is None:
+            logger.warning("erasure of leaf %d: its leaves are missing", e.leaf_index)
+            return None
+        tombstone = e.tombstone(erased.leaf_hash)
+        try:
+            matches = rfc_leaf_hash(tombstone.leaf_data) == stone.leaf_hash
+        except DistillGuardError:
+            matches = False
+        if not matches or stone.leaf_index <= e.leaf_index:
+            logger.warning(
+                "tombstone leaf %d does not match the %s erasure of leaf %d: not signed",
+                e.tombstone_index,
+                e.scope,
+                e.leaf_index,
+            )
+            return None
+        sig = sign_tombstone(self.origin, tombstone, key)
+        cur.execute(
+            self.store.q(
+                "UPDATE ledger_erasures SET signature = ?, signed_by = ? "
+                "WHERE leaf_index = ? AND scope = ?"
+            ),
+            (sig.signature, sig.kid, e.leaf_index, e.scope),
+        )
+        return replace(e, signature=sig)
+
+    def erasures_signed_by(self, kid: str) -> list[Erasure]:
+        """Erasures whose tombstone signature names the key ``kid``."""
+        return [
+            e
+            for es in self.erasures().values()
+            for e in es
+            if e.tombstone_index is not None and e.signature is not None and e.signature.kid == kid
+        ]
+
+    def resign_erasures(self, kid: str, *, key: SigningKey, actor: str) -> list[Erasure]:
+        """Re-sign with ``key`` the tombstones signed by the key ``kid`` (one transaction).
+
+        For the ledger-key compromise runbook: once ``kid`` is marked compromised nothing it
+        signed is trusted, so its legitimate erasures fail the audit (``tombstone_signature``).
+        The operator reviews what :meth:`erasures_signed_by` lists (the leaked key may have
+        signed forged erasures too), then re-signs them. Only tombstones whose stored leaf still
+        matches their row are signed (the others are left for the audit to name). Publish a
+        checkpoint after.
+
+        Raises:
+            InputError: ``key`` is the key ``kid`` itself.
+        """
+        if key.kid == kid:
+            raise InputError(
+                f"key {kid} cannot re-sign its own tombstones",
+                hint="mark it compromised first (`distillguard keys compromised KID`): that "
+                "makes a new ledger key",
+            )
+        done: list[Erasure] = []
+        with self.store.transaction() as cur:
+            self._lock_state(cur)
+            for e in self.erasures_signed_by(kid):
+                signed = self._sign_matching(cur, e, key)
+                if signed is not None:
+                    done.append(signed)
+        logger.warning(
+            "re-signed %d erasure(s) of key %s with key %s, reviewed by %s",
+            len(done),
+            kid,
+            key.kid,
+            actor,
+        )
+        return done
 
     def erasures(self) -> dict[int, list[Erasure]]:
         """Every recorded erasure, by erased leaf index."""
