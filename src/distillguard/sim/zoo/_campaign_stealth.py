@@ -15,6 +15,7 @@ from distillguard.sim.zoo._common import (
     everyday_prompt,
     followup,
     home_of,
+    org_account,
 )
 from distillguard.sim.zoo._harvest import Plan, ProxyPool, campaign_id, harvest
 from distillguard.sim.zoo._legit_people import pick_country
@@ -288,16 +289,12 @@ def _multi_org(ctx: Context) -> None:
     script = Client.sdk(ctx, py.choice(("py-sdk", "httpx")))
     for org in orgs:
         for _ in range(ctx.shrink(py.randint(1, ctx.pi("accounts_per_org")), f)):
-            acc = ctx.account(
+            acc = org_account(
+                ctx,
+                org,
                 population="multi_org",
                 campaign_id=cid,
                 created_us=ctx.created_days_ago(90, 900),
-                org_id=org.org_id,
-                signup_channel="enterprise",
-                email_domain=org.domain,
-                payment_fingerprint=org.payment,
-                country=org.country,
-                tier="enterprise",
             )
             taken = int(py.uniform(0.0, ctx.days * 0.6))
             staff = Client.sdk(ctx)

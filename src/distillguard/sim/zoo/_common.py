@@ -7,6 +7,7 @@ from typing import Final
 
 from distillguard.sim.zoo._base import Context, ZooAccount
 from distillguard.sim.zoo._net import (
+    COUNTRY_TZ,
     Network,
     browser_user_agent,
     ip_in,
@@ -15,7 +16,7 @@ from distillguard.sim.zoo._net import (
     sdk_user_agent,
 )
 from distillguard.sim.zoo._text import estimate_tokens, reasoning_text, response_text
-from distillguard.sim.zoo._world import MODELS, REASONING_MODEL
+from distillguard.sim.zoo._world import MODELS, REASONING_MODEL, Org
 
 __all__ = [
     "Client",
@@ -25,6 +26,8 @@ __all__ = [
     "everyday_prompt",
     "followup",
     "home_of",
+    "org_account",
+    "person_rhythm",
     "send",
 ]
 
@@ -146,6 +149,35 @@ def home_of(ctx: Context, country: str, v6_share: float = 0.3) -> Home:
     """A residential connection in ``country``."""
     net = residential_net(ctx.py, country)
     return Home(net, ip_in(ctx.py, net), prefix64_in(ctx.py, net), v6_share)
+
+
+def person_rhythm(ctx: Context, country: str, spread: float) -> tuple[float, float]:
+    """A person's time zone (``country``'s, give or take an hour) and mean sessions per day
+    (the family's ``sessions_per_day`` times a log-normal personal factor of ``spread``)."""
+    tz = COUNTRY_TZ[country] + ctx.py.uniform(-1.0, 1.0)
+    return tz, ctx.p("sessions_per_day") * ctx.py.lognormvariate(0.0, spread)
+
+
+def org_account(
+    ctx: Context,
+    org: Org,
+    *,
+    population: str,
+    created_us: int,
+    campaign_id: str | None = None,
+) -> ZooAccount:
+    """An enterprise account of ``org``: its id, domain, card and country."""
+    return ctx.account(
+        population=population,
+        campaign_id=campaign_id,
+        created_us=created_us,
+        org_id=org.org_id,
+        signup_channel="enterprise",
+        email_domain=org.domain,
+        payment_fingerprint=org.payment,
+        country=org.country,
+        tier="enterprise",
+    )
 
 
 @dataclass

@@ -6,9 +6,9 @@ from typing import Final
 
 from distillguard.sim.zoo._agent import agent_session, coding_task
 from distillguard.sim.zoo._base import Context, Family, ParamRange
-from distillguard.sim.zoo._common import home_of
+from distillguard.sim.zoo._common import home_of, person_rhythm
 from distillguard.sim.zoo._legit_people import pick_country
-from distillguard.sim.zoo._net import COUNTRY_TZ, PERSONAL_DOMAINS, uid
+from distillguard.sim.zoo._net import PERSONAL_DOMAINS, uid
 from distillguard.sim.zoo._world import MODELS
 
 __all__ = ["CODING_AGENT_USERS"]
@@ -44,8 +44,7 @@ def _coding_agent_users(ctx: Context) -> None:
             if org is not None and py.random() < 0.7
             else home_of(ctx, country, 0.4)
         )
-        tz = COUNTRY_TZ[country] + py.uniform(-1.0, 1.0)
-        rate = ctx.p("sessions_per_day") * py.lognormvariate(0.0, 0.5)
+        tz, rate = person_rhythm(ctx, country, 0.5)
         for t0 in ctx.session_starts(per_day=rate, tz=tz, profile="work", weekend_factor=0.15):
             if py.random() < 0.03 and version_ix < n_ver - 1:
                 version_ix += 1

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Final
 
 from distillguard.sim.zoo._base import DAY_US, HOUR_US, Context, Family, ParamRange
-from distillguard.sim.zoo._common import Client, chat_session, everyday_prompt, followup, home_of
+from distillguard.sim.zoo._common import (
+    Client,
+    chat_session,
+    everyday_prompt,
+    followup,
+    home_of,
+    org_account,
+)
 from distillguard.sim.zoo._legit_eval import _single
 from distillguard.sim.zoo._legit_people import pick_country
 from distillguard.sim.zoo._net import COUNTRY_TZ, PERSONAL_DOMAINS, cloud_egress, uid
@@ -42,15 +49,8 @@ def _enterprise_batch(ctx: Context) -> None:
     f = ctx.group_factor("orgs", len(orgs))
     for org in orgs:
         for _ in range(ctx.shrink(py.randint(3, ctx.pi("accounts_per_org")), f)):
-            acc = ctx.account(
-                population="enterprise_batch",
-                created_us=ctx.created_days_ago(60, 1000),
-                org_id=org.org_id,
-                signup_channel="enterprise",
-                email_domain=org.domain,
-                payment_fingerprint=org.payment,
-                country=org.country,
-                tier="enterprise",
+            acc = org_account(
+                ctx, org, population="enterprise_batch", created_us=ctx.created_days_ago(60, 1000)
             )
             for _ in range(py.randint(1, 2)):  # cron jobs of this service account
                 client = Client.sdk(ctx, py.choice(("py-sdk", "requests", "go", "js-sdk")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from distillguard.sim.zoo._base import Context, Family, ParamRange
+from distillguard.sim.zoo._base import Context, Family, ParamRange, ZooAccount
 from distillguard.sim.zoo._common import (
     Client,
     Home,
@@ -12,8 +12,9 @@ from distillguard.sim.zoo._common import (
     everyday_prompt,
     followup,
     home_of,
+    person_rhythm,
 )
-from distillguard.sim.zoo._net import COUNTRY_TZ, PERSONAL_DOMAINS, ip_in, residential_net, uid
+from distillguard.sim.zoo._net import PERSONAL_DOMAINS, ip_in, residential_net, uid
 from distillguard.sim.zoo._text import CAPABILITIES, DIFFICULTIES, make_item
 
 __all__ = ["INDIVIDUALS", "POWER_USERS", "TUTORING"]
@@ -48,6 +49,32 @@ def _roaming(ctx: Context, home: Home, country: str) -> Home | tuple[str, int]:
     return home
 
 
+def _converse(
+    ctx: Context,
+    acc: ZooAccount,
+    t0: int,
+    prompts: list[str],
+    *,
+    home: Home,
+    country: str,
+    client: Client,
+    median: float = 250.0,
+) -> None:
+    """One conversation of a person, from home or on the move, with the family's pauses
+    (``think_s``) and reasoning share; ``median`` completion tokens."""
+    chat_session(
+        ctx,
+        acc,
+        t0,
+        prompts,
+        where=_roaming(ctx, home, country),
+        client=client,
+        gap_s=ctx.p("think_s"),
+        reasoning_prob=ctx.p("reasoning_share"),
+        completion_median=median,
+    )
+
+
 def _individuals(ctx: Context) -> None:
     py = ctx.py
     for _ in range(ctx.scaled("accounts")):
@@ -64,22 +91,12 @@ def _individuals(ctx: Context) -> None:
         )
         home = home_of(ctx, country, ctx.p("v6_share"))
         client = Client.browser(ctx) if py.random() < ctx.p("browser_share") else Client.sdk(ctx)
-        tz = COUNTRY_TZ[country] + py.uniform(-1.0, 1.0)
-        rate = ctx.p("sessions_per_day") * py.lognormvariate(0.0, 0.7)
+        tz, rate = person_rhythm(ctx, country, 0.7)
         profile = py.choice(("evening", "mixed", "work", "owl"))
         for t0 in ctx.session_starts(per_day=rate, tz=tz, profile=profile, weekend_factor=1.2):
             n = _turns(ctx, ctx.p("turns_mean"))
             prompts = [everyday_prompt(ctx)] + [followup(ctx) for _ in range(n - 1)]
-            chat_session(
-                ctx,
-                acc,
-                t0,
-                prompts,
-                where=_roaming(ctx, home, country),
-                client=client,
-                gap_s=ctx.p("think_s"),
-                reasoning_prob=ctx.p("reasoning_share"),
-            )
+            _converse(ctx, acc, t0, prompts, home=home, country=country, client=client)
 
 
 INDIVIDUALS: Final = Family(
@@ -132,8 +149,7 @@ def _power_users(ctx: Context) -> None:
         home = home_of(ctx, country, ctx.p("v6_share"))
         client = Client.sdk(ctx) if py.random() < 0.6 else Client.browser(ctx)
         favourite = py.sample(caps, k=py.randint(1, 3))
-        tz = COUNTRY_TZ[country] + py.uniform(-1.0, 1.0)
-        rate = ctx.p("sessions_per_day") * py.lognormvariate(0.0, 0.5)
+        tz, rate = person_rhythm(ctx, country, 0.5)
         for t0 in ctx.session_starts(per_day=rate, tz=tz, profile="mixed", weekend_factor=0.8):
             n = _turns(ctx, ctx.p("turns_mean"))
             if py.random() < 0.6:
@@ -143,16 +159,8 @@ def _power_users(ctx: Context) -> None:
             else:
                 first = everyday_prompt(ctx)
             prompts = [first] + [followup(ctx) for _ in range(n - 1)]
-            chat_session(
-                ctx,
-                acc,
-                t0,
-                prompts,
-                where=_roaming(ctx, home, country),
-                client=client,
-                gap_s=ctx.p("think_s"),
-                reasoning_prob=ctx.p("reasoning_share"),
-                completion_median=400.0,
+            _converse(
+                ctx, acc, t0, prompts, home=home, country=country, client=client, median=400.0
             )
 
 
@@ -219,8 +227,7 @@ def _tutoring(ctx: Context) -> None:
         home = home_of(ctx, country, 0.3)
         client = Client.browser(ctx) if py.random() < 0.7 else Client.sdk(ctx)
         level = py.randint(0, 2)
-        tz = COUNTRY_TZ[country] + py.uniform(-1.0, 1.0)
-        rate = ctx.p("sessions_per_day") * py.lognormvariate(0.0, 0.6)
+        tz, rate = person_rhythm(ctx, country, 0.6)
         for t0 in ctx.session_starts(per_day=rate, tz=tz, profile="student", weekend_factor=0.9):
             cap = py.choice(subjects)
             item = make_item(py, cap, py.choice(CAPABILITIES[cap]), DIFFICULTIES[level])
@@ -229,16 +236,15 @@ def _tutoring(ctx: Context) -> None:
             rest = [
                 py.choice(_HW_FOLLOW).replace("{n}", str(py.randint(2, 99))) for _ in range(n - 1)
             ]
-            chat_session(
+            _converse(
                 ctx,
                 acc,
                 t0,
                 [first, *rest],
-                where=_roaming(ctx, home, country),
+                home=home,
+                country=country,
                 client=client,
-                gap_s=ctx.p("think_s"),
-                reasoning_prob=ctx.p("reasoning_share"),
-                completion_median=350.0,
+                median=350.0,
             )
 
 
