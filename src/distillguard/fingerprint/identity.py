@@ -447,14 +447,20 @@ def identity_test(
     null: Sequence[IdentityProfile],
     *,
     min_count: int = 3,
+    selection: Sequence[IdentityProfile] | None = None,
 ) -> IdentityTest:
     """Test the suspect against ``reference``'s signature formulas (see the module docstring).
 
+    ``selection`` (default ``null``) are the models the signature formulas must be specific
+    against; the per-teacher test passes every reference of another provider there, and only
+    those that cannot have learned from the teacher as ``null``: a formula other providers'
+    models use (whatever they learned from) is no evidence of *this* teacher.
     Every profile must cover the same prompts in the same order.
     """
     n = len(suspect.prompt_ids)
     ref_counts = reference.counts()
-    sig = signature_formulas(ref_counts, [u.counts() for u in null], min_count=min_count)
+    chosen_against = null if selection is None else selection
+    sig = signature_formulas(ref_counts, [u.counts() for u in chosen_against], min_count=min_count)
     if not sig or not null:
         return IdentityTest(
             reference=reference.name,

@@ -18,8 +18,9 @@ AlpacaEval references, from the table shipped in ``fingerprint/data/releases.jso
 The statistic is the combined stylometric statistic of :func:`attribute` towards T's closest
 member; each null reference contributes its own statistic towards T's closest member (so the
 choice of member is calibrated without a correction). With identity profiles, the identity test
-(:mod:`~distillguard.fingerprint.identity`) is run against the same null, and the two p-values
-are combined by Bonferroni. The provider-level answer repeats the test with every reference of
+(:mod:`~distillguard.fingerprint.identity`) is run against the same null (its signature formulas
+must be specific against every reference of another provider), and the two p-values are combined
+by Bonferroni. The provider-level answer repeats the test with every reference of
 T's provider as the teacher set, combined with the family's p-value (see :class:`TeacherResult`).
 """
 
@@ -252,7 +253,12 @@ def teacher_test(
         if ident is not None:
             s_prof, r_prof = ident
             null_prof = [r_prof[u] for u in null]
-            tests = [identity_test(s_prof, r_prof[m], null_prof) for m in group]
+            others = [
+                r_prof[u]
+                for u in names
+                if u not in group and not any(families.related(u, m) for m in group)
+            ]
+            tests = [identity_test(s_prof, r_prof[m], null_prof, selection=others) for m in group]
             top = min(tests, key=lambda t: t.p_value)
             p_id = bonferroni(top.p_value, len(tests))
             id_info = {**top.to_dict(), "p_family": p_id}

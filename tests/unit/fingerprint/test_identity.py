@@ -173,3 +173,17 @@ def test_keyword_prefilter_loses_no_match(parts: list[str], upper: bool) -> None
     text = text.upper() if upper else text
     prof = identity_profile(_outputs("m", [text]))
     assert prof.hits[0].tolist() == [bool(rx.search(text)) for rx in _COMPILED]
+
+
+def test_signatures_can_be_chosen_against_a_wider_set() -> None:
+    """A formula another provider's model uses is no signature, even if that model is not in the
+    null (the per-teacher test: the null is only models that cannot have learned from T)."""
+    n = 200
+    sorry = "I'm sorry, but I cannot help with that."
+    ref = identity_profile(_model("gpt", n, 19, sorry))
+    null = [identity_profile(_model("claude3", n, 4, sorry))]
+    other = identity_profile(_model("deepseek", n, 8, sorry))  # a later model, maybe a student
+    suspect = identity_profile(_model("human-data", n, 36, sorry))
+    assert identity_test(suspect, ref, null).p_value < 1e-4  # 20 >= 3 x 5: a signature
+    wider = identity_test(suspect, ref, null, selection=[*null, other])
+    assert wider.formulas == () and wider.p_value == 1.0  # 20 < 3 x 9
