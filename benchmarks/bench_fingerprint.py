@@ -17,7 +17,8 @@ Without ``--quick`` it also runs the leave-one-out checks on the 34 references:
   whose null it belongs to (any "learned" is a false accusation);
 - the one-vs-rest test of every human-data suspect against every family (false accusations).
 
-    python benchmarks/bench_fingerprint.py [--quick] [--cache-dir DIR] [--no-identity]
+    python benchmarks/bench_fingerprint.py [--quick | --holdouts-only] [--cache-dir DIR]
+        [--no-identity]
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="time two suspects, no holdouts")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument(
+        "--holdouts-only",
+        action="store_true",
+        help="skip the timed suspects (human-data "
+        "suspects are still fingerprinted for their one-vs-rest checks)",
+    )
     args = parser.parse_args()
     dirs = [SHARED / s for s in SPLITS]
     if not all((d / "lineage.json").is_file() for d in dirs):
@@ -76,6 +83,8 @@ def main() -> int:
             suspects.append((d.name, d / "outputs" / f"{name}.jsonl.gz", meta))
     if args.quick:
         suspects = [suspects[0], suspects[-1]]
+    if args.holdouts_only:
+        suspects = [s for s in suspects if s[2].get("trained_on_outputs_of") is None]
     print(f"load average {os.getloadavg()[0]:.1f}")
     ours_t, base_t = [], []
     rows = []
