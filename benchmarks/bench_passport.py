@@ -20,9 +20,11 @@ Ed25519), and the absolute rate as measured here, with the machine and load aver
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -76,7 +78,8 @@ def main() -> None:
     ours_requests = [HttpRequest.from_url("POST", url, headers=h) for h in signed]
     their_requests = [httpx.Request("POST", url, headers=h, content=body) for h in signed]
 
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(tempfile.mkdtemp(prefix="dg-bench-passport-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the passport registry
     registry = SQLitePassportRegistry(tmp / "passports.sqlite")
     registry.record_issued(passport)
     validator = PassportValidator(issuer_keys={issuer_key.kid: issuer_key.private_key.public_key()})

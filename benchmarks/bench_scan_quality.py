@@ -13,6 +13,8 @@ choose a parameter of the scan (see docs/scan.md, "Evaluation").
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -68,6 +70,7 @@ def main() -> int:
     from distillguard.sim import load_scenario, simulate
 
     work = Path(tempfile.mkdtemp(prefix="dg-bench-quality-"))
+    atexit.register(shutil.rmtree, work, True)  # simulated logs and scan outputs (GBs in full)
     for scenario, seed in QUICK if args.quick else FULL:
         spec = load_scenario(scenario)
         log = work / f"{spec.name}-{seed}"
