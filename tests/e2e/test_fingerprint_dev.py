@@ -152,9 +152,10 @@ def test_fast_real_data_cli_with_cache(
 MORE = REPO.parent / "shared" / "data" / "alpaca_eval_more"
 
 
+@pytest.mark.slow  # 34 reference fingerprints: 30-100 s on the shared 2-core VM
 @pytest.mark.skipif(not (MORE / "lineage.json").is_file(), reason=f"absent: {MORE}")
 @_skip_no_data
-def test_fast_both_splits_with_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_both_splits_with_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Both reference splits (34 models) through the CLI on 200 prompts, with --teacher."""
     from distillguard.fingerprint.library import write_outputs_file
 
