@@ -3,8 +3,9 @@
 Ours: :class:`distillguard.passport.RequestVerifier` as ``from_settings`` builds it (signature +
 passport (cached) + issued-passport check (``RegistrationCache``) + revocation list (SQLite
 registry behind the in-memory ``RevocationCache``, refreshed every second) + content digest +
-in-process nonce replay cache + scope), on requests signed by :class:`distillguard.passport.RequestSigner`. Also measured: the same verifier with
-the canonical fast path off (``fast_path=False``: full RFC 8941 parser for every request).
+in-process nonce replay cache + scope), on requests signed by
+:class:`distillguard.passport.RequestSigner`. Also measured: the same verifier with the
+canonical fast path off (``fast_path=False``: full RFC 8941 parser for every request).
 Baseline, same requests, same run: the ``http-message-signatures`` package's
 ``HTTPMessageVerifier`` (signature, created/expires, content digest; it has no replay cache or
 passports, so it does less work). Ceiling: bare Ed25519 verification of the same signature
