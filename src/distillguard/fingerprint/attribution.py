@@ -36,6 +36,7 @@ __all__ = [
     "PreparedStatistics",
     "ProviderScore",
     "attribute",
+    "combine_channels",
     "prepare_statistics",
     "similarity_matrices",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "IdentityMatch",
     "IdentityProfile",
     "IdentityTest",
+    "formula_indices",
     "identity_profile",
     "identity_test",
     "signature_formulas",
