@@ -254,6 +254,22 @@ class _Pool:
         )
 
 
+def _flag_records(
+    ids: list[str], pvals: list[float], nscored: list[int], *, fdr: float
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], tuple[RecordFinding, ...]]:
+    """The records' p-values as an array, and those Benjamini-Hochberg rejects at ``fdr``
+    (smallest p-value first, ties in record order)."""
+    p = np.asarray(pvals, dtype=np.float64)
+    q, rejected = benjamini_hochberg(p, alpha=fdr)
+    order = np.flatnonzero(rejected)
+    order = order[np.argsort(p[order], kind="stable")]
+    flagged = tuple(
+        RecordFinding(record=ids[i], p_value=float(p[i]), q_value=float(q[i]), n_scored=nscored[i])
+        for i in order
+    )
+    return p, flagged
+
+
 def scan_dataset(
     path: Path,
     *,
@@ -299,14 +315,7 @@ def scan_dataset(
             pool.add(scores)
         if on_record is not None:
             on_record(records)
-    p = np.asarray(pvals, dtype=np.float64)
-    q, rejected = benjamini_hochberg(p, alpha=fdr)
-    order = np.flatnonzero(rejected)
-    order = order[np.argsort(p[order], kind="stable")]
-    flagged = tuple(
-        RecordFinding(record=ids[i], p_value=float(p[i]), q_value=float(q[i]), n_scored=nscored[i])
-        for i in order
-    )
+    p, flagged = _flag_records(ids, pvals, nscored, fdr=fdr)
     corpus, payload = pool.result()
     return ScanReport(
         records=records,
@@ -362,14 +371,7 @@ def scan_dataset_text(
             probs_total.extend(probs)
         if on_record is not None:
             on_record(records)
-    p = np.asarray(pvals, dtype=np.float64)
-    q, rejected = benjamini_hochberg(p, alpha=fdr)
-    order = np.flatnonzero(rejected)
-    order = order[np.argsort(p[order], kind="stable")]
-    flagged = tuple(
-        RecordFinding(record=ids[i], p_value=float(p[i]), q_value=float(q[i]), n_scored=nscored[i])
-        for i in order
-    )
+    p, flagged = _flag_records(ids, pvals, nscored, fdr=fdr)
     corpus = DetectionResult(
         method=watermark.method,
         key_id=watermark.key_id,
