@@ -167,6 +167,24 @@ def _tombstones_from(data: Mapping[str, Any]) -> tuple[TombstoneProof, ...]:
     return tuple(TombstoneProof.from_dict(t, f"tombstones[{i}]") for i, t in enumerate(items))
 
 
+def _leaf_proof_checkpoint(data: Mapping[str, Any]) -> tuple[int, list[Any], str]:
+    """A bundle's ``leaf_index``, ``proof`` (not yet decoded) and ``checkpoint`` members.
+
+    Raises:
+        InputError: one of them is missing or has the wrong type; the message names it.
+    """
+    index = data.get("leaf_index")
+    if type(index) is not int or index < 0:
+        raise InputError("bundle member 'leaf_index' must be a non-negative integer")
+    proof = data.get("proof")
+    if not isinstance(proof, list):
+        raise InputError("bundle member 'proof' must be a list")
+    checkpoint = data.get("checkpoint")
+    if not isinstance(checkpoint, str):
+        raise InputError("bundle member 'checkpoint' must be the signed checkpoint text")
+    return index, proof, checkpoint
+
+
 @dataclass(frozen=True, slots=True)
 class InclusionBundle:
     """A record, its salt, its leaf and inclusion proof, and the signed checkpoint."""
@@ -213,15 +231,7 @@ class InclusionBundle:
         record = data.get("record")
         if not isinstance(record, Mapping):
             raise InputError("bundle member 'record' must be an object")
-        index = data.get("leaf_index")
-        if type(index) is not int or index < 0:
-            raise InputError("bundle member 'leaf_index' must be a non-negative integer")
-        proof = data.get("proof")
-        if not isinstance(proof, list):
-            raise InputError("bundle member 'proof' must be a list")
-        checkpoint = data.get("checkpoint")
-        if not isinstance(checkpoint, str):
-            raise InputError("bundle member 'checkpoint' must be the signed checkpoint text")
+        index, proof, checkpoint = _leaf_proof_checkpoint(data)
         included = data.get("content_included")
         if not isinstance(included, bool):
             raise InputError("bundle member 'content_included' must be true or false")
@@ -273,15 +283,7 @@ class ErasureBundle:
         exchange_id = data.get("exchange_id")
         if not isinstance(exchange_id, str):
             raise InputError("bundle member 'exchange_id' must be a string")
-        index = data.get("leaf_index")
-        if type(index) is not int or index < 0:
-            raise InputError("bundle member 'leaf_index' must be a non-negative integer")
-        proof = data.get("proof")
-        if not isinstance(proof, list):
-            raise InputError("bundle member 'proof' must be a list")
-        checkpoint = data.get("checkpoint")
-        if not isinstance(checkpoint, str):
-            raise InputError("bundle member 'checkpoint' must be the signed checkpoint text")
+        index, proof, checkpoint = _leaf_proof_checkpoint(data)
         return cls(
             exchange_id=exchange_id,
             leaf_index=index,
