@@ -617,59 +617,47 @@ class Store(ABC):
         Raises:
             StorageError: a row is not a valid record (see :meth:`iter_exchanges_checked`).
         """
-        cols = ", ".join(EXCHANGE_COLUMNS)
-        last = after_seq
-        while True:
-            with self.transaction() as cur:
-                cur.execute(
-                    self.q(f"SELECT {cols} FROM exchanges WHERE seq > ? ORDER BY seq LIMIT ?"),
-                    (last, batch_size),
-                )
-                rows = cur.fetchall()
-            if not rows:
-                return
-            batch = [exchange_from_row(r) for r in rows]
-            last = batch[-1].seq
-            yield batch
+        for rows in self._keyset_batches(
+            "exchanges", EXCHANGE_COLUMNS, "seq", start=after_seq, batch_size=batch_size
+        ):
+            yield [exchange_from_row(r) for r in rows]
 
     def iter_exchanges_checked(
         self, *, batch_size: int = 10_000
     ) -> Iterator[list[StoredExchange | UndecodableExchange]]:
         """Like :meth:`iter_exchanges`, but a row that is not a valid record comes as an
         :class:`UndecodableExchange` instead of stopping the walk (the audit's reader)."""
-        cols = ", ".join(EXCHANGE_COLUMNS)
-        last: Any = 0
-        while True:
-            with self.transaction() as cur:
-                cur.execute(
-                    self.q(f"SELECT {cols} FROM exchanges WHERE seq > ? ORDER BY seq LIMIT ?"),
-                    (last, batch_size),
-                )
-                rows = cur.fetchall()
-            if not rows:
-                return
-            last = rows[-1][1]
+        for rows in self._keyset_batches(
+            "exchanges", EXCHANGE_COLUMNS, "seq", start=0, batch_size=batch_size
+        ):
             yield [decode_exchange_row(r) for r in rows]
 
     def iter_accounts(self, *, batch_size: int = 10_000) -> Iterator[list[Account]]:
         """All accounts ordered by id, in batches."""
-        cols = ", ".join(ACCOUNT_COLUMNS)
-        last = ""
+        for rows in self._keyset_batches(
+            "accounts", ACCOUNT_COLUMNS, "account_id", start="", batch_size=batch_size
+        ):
+            yield [account_from_row(r) for r in rows]
+
+    def _keyset_batches(
+        self, table: str, columns: tuple[str, ...], key: str, *, start: Any, batch_size: int
+    ) -> Iterator[list[Any]]:
+        """The rows (``columns``) of ``table`` whose ``key`` is above ``start``, in ``key``
+        order, in batches of ``batch_size`` (keyset pagination, one transaction a batch)."""
+        cols = ", ".join(columns)
+        key_at = columns.index(key)
+        last = start
         while True:
             with self.transaction() as cur:
                 cur.execute(
-                    self.q(
-                        f"SELECT {cols} FROM accounts WHERE account_id > ? "
-                        "ORDER BY account_id LIMIT ?"
-                    ),
+                    self.q(f"SELECT {cols} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"),
                     (last, batch_size),
                 )
                 rows = cur.fetchall()
             if not rows:
                 return
-            batch = [account_from_row(r) for r in rows]
-            last = batch[-1].account_id
-            yield batch
+            last = rows[-1][key_at]
+            yield rows
 
     def known_accounts(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored accounts."""

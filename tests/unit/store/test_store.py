@@ -56,6 +56,25 @@ def test_existing_ids_are_skipped_and_sequence_grows(store: Store) -> None:
     assert order == ["e1", "e2", "e3", "e4", "e5"]
 
 
+def test_batched_walks_page_by_key(store: Store) -> None:
+    """iter_exchanges (from after_seq), iter_exchanges_checked and iter_accounts page by key."""
+    added = _add(store, ["e1", "e2", "e3", "e4", "e5"])
+    with store.transaction() as cur:
+        store.add_accounts(cur, [make_account(f"a{i}") for i in (3, 1, 5, 2, 4)], run_id="t")
+    after = [
+        [s.exchange.exchange_id for s in b]
+        for b in store.iter_exchanges(batch_size=2, after_seq=added[1].seq)
+    ]
+    assert after == [["e3", "e4"], ["e5"]]
+    checked = [
+        [s.exchange.exchange_id for s in b if isinstance(s, StoredExchange)]
+        for b in store.iter_exchanges_checked(batch_size=2)
+    ]
+    assert checked == [["e1", "e2"], ["e3", "e4"], ["e5"]]
+    accounts = [[a.account_id for a in b] for b in store.iter_accounts(batch_size=2)]
+    assert accounts == [["a1", "a2"], ["a3", "a4"], ["a5"]]
+
+
 def test_insert_hooks_run_in_the_same_transaction(store: Store) -> None:
     seen: list[list[str]] = []
 
