@@ -36,6 +36,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,10 +374,14 @@ def _av() -> Any:
     return av
 
 
-def _luma_frames(
-    path: Path, *, max_seconds: float | None
-) -> Iterator[tuple[float, NDArray[np.uint8]]]:
-    av = _av()
+@contextmanager
+def _input_video(av: Any, path: Path | str) -> Iterator[tuple[Any, Any]]:
+    """The open container of a video file and its first video stream (threaded decoding);
+    the container is closed on leaving.
+
+    Raises:
+        InputError: the file cannot be opened, or holds no video stream.
+    """
     try:
         container = av.open(str(path))
     except (OSError, av.FFmpegError) as exc:
@@ -386,6 +391,14 @@ def _luma_frames(
             raise InputError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        yield container, stream
+
+
+def _luma_frames(
+    path: Path, *, max_seconds: float | None
+) -> Iterator[tuple[float, NDArray[np.uint8]]]:
+    av = _av()
+    with _input_video(av, path) as (container, stream):
         start = None
         index = 0
         rate = float(stream.average_rate or 25)
@@ -453,15 +466,7 @@ def watermark_video(
     started = time.perf_counter()
     marking = 0.0
     code = _code(key, cfg)
-    try:
-        container = av.open(str(source))
-    except (OSError, av.FFmpegError) as exc:
-        raise InputError(f"cannot read video {source}: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{source} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    with _input_video(av, source) as (container, stream):
         rate = stream.average_rate or 25
         width = stream.codec_context.width // 2 * 2
         height = stream.codec_context.height // 2 * 2

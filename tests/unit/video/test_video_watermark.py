@@ -6,6 +6,7 @@ with PyAV's libx264/libx265, as a platform or an attacker would.
 
 from __future__ import annotations
 
+import wave
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,3 +142,22 @@ def test_errors(tmp_path: Path, key: WatermarkKey) -> None:
         VideoWatermarkConfig(frame=100)
     with pytest.raises(InputError):
         watermark_video(bad, tmp_path / "out.mp4", payload=2**40, key=key)
+
+
+def test_unreadable_or_videoless_input_is_an_input_error(tmp_path: Path, key: WatermarkKey) -> None:
+    """Reading and watermarking open their input the same way, with the same messages."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    sound = tmp_path / "sound.wav"
+    with wave.open(str(sound), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+    out = tmp_path / "out.mp4"
+    for path, message in ((bad, "cannot read video"), (sound, "has no video stream")):
+        with pytest.raises(InputError, match=message):
+            detect_video(path, key=key)
+        with pytest.raises(InputError, match=message):
+            watermark_video(path, out, payload=1, key=key)
+    assert not out.exists()
