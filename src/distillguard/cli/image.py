@@ -9,6 +9,13 @@ import typer
 from rich.table import Table
 
 from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
+from distillguard.cli._media import (
+    ClaimedPayloadOption,
+    KidOption,
+    bits_cell,
+    key_candidates,
+    media_files,
+)
 from distillguard.config import ImageSettings
 from distillguard.errors import ConfigurationError, DistillGuardError, InputError
 from distillguard.image import (
@@ -116,22 +123,6 @@ def embed(
         console.print("No C2PA manifest: set image.c2pa_chain (or run `distillguard image certs`).")
 
 
-def _key_candidates(ring: Keyring, kid: str | None) -> list[WatermarkKey]:
-    if kid is not None:
-        return [ring.watermark_key(kid)]
-    return ring.watermark_keys()
-
-
-def _files(target: Path) -> list[Path]:
-    if target.is_file():
-        return [target]
-    if not target.is_dir():
-        raise InputError(f"{target} is neither a file nor a folder")
-    return sorted(
-        p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
 def _detect_one(
     path: Path,
     *,
@@ -163,13 +154,8 @@ def _detect_one(
 def detect(
     ctx: typer.Context,
     target: Annotated[Path, typer.Argument(help="An image, or a folder searched recursively.")],
-    payload: Annotated[
-        int | None,
-        typer.Option("--payload", "-p", help="Claimed payload: test it and report bit accuracy."),
-    ] = None,
-    kid: Annotated[
-        str | None, typer.Option("--kid", help="Watermark key id (default: every key).")
-    ] = None,
+    payload: ClaimedPayloadOption = None,
+    kid: KidOption = None,
 ) -> None:
     """Detect the watermark (payload, bit accuracy, p-value) and verify C2PA in each image.
 
@@ -181,14 +167,14 @@ def detect(
     state = state_of(ctx)
     settings = state.settings()
     ring = Keyring.load(settings.keyring_path)
-    keys = _key_candidates(ring, kid)
+    keys = key_candidates(ring, kid)
     anchors = None
     if settings.image.trust_anchors is not None:
         try:
             anchors = settings.image.trust_anchors.read_text()
         except OSError as exc:
             raise ConfigurationError(f"cannot read trust anchors: {exc}") from None
-    files = _files(target)
+    files = media_files(target, IMAGE_SUFFIXES)
     config = _config(settings.image)
     rows: list[dict[str, Any]] = []
     with progress_bar(state, unit="images") as progress:
@@ -217,11 +203,7 @@ def detect(
         if "error" in r:
             table.add_row(r["file"], f"[red]{r['code']}[/]", "-", "-", "-", "-")
             continue
-        bits = (
-            f"{r['payload_matches']}/{r['payload_bits']}"
-            if r["bit_accuracy"] is not None
-            else f"sync {r['sync_matches']}/{r['sync_bits']}"
-        )
+        bits = bits_cell(r)
         mark = "[green]yes[/]" if r["detected"] else "no"
         payload_text = "-" if r["payload"] is None else str(r["payload"])
         table.add_row(

@@ -9,6 +9,13 @@ import typer
 from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
+from distillguard.cli._media import (
+    ClaimedPayloadOption,
+    KidOption,
+    bits_cell,
+    key_candidates,
+    media_files,
+)
 from distillguard.errors import DistillGuardError, InputError
 from distillguard.keyring import Keyring, WatermarkKey
 
@@ -71,16 +78,6 @@ def embed(
     )
 
 
-def _files(target: Path) -> list[Path]:
-    if target.is_file():
-        return [target]
-    if not target.is_dir():
-        raise InputError(f"{target} is neither a file nor a folder")
-    return sorted(
-        p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-    )
-
-
 def _detect_one(
     path: Path, *, keys: list[WatermarkKey], claimed: int | None, alpha: float
 ) -> dict[str, Any]:
@@ -108,13 +105,8 @@ def _detect_one(
 def detect(
     ctx: typer.Context,
     target: Annotated[Path, typer.Argument(help="A video, or a folder searched recursively.")],
-    payload: Annotated[
-        int | None,
-        typer.Option("--payload", "-p", help="Claimed payload: test it and report bit accuracy."),
-    ] = None,
-    kid: Annotated[
-        str | None, typer.Option("--kid", help="Watermark key id (default: every key).")
-    ] = None,
+    payload: ClaimedPayloadOption = None,
+    kid: KidOption = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 1e-3,
 ) -> None:
     """Detect the watermark (payload, p-value pooled over all frames) in each video.
@@ -124,10 +116,10 @@ def detect(
     """
     state = state_of(ctx)
     ring = Keyring.load(state.settings().keyring_path)
-    keys = [ring.watermark_key(kid)] if kid is not None else ring.watermark_keys()
+    keys = key_candidates(ring, kid)
     if not 0.0 < alpha < 1.0:
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
-    files = _files(target)
+    files = media_files(target, VIDEO_SUFFIXES)
     rows: list[dict[str, Any]] = []
     with progress_bar(state, unit="videos") as progress:
         task = progress.add_task("detecting", total=len(files))
@@ -145,11 +137,7 @@ def detect(
         if "error" in r:
             table.add_row(r["file"], f"[red]{r['code']}[/]", "-", "-", "-", "-")
             continue
-        bits = (
-            f"{r['payload_matches']}/{r['payload_bits']}"
-            if r["bit_accuracy"] is not None
-            else f"sync {r['sync_matches']}/{r['sync_bits']}"
-        )
+        bits = bits_cell(r)
         table.add_row(
             r["file"],
             "[green]yes[/]" if r["detected"] else "no",
