@@ -254,6 +254,36 @@ class _Pool:
         )
 
 
+@dataclass
+class _Tally:
+    """Records read and records skipped (no text) by :func:`_texts`."""
+
+    records: int = 0
+    skipped: int = 0
+
+
+def _texts(
+    path: Path,
+    text_field: str | None,
+    limit: int | None,
+    on_record: Callable[[int], None] | None,
+    tally: _Tally,
+) -> Iterator[tuple[str, str]]:
+    """The (id, text) of the records of ``path`` that have a text, the first ``limit`` records
+    at most; counts records and skipped ones in ``tally`` and calls ``on_record`` with the
+    count after each record (after the caller has handled it)."""
+    for record_id, text in iter_records(path, text_field=text_field):
+        if limit is not None and tally.records >= limit:
+            break
+        tally.records += 1
+        if text is None:
+            tally.skipped += 1
+        else:
+            yield record_id, text
+        if on_record is not None:
+            on_record(tally.records)
+
+
 def _flag_records(
     ids: list[str], pvals: list[float], nscored: list[int], *, fdr: float
 ) -> tuple[np.ndarray[Any, np.dtype[np.float64]], tuple[RecordFinding, ...]]:
@@ -299,27 +329,20 @@ def scan_dataset(
     ids: list[str] = []
     pvals: list[float] = []
     nscored: list[int] = []
-    records = skipped = tokens = 0
-    for record_id, text in iter_records(path, text_field=text_field):
-        if limit is not None and records >= limit:
-            break
-        records += 1
-        if text is None:
-            skipped += 1
-        else:
-            scores = scheme.score_tokens(tokenizer.encode(text))
-            pvals.append(scheme.test(scores).p_value)
-            ids.append(record_id)
-            nscored.append(scores.n_scored)
-            tokens += scores.n_scored
-            pool.add(scores)
-        if on_record is not None:
-            on_record(records)
+    tokens = 0
+    tally = _Tally()
+    for record_id, text in _texts(path, text_field, limit, on_record, tally):
+        scores = scheme.score_tokens(tokenizer.encode(text))
+        pvals.append(scheme.test(scores).p_value)
+        ids.append(record_id)
+        nscored.append(scores.n_scored)
+        tokens += scores.n_scored
+        pool.add(scores)
     p, flagged = _flag_records(ids, pvals, nscored, fdr=fdr)
     corpus, payload = pool.result()
     return ScanReport(
-        records=records,
-        skipped=skipped,
+        records=tally.records,
+        skipped=tally.skipped,
         tokens=tokens,
         corpus=corpus,
         fdr=fdr,
@@ -352,25 +375,18 @@ def scan_dataset_text(
     ids: list[str] = []
     pvals: list[float] = []
     nscored: list[int] = []
-    records = skipped = tokens = words = 0
-    for record_id, text in iter_records(path, text_field=text_field):
-        if limit is not None and records >= limit:
-            break
-        records += 1
-        if text is None:
-            skipped += 1
-        else:
-            result = watermark.detect(text)
-            pvals.append(result.p_value)
-            ids.append(record_id)
-            nscored.append(result.n_scored)
-            tokens += result.n_scored
-            words += result.n_tokens
-            agree, probs = watermark.score(text, seen=seen)
-            agree_total += agree
-            probs_total.extend(probs)
-        if on_record is not None:
-            on_record(records)
+    tokens = words = 0
+    tally = _Tally()
+    for record_id, text in _texts(path, text_field, limit, on_record, tally):
+        result = watermark.detect(text)
+        pvals.append(result.p_value)
+        ids.append(record_id)
+        nscored.append(result.n_scored)
+        tokens += result.n_scored
+        words += result.n_tokens
+        agree, probs = watermark.score(text, seen=seen)
+        agree_total += agree
+        probs_total.extend(probs)
     p, flagged = _flag_records(ids, pvals, nscored, fdr=fdr)
     corpus = DetectionResult(
         method=watermark.method,
@@ -383,8 +399,8 @@ def scan_dataset_text(
         expected=float(np.sum(probs_total)) if probs_total else 0.0,
     )
     return ScanReport(
-        records=records,
-        skipped=skipped,
+        records=tally.records,
+        skipped=tally.skipped,
         tokens=tokens,
         corpus=corpus,
         fdr=fdr,
