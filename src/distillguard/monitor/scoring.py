@@ -13,10 +13,16 @@ the log (the mean share of the least eliciting 75% of accounts, at least ``p0_fl
 to a noisy-or account score ``own = 1 - prod(1 - w_i s_i)``. A community of at least
 ``min_campaign`` accounts gets ``community = mean(own) * (1 - 1/sqrt(size))`` raised by its
 synchrony; an account's final score is ``1 - (1 - w * own) * (1 - community)`` (:func:`final_score`;
-``w`` is ``own_weight``, or 1 for corroborated evidence: elicitation and a shared payment
-instrument together), so that
-strong individual evidence and a strong community both count, and a lone oddball or a large
-community of ordinary accounts does not. Accounts at or above ``flag_threshold`` are flagged.
+``w`` is ``own_weight``, or 1 for corroborated evidence: elicitation and a control signal
+together), so that strong individual evidence and a strong community both count, and a lone
+oddball or a large community of ordinary accounts does not. Accounts at or above
+``flag_threshold`` are flagged.
+
+**Control versus interest.** What accounts ask shows a common interest; a common operator shows
+in control signals (:data:`CONTROL_SIGNALS`: a shared payment instrument, a sign-up burst, proxy
+rotation). A community's pooled evidence counts in full only where its members show control
+(``control_floor`` of it otherwise), and an account with no control signal of its own or in its
+community stays at or under ``interest_cap``: nobody is flagged for what they ask alone.
 
 **Community evidence against ordinary communities.** The pooled elicitation count of a community
 is tested against the rate of an *ordinary community* (:func:`community_base_rate`: the median
