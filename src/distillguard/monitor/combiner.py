@@ -31,17 +31,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy import stats
 
 from distillguard.errors import ConfigurationError
-from distillguard.monitor.scoring import ScoreParams, robust_reference
+from distillguard.monitor.scoring import (
+    ScoreParams,
+    binomial_evidence,
+    harvest_statistic,
+    robust_z,
+)
 
 if TYPE_CHECKING:
     from distillguard.monitor.features import FeatureScan
@@ -110,17 +114,13 @@ _CLIP = 8.0  # standardised features are clipped to +-8 (heavy tails must not do
 
 def _logp(k: np.ndarray, n: np.ndarray, p0: float) -> np.ndarray:
     """``-log10 P[X >= k]``, ``X ~ Binomial(n, p0)``, capped at ``_CAP`` (0 where n == 0)."""
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    sf = np.where(n > 0, stats.binom.sf(np.maximum(k, 0) - 1, np.maximum(n, 0), p0), 1.0)
+    sf = binomial_evidence(k, n, p0)
     return np.asarray(np.clip(-np.log10(np.maximum(sf, 1e-300)), 0.0, _CAP), dtype=np.float64)
 
 
 def _z(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    med, scale = robust_reference(x, mask=mask)
-    if not math.isfinite(med):
-        return np.zeros_like(x, dtype=np.float64)
-    return np.asarray(np.clip((x - med) / scale, -5.0, 20.0), dtype=np.float64)
+    """The scan's robust z-score against ``x[mask]``, clipped to -5..20."""
+    return np.asarray(np.clip(robust_z(x, mask=mask), -5.0, 20.0), dtype=np.float64)
 
 
 def _group_evidence(
@@ -197,8 +197,7 @@ def account_matrix(detail: ScanDetail, params: ScoreParams | None = None) -> np.
     cols["grade_share"] = f.k_grade / nn
     reg = np.maximum(-_z(f.interarrival_cv, enough), -_z(f.minute_entropy, enough))
     cols["z_regular"] = np.where(enough, reg, 0.0)
-    harvest = f.single_turn_share * (1 - f.system_share) * np.log1p(f.completion_ratio)
-    cols["z_harvest"] = np.where(enough, _z(harvest, enough), 0.0)
+    cols["z_harvest"] = np.where(enough, _z(harvest_statistic(f), enough), 0.0)
     cols["z_sweep"] = np.where(enough, _z(f.topic_divergence, enough), 0.0)
     cols["log_payment_group"] = np.log2(np.maximum(f.payment_group, 1.0))
     cols["z_signup_burst"] = _z(np.log1p(f.signup_burst), np.ones(n, dtype=bool))
@@ -395,23 +394,12 @@ def fit_combiner(
     )
     legit = ~y
     t = flag_threshold(combiner.score(x[legit]), fam[legit].tolist(), alpha=alpha)
-    return Combiner(
-        names=combiner.names,
-        center=center,
-        scale=scale,
-        coef=combiner.coef,
-        intercept=combiner.intercept,
-        threshold=t,
-        alpha=alpha,
-        trained_on=combiner.trained_on,
-    )
+    return replace(combiner, threshold=t)
 
 
 def apply_combiner(detail: ScanDetail, combiner: Combiner, params: ScoreParams) -> FeatureScan:
     """The scan's results with the combiner's verdicts: ``score`` is the combiner's probability,
     ``flagged`` its flags; campaigns and reasons are assembled from them as the scan does."""
-    from dataclasses import replace
-
     from distillguard.monitor.features import assemble
 
     x = account_matrix(detail, params)

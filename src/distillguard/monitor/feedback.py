@@ -262,19 +262,12 @@ def feedback_figures(
         flags["scan"].append(s.flags["scan"][rest])
         truth.append(s.y[rest])
         fams.append(s.family[rest])
+    from distillguard.monitor.lofo import detector_figures
+
     y = np.concatenate(truth)
-    fam_all = np.concatenate(fams)
-    precision: dict[str, float] = {}
-    recall: dict[str, float] = {}
-    worst: dict[str, tuple[str, float]] = {}
-    for d, parts in flags.items():
-        v = np.concatenate(parts)
-        tp = int((v & y).sum())
-        precision[d] = tp / max(int(v.sum()), 1)
-        recall[d] = tp / max(int(y.sum()), 1)
-        legit = sorted(set(fam_all[~y].tolist()))
-        rates = [(f, float(v[fam_all == f].mean())) for f in legit]
-        worst[d] = max(rates, key=lambda r: r[1]) if rates else ("", 0.0)
+    precision, recall, worst = detector_figures(
+        {d: np.concatenate(parts) for d, parts in flags.items()}, y, np.concatenate(fams)
+    )
     return FeedbackFigures(
         fraction=fraction,
         labelled=labelled,

@@ -16,7 +16,7 @@ per-account baselines PRADA and SEAT on the same accounts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "FamilyFigures",
     "LabelledScan",
     "LofoReport",
+    "detector_figures",
     "labelled_scan",
     "leave_one_family_out",
     "leave_one_generator_out",
@@ -177,6 +178,24 @@ class LofoReport:
         return "\n".join(lines)
 
 
+def detector_figures(
+    flags: Mapping[str, np.ndarray], y: np.ndarray, family: np.ndarray
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[str, float]]]:
+    """Per detector (``flags``: its flag per account): account precision, recall, and the
+    legitimate family (of ``family``, where ``y`` is False) with the highest flagged share."""
+    legit = sorted(set(family[~y].tolist()))
+    precision: dict[str, float] = {}
+    recall: dict[str, float] = {}
+    worst: dict[str, tuple[str, float]] = {}
+    for d, v in flags.items():
+        tp = int((v & y).sum())
+        precision[d] = tp / max(int(v.sum()), 1)
+        recall[d] = tp / max(int(y.sum()), 1)
+        rates = [(str(f), float(v[family == f].mean())) for f in legit]
+        worst[d] = max(rates, key=lambda r: r[1]) if rates else ("", 0.0)
+    return precision, recall, worst
+
+
 def _report(
     protocol: str,
     alpha: float,
@@ -201,16 +220,7 @@ def _report(
                 flagged_share={d: float(v[m].mean()) for d, v in flags.items()},
             )
         )
-    precision: dict[str, float] = {}
-    recall: dict[str, float] = {}
-    worst: dict[str, tuple[str, float]] = {}
-    for d, v in flags.items():
-        tp = int((v & y).sum())
-        precision[d] = tp / max(int(v.sum()), 1)
-        recall[d] = tp / max(int(y.sum()), 1)
-        legit = [f for f in families if not f.campaign]
-        w = max(legit, key=lambda f: f.flagged_share[d]) if legit else None
-        worst[d] = (w.family, w.flagged_share[d]) if w else ("", 0.0)
+    precision, recall, worst = detector_figures(flags, y, fam)
     return LofoReport(
         protocol=protocol,
         alpha=alpha,

@@ -68,6 +68,7 @@ __all__ = [
     "calibrate",
     "community_base_rate",
     "final_score",
+    "harvest_statistic",
     "ramp",
     "robust_reference",
     "robust_z",
@@ -165,7 +166,9 @@ class Calibration:
     signup_burst: tuple[float, float]
 
 
-def _harvest(f: AccountFeatures) -> np.ndarray:
+def harvest_statistic(f: AccountFeatures) -> np.ndarray:
+    """Single-turn share without a system prompt, times log(1 + completion ratio): the harvest
+    signal's statistic (robust z-scored against the log's accounts)."""
     h = f.single_turn_share * (1 - f.system_share)
     return np.asarray(h.astype(np.float64) * np.log1p(f.completion_ratio), dtype=np.float64)
 
@@ -181,7 +184,7 @@ def calibrate(features: AccountFeatures, params: ScoreParams) -> Calibration:
         p0=float(max(params.p0_floor, float(np.mean(low)))),
         interarrival_cv=robust_reference(f.interarrival_cv, mask=enough),
         minute_entropy=robust_reference(f.minute_entropy, mask=enough),
-        harvest=robust_reference(_harvest(f), mask=enough),
+        harvest=robust_reference(harvest_statistic(f), mask=enough),
         topic_divergence=robust_reference(f.topic_divergence, mask=enough),
         signup_burst=robust_reference(np.log1p(f.signup_burst)),
     )
@@ -247,7 +250,7 @@ def account_signals(
     z_cv = -_z(f.interarrival_cv, cal.interarrival_cv)
     z_me = -_z(f.minute_entropy, cal.minute_entropy)
     s_reg = np.where(enough, ramp(np.maximum(z_cv, z_me), sp.z_fire, 2 * sp.z_fire), 0.0)
-    z_h = _z(_harvest(f), cal.harvest)
+    z_h = _z(harvest_statistic(f), cal.harvest)
     s_harv = np.where(enough, ramp(z_h, sp.z_fire, 2 * sp.z_fire), 0.0)
     z_sw = _z(f.topic_divergence, cal.topic_divergence)
     s_sw = np.where(enough, ramp(z_sw, sp.z_fire, 2 * sp.z_fire), 0.0)
