@@ -18,7 +18,8 @@ The tree::
     │   ├── LogFormatError                 DG202  exit 4
     │   ├── RecordError                    DG210  exit 4
     │   ├── StructuredFieldError           DG220  exit 4
-    │   └── ImageFormatError               DG230  exit 4
+    │   ├── ImageFormatError               DG230  exit 4
+    │   └── ResultFormatError              DG240  exit 4
     ├── VerificationError                  DG300  exit 5
     │   ├── ProofError                     DG310  exit 5
     │   ├── SignatureError                 DG320  exit 5
@@ -59,6 +60,7 @@ __all__ = [
     "PassportError",
     "ProofError",
     "RecordError",
+    "ResultFormatError",
     "SchemaVersionError",
     "SignatureError",
     "StorageError",
@@ -199,6 +201,14 @@ class ImageFormatError(InputError):
     """An image cannot be decoded, is truncated, too small or too large, or has an unusable mode."""
 
     code = "DG230"
+
+
+class ResultFormatError(InputError):
+    """A result file (a scan's output folder, a radioactivity or an attribution result) is
+    missing, corrupt, breaks its format, or was written by a newer DistillGuard (format version
+    too new): the message names the file and the field."""
+
+    code = "DG240"
 
 
 class VerificationError(DistillGuardError):
