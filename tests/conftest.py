@@ -31,6 +31,17 @@ def store(store_url: str) -> Iterator[Store]:
         s.close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _per_user_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The per-user data and configuration folders (the default home and the per-user
+    distillguard.toml) in a temporary folder: no test reads or writes the real ones."""
+    base = tmp_path_factory.mktemp("user-folders")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(base / "data"))
+        mp.setenv("XDG_CONFIG_HOME", str(base / "config"))
+        yield
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``slow`` run only with DG_SLOW=1 (``make test-slow``), not in ``make test``."""
     import os

@@ -4,10 +4,15 @@ Precedence, highest first: options given on the command line, environment variab
 file, built-in defaults. Sections of the file map to nested models; in the environment a section
 and its key are joined by a double underscore, e.g. ``DISTILLGUARD_STORE__URL``.
 
-The file is found, in order, at the path given with ``--config``, at ``$DISTILLGUARD_CONFIG``, or
-as ``./distillguard.toml``; without one, the defaults are used (everything embedded, under
-``./.distillguard/``). Unknown keys in the file are refused, so that a typo does not silently fall
-back to a default.
+The file is found, in order, at the path given with ``--config``, at ``$DISTILLGUARD_CONFIG``, as
+``./distillguard.toml``, or as ``distillguard.toml`` in the per-user configuration folder
+(:func:`default_config_file`); without one, the defaults are used. Unknown keys in the file are
+refused, so that a typo does not silently fall back to a default.
+
+The home (the SQLite store, the keyring, quarantine files) is ``home`` of the file or
+``$DISTILLGUARD_HOME``; by default the per-user data folder of the platform
+(:func:`default_home`: ``~/.local/share/distillguard`` on Linux), never the working directory, so
+that a command run inside a git checkout leaves no keyring where ``git add .`` would commit it.
 
 Example::
 
@@ -22,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -64,6 +71,9 @@ __all__ = [
     "StoreSettings",
     "WatermarkSettings",
     "WebhookUrl",
+    "default_cache_dir",
+    "default_config_file",
+    "default_home",
     "find_config_file",
     "load_settings",
     "mask_url",
@@ -72,7 +82,34 @@ __all__ = [
     "url_secrets",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CONFIG_NAME = "distillguard.toml"
+#: The application name of the per-user folders (platformdirs).
+APP_NAME = "distillguard"
+#: The home of DistillGuard 0.1 and older: ``.distillguard`` in the working directory.
+LEGACY_HOME = Path(".distillguard")
+
+
+def default_home() -> Path:
+    """The per-user data folder, the default ``home``: ``$XDG_DATA_HOME/distillguard`` or
+    ``~/.local/share/distillguard`` on Linux, ``~/Library/Application Support/distillguard`` on
+    macOS, ``%LOCALAPPDATA%\\distillguard`` on Windows (platformdirs). Not created here."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def default_config_file() -> Path:
+    """The per-user configuration file, read when no other is found:
+    ``$XDG_CONFIG_HOME/distillguard/distillguard.toml`` (``~/.config/...``) on Linux."""
+    return platformdirs.user_config_path(APP_NAME, appauthor=False) / DEFAULT_CONFIG_NAME
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache folder (``$XDG_CACHE_HOME/distillguard``, ``~/.cache/distillguard``
+    on Linux): things that can be recomputed, such as fingerprints of reference models."""
+    return platformdirs.user_cache_path(APP_NAME, appauthor=False)
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("distillguard_config_file", default=None)
 
 
@@ -501,8 +538,9 @@ class Settings(BaseSettings):
         return _masked_repr_args(self)
 
     home: Path = Field(
-        default=Path(".distillguard"),
-        description="Folder for embedded state: the SQLite store, the keyring, scan outputs.",
+        default_factory=default_home,
+        description="Folder for embedded state: the SQLite store, the keyring, quarantine files "
+        "(default: the per-user data folder, e.g. ~/.local/share/distillguard).",
     )
     store: StoreSettings = Field(default_factory=StoreSettings)
     keyring: KeyringSettings = Field(default_factory=KeyringSettings)
@@ -742,8 +780,8 @@ def scrub_url_secrets(text: str, url: str) -> str:
 
 
 def find_config_file(explicit: Path | None = None) -> Path | None:
-    """Locate the configuration file: the explicit path, ``$DISTILLGUARD_CONFIG``, or
-    ``./distillguard.toml``.
+    """Locate the configuration file: the explicit path, ``$DISTILLGUARD_CONFIG``,
+    ``./distillguard.toml``, or the per-user :func:`default_config_file`.
 
     Raises:
         ConfigurationError: an explicitly named file does not exist.
@@ -757,8 +795,10 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
                 hint="check the --config option or DISTILLGUARD_CONFIG",
             )
         return explicit
-    default = Path(DEFAULT_CONFIG_NAME)
-    return default if default.is_file() else None
+    for default in (Path(DEFAULT_CONFIG_NAME), default_config_file()):
+        if default.is_file():
+            return default
+    return None
 
 
 @contextmanager
@@ -784,7 +824,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     path = find_config_file(config_file)
     try:
         with _config_file(path):
-            return Settings(**overrides)
+            settings = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -799,3 +839,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             f"cannot read configuration file {path}: {exc}",
             hint="check that it is valid TOML",
         ) from None
+    if "home" not in settings.model_fields_set and (LEGACY_HOME / "keyring.json").is_file():
+        logger.warning(
+            "%s/ here holds a keyring of an older DistillGuard, which kept its home in the "
+            "working directory; the default home is now %s. To keep using the old one, set "
+            "DISTILLGUARD_HOME=%s (or home in distillguard.toml), and keep it out of any git "
+            "checkout",
+            LEGACY_HOME,
+            settings.home,
+            LEGACY_HOME.resolve(),
+        )
+    return settings

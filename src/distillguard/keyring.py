@@ -45,6 +45,7 @@ import logging
 import os
 import secrets
 import stat
+import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -76,6 +77,8 @@ __all__ = [
     "SigningKey",
     "VerifyKey",
     "WatermarkKey",
+    "git_ignores",
+    "git_work_tree",
     "jwk_thumbprint",
     "open_keyring",
 ]
@@ -395,13 +398,18 @@ class Keyring:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, *, overwrite: bool = False) -> Keyring:
+    def create(
+        cls, path: Path, *, overwrite: bool = False, allow_git_work_tree: bool = False
+    ) -> Keyring:
         """Make a new keyring with one fresh key per purpose and write it to ``path`` (mode 0600).
 
-        The parent folder is created (mode 0700) if it does not exist.
+        The parent folder is created (mode 0700) if it does not exist. A ``path`` inside a git
+        work tree is refused unless git ignores it or ``allow_git_work_tree`` is True: a
+        ``git add .`` there would commit the secret keys (see :func:`git_work_tree`).
 
         Raises:
-            KeyringError: ``path`` exists and ``overwrite`` is False, or it cannot be written.
+            KeyringError: ``path`` exists and ``overwrite`` is False, it lies in a git work tree
+                that does not ignore it, or it cannot be written.
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -411,6 +419,8 @@ class Keyring:
                 "--force`",
                 details={"path": str(path)},
             )
+        if not allow_git_work_tree:
+            _refuse_git_work_tree(path)
         now = _now()
         ring = cls(path, [_new_entry(purpose, now) for purpose in KeyPurpose])
         try:
@@ -908,6 +918,51 @@ def _check_invariants(path: Path, entries: list[_Entry]) -> None:
             raise _malformed(
                 path, f"expected exactly one active {purpose} key, found {len(active)}"
             )
+
+
+def git_work_tree(path: Path) -> Path | None:
+    """The top folder of the git work tree that ``path`` (existing or not) lies in, or None.
+
+    Found by looking for ``.git`` (a folder, or the file of a linked work tree or submodule) in
+    the folders above ``path``. Misfires: a work tree whose git directory is named only by
+    ``GIT_DIR``/``GIT_WORK_TREE`` is not seen.
+    """
+    here = Path(path).resolve()  # where the file lands, through symbolic links
+    for folder in here.parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def git_ignores(root: Path, path: Path) -> bool:
+    """Whether the git work tree at ``root`` ignores ``path`` (``git check-ignore``), so that
+    ``git add .`` leaves it out. False when git cannot be run (not installed, timeout)."""
+    rel = os.path.relpath(Path(path).resolve(), Path(root).resolve())
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "check-ignore", "-q", "--", rel],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.debug("git check-ignore failed in %s: %s", root, exc)
+        return False
+    return done.returncode == 0
+
+
+def _refuse_git_work_tree(path: Path) -> None:
+    root = git_work_tree(path)
+    if root is None or git_ignores(root, path):
+        return
+    raise KeyringError(
+        f"refusing to create keyring {path} inside the git work tree {root}: it holds secret "
+        "keys, and `git add .` there would commit them",
+        hint="use the default home (unset DISTILLGUARD_HOME and keyring.path), or point "
+        "DISTILLGUARD_HOME / keyring.path outside the checkout, or have git ignore it "
+        "(.gitignore); `distillguard keys init --allow-git-work-tree` creates it anyway",
+        details={"path": str(path), "work_tree": str(root)},
+    )
 
 
 def open_keyring(settings: Settings) -> Keyring:

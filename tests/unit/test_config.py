@@ -16,6 +16,9 @@ from pydantic import BaseModel
 from distillguard.cli.main import main
 from distillguard.config import (
     Settings,
+    default_cache_dir,
+    default_config_file,
+    default_home,
     find_config_file,
     load_settings,
     mask_url,
@@ -60,11 +63,15 @@ level = "INFO"
 """
 
 
-def test_defaults_without_file_or_environment() -> None:
+def test_defaults_without_file_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     settings = load_settings()
-    assert settings.home == Path(".distillguard")
-    assert settings.store_url == "sqlite:///.distillguard/store.sqlite"
-    assert settings.keyring_path == Path(".distillguard/keyring.json")
+    home = tmp_path / "data" / "distillguard"  # the per-user data folder, not the working one
+    assert settings.home == home == default_home()
+    assert settings.store_url == f"sqlite:///{home}/store.sqlite"
+    assert settings.keyring_path == home / "keyring.json"
     assert settings.ingest.batch_size == 5000
     assert settings.logging.level == "WARNING"
     assert settings.keyring.passphrase is None
@@ -557,3 +564,71 @@ def test_every_secret_bearing_setting_is_masked_everywhere(
     text = "\n".join(outputs)
     leaked = sorted({f for f in fragments if f in text})
     assert leaked == []
+
+
+# -- the per-user folders (issue 25) -------------------------------------------------------------
+
+
+def test_per_user_folders_follow_the_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "d"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "k"))
+    assert default_home() == tmp_path / "d" / "distillguard"
+    assert default_config_file() == tmp_path / "c" / "distillguard" / "distillguard.toml"
+    assert default_cache_dir() == tmp_path / "k" / "distillguard"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert default_home() == tmp_path / "user" / ".local" / "share" / "distillguard"
+    assert not default_home().exists()  # naming the folder does not create it
+
+
+def test_explicit_homes_win_over_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "distillguard.toml", f'home = "{tmp_path / "from-file"}"\n')
+    assert load_settings().home == tmp_path / "from-file"
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / "from-env"))
+    assert load_settings().home == tmp_path / "from-env"
+    assert load_settings(home=tmp_path / "from-option").home == tmp_path / "from-option"
+
+
+def test_per_user_config_file_is_read_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    user_file = default_config_file()
+    user_file.parent.mkdir(parents=True)
+    write(user_file, "[ingest]\nbatch_size = 123\n")
+    assert find_config_file() == user_file
+    assert load_settings().ingest.batch_size == 123
+    # ./distillguard.toml wins over the per-user file, $DISTILLGUARD_CONFIG over both
+    write(tmp_path / "distillguard.toml", "[ingest]\nbatch_size = 456\n")
+    assert load_settings().ingest.batch_size == 456
+    monkeypatch.setenv("DISTILLGUARD_CONFIG", str(write(tmp_path / "x.toml", "")))
+    assert load_settings().ingest.batch_size == 5000
+
+
+def test_an_old_working_directory_home_is_pointed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / ".distillguard").mkdir()
+    (tmp_path / ".distillguard" / "keyring.json").write_text("{}")
+    with caplog.at_level("WARNING", logger="distillguard.config"):
+        settings = load_settings()
+    assert settings.home != Path(".distillguard")
+    (record,) = caplog.records
+    assert "DISTILLGUARD_HOME=" + str(tmp_path / ".distillguard") in record.getMessage()
+    caplog.clear()
+    monkeypatch.setenv("DISTILLGUARD_HOME", ".distillguard")
+    with caplog.at_level("WARNING", logger="distillguard.config"):
+        assert load_settings().home == Path(".distillguard")
+    assert not caplog.records  # an explicit home: nothing to say
+
+
+def test_config_show_names_the_per_user_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert main(["--json", "config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["home"] == str(tmp_path / "data" / "distillguard")

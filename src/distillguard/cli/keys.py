@@ -60,16 +60,26 @@ def init(
             "--force", help="Replace an existing keyring. Its keys are destroyed: back it up first."
         ),
     ] = False,
+    allow_git_work_tree: Annotated[
+        bool,
+        typer.Option(
+            "--allow-git-work-tree",
+            help="Create it even inside a git work tree that does not ignore it (refused "
+            "otherwise: `git add .` would commit the keys).",
+        ),
+    ] = False,
 ) -> None:
     """Create the keyring (mode 0600) with one new key per purpose.
 
-    The file goes to `keyring.path` of the configuration (default `.distillguard/keyring.json`).
+    The file goes to `keyring.path` of the configuration, by default `HOME/keyring.json`, where
+    HOME is `$DISTILLGUARD_HOME` or the per-user data folder (`~/.local/share/distillguard` on
+    Linux). A path inside a git checkout is refused unless git ignores it.
 
     Example: `distillguard keys init` (or `distillguard keys init --force` to start over)
     """
     state = state_of(ctx)
     path = state.settings().keyring_path
-    ring = Keyring.create(path, overwrite=force)
+    ring = Keyring.create(path, overwrite=force, allow_git_work_tree=allow_git_work_tree)
     infos = ring.describe()
     if state.json_output:
         emit_json({"ok": True, "path": str(path), "keys": [i.to_dict() for i in infos]})

@@ -47,9 +47,11 @@ _SPARSE = ("opening_counts", "char_counts", "phrase_df")
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/distillguard/fingerprints`` (``~/.cache/...`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "distillguard" / "fingerprints"
+    """``fingerprints`` in the per-user cache folder: ``$XDG_CACHE_HOME/distillguard/fingerprints``
+    (``~/.cache/...`` when unset) on Linux; see :func:`distillguard.config.default_cache_dir`."""
+    from distillguard.config import default_cache_dir as user_cache_dir
+
+    return user_cache_dir() / "fingerprints"
 
 
 def _file_digest(path: Path) -> str:

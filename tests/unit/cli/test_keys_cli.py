@@ -225,8 +225,9 @@ def test_default_keyring_path_is_under_home(
     ring_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("DISTILLGUARD_KEYRING__PATH")
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / "home"))
     assert main(["keys", "init"]) == 0
-    assert (tmp_path / ".distillguard" / "keyring.json").is_file()
+    assert (tmp_path / "home" / "keyring.json").is_file()
 
 
 @pytest.mark.parametrize("sub", ["init", "list", "rotate", "export-public"])

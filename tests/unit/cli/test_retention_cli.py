@@ -39,6 +39,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("DISTILLGUARD_"):
             monkeypatch.delenv(name)
     (tmp_path / "distillguard.toml").write_text(CONFIG)
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / ".distillguard"))
     Keyring.create(tmp_path / ".distillguard" / "keyring.json")
     store = open_store(f"sqlite:///{tmp_path / '.distillguard' / 'store.sqlite'}")
     Ledger.attach(store)
