@@ -77,8 +77,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("distillguard.cli.serve", "distillguard.gateway._server"): "serve entry point (helper A)",
     # cli/demo finds the instruction data through sim._text (helper E: sim's face)
     ("distillguard.cli.demo", "distillguard.sim._text"): "sim's face (helper E)",
-    # monitor: type-only imports from the modules that use these types back into them (helper I;
-    # monitor._results -> the results package, helper D).
+    # monitor: type-only imports from the modules that use these types back into them (helper I).
     ("distillguard.monitor.scoring", "distillguard.monitor.features"): "type-only (helper I)",
     ("distillguard.monitor.spark", "distillguard.monitor.scan"): "type-only (helper I)",
     (
@@ -86,7 +85,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "distillguard.monitor.features",
     ): "type-only (helper I)",
     ("distillguard.monitor.combiner", "distillguard.monitor.scan"): "type-only (helper I)",
-    ("distillguard.monitor._results", "distillguard.monitor.scan"): "type-only (helper D)",
 }
 
 

@@ -1,0 +1,44 @@
+"""Result formats: what a scan, a radioactivity test and a fingerprint attribution write.
+
+``records`` is the home of the exchange log's format; this package is the home of the results'
+formats, each with one model, one writer and one reader, used by the producers (the scan, the
+radioactivity command, the attribution) and by every consumer (evidence reports and bundles, the
+console, the evaluation). File names, format markers and versions live here and nowhere else.
+
+* **Scan results** (a folder): :class:`Campaign`, :class:`ScanResults`, :func:`write_scan`,
+  :func:`read_scan`, :func:`read_account_scores`, the file names (:data:`SCAN_FILES`).
+
+Every reader raises :class:`~distillguard.errors.ResultFormatError` (an ``InputError``) naming
+the file and the field when a file is missing, corrupt, breaks its format, or carries a format
+version newer than this release reads. See ``docs/results.md``.
+"""
+
+from distillguard.results._scan import (
+    ACCOUNT_SCORES_CSV,
+    ACCOUNT_SCORES_FILE,
+    ACCOUNT_SCORES_SCHEMA,
+    CAMPAIGNS_FILE,
+    SCAN_FILES,
+    SCAN_FORMAT,
+    SCAN_SUMMARY_FILE,
+    Campaign,
+    ScanResults,
+    read_account_scores,
+    read_scan,
+    write_scan,
+)
+
+__all__ = [
+    "ACCOUNT_SCORES_CSV",
+    "ACCOUNT_SCORES_FILE",
+    "ACCOUNT_SCORES_SCHEMA",
+    "CAMPAIGNS_FILE",
+    "SCAN_FILES",
+    "SCAN_FORMAT",
+    "SCAN_SUMMARY_FILE",
+    "Campaign",
+    "ScanResults",
+    "read_account_scores",
+    "read_scan",
+    "write_scan",
+]
