@@ -31,15 +31,23 @@ def store(store_url: str) -> Iterator[Store]:
         s.close()
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _per_user_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The per-user data and configuration folders (the default home and the per-user
-    distillguard.toml) in a temporary folder: no test reads or writes the real ones."""
-    base = tmp_path_factory.mktemp("user-folders")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_DATA_HOME", str(base / "data"))
-        mp.setenv("XDG_CONFIG_HOME", str(base / "config"))
-        yield
+@pytest.fixture(scope="session")
+def _user_folders_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("user-folders")
+
+
+@pytest.fixture(autouse=True)
+def _per_user_folders(
+    _user_folders_base: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets its own per-user data and configuration folders (the default home and
+    the per-user distillguard.toml), named but not created: no test reads or writes the real
+    ones or another test's."""
+    import hashlib
+
+    base = _user_folders_base / hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
