@@ -19,11 +19,17 @@ Both baselines use at most ``per_account`` prompts per account (the same sample 
 
 from __future__ import annotations
 
+import copyreg
+import heapq
+import pickle
 import re
+import tempfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -33,6 +39,9 @@ from scipy import stats
 from distillguard._internal.timeutil import to_micros
 from distillguard.errors import InputError
 
+if TYPE_CHECKING:
+    from distillguard.records.model import Exchange
+
 __all__ = [
     "CampaignTiming",
     "DetectorFigures",
@@ -40,6 +49,7 @@ __all__ = [
     "baseline_flags",
     "evaluate_scan",
     "exchanges_before_flagged",
+    "time_ordered",
 ]
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -124,12 +134,93 @@ class CampaignTiming:
         }
 
 
+#: Exchanges sorted in memory at a time by :func:`time_ordered` (about 0.5-1 GB of Python
+#: objects); longer logs are sorted in runs of this size spilled to disk and merged.
+SORT_CHUNK = 250_000
+_BLOCK = 2_000  # exchanges per pickled block of a spilled run
+
+
+def _proxy(d: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(d)
+
+
+def _reduce_mappingproxy(m: MappingProxyType[str, Any]) -> tuple[Any, tuple[dict[str, Any]]]:
+    return _proxy, (dict(m),)
+
+
+def _spill(run: list[tuple[int, int, Exchange]], work: Path, index: int) -> Path:
+    """Write one sorted run as consecutive pickled blocks (a private temporary file).
+
+    Records keep their unknown fields in a read-only ``MappingProxyType``, which pickle does not
+    handle by itself: it is written as the dict it wraps and wrapped again when read."""
+    path = work / f"run-{index:05d}.pkl"
+    with path.open("wb") as fh:
+        pickler = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_mappingproxy}
+        for lo in range(0, len(run), _BLOCK):
+            pickler.dump(run[lo : lo + _BLOCK])
+            pickler.clear_memo()
+    return path
+
+
+def _read_run(path: Path) -> Iterator[tuple[int, int, Exchange]]:
+    """The exchanges of one spilled run, block by block (only files :func:`_spill` wrote)."""
+    with path.open("rb") as fh:
+        while True:
+            try:
+                block = pickle.load(fh)  # our own temporary file (see _spill)
+            except EOFError:
+                return
+            yield from block
+
+
+def time_ordered(
+    batches: Iterable[list[Exchange]], *, work: Path, chunk: int = SORT_CHUNK
+) -> Iterator[Exchange]:
+    """The exchanges of ``batches`` in time order (ties: input order), in bounded memory.
+
+    An external merge sort: runs of ``chunk`` exchanges are sorted in memory and, when there is
+    more than one, spilled to ``work`` and merged (``heapq.merge`` holds one block of each run).
+    Memory is O(chunk + runs x block) whatever the length of the log; a log of at most ``chunk``
+    exchanges is sorted in memory without touching the disk. The spilled runs are deleted as the
+    merge finishes (or when the generator is closed).
+    """
+    chunk = max(int(chunk), 1)
+    run: list[tuple[int, int, Exchange]] = []
+    paths: list[Path] = []
+    seq = 0
+    try:
+        for batch in batches:
+            for e in batch:
+                run.append((to_micros(e.ts), seq, e))
+                seq += 1
+                if len(run) >= chunk:
+                    run.sort(key=lambda r: (r[0], r[1]))
+                    paths.append(_spill(run, work, len(paths)))
+                    run = []
+        run.sort(key=lambda r: (r[0], r[1]))
+        if not paths:
+            for _ts, _seq, e in run:
+                yield e
+            return
+        if run:
+            paths.append(_spill(run, work, len(paths)))
+            run = []
+        merged = heapq.merge(*(_read_run(p) for p in paths), key=lambda r: (r[0], r[1]))
+        for _ts, _seq, e in merged:
+            yield e
+    finally:
+        for p in paths:
+            p.unlink(missing_ok=True)
+
+
 def exchanges_before_flagged(
     log: Path,
     truth: dict[str, str | None],
     *,
     min_accounts: int = 3,
     config: Any = None,
+    sort_chunk: int = SORT_CHUNK,
 ) -> dict[str, CampaignTiming]:
     """Replay ``log`` in time order through the online scorer and time each true campaign.
 
@@ -137,8 +228,11 @@ def exchanges_before_flagged(
     (:class:`~distillguard.monitor.online.OnlineScorer` with ``config``, an
     :class:`~distillguard.monitor.online.OnlineConfig`) re-scores updated accounts every
     ``partial_every`` exchanges and everything every ``max(rescore_min, accounts)``: that is the
-    resolution of the figures. The log is held in memory to sort it (fine up to a few million
-    exchanges).
+    resolution of the figures. The log is streamed: sorted by time in runs of ``sort_chunk``
+    exchanges spilled to a temporary folder and merged (:func:`time_ordered`), so the replay's
+    memory is the online scorer's state (O(accounts)) plus one run, not the log. After each
+    re-score only the campaign accounts it re-scored are checked (all of them after a full
+    re-score, the partial re-score's accounts otherwise, and the updated account).
     """
     from distillguard.monitor.online import OnlineConfig, OnlineScorer
     from distillguard.records.reader import read_log
@@ -148,48 +242,49 @@ def exchanges_before_flagged(
     for batch in reader.accounts():
         for account in batch:
             scorer.register_account(account)
-    exchanges = [e for batch in reader.exchanges() for e in batch]
-    exchanges.sort(key=lambda e: e.ts)
     sizes: dict[str, int] = {}
-    totals: dict[str, int] = {}
     for c in truth.values():
         if c is not None:
             sizes[c] = sizes.get(c, 0) + 1
-    for e in exchanges:  # counts only
-        c = truth.get(e.account_id)
-        if c is not None:
-            totals[c] = totals.get(c, 0) + 1
     seen: dict[str, int] = dict.fromkeys(sizes, 0)
     flagged: dict[str, set[str]] = {c: set() for c in sizes}
     done: dict[str, tuple[int, int]] = {}
-    watched: set[str] = set()  # campaign accounts not yet flagged
-    for a, c in truth.items():
-        if c is not None:
-            watched.add(a)
-    for e in exchanges:  # the replay: one online update per exchange
-        risk = scorer.update(e)
-        c = truth.get(e.account_id)
-        if c is not None:
-            seen[c] += 1
-        if not watched:
-            continue
-        # the update may have re-scored other accounts: check the campaign accounts it touched
-        touched = (e.account_id,) if scorer.exchanges_seen % 64 else tuple(watched)
-        for a in touched:
-            ca = truth.get(a)
-            if ca is None or ca in done or a not in watched:
+    watched = {a for a, c in truth.items() if c is not None}  # campaign accounts not yet flagged
+    full_seen, partial_seen = scorer.full_rescores, scorer.partial_rescores
+
+    def check(a: str, ts_us: int) -> None:
+        ca = truth.get(a)
+        if ca is None or ca in done or a not in watched:
+            return
+        if scorer.score(a).flagged:
+            watched.discard(a)
+            flagged[ca].add(a)
+            if len(flagged[ca]) >= min(min_accounts, sizes[ca]):
+                done[ca] = (seen[ca], ts_us)
+
+    with tempfile.TemporaryDirectory(prefix="dg-replay-") as tmp:
+        for e in time_ordered(reader.exchanges(), work=Path(tmp), chunk=sort_chunk):
+            scorer.update(e)  # the replay: one online update per exchange
+            c = truth.get(e.account_id)
+            if c is not None:
+                seen[c] += 1
+            if not watched:
                 continue
-            r = risk if a == e.account_id else scorer.score(a)
-            if r.flagged:
-                watched.discard(a)
-                flagged[ca].add(a)
-                if len(flagged[ca]) >= min(min_accounts, sizes[ca]):
-                    done[ca] = (seen[ca], to_micros(e.ts))
+            ts_us = to_micros(e.ts)
+            if scorer.full_rescores != full_seen:
+                full_seen, partial_seen = scorer.full_rescores, scorer.partial_rescores
+                for a in sorted(watched):
+                    check(a, ts_us)
+            elif scorer.partial_rescores != partial_seen:
+                partial_seen = scorer.partial_rescores
+                for a in scorer.last_partial:
+                    check(a, ts_us)
+            check(e.account_id, ts_us)
     return {
         c: CampaignTiming(
             campaign=c,
             accounts=sizes[c],
-            total_exchanges=totals.get(c, 0),
+            total_exchanges=seen.get(c, 0),
             exchanges_before_flagged=done[c][0] if c in done else None,
             flagged_at_us=done[c][1] if c in done else None,
         )
@@ -233,41 +328,68 @@ def baseline_flags(
     per_account: int = 32,
     prada_delta: float = 0.9,
     seat_similarity: float = 0.9,
+    memory_limit: str = "4GB",
 ) -> dict[str, np.ndarray]:
-    """Per-account PRADA and SEAT flags (aligned with ``account_ids``) on the log at ``log``."""
-    con = duckdb.connect()
+    """Per-account PRADA and SEAT flags (aligned with ``account_ids``) on the log at ``log``.
+
+    The first ``per_account`` prompts of every account are streamed from DuckDB in batches of
+    accounts (its sort spills to a temporary folder beyond ``memory_limit``), so memory does not
+    grow with the log: one batch of accounts' prompts and two numbers per account.
+    """
     ex = log / "exchanges"
     src = f"'{ex}/*.parquet'" if ex.is_dir() else f"'{next(log.glob('exchanges.*'))}'"
     if not str(src).rstrip("'").endswith(".parquet"):
         raise InputError(
             "the baselines read Parquet logs only", hint="simulate with --format parquet"
         )
-    rows = con.sql(
-        f"""SELECT account_id, list(messages[-1].content ORDER BY ts) AS prompts FROM (
-              SELECT * FROM read_parquet({src}) QUALIFY row_number() OVER
-              (PARTITION BY account_id ORDER BY ts) <= {per_account}) GROUP BY account_id"""
-    ).fetchall()
-    con.close()
-    by_acct = {a: p for a, p in rows}
+    pos = {a: i for i, a in enumerate(account_ids)}
     prada = np.zeros(len(account_ids), dtype=bool)
     seat_counts = np.zeros(len(account_ids))
-    for i, acct in enumerate(account_ids):  # per account, as the baselines are defined
-        prompts = by_acct.get(acct) or []
-        if len(prompts) < 3:
-            continue
-        v = _vectors(prompts)
-        sim = v @ v.T
-        dist = 1.0 - sim
-        mins = [float(np.min(dist[j, :j])) for j in range(1, len(prompts))]
-        if len(mins) >= 3 and np.ptp(mins) > 0:
-            prada[i] = stats.shapiro(mins).statistic < prada_delta
-        iu = np.triu_indices(len(prompts), k=1)
-        seat_counts[i] = float(np.sum(sim[iu] >= seat_similarity))
-    med = float(np.median(seat_counts))
-    mad = float(np.median(np.abs(seat_counts - med))) * 1.4826
+    with tempfile.TemporaryDirectory(prefix="dg-baselines-") as tmp:
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute(f"SET temp_directory = '{tmp}'")
+            con.execute("SET preserve_insertion_order = false")
+            reader = con.sql(
+                f"""SELECT account_id, list(prompt ORDER BY ts, exchange_id) AS prompts FROM (
+                      SELECT account_id, ts, exchange_id, messages[-1].content AS prompt
+                      FROM read_parquet({src}) QUALIFY row_number() OVER
+                      (PARTITION BY account_id ORDER BY ts, exchange_id) <= {per_account})
+                    GROUP BY account_id"""
+            ).to_arrow_reader(4096)
+            for rb in reader:  # a batch of accounts at a time
+                for acct, prompts in zip(
+                    rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True
+                ):
+                    i = pos.get(acct)
+                    if i is None or not prompts or len(prompts) < 3:
+                        continue
+                    prada[i], seat_counts[i] = _baseline_account(
+                        prompts, prada_delta=prada_delta, seat_similarity=seat_similarity
+                    )
+        finally:
+            con.close()
+    med = float(np.median(seat_counts)) if len(seat_counts) else 0.0
+    mad = float(np.median(np.abs(seat_counts - med))) * 1.4826 if len(seat_counts) else 0.0
     bulk = seat_counts[seat_counts <= med + 3 * max(mad, 1.0)]
     thr = float(np.quantile(bulk, 0.995)) if len(bulk) else 0.0
     return {"PRADA": prada, "SEAT": seat_counts > thr}
+
+
+def _baseline_account(
+    prompts: list[str], *, prada_delta: float, seat_similarity: float
+) -> tuple[bool, float]:
+    """PRADA's flag and SEAT's near-duplicate pair count of one account's prompts."""
+    v = _vectors(prompts)
+    sim = v @ v.T
+    dist = 1.0 - sim
+    mins = [float(np.min(dist[j, :j])) for j in range(1, len(prompts))]
+    flag = False
+    if len(mins) >= 3 and np.ptp(mins) > 0:
+        flag = bool(stats.shapiro(mins).statistic < prada_delta)
+    iu = np.triu_indices(len(prompts), k=1)
+    return flag, float(np.sum(sim[iu] >= seat_similarity))
 
 
 def evaluate_scan(

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from distillguard._internal.net import network_of
 from distillguard._internal.timeutil import to_micros
 from distillguard.monitor._load import PROMPT_HEAD, PROMPT_TAIL
 from distillguard.monitor.elicitation import elicitation_model, tokens_of
@@ -179,12 +180,6 @@ def _prompt(exchange: Exchange) -> str:
     return text[:PROMPT_HEAD] + " " + text[-PROMPT_TAIL:]
 
 
-def _net(ip: str) -> str:
-    if ":" in ip:
-        return ":".join(ip.split(":")[:3]) + "::/48"
-    return ".".join(ip.split(".")[:3]) + ".0/24"
-
-
 @dataclass(slots=True)
 class _Doc:
     """One exchange in an account's content sample."""
@@ -254,7 +249,6 @@ class OnlineScorer:
         self._infos: dict[str, Account] = {}
         self._payment: dict[str, dict[str, int]] = {}
         self._bursts: dict[str, int] = {}
-        self._buckets: dict[int, dict[str, int]] = {}
         self._sketch = _Sketch(self.config.minhash)
         model = elicitation_model()
         self._vocab = {t: i for i, t in enumerate(model.vocabulary)}
@@ -268,6 +262,9 @@ class OnlineScorer:
         self._dirty: set[str] = set()
         self._last_scan: FeatureScan | None = None
         self._thread: threading.Thread | None = None
+        self._full_rescores = 0
+        self._partial_rescores = 0
+        self._last_partial: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"OnlineScorer(accounts={len(self._accounts)}, exchanges={self._seen})"
@@ -278,6 +275,21 @@ class OnlineScorer:
     def exchanges_seen(self) -> int:
         """Exchanges observed so far."""
         return self._seen
+
+    @property
+    def full_rescores(self) -> int:
+        """Full re-scores completed so far (every account's risk changed with each)."""
+        return self._full_rescores
+
+    @property
+    def partial_rescores(self) -> int:
+        """Partial re-scores so far (each re-scored the accounts in :attr:`last_partial`)."""
+        return self._partial_rescores
+
+    @property
+    def last_partial(self) -> tuple[str, ...]:
+        """The accounts the latest partial re-score re-scored (sorted)."""
+        return self._last_partial
 
     def register_account(self, account: Account) -> None:
         """Record an account's sign-up data (organisation, payment fingerprint, channel).
@@ -373,7 +385,7 @@ class OnlineScorer:
 
     @staticmethod
     def _keys_of(ex: Exchange) -> list[tuple[str, str]]:
-        keys = [("net", _net(ex.ip))]
+        keys = [("net", network_of(ex.ip))]
         if ex.asn is not None:
             keys.append(("asn", str(ex.asn)))
         if ex.client_fingerprint is not None:
@@ -402,9 +414,6 @@ class OnlineScorer:
         a.k_grade += grade
         a.k_elicit += cot or grade
         a.topics[doc.topic] += 1
-        for key in doc.bands:
-            members = self._buckets.setdefault(key, {})
-            members[a.account_id] = members.get(a.account_id, 0) + 1
 
     def _unsample(self, a: _Acct, doc_id: int) -> None:
         doc = a.docs.pop(doc_id)
@@ -412,13 +421,6 @@ class OnlineScorer:
         a.k_grade -= doc.grade
         a.k_elicit -= doc.cot or doc.grade
         a.topics[doc.topic] -= 1
-        for key in doc.bands:
-            members = self._buckets[key]
-            members[a.account_id] -= 1
-            if members[a.account_id] == 0:
-                del members[a.account_id]
-                if not members:
-                    del self._buckets[key]
 
     # -- features ------------------------------------------------------------------------------
 
@@ -589,6 +591,7 @@ class OnlineScorer:
                 self._snap = snap
                 self._risk.update(risk)
                 self._last_scan = fs
+                self._full_rescores += 1
             logger.info(
                 "online re-score: %d accounts, %d flagged, %d campaigns",
                 len(features),
@@ -635,8 +638,10 @@ class OnlineScorer:
         if snap is None or not self._dirty:
             self._dirty.clear()
             return
-        accts = [self._accounts[a] for a in self._dirty]
+        accts = [self._accounts[a] for a in sorted(self._dirty)]
         self._dirty.clear()
+        self._partial_rescores += 1
+        self._last_partial = tuple(a.account_id for a in accts)
         f = self._features(accts, snap.mix)
         sp = self.config.score
         cal = snap.calibration
