@@ -2,10 +2,11 @@
 
 The package is cut into *units*: each subpackage or top-level module of ``distillguard``
 (``store``, ``gateway``, ``errors``, ...; the root ``distillguard/__init__.py`` is the unit
-``distillguard``). :data:`LAYERS` lists them from the bottom up. Read from every ``import`` and
-``from ... import`` in the source (at module level, inside functions and under ``TYPE_CHECKING``:
-a type-only import is still a dependency) and from ``importlib.import_module("distillguard...")``
-calls with a literal name, the rules are:
+``distillguard``), or a module of one where :data:`LAYERS` names it (``app.operations``): a
+module belongs to the longest unit that prefixes it. :data:`LAYERS` lists them from the bottom
+up. Read from every ``import`` and ``from ... import`` in the source (at module level, inside
+functions and under ``TYPE_CHECKING``: a type-only import is still a dependency) and from
+``importlib.import_module("distillguard...")`` calls with a literal name, the rules are:
 
 1. **down only**: a unit imports only units of strictly lower layers; units of one layer are
    independent of one another (no sideways imports between packages);
@@ -47,8 +48,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "radioactivity",
     ),  # privacy erases through the ledger; video frames are images
     ("evidence",),
-    ("gateway", "console"),  # adapters: the HTTP service and the analyst console
-    ("app",),  # the application layer: wiring and the operations service
+    ("gateway",),  # the HTTP service (request pipeline, upstreams, limits, scoring)
+    # the application layer (helper A's plan): services every door calls, ...
+    ("app.operations", "app.ingest"),
+    # ... the doors over them: the analyst console and the /admin API, ...
+    ("console", "app.admin"),
+    ("app",),  # ... and the composition that wires everything once (app.server)
     ("cli",),
 )
 
@@ -62,12 +67,9 @@ ALLOWED: dict[tuple[str, str], str] = {
         "distillguard.privacy.minimise",
     ): "helper C",
     ("distillguard.store.ingest", "distillguard.privacy.policy"): "helper C",
-    # gateway <-> console: the gateway mounts the console, and the console writes overrides through
-    # the admin module; helper A puts both behind the application layer (issue 20 item 1).
+    # gateway -> console: the gateway mounts the console; helper A moves the wiring to app.server
+    # (issue 20 item 1).
     ("distillguard.gateway.app", "distillguard.console"): "wiring moves to app (helper A)",
-    ("distillguard.console", "distillguard.gateway.admin"): "operations service (helper A)",
-    ("distillguard.console.app", "distillguard.gateway.admin"): "operations service (helper A)",
-    ("distillguard.console.app", "distillguard.gateway.policy"): "operations service (helper A)",
     # gateway.app <-> gateway.images: images takes the Gateway object (type-only import) and the
     # app mounts images; helpers A and B make images a handler on the pipeline's public API.
     ("distillguard.gateway.images", "distillguard.gateway.app"): "images handler (helpers A, B)",
@@ -147,9 +149,17 @@ def _graph() -> dict[str, set[str]]:
     return {name: _imported(name, path, known) for name, path in modules.items()}
 
 
+_DECLARED = {unit for layer in LAYERS for unit in layer}
+
+
 def _unit(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+    """The longest declared unit that prefixes ``module`` (else its top-level part)."""
+    parts = module.split(".")[1:]
+    for end in range(len(parts), 1, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in _DECLARED:
+            return candidate
+    return parts[0] if parts else module
 
 
 def _layer_of() -> dict[str, int]:
