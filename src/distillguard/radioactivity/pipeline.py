@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.errors import InputError
+from distillguard.results import CurvePoint
 from distillguard.watermark.base import (
     DetectionResult,
     TokenScores,
@@ -227,32 +228,6 @@ class KgramFilter:
             "windows": len(self),
             "k": self.width,
             "min_count": int(self._counts.min()) if len(self) else 0,
-        }
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """The pooled test after some prefix of the run.
-
-    Attributes:
-        n_texts: texts (or prediction batches' texts) scored so far.
-        n_scored: tokens scored so far (after filter and deduplication).
-        statistic: the pooled statistic.
-        p_value: its exact p-value.
-    """
-
-    n_texts: int
-    n_scored: int
-    statistic: float
-    p_value: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "n_texts": self.n_texts,
-            "n_scored": self.n_scored,
-            "statistic": self.statistic,
-            "p_value": self.p_value,
         }
 
 

@@ -1,5 +1,13 @@
 """Typed results of a radioactivity run: one :class:`ModeResult` per scored subject (the suspect,
-its control), a :class:`RadioactivityReport` pairing them, JSON and plot output."""
+its control), a :class:`RadioactivityReport` pairing them, JSON and plot output.
+
+These are the run's in-memory results (a :class:`ModeResult` holds the live
+:class:`~distillguard.watermark.base.DetectionResult`; the report decides the verdict). The file
+they write is the results format of :mod:`distillguard.results`: :meth:`ModeResult.to_subject`
+and :meth:`RadioactivityReport.to_result` give its model, and :meth:`RadioactivityReport.write_json`
+writes through :func:`~distillguard.results.write_radioactivity`; readers use
+:func:`~distillguard.results.read_radioactivity`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from distillguard.radioactivity.pipeline import CurvePoint, RadioactivityScorer
+from distillguard.radioactivity.pipeline import RadioactivityScorer
+from distillguard.results import (
+    RADIOACTIVITY_FORMAT,
+    CurvePoint,
+    PooledTest,
+    RadioactivityResult,
+    SubjectResult,
+    write_radioactivity,
+)
 from distillguard.watermark.base import DetectionResult
 
 __all__ = ["ModeResult", "RadioactivityReport", "plot_curves"]
 
-#: JSON format version of :meth:`RadioactivityReport.to_dict`.
-FORMAT = "distillguard-radioactivity/1"
+#: JSON format version of :meth:`RadioactivityReport.to_dict` (defined by the results format).
+FORMAT = RADIOACTIVITY_FORMAT
 
 
 @dataclass(frozen=True)
@@ -75,20 +89,34 @@ class ModeResult:
             notes=tuple(notes),
         )
 
+    def to_subject(self) -> SubjectResult:
+        """This result in the results format's model."""
+        d = self.detection
+        return SubjectResult(
+            subject=self.subject,
+            mode=self.mode,
+            role=self.role,
+            detection=PooledTest(
+                method=d.method,
+                statistic=d.statistic,
+                p_value=d.p_value,
+                n_scored=d.n_scored,
+                key_id=d.key_id,
+                n_tokens=d.n_tokens,
+                n_duplicates=d.n_duplicates,
+                expected=d.expected,
+                details=d.details,
+            ),
+            curve=self.curve,
+            n_texts=self.n_texts,
+            n_filtered_out=self.n_filtered_out,
+            filter=self.filter,
+            notes=self.notes,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "subject": self.subject,
-            "mode": self.mode,
-            "role": self.role,
-            "p_value": self.p_value,
-            "detection": self.detection.to_dict(),
-            "n_texts": self.n_texts,
-            "n_filtered_out": self.n_filtered_out,
-            "filter": dict(self.filter) if self.filter is not None else None,
-            "curve": [p.to_dict() for p in self.curve],
-            "notes": list(self.notes),
-        }
+        return self.to_subject().to_dict()
 
 
 @dataclass(frozen=True)
@@ -115,23 +143,24 @@ class RadioactivityReport:
             return "radioactive"
         return "not detected"
 
+    def to_result(self) -> RadioactivityResult:
+        """This report in the results format's model (the verdict decided here, frozen)."""
+        return RadioactivityResult(
+            suspect=self.suspect.to_subject(),
+            control=self.control.to_subject() if self.control is not None else None,
+            alpha=self.alpha,
+            verdict=self.verdict,
+            tracing=self.tracing,
+            extra=self.extra,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the result file format ``distillguard-radioactivity/1``)."""
-        return {
-            "format": FORMAT,
-            "alpha": self.alpha,
-            "verdict": self.verdict,
-            "suspect": self.suspect.to_dict(),
-            "control": self.control.to_dict() if self.control is not None else None,
-            "tracing": dict(self.tracing) if self.tracing is not None else None,
-            **dict(self.extra),
-        }
+        return self.to_result().to_dict()
 
     def write_json(self, path: Path) -> None:
-        """Write :meth:`to_dict` to ``path``."""
-        path.write_bytes(
-            orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-        )
+        """Write the result file to ``path`` (:func:`~distillguard.results.write_radioactivity`)."""
+        write_radioactivity(path, self.to_result())
 
 
 def plot_curves(

@@ -7,12 +7,24 @@ console, the evaluation). File names, format markers and versions live here and 
 
 * **Scan results** (a folder): :class:`Campaign`, :class:`ScanResults`, :func:`write_scan`,
   :func:`read_scan`, :func:`read_account_scores`, the file names (:data:`SCAN_FILES`).
+* **Radioactivity results** (a JSON file): :class:`RadioactivityResult` (a suspect's
+  :class:`SubjectResult` beside its control's, each a :class:`PooledTest` and a curve of
+  :class:`CurvePoint`), :func:`write_radioactivity`, :func:`read_radioactivity`.
 
 Every reader raises :class:`~distillguard.errors.ResultFormatError` (an ``InputError``) naming
 the file and the field when a file is missing, corrupt, breaks its format, or carries a format
 version newer than this release reads. See ``docs/results.md``.
 """
 
+from distillguard.results._radioactivity import (
+    RADIOACTIVITY_FORMAT,
+    CurvePoint,
+    PooledTest,
+    RadioactivityResult,
+    SubjectResult,
+    read_radioactivity,
+    write_radioactivity,
+)
 from distillguard.results._scan import (
     ACCOUNT_SCORES_CSV,
     ACCOUNT_SCORES_FILE,
@@ -33,12 +45,19 @@ __all__ = [
     "ACCOUNT_SCORES_FILE",
     "ACCOUNT_SCORES_SCHEMA",
     "CAMPAIGNS_FILE",
+    "RADIOACTIVITY_FORMAT",
     "SCAN_FILES",
     "SCAN_FORMAT",
     "SCAN_SUMMARY_FILE",
     "Campaign",
+    "CurvePoint",
+    "PooledTest",
+    "RadioactivityResult",
     "ScanResults",
+    "SubjectResult",
     "read_account_scores",
+    "read_radioactivity",
     "read_scan",
+    "write_radioactivity",
     "write_scan",
 ]
