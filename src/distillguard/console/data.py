@@ -15,7 +15,6 @@ with 900-id ``IN`` lists.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from distillguard._internal.net import network_of
 from distillguard.evidence import CampaignResult, load_scan
 from distillguard.store import Store, StoredExchange
 from distillguard.store.base import EXCHANGE_COLUMNS, exchange_from_row
@@ -282,14 +282,6 @@ def _rows(table: pa.Table) -> tuple[AccountRow, ...]:
     )
 
 
-def _net(ip: str) -> str:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    return str(ipaddress.ip_network(f"{ip}/{24 if addr.version == 4 else 48}", strict=False))
-
-
 def _dt(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1e6, UTC)
 
@@ -423,7 +415,7 @@ class ConsoleQueries:
             )
             for a, ip, asn, client, n in cur.fetchall():
                 for kind, key in (
-                    ("net", None if ip is None else _net(str(ip))),
+                    ("net", None if ip is None else network_of(str(ip))),
                     ("asn", None if asn is None else f"AS{int(asn)}"),
                     ("client", None if client is None else str(client)),
                 ):

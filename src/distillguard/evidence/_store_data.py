@@ -6,10 +6,10 @@ per record), and works on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from distillguard._internal.net import network_of
 from distillguard.store import Store, StoredExchange
 
 __all__ = [
@@ -73,15 +73,6 @@ class InfraLink:
     exchanges: int
 
 
-def _net(ip: str) -> str:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
 def infrastructure_links(store: Store, accounts: Sequence[str]) -> list[InfraLink]:
     """The infrastructure each account used: /24 (/48) networks, ASNs, client fingerprints
     (from its exchanges, aggregated in SQL) and its payment fingerprint."""
@@ -99,7 +90,7 @@ def infrastructure_links(store: Store, accounts: Sequence[str]) -> list[InfraLin
             )
             for account_id, ip, asn, client, n in cur.fetchall():
                 for kind, key in (
-                    ("net", _net(str(ip))),
+                    ("net", network_of(str(ip))),
                     ("asn", None if asn is None else f"AS{int(asn)}"),
                     ("client", None if client is None else str(client)),
                 ):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from distillguard._internal.net import DUCKDB_NETWORK_UDF, duckdb_network_sql, network_of
 from distillguard.errors import InputError, LogFormatError
 from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 from distillguard.records.reader import find_tables, read_log
@@ -118,9 +119,26 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
     return {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
+def _register_network_of(con: duckdb.DuckDBPyConnection) -> None:
+    """Make :func:`~distillguard._internal.net.network_of` callable from ``con``'s SQL (the
+    fallback of its SQL twin for the addresses SQL leaves to Python), once per connection."""
+    registered = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [DUCKDB_NETWORK_UDF]
+    ).fetchall()[0][0]
+    if not registered:
+        con.create_function(
+            DUCKDB_NETWORK_UDF, network_of, ["VARCHAR"], "VARCHAR", side_effects=False
+        )
+
+
 def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = None) -> LoadReport:
-    """Create the validated ``acc`` and ``ex`` tables in ``con`` from the log folder ``log``."""
+    """Create the validated ``acc`` and ``ex`` tables in ``con`` from the log folder ``log``.
+
+    The ``net`` column of ``ex`` is :func:`~distillguard._internal.net.network_of` of the
+    exchange's address, computed by its SQL twin.
+    """
     report = LoadReport(source=str(log))
+    _register_network_of(con)
     acc_files, ex_files = find_tables(log)
     if not all(p.name.endswith(".parquet") for p in (*acc_files, *ex_files)):
         work = work or Path(tempfile.mkdtemp(prefix="dg-scan-"))
@@ -191,10 +209,7 @@ def load_log(con: duckdb.DuckDBPyConnection, log: Path, *, work: Path | None = N
                                               completion_tokens, status, n_user, has_system) = 1
         )
         SELECT d.* EXCLUDE (ip, api_key_id),
-               CASE WHEN contains(d.ip, ':')
-                    THEN array_to_string(string_split(d.ip, ':')[1:3], ':') || '::/48'
-                    ELSE array_to_string(string_split(d.ip, '.')[1:3], '.') || '.0/24' END
-                 AS net,
+               {duckdb_network_sql("d.ip")} AS net,
                epoch_us(d.ts) AS ts_us
         FROM dedup d SEMI JOIN acc a ON a.account_id = d.account_id
         """
