@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
+# Every package of the application and its tests, pinned (pip-compile from pyproject.toml's
+# dev extra, which takes in every other extra); `make lock` refreshes it.
+LOCK := requirements.lock
+PIP_VERSION := 26.3
 
-.PHONY: demo test test-slow lint bench clean help
+.PHONY: demo test test-slow lint bench clean help lock test-install
 
 help:
 	@echo "make demo   create .venv, install, run DistillGuard end to end on embedded defaults"
@@ -13,19 +17,29 @@ help:
 	@echo "make bench  run the benchmarks in benchmarks/ (minutes)"
 	@echo "make lint   ruff and mypy --strict only"
 	@echo "make test-slow  the test suite including tests marked slow (real-data runs)"
+	@echo "make lock   re-pin requirements.lock after a change of dependencies in pyproject.toml"
+	@echo "make test-install  the core alone in a fresh venv on every Python found (3.11-3.13)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+# Keeps the versions already pinned where pyproject.toml still allows them (pip-compile's
+# default); `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed release.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+	  --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+	sed -i '/^distillguard @ /,+1d' $(LOCK)  # dev's distillguard[all]: the project itself
 
 demo: $(STAMP)
 	$(BIN)/distillguard demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/mypy
 
 test: lint
@@ -36,6 +50,9 @@ test-slow: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+test-install: $(STAMP)
+	DG_INSTALL=1 $(BIN)/pytest -q -p no:xdist tests/install
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,10 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "distillguard"
 
@@ -20,6 +24,8 @@ NOT_IMPORTED = {
     "uvloop": "uvicorn's event loop (serve --loop uvloop), loaded by uvicorn",
     "httptools": "uvicorn's HTTP parser, loaded by uvicorn",
     "python-multipart": "FastAPI's form parser for the console's uploads, loaded by FastAPI",
+    "opentelemetry-api": "the otel extra: gateway tracing (issue 21, helper G), code to come",
+    "opentelemetry-sdk": "the otel extra: gateway tracing (issue 21, helper G), code to come",
 }
 
 
@@ -81,3 +87,51 @@ def test_every_import_has_a_dependency_and_every_dependency_an_import() -> None:
 
 def test_leidenalg_is_gone() -> None:
     assert "leidenalg" not in _declared()
+
+
+def _lock() -> dict[str, Version]:
+    """requirements.lock: distribution name -> pinned version."""
+    pins: dict[str, Version] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = Version(version.split(";")[0].strip())
+    return pins
+
+
+def test_the_lock_pins_every_requirement_within_its_range() -> None:
+    """Every requirement of the core and of every extra (dev included) is pinned in
+    requirements.lock at a version its range allows: a dependency added to pyproject.toml
+    without `make lock` fails here, not in a fresh clone's `make`."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _lock()
+    groups = {"core": project["dependencies"], **project["optional-dependencies"]}
+    problems = []
+    for group, reqs in groups.items():
+        for text in reqs:
+            req = Requirement(text)
+            if req.name == "distillguard" or (req.marker and not req.marker.evaluate()):
+                continue
+            pinned = pins.get(canonicalize_name(req.name))
+            if pinned is None:
+                problems.append(f"{req.name} ({group}) is not in requirements.lock")
+            elif not req.specifier.contains(pinned, prereleases=True):
+                problems.append(f"{req.name} ({group}): lock has {pinned}, pyproject says {text}")
+    assert not problems, "run `make lock`: " + "; ".join(problems)
+
+
+def test_core_ranges_are_ranges_not_pins() -> None:
+    """Library-style: the core and the extras (not dev) give lower bounds, never ``==``."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"core": project["dependencies"], **project["optional-dependencies"]}
+    pinned = [
+        f"{text} ({group})"
+        for group, reqs in groups.items()
+        if group != "dev"
+        for text in reqs
+        if any(spec.operator in ("==", "===") for spec in Requirement(text).specifier)
+    ]
+    assert not pinned, f"pins outside dev: {pinned}"
+    assert project["requires-python"] == ">=3.11"
