@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.cli.main import main
 from distillguard.config import load_settings
-from distillguard.gateway import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.policy import payload_for
 from distillguard.gateway.testing import client

@@ -345,7 +345,7 @@ def test_schemathesis_finds_no_500(tmp_path: Path) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
-    from distillguard.gateway import create_gateway
+    from distillguard.app import create_gateway
     from distillguard.gateway.testing import make_settings
 
     gw = create_gateway(make_settings(tmp_path))

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.cli.main import main
 from distillguard.config import Settings, load_settings
-from distillguard.gateway import create_gateway
 from distillguard.gateway.agents import Agent
 from distillguard.gateway.testing import ADMIN_TOKEN, chat_body, client
 from distillguard.keyring import KeyPurpose, Keyring

@@ -24,7 +24,7 @@ def check_workers(settings: Settings, workers: int) -> None:
         ConfigurationError: ``workers > 1`` without ``[passport] replay_cache = "redis"`` (or
             ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
     """
-    from distillguard.gateway.app import check_workers as check
+    from distillguard.app import check_workers as check
 
     check(settings, workers)
 
@@ -75,7 +75,7 @@ def serve(
         if state.config_file is not None:
             os.environ["DISTILLGUARD_CONFIG"] = str(Path(state.config_file).resolve())
         uvicorn.run(
-            "distillguard.gateway.app:app_from_environment",
+            "distillguard.app:app_from_environment",
             factory=True,
             host=h,
             port=p,
@@ -87,8 +87,7 @@ def serve(
             **server_options,
         )
         return
-    from distillguard.gateway import create_gateway
-    from distillguard.gateway.app import tune_gc_for_serving
+    from distillguard.app import create_gateway, tune_gc_for_serving
 
     app = create_gateway(settings)
     tune_gc_for_serving()

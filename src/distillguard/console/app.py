@@ -1,6 +1,8 @@
 """The console's ASGI app: routes, authentication, CSRF and actions.
 
-Built by :func:`create_console` and mounted by the gateway at ``/console``. Pages are rendered on
+Built by :func:`create_console` over the operations service
+(:class:`distillguard.app.operations.Operations`), which performs and audits every action, and
+mounted at ``/console`` by :func:`distillguard.app.create_application`. Pages are rendered on
 the server from Jinja2 templates; htmx (vendored, :data:`HTMX_VERSION`) only refreshes fragments
 (the live overview, the filtered account table), and every page and form also works without
 JavaScript.
@@ -33,13 +35,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from distillguard.app.operations import Actor, Operations
 from distillguard.console import _svg
 from distillguard.console._session import Session, SessionSigner
 from distillguard.console.data import ConsoleQueries, ScanIndex
-from distillguard.errors import DistillGuardError, InputError
-from distillguard.gateway.admin import AdminContext, load_overrides
-from distillguard.gateway.policy import Action, ActionDecision, Override, insert_action
-from distillguard.gateway.policy import new_action_record as _new_action_record
+from distillguard.errors import ConfigurationError, DistillGuardError, InputError
+from distillguard.gateway.policy import Action
 
 __all__ = ["ACTIONS", "HTMX_VERSION", "Console", "ConsoleOptions", "create_console"]
 
@@ -100,18 +101,19 @@ class Console:
     def __init__(
         self,
         *,
-        admin: AdminContext,
+        operations: Operations,
+        admin_token: str,
         signer: SessionSigner,
         options: ConsoleOptions,
         metrics: Any = None,
-        ledger_public_keys: Sequence[Any] = (),
     ) -> None:
-        self.admin = admin
+        self.operations = operations
+        self._admin_token = admin_token
         self.signer = signer
         self.options = options
         self.metrics = metrics
-        self.ledger_public_keys = tuple(ledger_public_keys)
-        self.queries = ConsoleQueries(admin.store)
+        # the console's own read queries share the service's connection, under its lock
+        self.queries = ConsoleQueries(operations.store)
         self.state = _State()
         self._reload_lock = threading.Lock()
         self.env = Environment(
@@ -127,10 +129,8 @@ class Console:
         self.env.filters["num"] = lambda x: f"{int(x):,}"
         # sessions live in the store, so that every replica sees a logout, and a new admin token
         # ends the sessions made under the old one
-        self._token_fp = hashlib.sha256(b"console token|" + admin.token.encode()).hexdigest()
-        with admin.lock:
-            self.queries.ensure_tables()
-            ended = self.queries.end_sessions_of_other_tokens(self._token_fp)
+        self._token_fp = hashlib.sha256(b"console token|" + admin_token.encode()).hexdigest()
+        ended = self._locked(self._start_tables)
         if ended:
             logger.info("console: ended %d sessions of a previous admin token", ended)
         if options.scan_results is not None:
@@ -141,6 +141,11 @@ class Console:
 
     def __repr__(self) -> str:
         return f"Console(scan={self.options.scan_results!s})"
+
+    def _start_tables(self) -> int:
+        """Create the console's tables; end sessions made under another admin token."""
+        self.queries.ensure_tables()
+        return self.queries.end_sessions_of_other_tokens(self._token_fp)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry point."""
@@ -153,8 +158,7 @@ class Console:
         with self._reload_lock:
             try:
                 index = ScanIndex.load(folder)
-                with self.admin.lock:
-                    self.queries.load_members(index)
+                self._locked(lambda: self.queries.load_members(index))
             except DistillGuardError as exc:
                 logger.warning("console: cannot load the scan results: %s", exc.message)
                 self.state.scan_error = exc.message
@@ -180,8 +184,7 @@ class Console:
         )
 
     def _locked(self, fn: Callable[[], Any]) -> Any:
-        with self.admin.lock:
-            return fn()
+        return self.operations.run(lambda _store: fn())
 
     async def _db(self, fn: Callable[[], Any]) -> Any:
         return await run_in_threadpool(self._locked, fn)
@@ -350,7 +353,7 @@ class Console:
         given = form.get("token")
         analyst = str(form.get("analyst") or "").strip()
         ok = isinstance(given, str) and hmac.compare_digest(
-            given.strip().encode(), self.admin.token.encode()
+            given.strip().encode(), self._admin_token.encode()
         )
         if not ok or not _ID.match(analyst or "-"):
             logger.warning("console: failed login")
@@ -379,10 +382,9 @@ class Console:
         self._cookie(request, resp, _COOKIE, cookie, max_age=self.signer.ttl_s)
         resp.delete_cookie(_PRE_COOKIE, path=base or "/")
         await run_in_threadpool(
-            self._locked,
-            lambda: self.queries.record_audit(
-                analyst=analyst, action="login", target="console", reason="-", outcome="ok"
-            ),
+            lambda: self.operations.record(
+                actor=Actor(analyst, "console"), action="login", target="console"
+            )
         )
         return resp
 
@@ -410,13 +412,12 @@ class Console:
     def _risk_rows(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for a in ids:
-            score = self.admin.scorer.score(a)
-            decision = self.admin.policy.decide(a, score)
+            status = self.operations.status(a)
             out[a] = {
-                "risk": score.risk,
-                "cluster": score.cluster_id,
-                "action": decision.action.value,
-                "source": decision.source,
+                "risk": status.risk.risk,
+                "cluster": status.risk.cluster_id,
+                "action": status.decision.action.value,
+                "source": status.decision.source,
             }
         return out
 
@@ -431,7 +432,7 @@ class Console:
                 (end - timedelta(minutes=60 - i - 1)).strftime("%H:%M")
                 for i in range(len(traffic.per_minute))
             ]
-        clusters = self.admin.clusters() if self.admin.clusters is not None else []
+        clusters = self.operations.clusters()
         return {
             "traffic": traffic,
             "chart": _svg.bar_chart(
@@ -485,7 +486,7 @@ class Console:
                         "trend": trend,
                     }
                 )
-        clusters = self.admin.clusters() if self.admin.clusters is not None else []
+        clusters = self.operations.clusters()
         return self.render(
             request,
             "campaigns.html",
@@ -513,7 +514,7 @@ class Console:
         page_no = _int(qp.get("page"), 1)
         only: frozenset[str] | None = None
         if action in ACTIONS and action != "clear":
-            only = await self._db(lambda: self._override_ids(action))
+            only = await run_in_threadpool(self.operations.overridden, Action(action))
         page = scan.page(
             cid,
             page=page_no,
@@ -580,12 +581,6 @@ class Console:
             **table_ctx,
         )
 
-    def _override_ids(self, action: str) -> frozenset[str]:
-        s = self.admin.store
-        with s.transaction() as cur:
-            cur.execute(s.q("SELECT account_id FROM gateway_overrides WHERE action = ?"), (action,))
-            return frozenset(str(r[0]) for r in cur.fetchall())
-
     # -- accounts -------------------------------------------------------------------------------
 
     async def account(self, request: Request, session: Session) -> Response:
@@ -593,7 +588,7 @@ class Console:
         from distillguard.privacy.redact import Redactor
 
         account_id = request.path_params["account_id"]
-        acct = await self._db(lambda: self.admin.store.get_account(account_id))
+        acct = await run_in_threadpool(self.operations.account, account_id)
         if acct is None:
             raise HTTPException(404, f"unknown account {account_id!r}")
         before = _cursor(request.query_params.get("before"))
@@ -602,16 +597,14 @@ class Console:
         )
         count = await self._db(lambda: self.queries.exchange_count(account_id))
         actions = await self._db(lambda: self.queries.actions_of(account_id, limit=50))
-        trail = await self._db(lambda: self.queries.audit_trail(target=account_id, limit=20))
-        passports = [
-            r
-            for r in await run_in_threadpool(self.admin.registry.list_passports)
-            if r.account_id == account_id
-        ]
+        trail = await run_in_threadpool(
+            lambda: self.operations.audit_trail(target=account_id, limit=20)
+        )
+        passports = await run_in_threadpool(
+            lambda: self.operations.passports(account_id=account_id)
+        )
         scan_row = self.state.scan.account(account_id) if self.state.scan else None
-        score = self.admin.scorer.score(account_id)
-        decision = self.admin.policy.decide(account_id, score)
-        override = self.admin.policy.override(account_id)
+        status = self.operations.status(account_id)
         history = [r for r in reversed(actions) if r[7] is not None]
         redactor = Redactor()
         nxt = None
@@ -624,9 +617,9 @@ class Console:
             session=session,
             acct=acct,
             scan_row=scan_row,
-            score=score,
-            decision=decision,
-            override=override,
+            score=status.risk,
+            decision=status.decision,
+            override=status.override,
             risk_chart=_svg.line_chart(
                 [float(r[7]) for r in history],
                 title=f"Risk of {account_id} at each recorded action",
@@ -668,94 +661,35 @@ class Console:
             raise HTTPException(400, "the action was not confirmed")
         account_id = request.path_params["account_id"]
         action, reason, expires = _action_form(form)
-        exists = await self._db(lambda: self.admin.store.get_account(account_id))
+        exists = await run_in_threadpool(self.operations.account, account_id)
         if exists is None:
             raise HTTPException(404, f"unknown account {account_id!r}")
-        await self._db(
-            lambda: self.apply_action(
-                account_id=account_id,
-                action=action,
-                reason=reason,
-                analyst=session.analyst,
-                expires_in_s=int(expires * 3600) if expires else None,
+        actor = Actor(session.analyst, "console")
+        if action == "clear":
+            await run_in_threadpool(
+                lambda: self.operations.clear_action(account_id, actor=actor, reason=reason)
             )
-        )
+        else:
+            await run_in_threadpool(
+                lambda: self.operations.set_action(
+                    account_id,
+                    Action(action),
+                    reason=reason,
+                    actor=actor,
+                    expires_in_s=int(expires * 3600) if expires else None,
+                )
+            )
+        logger.info("console: %s set %s on %s", session.analyst, action, account_id)
         return RedirectResponse(
             f"{self._base(request)}/accounts/{quote(account_id, safe='')}?done={action}",
             status_code=303,
         )
 
-    def apply_action(
-        self,
-        *,
-        account_id: str,
-        action: str,
-        reason: str,
-        analyst: str,
-        expires_in_s: int | None,
-    ) -> None:
-        """Set (or clear) an analyst override, as the admin API does, and audit it.
-
-        Call with the admin lock held. The policy object the gateway uses is updated at once;
-        other replicas reload overrides every 2 s.
-        """
-        s = self.admin.store
-        now = datetime.now(UTC)
-        if action == "clear":
-            with s.transaction() as cur:
-                cur.execute(
-                    s.q("DELETE FROM gateway_overrides WHERE account_id = ?"), (account_id,)
-                )
-        else:
-            expires = now + timedelta(seconds=expires_in_s) if expires_in_s else None
-            override = Override(
-                account_id=account_id,
-                action=Action(action),
-                reason=reason,
-                actor=analyst,
-                set_at=now,
-                expires_at=expires,
-            )
-            record = _new_action_record(
-                account_id=account_id,
-                exchange_id=None,
-                decision=ActionDecision(
-                    action=override.action,
-                    reason=f"set by {analyst} (console): {reason}",
-                    source="admin",
-                    risk=self.admin.scorer.score(account_id),
-                ),
-            )
-            with s.transaction() as cur:
-                cur.execute(
-                    s.q("DELETE FROM gateway_overrides WHERE account_id = ?"), (account_id,)
-                )
-                cur.execute(
-                    s.q(
-                        "INSERT INTO gateway_overrides (account_id, action, reason, actor, "
-                        "set_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)"
-                    ),
-                    (
-                        account_id,
-                        action,
-                        reason,
-                        analyst,
-                        int(now.timestamp() * 1e6),
-                        int(expires.timestamp() * 1e6) if expires else None,
-                    ),
-                )
-                insert_action(s, cur, record)
-        self.admin.policy.set_overrides(load_overrides(s))
-        self.queries.record_audit(
-            analyst=analyst, action=action, target=account_id, reason=reason, outcome="applied"
-        )
-        logger.info("console: %s set %s on %s", analyst, action, account_id)
-
     async def confirm_revoke(self, request: Request, session: Session) -> Response:
         """Step one of a passport revocation."""
         form = await self._form(request, session)
         pid = request.path_params["passport_id"]
-        record = await run_in_threadpool(self.admin.registry.get, pid)
+        record = await run_in_threadpool(self.operations.passport, pid)
         if record is None:
             raise HTTPException(404, f"unknown passport {pid!r}")
         reason = _reason(form)
@@ -779,46 +713,35 @@ class Console:
             raise HTTPException(400, "the revocation was not confirmed")
         pid = request.path_params["passport_id"]
         reason = _reason(form)
-        record = await run_in_threadpool(self.admin.registry.get, pid)
+        record = await run_in_threadpool(self.operations.passport, pid)
         if record is None:
             raise HTTPException(404, f"unknown passport {pid!r}")
-        # the verifier's revocation cache writes through and takes effect at once; note that
-        # it may be falsy (an empty list), hence no ``or``
-        cache = self.admin.revocations
-        revoke = cache.revoke if hasattr(cache, "revoke") else self.admin.registry.revoke
-        await run_in_threadpool(lambda: revoke(pid, reason=f"{session.analyst}: {reason}"))
-        await self._db(
-            lambda: self.queries.record_audit(
-                analyst=session.analyst,
-                action="revoke_passport",
-                target=record.account_id,
-                reason=f"{pid}: {reason}",
-                outcome="revoked",
+        try:
+            await run_in_threadpool(
+                lambda: self.operations.revoke_passport(
+                    pid, reason=reason, actor=Actor(session.analyst, "console")
+                )
             )
-        )
+        except InputError as exc:
+            raise HTTPException(404, exc.message) from None
         return RedirectResponse(
             f"{self._base(request)}/accounts/{quote(record.account_id, safe='')}?done=revoke",
             status_code=303,
         )
 
     async def audit(self, request: Request, session: Session) -> Response:
-        """The console's audit trail and the gateway's recent analyst actions."""
-        trail = await self._db(lambda: self.queries.audit_trail(limit=200))
+        """The audit trail: every operator action, whichever door it came through."""
+        trail = await run_in_threadpool(lambda: self.operations.audit_trail(limit=200))
         return self.render(request, "audit.html", session=session, trail=trail)
 
     # -- ledger ---------------------------------------------------------------------------------
 
     async def ledger(self, request: Request, session: Session) -> Response:
         """Tree head, latest checkpoint, last audit."""
-        from distillguard.ledger import Ledger
-
-        def run() -> dict[str, Any]:
-            ledger = Ledger.open(self.admin.store, origin=self.admin.ledger_origin)
-            cp = ledger.latest_checkpoint()
-            return {"head": ledger.head().to_dict(), "checkpoint": cp.note if cp else None}
-
         try:
-            info: dict[str, Any] = await self._db(run)
+            head = await run_in_threadpool(self.operations.ledger_head)
+            checkpoint = head.pop("checkpoint")
+            info: dict[str, Any] = {"head": head, "checkpoint": checkpoint}
             error = None
         except DistillGuardError as exc:
             info, error = {"head": None, "checkpoint": None}, exc.message
@@ -828,61 +751,29 @@ class Console:
             session=session,
             error=error,
             audit=self.state.audit,
-            can_sign=self.admin.ledger_key is not None,
+            can_sign=self.operations.ledger_key is not None,
             **info,
         )
 
     async def ledger_audit(self, request: Request, session: Session) -> Response:
         """Run a full audit of the ledger against the store and its checkpoints."""
         await self._form(request, session)
-        from distillguard.ledger import Ledger
-        from distillguard.ledger.audit import audit_ledger
-
-        def run() -> dict[str, Any]:
-            ledger = Ledger.open(self.admin.store, origin=self.admin.ledger_origin)
-            t0 = time.perf_counter()
-            report = audit_ledger(ledger, public_keys=list(self.ledger_public_keys))
-            out = report.to_dict()
-            out["seconds"] = round(time.perf_counter() - t0, 3)
-            out["at"] = _fmt_ts(datetime.now(UTC))
-            out["by"] = session.analyst
-            out["ok"] = report.ok
-            return out
-
-        self.state.audit = await self._db(run)
-        await self._db(
-            lambda: self.queries.record_audit(
-                analyst=session.analyst,
-                action="ledger_audit",
-                target="ledger",
-                reason="-",
-                outcome="ok" if self.state.audit and self.state.audit["ok"] else "findings",
-            )
+        report = await run_in_threadpool(
+            lambda: self.operations.audit_ledger(actor=Actor(session.analyst, "console"))
         )
+        report["at"] = _fmt_ts(report["at"])
+        self.state.audit = report
         return RedirectResponse(self._base(request) + "/ledger", status_code=303)
 
     async def ledger_checkpoint(self, request: Request, session: Session) -> Response:
         """Sign and store a checkpoint of the current head."""
         await self._form(request, session)
-        from distillguard.ledger import Ledger
-
-        if self.admin.ledger_key is None:
-            raise HTTPException(503, "no ledger key in the keyring")
-
-        def run() -> int:
-            ledger = Ledger.open(self.admin.store, origin=self.admin.ledger_origin)
-            return int(ledger.publish_checkpoint(self.admin.ledger_key).size)
-
-        size = await self._db(run)
-        await self._db(
-            lambda: self.queries.record_audit(
-                analyst=session.analyst,
-                action="ledger_checkpoint",
-                target="ledger",
-                reason="-",
-                outcome=f"size {size}",
+        try:
+            await run_in_threadpool(
+                lambda: self.operations.publish_checkpoint(actor=Actor(session.analyst, "console"))
             )
-        )
+        except ConfigurationError as exc:
+            raise HTTPException(503, exc.message) from None
         return RedirectResponse(self._base(request) + "/ledger", status_code=303)
 
     # -- results --------------------------------------------------------------------------------
@@ -925,13 +816,12 @@ class Console:
         if item["error"]:
             path.unlink()
             raise HTTPException(422, item["error"])
-        await self._db(
-            lambda: self.queries.record_audit(
-                analyst=session.analyst,
+        await run_in_threadpool(
+            lambda: self.operations.record(
+                actor=Actor(session.analyst, "console"),
                 action="upload_result",
                 target=path.name,
-                reason="-",
-                outcome=item["kind"],
+                outcome=str(item["kind"]),
             )
         )
         return RedirectResponse(self._base(request) + "/results", status_code=303)
@@ -1093,26 +983,27 @@ def _load_result(path: Path) -> dict[str, Any]:
 
 def create_console(
     *,
-    admin: AdminContext,
+    operations: Operations,
+    admin_token: str,
     session_key: bytes,
     options: ConsoleOptions | None = None,
     metrics: Any = None,
-    ledger_public_keys: Sequence[Any] = (),
 ) -> Console:
-    """The console over the gateway's admin context.
+    """The console over the operations service.
 
     Args:
-        admin: the admin API's context (store, lock, policy, scorer, passport registry, token).
+        operations: performs and audits every action (door ``console``, actor the analyst);
+            its store connection also serves the console's own read queries.
+        admin_token: what an analyst types to log in.
         session_key: 32+ bytes (:func:`~distillguard.console.derive_session_key`).
         options: scan results, result files, uploads, session lifetime, page size.
         metrics: the gateway's metrics (rejections by reason on the overview).
-        ledger_public_keys: Ed25519 public keys that checkpoints may carry (the ledger audit).
     """
     opts = options or ConsoleOptions()
     return Console(
-        admin=admin,
+        operations=operations,
+        admin_token=admin_token,
         signer=SessionSigner(key=session_key, ttl_s=opts.session_ttl_s),
         options=opts,
         metrics=metrics,
-        ledger_public_keys=ledger_public_keys,
     )

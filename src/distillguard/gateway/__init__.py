@@ -1,8 +1,8 @@
 """The gateway: an OpenAI-compatible service that authenticates, limits, records, watermarks and
 scores every exchange.
 
-* :func:`create_gateway` builds the ASGI app (:class:`Gateway`) from the configuration;
-  ``distillguard serve`` runs it on uvicorn.
+* :class:`Gateway`: the ASGI app; :func:`distillguard.app.create_gateway` (the application
+  layer) builds it from the configuration and ``distillguard serve`` runs it on uvicorn.
 * :mod:`~distillguard.gateway.core`: the request path of ``/v1/chat/completions``,
   ``/v1/completions`` and ``/v1/models``.
 * :mod:`~distillguard.gateway.upstream`: the model behind one interface (stub, any
@@ -12,15 +12,16 @@ scores every exchange.
 * :mod:`~distillguard.gateway.recorder`: exchanges into the store and the ledger before the
   answer (``sync`` or ``batch`` durability).
 * :mod:`~distillguard.gateway.policy`: online risk, policy actions and their records.
-* :mod:`~distillguard.gateway.admin`, :mod:`~distillguard.gateway.metrics`,
-  :mod:`~distillguard.gateway.alerts`: the admin API, Prometheus metrics, webhook alerts.
+* :mod:`~distillguard.gateway.metrics`, :mod:`~distillguard.gateway.alerts`: Prometheus
+  metrics, webhook alerts. The admin API is a door of the application layer
+  (:mod:`distillguard.app.admin`).
 
 See ``docs/gateway.md``.
 """
 
 from __future__ import annotations
 
-from distillguard.gateway.app import OPENAI_PATHS, Gateway, create_gateway
+from distillguard.gateway.app import OPENAI_PATHS, Gateway
 from distillguard.gateway.core import AggregateLimit, GatewayCore, LimitsConfig, PostHocWatermarker
 from distillguard.gateway.policy import (
     Action,
@@ -82,6 +83,5 @@ __all__ = [
     "RiskScore",
     "StubUpstream",
     "Upstream",
-    "create_gateway",
     "stub_app",
 ]

@@ -303,6 +303,9 @@ class Ledger:
     A ledger object is used from one thread at a time, like its store.
     """
 
+    #: The name of the ledger's insert hook on a store (:class:`~distillguard.store.InsertHooks`).
+    HOOK = "ledger"
+
     def __init__(self, store: Store, *, origin: str = DEFAULT_ORIGIN) -> None:
         self.store = store
         with store.transaction() as cur:
@@ -386,15 +389,21 @@ class Ledger:
     def attach(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:
         """The ledger of ``store``, registered so that every exchange stored from now on is a leaf.
 
-        Attaching twice to the same store registers one hook only.
+        Attaching twice to the same store registers one hook only (named :attr:`HOOK`).
+
+        Raises:
+            ConfigurationError: another hook holds the name :attr:`HOOK` on this store.
         """
-        for hook in store.insert_hooks:
-            owner = getattr(hook, "__self__", None)
-            if isinstance(owner, Ledger):
-                return owner
+        existing = store.insert_hooks.get(cls.HOOK)
+        if isinstance(existing, Ledger):
+            return existing
         ledger = cls(store, origin=origin)
-        store.insert_hooks.append(ledger.append)
+        store.insert_hooks.register(cls.HOOK, ledger)
         return ledger
+
+    def __call__(self, cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+        """The insert hook: :meth:`append`."""
+        self.append(cur, inserted)
 
     # -- appending ----------------------------------------------------------------------------
 

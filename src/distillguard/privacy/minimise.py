@@ -71,6 +71,9 @@ class Minimiser:
     Build it with :meth:`attach`, after ``Ledger.attach(store)``.
     """
 
+    #: The name of the minimiser's insert hook on a store (it runs after :attr:`Ledger.HOOK`).
+    HOOK = "minimisation"
+
     def __init__(
         self, store: Store, *, ledger: Ledger, policy: RetentionPolicy, actor: str = "minimisation"
     ) -> None:
@@ -101,20 +104,16 @@ class Minimiser:
         """
         if not policy.minimises:
             return None
-        ledger_at = None
-        for i, hook in enumerate(store.insert_hooks):
-            owner = getattr(hook, "__self__", None)
-            if isinstance(owner, Minimiser):
-                return owner
-            if owner is ledger:
-                ledger_at = i
-        if ledger_at is None:
+        existing = store.insert_hooks.get(cls.HOOK)
+        if isinstance(existing, Minimiser):
+            return existing
+        if store.insert_hooks.get(Ledger.HOOK) is not ledger:
             raise ConfigurationError(
                 "minimisation needs the ledger attached to the store first",
                 hint="call Ledger.attach(store) before Minimiser.attach(store, ...)",
             )
         minimiser = cls(store, ledger=ledger, policy=policy, actor=actor)
-        store.insert_hooks.append(minimiser._on_insert)
+        store.insert_hooks.register(cls.HOOK, minimiser, after=(Ledger.HOOK,))
         return minimiser
 
     def _profiles(self, cur: Cursor, account_ids: Sequence[str]) -> dict[str, AccountProfile]:
@@ -133,7 +132,7 @@ class Minimiser:
                 out[account_id] = AccountProfile(account_id, tier, channel)
         return out
 
-    def _on_insert(self, cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+    def __call__(self, cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
         """Insert hook: minimise the content of the newly stored exchanges that need it."""
         if not inserted:
             return

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 from distillguard.errors import ConfigurationError
-from distillguard.store.base import Cursor, InsertHook, Store, StoredExchange
+from distillguard.store.base import Cursor, InsertHook, InsertHooks, Store, StoredExchange
 
-__all__ = ["Cursor", "InsertHook", "Store", "StoredExchange", "open_store"]
+__all__ = ["Cursor", "InsertHook", "InsertHooks", "Store", "StoredExchange", "open_store"]
 
 
 def open_store(url: str) -> Store:

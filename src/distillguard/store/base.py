@@ -28,6 +28,7 @@ __all__ = [
     "EXCHANGE_COLUMNS",
     "Cursor",
     "InsertHook",
+    "InsertHooks",
     "Store",
     "StoredExchange",
     "UndecodableExchange",
@@ -89,6 +90,72 @@ class UndecodableExchange:
 
 
 InsertHook = Callable[[Cursor, Sequence[StoredExchange]], None]
+
+
+class InsertHooks:
+    """The named hooks a store runs after each batch of newly stored exchanges, in the batch's
+    own transaction and with its cursor (so that what they write commits or rolls back with
+    the rows), in the order they were registered.
+
+    The ledger registers as ``"ledger"`` (every stored exchange becomes a leaf) and content
+    minimisation as ``"minimisation"`` after it (the ledger commits to the full record first).
+    A hook object that needs to find itself again (attach twice, one hook) looks its name up
+    with :meth:`get`. A hook that raises aborts the batch: the caller's transaction rolls back.
+    """
+
+    def __init__(self) -> None:
+        self._hooks: dict[str, InsertHook] = {}
+
+    def __repr__(self) -> str:
+        return f"InsertHooks({list(self._hooks)!r})"
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._hooks
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in running order."""
+        return tuple(self._hooks)
+
+    def get(self, name: str) -> InsertHook | None:
+        """The hook registered as ``name``, or None."""
+        return self._hooks.get(name)
+
+    def register(self, name: str, hook: InsertHook, *, after: Sequence[str] = ()) -> None:
+        """Run ``hook`` after every later batch, after the hooks registered before it.
+
+        ``after`` names hooks that must already be registered (so that they run first).
+
+        Raises:
+            ConfigurationError: ``name`` is taken, or a hook of ``after`` is not registered.
+        """
+        from distillguard.errors import ConfigurationError
+
+        if name in self._hooks:
+            raise ConfigurationError(
+                f"an insert hook named {name!r} is already registered on this store",
+                hint="look it up with store.insert_hooks.get(name) instead of registering twice",
+            )
+        missing = [n for n in after if n not in self._hooks]
+        if missing:
+            raise ConfigurationError(
+                f"the insert hook {name!r} must run after {', '.join(map(repr, missing))}, "
+                "which is not registered on this store",
+                hint=f"register {', '.join(missing)} first",
+            )
+        self._hooks[name] = hook
+
+    def unregister(self, name: str) -> InsertHook | None:
+        """Remove the hook registered as ``name``; returns it, or None if there was none."""
+        return self._hooks.pop(name, None)
+
+    def run(self, cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
+        """Call every hook with ``cur`` and ``inserted``, in order."""
+        for hook in self._hooks.values():
+            hook(cur, inserted)
+
 
 #: Columns of ``exchanges``: the format's fields in their order, with ``seq`` after the id, then
 #: the unknown fields, the salt and the ingest bookkeeping.
@@ -406,7 +473,7 @@ class Store(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.insert_hooks: list[InsertHook] = []
+        self.insert_hooks = InsertHooks()
 
     def __repr__(self) -> str:
         from distillguard.config import mask_url
@@ -554,8 +621,7 @@ class Store(ABC):
             return []
         inserted = self._insert_exchanges(cur, batch, run_id=run_id, now_us=now_us)
         if inserted:
-            for hook in self.insert_hooks:
-                hook(cur, inserted)
+            self.insert_hooks.run(cur, inserted)
         return inserted
 
     @abstractmethod

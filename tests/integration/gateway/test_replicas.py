@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.testing import BASE_URL, admin_client, chat_body, client, make_settings
 from distillguard.keyring import KeyPurpose, open_keyring

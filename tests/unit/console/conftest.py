@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
 from distillguard.evidence.testing import CAMPAIGN, EMAIL, write_scan
-from distillguard.gateway import NullScorer, create_gateway
+from distillguard.gateway import NullScorer
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import ADMIN_TOKEN, BASE_URL, make_settings
 from distillguard.ledger import Ledger

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from distillguard.gateway import NullScorer, create_gateway
+from distillguard.app import create_gateway
+from distillguard.gateway import NullScorer
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import BASE_URL
 from distillguard.records.model import Message

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.testing import make_settings
 

@@ -180,7 +180,7 @@ def test_rollback_to_an_older_copy(tmp_path: Path) -> None:
 
 def test_inserted_record_without_leaf(sqlite_store: Store) -> None:
     ledger, key = _setup(sqlite_store)
-    sqlite_store.insert_hooks.clear()
+    sqlite_store.insert_hooks.unregister(Ledger.HOOK)
     add_records(sqlite_store, 100, 1)
     report = _audit(ledger, key)
     assert [f.kind for f in report.findings] == ["record_not_in_ledger"]

@@ -108,7 +108,7 @@ def test_minimisation_after_the_ledger(store: Store) -> None:
 def test_keep_policy_registers_nothing(store: Store) -> None:
     ledger = Ledger.attach(store)
     assert Minimiser.attach(store, ledger=ledger, policy=_policy()) is None
-    assert len(store.insert_hooks) == 1
+    assert store.insert_hooks.names() == (Ledger.HOOK,)
 
 
 def test_default_rule_without_overrides(store: Store) -> None:

@@ -59,7 +59,7 @@ def _stored_indexes(store: Any) -> set[str]:
 def test_atomic_ingest_into_an_empty_table_builds_the_indexes_at_the_end(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
         spy = _Spy()
-        store.insert_hooks.append(spy)
+        store.insert_hooks.register("spy", spy)
         result = ingest_log(store, _log(tmp_path / "a", 0, 12), batch_size=5)
         assert result.exchanges.inserted == 12 and result.reconciles
         assert spy.indexes == [set(), set(), set()]  # not maintained row by row
@@ -83,7 +83,7 @@ def test_atomic_ingest_into_an_empty_table_builds_the_indexes_at_the_end(tmp_pat
 def test_commit_batches_keeps_the_indexes(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
         spy = _Spy()
-        store.insert_hooks.append(spy)
+        store.insert_hooks.register("spy", spy)
         ingest_log(store, _log(tmp_path / "a", 0, 7), batch_size=5, atomic=False)
         assert spy.indexes == [SECONDARY, SECONDARY]  # other connections see each commit
 
@@ -97,7 +97,7 @@ def test_a_failed_atomic_run_leaves_the_indexes_as_they_were(tmp_path: Path) -> 
     (folder / "exchanges" / "b.parquet").write_bytes(b"PAR1 not parquet PAR1")
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
         spy = _Spy()
-        store.insert_hooks.append(spy)
+        store.insert_hooks.register("spy", spy)
         with pytest.raises(LogFormatError):
             ingest_log(store, folder, batch_size=4)
         assert spy.indexes and all(not i for i in spy.indexes)  # dropped during the run
@@ -121,17 +121,17 @@ def test_no_automatic_gc_during_a_run_and_the_state_comes_back(
     assert gc.isenabled()
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
         spy = _Spy()
-        store.insert_hooks.append(spy)
+        store.insert_hooks.register("spy", spy)
         ingest_log(store, _log(tmp_path / "a", 0, 7), batch_size=5, atomic=atomic)
         assert spy.gc_enabled == [False, False]
         assert gc.isenabled()
         # a failing run restores it too
-        store.insert_hooks.append(_fail)
+        store.insert_hooks.register("fail", _fail)
         with pytest.raises(OSError, match="disk full"):
             ingest_log(store, _log(tmp_path / "b", 7, 3), batch_size=5, atomic=atomic)
         assert gc.isenabled()
         # and a caller that had turned it off keeps it off
-        store.insert_hooks.remove(_fail)
+        store.insert_hooks.unregister("fail")
         gc.disable()
         try:
             ingest_log(store, _log(tmp_path / "c", 10, 3), batch_size=5, atomic=atomic)
@@ -171,7 +171,7 @@ def test_postgres_staging_table_holds_no_dead_rows_across_batches_of_one_run(
         sizes.append(int(cur.fetchone()[0]))
 
     with postgres_store_url() as url, open_store(url) as store:
-        store.insert_hooks.append(staging_size)
+        store.insert_hooks.register("staging_size", staging_size)
         result = ingest_log(store, _log(tmp_path / "a", 0, 900), batch_size=300)
         assert result.exchanges.inserted == 900 and store.count("exchanges") == 900
     # emptied with TRUNCATE after each bulk batch: rows DELETEd in a run that is one
@@ -196,6 +196,6 @@ def test_other_connections_keep_the_indexes_while_an_atomic_run_loads(tmp_path: 
             reader.close()
 
     with open_store(f"sqlite:///{path}") as store:
-        store.insert_hooks.append(other_connection)
+        store.insert_hooks.register("other_connection", other_connection)
         ingest_log(store, _log(tmp_path / "a", 0, 7), batch_size=5)
     assert seen == [SECONDARY, SECONDARY]  # the WAL snapshot before the run's transaction

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from distillguard.config import RetentionSettings
 from distillguard.errors import ConfigurationError, SchemaVersionError, StoreConnectionError
 from distillguard.records.model import Message
-from distillguard.store import Cursor, Store, StoredExchange, open_store
+from distillguard.store import Cursor, InsertHook, Store, StoredExchange, open_store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange
 
@@ -83,13 +84,58 @@ def test_insert_hooks_run_in_the_same_transaction(store: Store) -> None:
         if "boom" in seen[-1]:
             raise RuntimeError("hook failed")
 
-    store.insert_hooks.append(hook)
+    store.insert_hooks.register("test", hook)
     _add(store, ["a", "b"])
     _add(store, ["a"])  # nothing new: the hook is not called
     with pytest.raises(RuntimeError):
         _add(store, ["c", "boom"])
     assert seen == [["a", "b"], ["c", "boom"]]
     assert store.count("exchanges") == 2  # the failed batch rolled back entirely
+
+
+def test_insert_hooks_are_named_and_run_in_registration_order(store: Store) -> None:
+    calls: list[str] = []
+
+    def hook(name: str) -> InsertHook:
+        return lambda cur, inserted: calls.append(name)
+
+    hooks = store.insert_hooks
+    hooks.register("first", hook("first"))
+    hooks.register("second", hook("second"), after=("first",))
+    assert hooks.names() == ("first", "second") and "first" in hooks and len(hooks) == 2
+    with pytest.raises(ConfigurationError, match="already registered"):
+        hooks.register("first", hook("again"))
+    with pytest.raises(ConfigurationError, match="'absent'"):
+        hooks.register("third", hook("third"), after=("absent",))
+    assert hooks.names() == ("first", "second")  # a refused registration leaves no trace
+    _add(store, ["a"])
+    assert calls == ["first", "second"]
+    removed = hooks.unregister("first")
+    assert removed is not None and hooks.unregister("first") is None
+    _add(store, ["b"])
+    assert calls == ["first", "second", "second"]
+
+
+def test_the_ledger_and_minimiser_find_their_hooks_by_name(store: Store) -> None:
+    from distillguard.ledger import Ledger
+    from distillguard.privacy.minimise import Minimiser
+    from distillguard.privacy.policy import RetentionPolicy
+
+    ledger = Ledger.attach(store)
+    assert Ledger.attach(store) is ledger and store.insert_hooks.get(Ledger.HOOK) is ledger
+    policy = RetentionPolicy.from_settings(RetentionSettings(minimise="hash"))
+    minimiser = Minimiser.attach(store, ledger=ledger, policy=policy)
+    assert minimiser is not None
+    assert Minimiser.attach(store, ledger=ledger, policy=policy) is minimiser
+    assert store.insert_hooks.names() == (Ledger.HOOK, Minimiser.HOOK)
+
+
+def test_a_foreign_hook_cannot_take_the_ledgers_name(store: Store) -> None:
+    from distillguard.ledger import Ledger
+
+    store.insert_hooks.register(Ledger.HOOK, lambda cur, inserted: None)
+    with pytest.raises(ConfigurationError, match="already registered"):
+        Ledger.attach(store)
 
 
 def test_ensure_tables_is_idempotent_and_versioned(store: Store) -> None:
