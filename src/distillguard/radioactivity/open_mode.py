@@ -18,7 +18,7 @@ human text, our prompts, the suspect's own answers), or with ``skip_echo`` (posi
 prediction equals the real next token are not scored). The control run catches a violation:
 see ``docs/radioactivity.md``.
 
-Requires the ``ml`` extra (torch, transformers). The suspect must use the watermark's tokenizer
+Requires the ``hf`` extra (torch, transformers). The suspect must use the watermark's tokenizer
 (token ids are scored as they are); for a suspect with another tokenizer use closed mode.
 """
 
@@ -54,9 +54,9 @@ def load_suspect(path: Path) -> tuple[Any, Any]:
     """A local causal LM and its tokenizer (``from_pretrained`` on a folder; never downloads)."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - the ml extra is installed in dev
+    except ImportError as exc:  # pragma: no cover - the hf extra is installed in dev
         raise DependencyMissingError(
-            "open mode needs torch and transformers", hint="pip install 'distillguard[ml]'"
+            "open mode needs torch and transformers", hint="pip install 'distillguard[hf]'"
         ) from exc
     if not Path(path).is_dir():
         raise InputError(f"model folder {path} does not exist", hint="give a local model folder")

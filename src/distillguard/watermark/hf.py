@@ -1,7 +1,7 @@
 """Hugging Face transformers integration: a ``LogitsProcessor``, a ``generate`` helper, and a
 tiny local model builder for tests, benchmarks and the lab.
 
-Requires the ``ml`` extra (``pip install 'distillguard[ml]'``). Nothing is downloaded: models and
+Requires the ``hf`` extra (``pip install 'distillguard[hf]'``). Nothing is downloaded: models and
 tokenizers are local folders or built in memory.
 
 Example::
@@ -30,10 +30,10 @@ from distillguard.watermark.kgw import KGWWatermark
 try:
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
-except ImportError as exc:  # pragma: no cover - the ml extra is installed in dev
+except ImportError as exc:  # pragma: no cover - the hf extra is installed in dev
     raise DependencyMissingError(
         "the transformers integration needs torch and transformers",
-        hint="pip install 'distillguard[ml]'",
+        hint="pip install 'distillguard[hf]'",
     ) from exc
 
 __all__ = [

@@ -94,10 +94,10 @@ class HFTokenizer:
     def __init__(self, path: Path) -> None:
         try:
             from transformers import AutoTokenizer
-        except ImportError as exc:  # pragma: no cover - the ml extra is installed in dev
+        except ImportError as exc:  # pragma: no cover - the hf extra is installed in dev
             raise DependencyMissingError(
                 "a model tokenizer needs the 'transformers' package",
-                hint="pip install 'distillguard[ml]', or use --tokenizer word",
+                hint="pip install 'distillguard[hf]', or use --tokenizer word",
             ) from exc
         if not Path(path).is_dir():
             raise InputError(f"tokenizer folder {path} does not exist")

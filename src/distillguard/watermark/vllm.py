@@ -30,9 +30,9 @@ from distillguard.watermark.kgw import KGWWatermark
 
 try:
     import torch
-except ImportError as exc:  # pragma: no cover - the ml extra is installed in dev
+except ImportError as exc:  # pragma: no cover - the hf extra is installed in dev
     raise DependencyMissingError(
-        "the vLLM adapter needs torch", hint="pip install 'distillguard[ml]'"
+        "the vLLM adapter needs torch", hint="pip install 'distillguard[hf]'"
     ) from exc
 
 __all__ = ["VLLMWatermarkProcessor"]
