@@ -1,5 +1,5 @@
 """A gateway launched by uvicorn directly (``uvicorn --workers N --factory
-distillguard.gateway.app:app_from_environment``) refuses several workers with in-process replay
+distillguard.app:app_from_environment``) refuses several workers with in-process replay
 cache or rate limits, as ``distillguard serve`` does, and says the header cap is off (issue 24
 follow-up, gap C)."""
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from distillguard.app import detected_workers
 from distillguard.errors import ConfigurationError
 from distillguard.gateway import Gateway
 from distillguard.gateway._server import uvicorn_options
-from distillguard.gateway.app import detected_workers
 from distillguard.keyring import Keyring
 
-FACTORY = "distillguard.gateway.app:app_from_environment"
+FACTORY = "distillguard.app:app_from_environment"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from distillguard.gateway import create_gateway
+from distillguard.app import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.alerts import Alerter
 from distillguard.gateway.policy import RiskScore

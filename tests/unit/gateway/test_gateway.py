@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.testing import chat_body, client, make_settings
 from distillguard.gateway.upstream import CompletionRequest, StubUpstream
@@ -137,7 +138,11 @@ def test_unsigned_request_is_refused_with_a_problem(gateway: Gateway) -> None:
 
 def test_revoked_passport_is_refused(gateway: Gateway, agents: AgentFactory) -> None:
     agent = agents.issue("acct-4")
-    gateway.admin.revocations.revoke(agent.passport_id, reason="test")
+    from distillguard.passport.registry import RevocationCache
+
+    cache = gateway.core.verifier.revocations
+    assert isinstance(cache, RevocationCache)
+    cache.revoke(agent.passport_id, reason="test")
 
     async def go() -> httpx.Response:
         async with client(gateway, agent) as c:

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from distillguard.app import create_gateway
 from distillguard.fingerprint.canaries import (
     CanaryFact,
     CanaryGenerator,
@@ -15,7 +16,6 @@ from distillguard.fingerprint.canaries import (
     probe_canaries,
 )
 from distillguard.fingerprint.testing import SuspectApp
-from distillguard.gateway import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.canaries import GatewayCanaries
 from distillguard.gateway.policy import RiskScore

@@ -21,9 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
 from distillguard.errors import StorageError, UpstreamError
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import Agent, AgentFactory
 from distillguard.gateway.recorder import ExchangeRecorder
 from distillguard.gateway.testing import chat_body, client, make_settings

@@ -17,9 +17,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from PIL import Image
 
+from distillguard.app import create_gateway
 from distillguard.config import ImageSettings, Settings
 from distillguard.errors import UpstreamError, UpstreamTimeoutError
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.images import (
     IMAGES_PATH,

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distillguard.gateway import create_gateway
+from distillguard.app import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.testing import admin_client, client, make_settings
 from distillguard.gateway.watermarking import payload_key

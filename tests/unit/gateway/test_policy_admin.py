@@ -9,8 +9,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from distillguard.app import create_gateway
 from distillguard.config import Settings
-from distillguard.gateway import Gateway, create_gateway
+from distillguard.gateway import Gateway
 from distillguard.gateway.agents import Agent, AgentFactory
 from distillguard.gateway.policy import (
     Action,

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distillguard.gateway import create_gateway
+from distillguard.app import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.replay import replay_log
 from distillguard.gateway.testing import make_settings

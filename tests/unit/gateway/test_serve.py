@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from distillguard.app import app_from_environment
 from distillguard.gateway import Gateway
-from distillguard.gateway.app import app_from_environment
 from distillguard.gateway.logs import JsonFormatter, configure_json_logging
 from distillguard.keyring import Keyring
 
@@ -58,7 +58,7 @@ def test_worker_factory_builds_the_configured_gateway(
         assert gw.core.upstream.models() == ["m-1"]
         token = (home / "admin.token").read_text().strip()  # created, owner-only
         assert len(token) >= 32 and (home / "admin.token").stat().st_mode & 0o077 == 0
-        assert gw.admin.token == token
+        assert gw.admin_token == token
     finally:
         gw.close_sync()
 
