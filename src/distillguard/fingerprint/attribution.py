@@ -9,6 +9,9 @@ averaged. The null distribution of that statistic is measured on the same unrela
 pairs, and the p-value of S against T is its upper tail (:class:`NullModel`). A family's p-value is
 the Bonferroni-corrected smallest p-value of its members; Holm's correction across families gives
 the family-wise error rate, and a verdict names a family only when its adjusted p-value is < α.
+
+The result types (:class:`AttributionResult`, :class:`FamilyScore`, :class:`ProviderScore`) are
+the attribution-result format of :mod:`distillguard.results`, re-exported here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ from distillguard.fingerprint.features import STYLE_FEATURES, Fingerprint
 from distillguard.fingerprint.identity import IdentityProfile, identity_test
 from distillguard.fingerprint.outputs import FamilyMap
 from distillguard.fingerprint.stats import NullModel, bonferroni, double_center, holm
+from distillguard.results import AttributionResult, FamilyScore, ProviderScore
 
 __all__ = [
     "CHANNELS",
@@ -47,112 +51,6 @@ logger = logging.getLogger(__name__)
 CHANNELS: tuple[str, ...] = ("opening_words", "char_ngrams", "style", "phrase_profile", "embedding")
 _MIN_PROMPTS = 30
 _PHRASE_MIN_DF = 0.02
-
-
-@dataclass(frozen=True)
-class FamilyScore:
-    """The attribution test of the suspect against one reference family.
-
-    Attributes:
-        family: the family's name.
-        statistic: standardised excess similarity of the suspect to the family's closest member,
-            in standard deviations of the unrelated-pairs null.
-        p_value: Holm-adjusted p-value (family-wise over all families).
-        p_raw: the family's p-value before the correction across families.
-        reference: the family member the suspect resembles most.
-        channels: the per-channel standardised statistics for that member.
-        provider: the family's provider, where known.
-        p_style: the stylometric (paired-similarity) p-value of the family, Bonferroni over its
-            members, before combining with the identity channel.
-        identity: the identity test of the family's member with the smallest identity p-value
-            (``p_family`` = Bonferroni over members), when identity profiles were given.
-    """
-
-    family: str
-    statistic: float
-    p_value: float
-    p_raw: float
-    reference: str
-    channels: Mapping[str, float]
-    provider: str | None = None
-    p_style: float | None = None
-    identity: Mapping[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form."""
-        out: dict[str, Any] = {
-            "family": self.family,
-            "statistic": round(self.statistic, 4),
-            "p_value": self.p_value,
-            "p_raw": self.p_raw,
-            "reference": self.reference,
-            "channels": {k: round(v, 3) for k, v in self.channels.items()},
-            "provider": self.provider,
-            "p_style": self.p_style,
-        }
-        if self.identity is not None:
-            out["identity"] = dict(self.identity)
-        return out
-
-
-@dataclass(frozen=True)
-class ProviderScore:
-    """The provider-level answer: did the suspect learn from *some* model of this provider?
-
-    Attributes:
-        provider: the provider.
-        p_value: the smallest Holm-adjusted p-value of the provider's families.
-        p_raw: that family's p-value before the correction across families.
-        family: the provider's family with the smallest p-value.
-    """
-
-    provider: str
-    p_value: float
-    p_raw: float
-    family: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form."""
-        return {
-            "provider": self.provider,
-            "p_value": self.p_value,
-            "p_raw": self.p_raw,
-            "family": self.family,
-        }
-
-
-@dataclass(frozen=True)
-class AttributionResult:
-    """The outcome of :func:`attribute`: a verdict (a family or ``None``) and the full ranking."""
-
-    suspect: str
-    verdict: str | None
-    alpha: float
-    ranking: tuple[FamilyScore, ...]
-    n_prompts: int
-    channels: tuple[str, ...]
-    null_pairs: int
-    null_units: int
-    explanation: Mapping[str, Any] = field(default_factory=dict)
-    method: str = "double-centred paired similarity vs unrelated-reference null, Holm"
-    provider_verdict: str | None = None
-    provider_ranking: tuple[ProviderScore, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``distillguard fingerprint attribute --json``."""
-        return {
-            "suspect": self.suspect,
-            "verdict": self.verdict,
-            "provider_verdict": self.provider_verdict,
-            "alpha": self.alpha,
-            "ranking": [s.to_dict() for s in self.ranking],
-            "provider_ranking": [s.to_dict() for s in self.provider_ranking],
-            "n_prompts": self.n_prompts,
-            "channels": list(self.channels),
-            "null": {"pairs": self.null_pairs, "units": self.null_units},
-            "method": self.method,
-            "explanation": dict(self.explanation),
-        }
 
 
 def _common_prompts(suspect: Fingerprint, references: Sequence[Fingerprint]) -> list[int]:
@@ -500,7 +398,8 @@ def attribute(
     verdict = top.family if top.p_value < alpha and not math.isnan(top.p_value) else None
     providers = _provider_ranking(scores)
     provider_verdict = providers[0].provider if providers and providers[0].p_value < alpha else None
-    best_ref = fps[names.index(top.reference)]
+    best_of = {fam: names[best] for fam, _s, _p, _ps, best, _id in raw}  # = each score's reference
+    best_ref = fps[names.index(best_of[top.family])]
     explanation = _explain(fps[n], best_ref, fps, n)
     explanation["verdict_reason"] = (
         f"{top.family}: adjusted p = {top.p_value:.3g} < alpha = {alpha}"

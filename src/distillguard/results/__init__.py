@@ -10,12 +10,25 @@ console, the evaluation). File names, format markers and versions live here and 
 * **Radioactivity results** (a JSON file): :class:`RadioactivityResult` (a suspect's
   :class:`SubjectResult` beside its control's, each a :class:`PooledTest` and a curve of
   :class:`CurvePoint`), :func:`write_radioactivity`, :func:`read_radioactivity`.
+* **Attribution results** (a JSON file): :class:`AttributionResult` (a ranking of
+  :class:`FamilyScore` and of :class:`ProviderScore`), :func:`write_attribution`,
+  :func:`dumps_attribution`, :func:`read_attribution`.
 
 Every reader raises :class:`~distillguard.errors.ResultFormatError` (an ``InputError``) naming
 the file and the field when a file is missing, corrupt, breaks its format, or carries a format
 version newer than this release reads. See ``docs/results.md``.
 """
 
+from distillguard.results._attribution import (
+    ATTRIBUTION_FORMAT,
+    DEFAULT_ATTRIBUTION_METHOD,
+    AttributionResult,
+    FamilyScore,
+    ProviderScore,
+    dumps_attribution,
+    read_attribution,
+    write_attribution,
+)
 from distillguard.results._radioactivity import (
     RADIOACTIVITY_FORMAT,
     CurvePoint,
@@ -44,20 +57,28 @@ __all__ = [
     "ACCOUNT_SCORES_CSV",
     "ACCOUNT_SCORES_FILE",
     "ACCOUNT_SCORES_SCHEMA",
+    "ATTRIBUTION_FORMAT",
     "CAMPAIGNS_FILE",
+    "DEFAULT_ATTRIBUTION_METHOD",
     "RADIOACTIVITY_FORMAT",
     "SCAN_FILES",
     "SCAN_FORMAT",
     "SCAN_SUMMARY_FILE",
+    "AttributionResult",
     "Campaign",
     "CurvePoint",
+    "FamilyScore",
     "PooledTest",
+    "ProviderScore",
     "RadioactivityResult",
     "ScanResults",
     "SubjectResult",
+    "dumps_attribution",
     "read_account_scores",
+    "read_attribution",
     "read_radioactivity",
     "read_scan",
+    "write_attribution",
     "write_radioactivity",
     "write_scan",
 ]
