@@ -67,9 +67,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "distillguard.privacy.minimise",
     ): "helper C",
     ("distillguard.store.ingest", "distillguard.privacy.policy"): "helper C",
-    # gateway -> console: the gateway mounts the console; helper A moves the wiring to app.server
-    # (issue 20 item 1).
-    ("distillguard.gateway.app", "distillguard.console"): "wiring moves to app (helper A)",
+    # app.server builds the gateway's ASGI plumbing and server protocol from gateway's private
+    # modules (helper A: re-export what the composition needs from gateway's face).
+    ("distillguard.app.server", "distillguard.gateway._http"): "gateway's face (helper A)",
+    ("distillguard.app.server", "distillguard.gateway._server"): "gateway's face (helper A)",
     # gateway.app <-> gateway.images: images takes the Gateway object (type-only import) and the
     # app mounts images; helpers A and B make images a handler on the pipeline's public API.
     ("distillguard.gateway.images", "distillguard.gateway.app"): "images handler (helpers A, B)",
