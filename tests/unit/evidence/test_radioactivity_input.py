@@ -1,4 +1,5 @@
-"""The report reads the result file that ``distillguard radioactivity --out`` writes."""
+"""The report reads the result file that ``distillguard radioactivity --out`` writes (through
+evidence.inputs, whose names are the results format's own)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_radioactivity_report_file_loads(tmp_path: Path) -> None:
     evidence = load_radioactivity(path)
     assert evidence.p_value == suspect.p_value
     assert evidence.method == suspect.detection.method
-    assert evidence.suspect == "student"
+    assert evidence.suspect.subject == "student"
     assert len(evidence.curve) == len(suspect.curve) > 0
-    assert evidence.details["verdict"] == report.verdict
-    assert evidence.details["control_p_value"] == suspect.p_value
+    assert evidence.verdict == report.verdict
+    assert evidence.control is not None and evidence.control.p_value == suspect.p_value
+    assert evidence == report.to_result()
