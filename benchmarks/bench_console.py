@@ -36,7 +36,7 @@ from distillguard.keyring import open_keyring
 from distillguard.ledger import Ledger
 from distillguard.records.model import Exchange, Message
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 PER_ACCOUNT = 4

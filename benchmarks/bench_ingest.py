@@ -49,7 +49,7 @@ DG_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 url, log, atomic = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "atomic"
 store = open_store(url)
 blocks, state = [], {"read": 0, "mark": 0, "cpu": time.process_time()}

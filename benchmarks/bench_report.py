@@ -24,7 +24,7 @@ from distillguard.evidence import ReportOptions, build_report, load_scan, render
 from distillguard.evidence.testing import write_scan
 from distillguard.records.model import Exchange, Message
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 

@@ -9,7 +9,7 @@ import orjson
 from distillguard.records.reader import read_log
 from distillguard.store import open_store
 from distillguard.store.export import export_log
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl, write_log
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 CHILD = textwrap.dedent(
@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from distillguard.store import open_store
-    from distillguard.store.ingest import ingest_log
+    from distillguard.app.ingest import ingest_log
 
     store = open_store(sys.argv[1])
     ingest_log(store, Path(sys.argv[2]), batch_size=50, atomic=sys.argv[3] == "atomic",

@@ -59,14 +59,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: Known breaches (importer module, imported module) -> why it is there and who removes it.
 ALLOWED: dict[tuple[str, str], str] = {
-    # store -> ledger/privacy: ingest appends to the ledger and minimises records; helper C moves
-    # ingest into an application service above store, ledger and privacy (issue 20 item 3).
-    ("distillguard.store.ingest", "distillguard.ledger.log"): "helper C",
-    (
-        "distillguard.store.ingest",
-        "distillguard.privacy.minimise",
-    ): "helper C",
-    ("distillguard.store.ingest", "distillguard.privacy.policy"): "helper C",
     # app.server builds the gateway's ASGI plumbing and server protocol from gateway's private
     # modules (helper A: re-export what the composition needs from gateway's face).
     ("distillguard.app.server", "distillguard.gateway._http"): "gateway's face (helper A)",

@@ -247,11 +247,10 @@ def test_regression_ipv6_network_is_the_same_in_every_consumer(tmp_path: Path) -
     had their own /48 and disagreed on compressed IPv6. One address family, three spellings of
     one /48: every consumer must give ``2001:db8::/48`` for all three."""
     from distillguard.console.data import ConsoleQueries
-    from distillguard.evidence._store_data import infrastructure_links
     from distillguard.monitor._load import load_log
     from distillguard.monitor.online import OnlineScorer
-    from distillguard.store import open_store
-    from distillguard.store.ingest import ingest_log
+    from distillguard.store import infrastructure, open_store
+    from distillguard.app.ingest import ingest_log
     from distillguard.testing import make_exchange
 
     log = _ipv6_log(tmp_path / "log")
@@ -274,10 +273,8 @@ def test_regression_ipv6_network_is_the_same_in_every_consumer(tmp_path: Path) -
         ingest_log(store, log)
         accounts = [f"acct-{i}" for i in range(len(_SPELLINGS))]
         console = {e.key for e in ConsoleQueries(store).infrastructure(accounts) if e.kind == "net"}
-        evidence = {
-            link.key for link in infrastructure_links(store, accounts) if link.kind == "net"
-        }
+        shared = {u.key for u in infrastructure(store, accounts) if u.kind == "net"}
     finally:
         store.close()
     assert console == want
-    assert evidence == want
+    assert shared == want  # the evidence report's query (store.infrastructure)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,8 +13,10 @@ from distillguard.cli._common import console, emit_json, progress_bar, state_of
 from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS
 from distillguard.privacy.policy import RetentionPolicy
-from distillguard.store import Store, open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.store import open_store
+
+if TYPE_CHECKING:
+    from distillguard.keyring import SigningKey
 
 __all__ = ["register"]
 
@@ -59,8 +60,10 @@ def ingest(
     if quarantine is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         quarantine = settings.home / "quarantine" / f"ingest-{stamp}.jsonl"
+    from distillguard.app.ingest import checkpoint_after_ingest, ingest_log
+
+    key = _ledger_key(settings)
     with open_store(url) as store:
-        _sign_tombstones(settings, store)
         with progress_bar(state, unit="exchanges") as progress:
             task = progress.add_task("ingesting", total=None)
             result = ingest_log(
@@ -74,8 +77,13 @@ def ingest(
                 retention=RetentionPolicy.from_settings(settings.retention),
                 quarantine_max_bytes=settings.ingest.quarantine_max_bytes,
                 atomic=atomic,
+                ledger_key=key,
             )
-        checkpoint = _publish_checkpoint(state.settings(), store)
+        checkpoint = (
+            None
+            if key is None
+            else checkpoint_after_ingest(store, key, origin=settings.ledger.origin).to_dict()
+        )
     data = {**result.to_dict(), "store": mask_url(url), "checkpoint": checkpoint}
     if state.json_output:
         emit_json(data)
@@ -117,46 +125,14 @@ def ingest(
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _sign_tombstones(settings: Settings, store: Store) -> None:
-    """Attach the ledger with the ledger key, if a keyring exists, so that the tombstones of
-    content minimised at ingest are signed (``ingest_log`` attaches to the same ledger)."""
-    if not settings.keyring_path.exists():
-        return
-    from distillguard.keyring import KeyPurpose, open_keyring
-    from distillguard.ledger import Ledger
-
-    ledger = Ledger.attach(store, origin=settings.ledger.origin)
-    ledger.signing_key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
-
-
-def _publish_checkpoint(settings: Settings, store: Store) -> dict[str, Any] | None:
-    """Sign and keep a checkpoint of the ledger after an ingest, if a keyring exists."""
+def _ledger_key(settings: Settings) -> SigningKey | None:
+    """The ledger key, if a keyring exists: it signs the tombstones of content minimised at
+    ingest and the checkpoint after it."""
     if not settings.keyring_path.exists():
         return None
     from distillguard.keyring import KeyPurpose, open_keyring
-    from distillguard.ledger import Ledger
 
-    ledger = Ledger.open(store, origin=settings.ledger.origin)
-    head = ledger.head()
-    latest = ledger.latest_checkpoint()
-    if latest is not None and (latest.size, latest.root_hash) == (head.size, head.root_hash):
-        # nothing new since the last checkpoint: another one at the same size says nothing more
-        return {
-            "size": latest.size,
-            "root_hash": base64.b64encode(latest.root_hash).decode(),
-            "root_hash_hex": latest.root_hash.hex(),
-            "note": latest.note,
-            "published": False,
-        }
-    key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
-    cp = ledger.publish_checkpoint(key)
-    return {
-        "size": cp.size,
-        "root_hash": base64.b64encode(cp.root_hash).decode(),
-        "root_hash_hex": cp.root_hash.hex(),
-        "note": cp.note,
-        "published": True,
-    }
+    return open_keyring(settings).signing_key(KeyPurpose.LEDGER)
 
 
 def register(app: typer.Typer) -> None:

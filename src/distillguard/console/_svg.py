@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from distillguard.console.data import InfraEdge
+from distillguard.store import InfraUse
 
 __all__ = ["bar_chart", "infra_graph", "line_chart", "sparkline"]
 
@@ -117,7 +117,7 @@ def sparkline(values: Sequence[int], *, title: str, width: int = 120, height: in
 
 
 def infra_graph(
-    edges: Sequence[InfraEdge], *, title: str, size: int = 560, min_shared: int = 2
+    edges: Sequence[InfraUse], *, title: str, size: int = 560, min_shared: int = 2
 ) -> Markup:
     """Accounts (outer ring) linked to the infrastructure they share (inner ring).
 

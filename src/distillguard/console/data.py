@@ -26,17 +26,22 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distillguard._internal.net import network_of
 from distillguard.evidence import CampaignResult, load_scan
-from distillguard.store import Store, StoredExchange
-from distillguard.store.base import EXCHANGE_COLUMNS, exchange_from_row
+from distillguard.store import (
+    InfraUse,
+    Store,
+    StoredExchange,
+    account_exchange_count,
+    account_exchanges,
+    infrastructure,
+    one_exchange_per_account,
+)
 
 __all__ = [
     "AccountRow",
     "AccountsPage",
     "AuditEntry",
     "ConsoleQueries",
-    "InfraEdge",
     "ScanIndex",
     "Timeline",
     "TrafficSummary",
@@ -98,16 +103,6 @@ class Timeline:
     starts: tuple[datetime, ...]
     exchanges: tuple[int, ...]
     accounts: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class InfraEdge:
-    """An account used an infrastructure key (``kind``: payment, net, asn, client)."""
-
-    account_id: str
-    kind: str
-    key: str
-    exchanges: int
 
 
 @dataclass(frozen=True)
@@ -396,96 +391,24 @@ class ConsoleQueries:
             accounts=tuple(int(a) for _, _, a in rows),
         )
 
-    def infrastructure(self, accounts: Sequence[str]) -> list[InfraEdge]:
-        """The /24 (/48) networks, ASNs, client fingerprints and payment fingerprints these
-        accounts used (aggregated in SQL)."""
-        if not accounts:
-            return []
-        s = self.store
-        marks = ",".join("?" * len(accounts))
-        counts: dict[tuple[str, str, str], int] = {}
-        with s.transaction() as cur:
-            cur.execute(
-                s.q(
-                    "SELECT account_id, ip, asn, client_fingerprint, COUNT(*) FROM exchanges "
-                    f"WHERE account_id IN ({marks}) "
-                    "GROUP BY account_id, ip, asn, client_fingerprint"
-                ),
-                tuple(accounts),
-            )
-            for a, ip, asn, client, n in cur.fetchall():
-                for kind, key in (
-                    ("net", None if ip is None else network_of(str(ip))),
-                    ("asn", None if asn is None else f"AS{int(asn)}"),
-                    ("client", None if client is None else str(client)),
-                ):
-                    if key is not None:
-                        k = (str(a), kind, key)
-                        counts[k] = counts.get(k, 0) + int(n)
-            cur.execute(
-                s.q(
-                    "SELECT account_id, payment_fingerprint FROM accounts "
-                    f"WHERE account_id IN ({marks}) AND payment_fingerprint IS NOT NULL"
-                ),
-                tuple(accounts),
-            )
-            for a, payment in cur.fetchall():
-                counts[(str(a), "payment", str(payment))] = 1
-        return [InfraEdge(a, k, key, n) for (a, k, key), n in sorted(counts.items())]
+    def infrastructure(self, accounts: Sequence[str]) -> list[InfraUse]:
+        """The networks, ASNs, client and payment fingerprints these accounts used
+        (:func:`distillguard.store.infrastructure`)."""
+        return infrastructure(self.store, accounts)
 
     def sample_exchanges(self, accounts: Sequence[str], *, limit: int) -> list[StoredExchange]:
         """The latest exchange of each of the first ``limit`` accounts that have one."""
-        out: list[StoredExchange] = []
-        s = self.store
-        cols = ", ".join(EXCHANGE_COLUMNS)
-        with s.transaction() as cur:
-            for a in accounts:
-                if len(out) >= limit:
-                    break
-                cur.execute(
-                    s.q(
-                        f"SELECT {cols} FROM exchanges WHERE account_id = ? "
-                        "ORDER BY ts DESC LIMIT 1"
-                    ),
-                    (a,),
-                )
-                row = cur.fetchone()
-                if row is not None:
-                    out.append(exchange_from_row(row))
-        return out
+        return one_exchange_per_account(self.store, accounts, limit=limit, pick="latest")
 
     def exchanges(
         self, account_id: str, *, before: tuple[int, str] | None, limit: int
     ) -> list[StoredExchange]:
         """An account's exchanges, newest first, after the keyset cursor ``(ts, exchange_id)``."""
-        s = self.store
-        cols = ", ".join(EXCHANGE_COLUMNS)
-        with s.transaction() as cur:
-            if before is None:
-                cur.execute(
-                    s.q(
-                        f"SELECT {cols} FROM exchanges WHERE account_id = ? "
-                        "ORDER BY ts DESC, exchange_id DESC LIMIT ?"
-                    ),
-                    (account_id, limit),
-                )
-            else:
-                cur.execute(
-                    s.q(
-                        f"SELECT {cols} FROM exchanges WHERE account_id = ? AND "
-                        "(ts < ? OR (ts = ? AND exchange_id < ?)) "
-                        "ORDER BY ts DESC, exchange_id DESC LIMIT ?"
-                    ),
-                    (account_id, before[0], before[0], before[1], limit),
-                )
-            return [exchange_from_row(r) for r in cur.fetchall()]
+        return account_exchanges(self.store, account_id, before=before, limit=limit)
 
     def exchange_count(self, account_id: str) -> int:
         """How many exchanges an account has (index range count)."""
-        s = self.store
-        with s.transaction() as cur:
-            cur.execute(s.q("SELECT COUNT(*) FROM exchanges WHERE account_id = ?"), (account_id,))
-            return int(cur.fetchone()[0])
+        return account_exchange_count(self.store, account_id)
 
     def start_session(
         self, *, session_hash: str, analyst: str, expires_at: int, token_fp: str, now: int

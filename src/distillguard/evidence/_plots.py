@@ -18,8 +18,8 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from distillguard.evidence._store_data import Activity, InfraLink
 from distillguard.evidence.inputs import AttributionEvidence, RadioactivityEvidence
+from distillguard.store import Activity, InfraUse
 
 __all__ = [
     "GraphPicture",
@@ -87,7 +87,7 @@ class GraphPicture:
 
 
 def graph_png(
-    links: Sequence[InfraLink], *, scores: Mapping[str, float], max_infra: int = 60, seed: int = 7
+    links: Sequence[InfraUse], *, scores: Mapping[str, float], max_infra: int = 60, seed: int = 7
 ) -> GraphPicture | None:
     """Accounts (circles, coloured by score) and the infrastructure they share (squares).
 

@@ -30,11 +30,6 @@ from distillguard import __version__
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import DependencyMissingError, InputError
 from distillguard.evidence import _plots
-from distillguard.evidence._store_data import (
-    activity,
-    infrastructure_links,
-    representative_exchanges,
-)
 from distillguard.evidence.inputs import (
     AttributionEvidence,
     CampaignResult,
@@ -42,7 +37,7 @@ from distillguard.evidence.inputs import (
     ScanResults,
 )
 from distillguard.privacy import Redactor
-from distillguard.store import Store
+from distillguard.store import Store, activity, infrastructure, one_exchange_per_account
 
 __all__ = [
     "AccountRow",
@@ -366,7 +361,7 @@ def _campaign_section(
             notes.append("The store holds no exchange of this campaign's accounts.")
         drawn = ordered[: options.graph_accounts]
         picture = _plots.graph_png(
-            infrastructure_links(store, drawn),
+            infrastructure(store, drawn),
             scores=score_of,
             max_infra=options.graph_infrastructure,
         )
@@ -379,7 +374,9 @@ def _campaign_section(
             )
         views = tuple(
             _exchange_view(s, redactor)
-            for s in representative_exchanges(store, ordered, limit=options.exchanges_per_campaign)
+            for s in one_exchange_per_account(
+                store, ordered, limit=options.exchanges_per_campaign, pick="longest"
+            )
         )
     return CampaignSection(
         campaign=campaign,

@@ -1,5 +1,5 @@
 """Test helpers of the evidence package: a synthetic scan output folder and a small world (a log
-ingested into a store with its ledger, a keyring, a scan that found one campaign)."""
+stored with its ledger, a keyring, a scan that found one campaign)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from distillguard.ledger import Ledger
 from distillguard.monitor import ACCOUNT_SCORES_SCHEMA
 from distillguard.records.model import Message
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange, write_log
 
 __all__ = ["CAMPAIGN", "EMAIL", "World", "build_world", "write_scan"]
@@ -79,7 +79,8 @@ def write_scan(folder: Path, campaign_accounts: list[str], other_accounts: list[
 
 
 def build_world(tmp_path: Path, store_url: str) -> World:
-    """Ingest a log (campaign accounts share a card and a /24) and write a scan folder."""
+    """Store a small world with its ledger (campaign accounts share a card and a /24; the same
+    records are written as a log under ``tmp_path/log``) and write a scan folder."""
     campaign = [f"acct-c{i}" for i in range(6)]
     others = [f"acct-o{i}" for i in range(4)]
     accounts = [make_account(a, payment_fingerprint="card-shared") for a in campaign] + [
@@ -99,12 +100,18 @@ def build_world(tmp_path: Path, store_url: str) -> World:
                     messages=(Message("user", prompt),),
                 )
             )
-    log = write_log(tmp_path / "log", accounts, exchanges)
+    write_log(tmp_path / "log", accounts, exchanges)  # the same records as a log folder
     ring_path = tmp_path / "keyring.json"
     ring = Keyring.create(ring_path)
     with open_store(store_url) as store:
-        ledger = Ledger.attach(store)
-        ingest_log(store, log)
+        ledger = Ledger.attach(store)  # every exchange stored below becomes a leaf
+        with store.transaction() as cur:
+            store.add_accounts(cur, accounts, run_id="evidence-testing")
+            store.add_exchanges(
+                cur,
+                list(zip(exchanges, new_salts(len(exchanges)), strict=True)),
+                run_id="evidence-testing",
+            )
         ledger.publish_checkpoint(ring.signing_key(KeyPurpose.LEDGER))
     scan_dir = write_scan(tmp_path / "scan", campaign, others)
     return World(store_url, ring_path, scan_dir, tuple(campaign))

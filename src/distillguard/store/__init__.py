@@ -9,9 +9,32 @@
 from __future__ import annotations
 
 from distillguard.errors import ConfigurationError
+from distillguard.store._queries import (
+    Activity,
+    InfraUse,
+    account_exchange_count,
+    account_exchanges,
+    activity,
+    infrastructure,
+    one_exchange_per_account,
+)
 from distillguard.store.base import Cursor, InsertHook, InsertHooks, Store, StoredExchange
 
-__all__ = ["Cursor", "InsertHook", "InsertHooks", "Store", "StoredExchange", "open_store"]
+__all__ = [
+    "Activity",
+    "Cursor",
+    "InfraUse",
+    "InsertHook",
+    "InsertHooks",
+    "Store",
+    "StoredExchange",
+    "account_exchange_count",
+    "account_exchanges",
+    "activity",
+    "infrastructure",
+    "one_exchange_per_account",
+    "open_store",
+]
 
 
 def open_store(url: str) -> Store:

@@ -635,6 +635,24 @@ class Store(ABC):
     ) -> list[StoredExchange]:
         """Backend-specific bulk insert that skips stored ids; returns what was inserted."""
 
+    def begin_ingest_run(self, run_id: str, *, source: str, started_us: int) -> None:
+        """Record the start of an ingest run (its own transaction, committed at once, so that
+        a run that fails later is still on record)."""
+        with self.transaction() as cur:
+            cur.execute(
+                self.q("INSERT INTO ingest_runs (run_id, started_at, source) VALUES (?, ?, ?)"),
+                (run_id, started_us, source),
+            )
+
+    def finish_ingest_run(self, run_id: str, *, finished_us: int, summary: bytes | str) -> None:
+        """Record the end of an ingest run and its summary (JSON), in its own transaction."""
+        text = summary.decode() if isinstance(summary, bytes) else summary
+        with self.transaction() as cur:
+            cur.execute(
+                self.q("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE run_id = ?"),
+                (finished_us, text, run_id),
+            )
+
     # -- reading ------------------------------------------------------------------------
 
     def get_exchange(self, exchange_id: str) -> StoredExchange | None:

@@ -16,7 +16,7 @@ from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.privacy import Minimiser, RetentionPolicy
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 

@@ -19,7 +19,7 @@ from distillguard.gateway.testing import ADMIN_TOKEN, BASE_URL, make_settings
 from distillguard.ledger import Ledger
 from distillguard.records.model import Message
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 N_CAMPAIGN = 120

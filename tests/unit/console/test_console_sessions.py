@@ -17,7 +17,7 @@ from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import BASE_URL
 from distillguard.records.model import Message
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 from .conftest import World, browser, csrf_of, login

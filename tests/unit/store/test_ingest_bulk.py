@@ -18,7 +18,7 @@ import pytest
 from distillguard.errors import LogFormatError
 from distillguard.store import open_store
 from distillguard.store.base import Cursor, StoredExchange
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 SECONDARY = {"exchanges_account_ts", "exchanges_ts"}
@@ -147,7 +147,7 @@ def _fail(cur: Cursor, inserted: Sequence[StoredExchange]) -> None:
 def test_young_generations_are_still_collected_during_a_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import distillguard.store.ingest as ingest_module
+    import distillguard.app.ingest as ingest_module
 
     calls: list[int] = []
     monkeypatch.setattr(ingest_module, "_COLLECT_EVERY", 5)

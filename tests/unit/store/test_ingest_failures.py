@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from distillguard.errors import LogFormatError
 from distillguard.store import open_store
-from distillguard.store.ingest import ingest_log
+from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 

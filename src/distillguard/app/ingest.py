@@ -1,15 +1,22 @@
-"""Loading an exchange log into a store: validated, batched, idempotent.
+"""Ingest: loading an exchange log into the store, its ledger and the retention policy.
 
-Every exchange stored becomes a leaf of the ledger (:mod:`distillguard.ledger`), appended in the
-same transaction as its row. Every record read is accounted for: accepted records are inserted,
-or counted as already stored when their id is in the store from an earlier ingest (so
-re-ingesting a log adds nothing and says so); rejected records go to the quarantine file.
+An application service above :mod:`~distillguard.store`, :mod:`~distillguard.ledger` and
+:mod:`~distillguard.privacy`: it attaches the ledger (every stored exchange becomes a leaf,
+appended in the same transaction as its row) and, where the retention policy minimises content,
+the minimiser after it, then reads the log in validated batches through the store.
+
+Every record read is accounted for: accepted records are inserted, or counted as already stored
+when their id is in the store from an earlier ingest (so re-ingesting a log adds nothing and says
+so); rejected records go to the quarantine file.
 
 By default a run is one transaction: if it fails half-way (an unreadable file, a store error,
 an interrupt), nothing of it stays in the store, so there are never accounts without the
 exchanges of the same log; the ``ingest_runs`` row records the failure. ``atomic=False`` commits
 each batch instead (shorter locks next to a live gateway); a failed run then leaves the batches
 committed before the failure, and re-running the same log completes it.
+
+:func:`checkpoint_after_ingest` signs a checkpoint of the ledger after a run, unless nothing was
+added since the latest one.
 """
 
 from __future__ import annotations
@@ -23,17 +30,28 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from distillguard._internal.timeutil import to_micros
-from distillguard.ledger.log import DEFAULT_ORIGIN, Ledger
+from distillguard.ledger import DEFAULT_ORIGIN, Ledger
+from distillguard.privacy.minimise import Minimiser
 from distillguard.privacy.policy import RetentionPolicy
 from distillguard.records.reader import MAX_QUARANTINE_BYTES, ReadReport, read_log
-from distillguard.store.base import Store, new_salts
+from distillguard.store import Store
+from distillguard.store.base import new_salts
 
-__all__ = ["IngestCounts", "IngestResult", "ingest_log"]
+if TYPE_CHECKING:
+    from distillguard.keyring import SigningKey
+
+__all__ = [
+    "CheckpointInfo",
+    "IngestCounts",
+    "IngestResult",
+    "checkpoint_after_ingest",
+    "ingest_log",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +161,7 @@ def ingest_log(
     retention: RetentionPolicy | None = None,
     quarantine_max_bytes: int = MAX_QUARANTINE_BYTES,
     atomic: bool = True,
+    ledger_key: SigningKey | None = None,
 ) -> IngestResult:
     """Validate a log folder and load it into ``store``.
 
@@ -158,15 +177,18 @@ def ingest_log(
             stored content is minimised right after the ledger committed to the full record.
         quarantine_max_bytes: cap on what this run writes to the quarantine file.
         atomic: one transaction for the whole run (all or nothing); False: one per batch.
+        ledger_key: the ledger key (from the keyring), so that the tombstones of content
+            minimised at ingest are signed; None leaves them unsigned until ``ledger
+            seal-erasures``.
 
     Raises:
         LogNotFoundError, LogFormatError: the log cannot be read at all.
         StorageError: the store fails.
     """
     ledger = Ledger.attach(store, origin=ledger_origin)  # every stored exchange becomes a leaf
+    if ledger_key is not None:
+        ledger.signing_key = ledger_key
     if retention is not None:  # after the ledger: it commits to the full record first
-        from distillguard.privacy.minimise import Minimiser
-
         Minimiser.attach(store, ledger=ledger, policy=retention)
     run_id = f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = IngestResult(run_id=run_id, source=str(log_dir))
@@ -180,11 +202,7 @@ def ingest_log(
     )
     started = time.perf_counter()
     now_us = to_micros(datetime.now(UTC))
-    with store.transaction() as cur:
-        cur.execute(
-            store.q("INSERT INTO ingest_runs (run_id, started_at, source) VALUES (?, ?, ?)"),
-            (run_id, now_us, str(log_dir)),
-        )
+    store.begin_ingest_run(run_id, source=str(log_dir), started_us=now_us)
     failure: BaseException | None = None
     try:
         with (
@@ -235,11 +253,9 @@ def ingest_log(
             summary["failed"] = f"{type(failure).__name__}: {failure}"[:1000]
             summary["rolled_back"] = atomic
         try:
-            with store.transaction() as cur:
-                cur.execute(
-                    store.q("UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE run_id = ?"),
-                    (to_micros(datetime.now(UTC)), orjson.dumps(summary).decode(), run_id),
-                )
+            store.finish_ingest_run(
+                run_id, finished_us=to_micros(datetime.now(UTC)), summary=orjson.dumps(summary)
+            )
         except Exception:  # the store itself failed: keep the original error
             if failure is None:
                 raise
@@ -254,3 +270,40 @@ def ingest_log(
         result.seconds,
     )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    """The ledger's checkpoint after an ingest: newly published, or the latest one unchanged."""
+
+    size: int
+    root_hash: bytes
+    note: str
+    published: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the root hash in base64 and in hex)."""
+        import base64
+
+        return {
+            "size": self.size,
+            "root_hash": base64.b64encode(self.root_hash).decode(),
+            "root_hash_hex": self.root_hash.hex(),
+            "note": self.note,
+            "published": self.published,
+        }
+
+
+def checkpoint_after_ingest(
+    store: Store, key: SigningKey, *, origin: str = DEFAULT_ORIGIN
+) -> CheckpointInfo:
+    """Sign and keep a checkpoint of the ledger of ``store`` with the ledger key ``key``, unless
+    the ledger has not grown since its latest checkpoint (another one at the same size would
+    say nothing more: that one is returned, ``published=False``)."""
+    ledger = Ledger.open(store, origin=origin)
+    head = ledger.head()
+    latest = ledger.latest_checkpoint()
+    if latest is not None and (latest.size, latest.root_hash) == (head.size, head.root_hash):
+        return CheckpointInfo(latest.size, latest.root_hash, latest.note, published=False)
+    cp = ledger.publish_checkpoint(key)
+    return CheckpointInfo(cp.size, cp.root_hash, cp.note, published=True)
