@@ -38,6 +38,7 @@ from scipy import stats
 
 from distillguard._internal.timeutil import to_micros
 from distillguard.errors import InputError
+from distillguard.results import read_account_scores
 
 if TYPE_CHECKING:
     from distillguard.records.model import Exchange
@@ -403,12 +404,9 @@ def evaluate_scan(
     """Compare ``results/account_scores.parquet`` with ``labels``; baselines need ``log``, and
     so does ``replay`` (the exchanges each campaign got before the online scorer flagged it,
     :func:`exchanges_before_flagged`)."""
-    scores_path = results / "account_scores.parquet"
-    if not scores_path.is_file():
-        raise InputError(f"{scores_path} does not exist", hint="run distillguard scan first")
+    scores = read_account_scores(results)  # ResultFormatError (an InputError) names the file
     if not labels.is_file():
         raise InputError(f"labels file {labels} does not exist")
-    scores = pq.read_table(scores_path)
     lab = pq.read_table(labels)
     for col in ("account_id", "campaign_id", "population"):
         if col not in lab.column_names:
