@@ -1,7 +1,7 @@
 """Coverage-guided fuzz target for the gateway's request parsing (atheris).
 
 Splits the input into a body and three forwarded header values and feeds them to the parser of
-the OpenAI endpoints (``GatewayCore._parse``, chat and completion), to the passport verifier's
+the OpenAI endpoints (``_openai_wire.parse_chat`` and ``parse_completion``), to the passport verifier's
 model reader (``_model_of``) and to the forwarded-header readers (``X-Forwarded-For``,
 ``X-Client-ASN``, ``X-Client-Fingerprint``). The only exception allowed out of the body parser
 is :class:`ValueError` (answered 400); the header readers and the model reader never raise.
@@ -22,8 +22,8 @@ import contextlib
 import ipaddress
 import sys
 
+from distillguard.gateway._openai_wire import parse_chat, parse_completion, parse_object
 from distillguard.gateway.core import (
-    GatewayCore,
     _asn,
     _forwarded_ip,
     _header_text,
@@ -43,11 +43,14 @@ def test_one_input(data: bytes) -> None:
     model = _model_of(body)
     if model is not None:
         _storable(model)
-    for kind in ("chat", "completion"):
+    for parse in (parse_chat, parse_completion):
         with contextlib.suppress(ValueError):
-            request, stream, include_usage = GatewayCore._parse(body, kind)
-            if not 1 <= request.max_tokens <= 1_000_000 or not 0 <= request.temperature <= 2:
-                raise AssertionError("an out-of-range number was accepted")
+            request, stream, include_usage = parse(parse_object(body))
+            max_tokens, temperature = request.max_tokens, request.temperature
+            if max_tokens is not None and not 1 <= max_tokens <= 1_000_000:
+                raise AssertionError("an out-of-range max_tokens was accepted")
+            if temperature is not None and not 0 <= temperature <= 2:
+                raise AssertionError("an out-of-range temperature was accepted")
             if not isinstance(stream, bool) or not isinstance(include_usage, bool):
                 raise AssertionError("stream flags are not booleans")
             _storable(request.model)

@@ -115,7 +115,7 @@ def test_signed_request_image_detects_with_payload_and_trusted_manifest(
 def test_unsigned_request_is_refused_and_not_served(provider: Path) -> None:
     r = _request({"prompt": "a lighthouse"}, signed=False)
     assert r.status_code == 401
-    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["content-type"] == "application/json"
     assert "b64_json" not in r.text
     store = open_store(load_settings().store_url)
     try:

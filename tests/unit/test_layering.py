@@ -66,8 +66,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # gateway.app <-> gateway.images: images takes the Gateway object (type-only import) and the
     # app mounts images; helpers A and B make images a handler on the pipeline's public API.
     ("distillguard.gateway.images", "distillguard.gateway.app"): "images handler (helpers A, B)",
-    # gateway.images reaches into the image package's private codec (helper B).
-    ("distillguard.gateway.images", "distillguard.image._codec"): "use image's face (helper B)",
     # cli/serve starts the server's private protocol class (helper A: cli/serve.py).
     ("distillguard.cli.serve", "distillguard.gateway._server"): "serve entry point (helper A)",
     # cli/demo finds the instruction data through sim._text (helper E: sim's face)

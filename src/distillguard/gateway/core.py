@@ -1,20 +1,31 @@
-"""The request path of the OpenAI-compatible endpoints.
+"""The gateway's request pipeline (:class:`GatewayCore`) and what it needs.
 
-For ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models``:
+Every model endpoint is a handler (:class:`~distillguard.gateway.pipeline.Handler`) run by
+:meth:`GatewayCore.serve` through the same stages:
 
-1. read the body, bounded in size (413) and time (408);
-2. verify the passport and the RFC 9421 signature (:class:`~distillguard.passport.RequestVerifier`;
-   refusals are its problem documents);
-3. validate the OpenAI request (400) and the model (404);
-4. decide the policy action from the online risk score and the analysts' overrides (block and
-   re-verification refuse with 403/401 and are recorded);
-5. apply the rate limits (GCRA per passport, account and aggregate keys; requests and prompt
-   tokens at admission, completion tokens charged afterwards; 429 with ``Retry-After``);
-6. call the upstream (502/504 on failure, recorded with the failure), watermark, plant canaries;
-7. record the exchange (format v1, ``agent_id`` = the agent key thumbprint) in the store and the
-   ledger and wait for the commit (``durability``), then answer; a stream's final chunk and
-   ``[DONE]`` are sent only after the commit;
-8. feed the online scorer and the alerter.
+1. **read and verify**: the body, bounded in size (413) and time (408); the passport and the
+   RFC 9421 signature (:class:`~distillguard.passport.RequestVerifier`);
+2. the handler parses its request (400) and checks the model (404);
+3. **admit**: the policy action from the online risk score and the analysts' overrides (block
+   and re-verification refuse with 403/401 and are recorded), then the rate limits (GCRA per
+   passport, account and aggregate keys; requests and prompt tokens at admission, completion
+   tokens charged afterwards; 429 with ``Retry-After``);
+4. **call upstream** (the handler's model): a failure is recorded and refused with the
+   upstream's own status and body when it answered one (a 400 stays a 400, a 429 keeps its
+   ``Retry-After``), 502/504 otherwise;
+5. **finish**: watermark and canary;
+6. **record**: the exchange (format v1, ``agent_id`` = the agent key thumbprint, declared tools,
+   the answer's tool calls) in the store and the ledger, waiting for the commit
+   (``durability``), then the answer; a stream's final chunk is sent only after the commit;
+7. the access log, the online scorer and the alerter.
+
+Refusals are raised as :class:`~distillguard.gateway.pipeline.Refusal`; :meth:`GatewayCore.serve`
+alone turns them into responses, in the handler's error shape, and counts them.
+
+Handlers served here: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models`` (OpenAI,
+:mod:`~distillguard.gateway._openai_api`) and ``/v1/messages`` (Anthropic,
+:mod:`~distillguard.gateway._anthropic_api`); ``/v1/images/generations``
+(:mod:`~distillguard.gateway.images`) is mounted beside them and runs on the same pipeline.
 """
 
 from __future__ import annotations
@@ -31,9 +42,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import orjson
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from distillguard.errors import StorageError, UpstreamError, UpstreamTimeoutError
 from distillguard.gateway._http import (
@@ -41,15 +51,24 @@ from distillguard.gateway._http import (
     Receive,
     Scope,
     Send,
+    header,
     read_body,
     send_bytes,
-    send_problem,
 )
+from distillguard.gateway._openai_api import ModelsEndpoint, TextEndpoint
+from distillguard.gateway._openai_wire import OPENAI_SHAPE, recorded_messages, tool_names
 from distillguard.gateway.alerts import Alerter
 from distillguard.gateway.metrics import GatewayMetrics
+from distillguard.gateway.pipeline import (
+    Admission,
+    ErrorShape,
+    Handler,
+    Refusal,
+    RequestContext,
+    UpstreamReply,
+)
 from distillguard.gateway.policy import (
     Action,
-    ActionDecision,
     CanaryPlanting,
     NullScorer,
     OnlineScorer,
@@ -63,12 +82,11 @@ from distillguard.gateway.upstream import (
     CompletionRequest,
     CompletionResult,
     Upstream,
-    check_result,
-    check_text,
+    UpstreamHTTPError,
     count_tokens,
 )
-from distillguard.passport import HttpRequest, RequestVerifier, VerifiedIdentity
-from distillguard.records.model import Account, Exchange, Message
+from distillguard.passport import HttpRequest, VerificationResult, VerifiedIdentity
+from distillguard.records.model import Account, Exchange
 from distillguard.store import Store
 from distillguard.store.base import Cursor
 
@@ -78,26 +96,34 @@ __all__ = [
     "GatewayCore",
     "LimitsConfig",
     "PostHocWatermarker",
+    "RequestVerifying",
     "ScoringWorker",
 ]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("distillguard.gateway.access")
 
-_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 
-
-class PostHocWatermarker:
-    """Interface of a post-hoc text watermarker (``distillguard.watermark``'s lexical scheme).
+class PostHocWatermarker(Protocol):
+    """A post-hoc text watermarker (``distillguard.watermark``'s lexical scheme,
+    :class:`~distillguard.gateway.watermarking.CaterPostHoc`).
 
     ``apply`` returns the watermarked text, or the text unchanged when it cannot carry the mark.
     """
 
-    name = "none"
+    name: str
 
     def apply(self, text: str, *, payload: int) -> str:
         """Watermark ``text`` with ``payload``."""
-        raise NotImplementedError
+        ...
+
+
+class RequestVerifying(Protocol):
+    """What the pipeline asks of the verifier (:class:`~distillguard.passport.RequestVerifier`)."""
+
+    async def averify(self, request: HttpRequest, body: bytes = b"") -> VerificationResult:
+        """Verify one request with its complete body; never raises on bad input."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,24 +146,7 @@ class LimitsConfig:
     throttle_factor: float = 0.1
 
 
-@dataclass(slots=True)
-class _Ctx:
-    """Everything known about one request."""
-
-    endpoint: str
-    started: float
-    ts: datetime
-    identity: VerifiedIdentity
-    ip: str
-    asn: int | None
-    user_agent: str | None
-    client_fingerprint: str | None
-    payment: str | None = None
-    decision: ActionDecision | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _new_exchange_id() -> str:
+def _new_request_id() -> str:
     return f"gx_{time.time_ns():016x}{os.urandom(6).hex()}"
 
 
@@ -185,6 +194,43 @@ def _upstream_error(exc: Exception) -> UpstreamError:
     return UpstreamError(f"the upstream failed: {type(exc).__name__}")
 
 
+# An upstream status that is the gateway's own problem, not the client's (its upstream key or
+# network), answered as a 502 rather than passed on.
+_NOT_PASSED_ON = frozenset({401, 403, 407})
+
+
+def _upstream_refusal(failure: UpstreamError) -> Refusal:
+    """The refusal of a failed upstream call (see the module documentation)."""
+    if isinstance(failure, UpstreamHTTPError) and failure.status not in _NOT_PASSED_ON:
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        if failure.retry_after is not None:
+            retry = str(max(1, math.ceil(failure.retry_after))).encode()
+            headers = ((b"retry-after", retry),)
+        code = (
+            "upstream_rate_limited"
+            if failure.status == 429
+            else "upstream_error"
+            if failure.status >= 500
+            else "upstream_refused"
+        )
+        return Refusal(
+            failure.status,
+            code,
+            "Upstream refused the request",
+            failure.message,
+            headers=headers,
+            upstream=UpstreamReply(
+                failure.status, failure.body, failure.content_type.encode("latin-1", "replace")
+            ),
+        )
+    if isinstance(failure, UpstreamTimeoutError):
+        return Refusal(504, "upstream_timeout", "Upstream timeout", failure.message)
+    return Refusal(502, "upstream_error", "Upstream error", failure.message)
+
+
+_STORAGE_DOWN = ("storage_unavailable", "Storage unavailable")
+
+
 def _subnet24(ip: str) -> str | None:
     parts = ip.split(".")
     if len(parts) == 4 and all(p.isdigit() for p in parts):
@@ -192,13 +238,6 @@ def _subnet24(ip: str) -> str | None:
     if ":" in ip:  # IPv6: the /48
         groups = ip.split(":")
         return ":".join(groups[:3]) + "::/48"
-    return None
-
-
-def _first_header(scope: Scope, name: bytes) -> bytes | None:
-    for k, v in scope.get("headers", ()):
-        if bytes(k) == name:
-            return bytes(v)
     return None
 
 
@@ -321,8 +360,23 @@ class ScoringWorker:
             logger.warning("an alert could not be raised: the event loop is closed")
 
 
+class _NotFound:
+    """The handler of a path the pipeline does not serve."""
+
+    method = "POST"
+    shape: ErrorShape = OPENAI_SHAPE
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def handle(self, ctx: RequestContext, body: bytes, send: Send) -> None:
+        raise AssertionError("never reached: the path check refuses first")
+
+
 class GatewayCore:
-    """The OpenAI-compatible endpoints as a plain ASGI app (see the module documentation).
+    """The request pipeline of the model endpoints, as a plain ASGI app (see the module
+    documentation). Its stages are the public API handlers use
+    (:class:`~distillguard.gateway.pipeline.Pipeline`).
 
     Args:
         verifier: verifies passports and signatures.
@@ -335,7 +389,8 @@ class GatewayCore:
         metrics: Prometheus metrics.
         accounts: account attributes (payment fingerprints).
         alerter: webhook alerts (None: off).
-        watermarker: post-hoc watermark for closed upstreams (None: only generation-time).
+        watermarker: post-hoc watermark for upstreams that do not watermark while generating
+            (None: only generation-time).
         canaries: the canary planter.
         max_body_bytes, body_timeout_s: bounds on request bodies.
         trust_forwarded: take the client IP, ASN and fingerprint from the front proxy's
@@ -345,7 +400,7 @@ class GatewayCore:
     def __init__(
         self,
         *,
-        verifier: RequestVerifier,
+        verifier: RequestVerifying,
         upstream: Upstream,
         recorder: ExchangeRecorder,
         limiter: RateLimiter,
@@ -376,230 +431,158 @@ class GatewayCore:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.trust_forwarded = trust_forwarded
-        self._models = frozenset(upstream.models())
+        self.models = frozenset(upstream.models())
         self._limit_cache: dict[tuple[int, int, float], tuple[Limit, Limit, Limit, Limit]] = {}
         self.scoring: ScoringWorker | None = (
             None if isinstance(scorer, NullScorer) else ScoringWorker(scorer, alerter=alerter)
         )
+        handlers: list[Handler] = [
+            TextEndpoint(self, upstream, kind="chat", models=self.models),
+            TextEndpoint(self, upstream, kind="completion", models=self.models),
+            ModelsEndpoint(self.models),
+        ]
+        self.handlers: dict[str, Handler] = {h.path: h for h in handlers}
 
     def __repr__(self) -> str:
         return f"GatewayCore(upstream={self.upstream!r})"
 
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths served by :meth:`__call__`."""
+        return frozenset(self.handlers)
+
+    def add_handler(self, handler: Handler) -> None:
+        """Serve ``handler`` at its path from :meth:`__call__` (replacing one already there)."""
+        self.handlers[handler.path] = handler
+
     # -- entry --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one request to an OpenAI endpoint."""
+        """Serve one request to a handler's path."""
         path = scope["path"]
+        await self.serve(scope, receive, send, self.handlers.get(path) or _NotFound(path))
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, handler: Handler) -> None:
+        """Run ``handler`` for one request: path and method, read and verify, the request's
+        context, then the handler; every :class:`Refusal` it raises becomes the response here
+        (or the stream's last event when the response has started), counted in the metrics."""
         started = time.perf_counter()
         status = 500
-        endpoint = path
-        sent = False
+        response_started = False
+        endpoint = handler.path
 
         async def tracking_send(message: Any) -> None:
-            nonlocal status, sent
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                sent = True
+                response_started = True
             await send(message)
 
         try:
-            await self._serve(scope, receive, tracking_send, path, started)
+            try:
+                if scope["path"] != handler.path:
+                    raise Refusal(
+                        404, "not_found", "Not found", f"{scope['path']} is not served here"
+                    )
+                if scope.get("method", "GET") != handler.method:
+                    raise Refusal(
+                        405,
+                        "method_not_allowed",
+                        "Method not allowed",
+                        handler.method,
+                        headers=((b"allow", handler.method.encode()),),
+                    )
+                body, identity = await self.read_verified(scope, receive)
+                ctx = self.context(scope, handler.path, identity, started)
+                await handler.handle(ctx, body, tracking_send)
+            except Refusal as refusal:
+                self.metrics.rejections.labels(refusal.code).inc()
+                if refusal.silent:
+                    status = 499
+                elif response_started:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": handler.shape.stream_event(refusal),
+                            "more_body": False,
+                        }
+                    )
+                else:
+                    await self._respond(tracking_send, handler.shape, refusal)
         except Exception:
-            logger.exception("unhandled error on %s", path)
-            if not sent:
-                await send_problem(
-                    tracking_send, 500, "internal_error", "Internal error", "see the gateway log"
+            logger.exception("unhandled error on %s", scope.get("path"))
+            if not response_started:
+                await self._respond(
+                    tracking_send,
+                    handler.shape,
+                    Refusal(500, "internal_error", "Internal error", "see the gateway log"),
                 )
         finally:
-            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(elapsed)
-
-    async def _reject(
-        self,
-        send: Send,
-        status: int,
-        code: str,
-        title: str,
-        detail: str,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.metrics.rejections.labels(code).inc()
-        await send_problem(send, status, code, title, detail, headers=headers)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, path: str, started: float
-    ) -> None:
-        method = scope.get("method", "GET")
-        if path == "/v1/models":
-            if method != "GET":
-                await self._reject(send, 405, "method_not_allowed", "Method not allowed", "GET")
-                return
-        elif method != "POST":
-            await self._reject(send, 405, "method_not_allowed", "Method not allowed", "POST")
-            return
-        verified = await self._read_verified(scope, receive, send)
-        if verified is None:
-            return
-        body, identity = verified
-        if path == "/v1/models":
-            await self._models_response(send)
-            return
-        kind = "chat" if path == "/v1/chat/completions" else "completion"
-        try:
-            request, stream, include_usage = self._parse(body, kind)
-        except ValueError as exc:
-            await self._reject(send, 400, "invalid_request", "Invalid request", str(exc))
-            return
-        if request.model not in self._models:
-            await self._reject(
-                send,
-                404,
-                "model_not_found",
-                "Model not found",
-                f"the model {request.model!r} is not served here",
-            )
-            return
-        ctx = self._context(scope, path, identity, started)
-        await self._complete(ctx, request, stream, include_usage, send)
-
-    # -- parsing ------------------------------------------------------------------------------
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
     @staticmethod
-    def _parse(body: bytes, kind: str) -> tuple[CompletionRequest, bool, bool]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ValueError("the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise ValueError("the body must be a JSON object")
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise ValueError("'model' must be a non-empty string")
-        max_tokens = data.get("max_completion_tokens", data.get("max_tokens", 256))
-        if max_tokens is None:
-            max_tokens = 256
-        if (
-            isinstance(max_tokens, bool)
-            or not isinstance(max_tokens, int)
-            or not (1 <= max_tokens <= 1_000_000)
-        ):
-            raise ValueError("'max_tokens' must be an integer between 1 and 1000000")
-        temperature = data.get("temperature", 1.0)
-        if temperature is None:
-            temperature = 1.0
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not (0 <= temperature <= 2)
-        ):
-            raise ValueError("'temperature' must be a number between 0 and 2")
-        stream = data.get("stream", False)
-        if not isinstance(stream, bool):
-            raise ValueError("'stream' must be a boolean")
-        options = data.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        if kind == "chat":
-            messages = data.get("messages")
-            if not isinstance(messages, list) or not messages or len(messages) > 4096:
-                raise ValueError("'messages' must be a non-empty list")
-            pairs: list[tuple[str, str]] = []
-            for m in messages:
-                if not isinstance(m, dict):
-                    raise ValueError("each message must be an object")
-                role, content = m.get("role"), m.get("content")
-                if not isinstance(role, str) or role not in _ROLES:
-                    raise ValueError(f"unknown message role {str(role)[:40]!r}")
-                if isinstance(content, list):  # content parts: keep the text parts
-                    content = "".join(
-                        p.get("text", "")
-                        for p in content
-                        if isinstance(p, dict) and isinstance(p.get("text", ""), str)
-                    )
-                if content is None:
-                    content = ""
-                if not isinstance(content, str):
-                    raise ValueError("message content must be a string or a list of parts")
-                pairs.append((str(role), content))
-            req = CompletionRequest(
-                kind="chat",
-                model=model,
-                messages=tuple(pairs),
-                max_tokens=max_tokens,
-                temperature=float(temperature),
-                raw=data,
-            )
-        else:
-            prompt = data.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if not isinstance(prompt, str):
-                raise ValueError("'prompt' must be a string")
-            req = CompletionRequest(
-                kind="completion",
-                model=model,
-                prompt=prompt,
-                max_tokens=max_tokens,
-                temperature=float(temperature),
-                raw=data,
-            )
-        return req, stream, include_usage
+    async def _respond(send: Send, shape: ErrorShape, refusal: Refusal) -> None:
+        content_type, body = shape.render(refusal)
+        await send_bytes(
+            send,
+            refusal.upstream.status if refusal.upstream is not None else refusal.status,
+            body,
+            content_type=content_type,
+            headers=[(b"cache-control", b"no-store"), *refusal.headers],
+        )
 
-    async def _read_verified(
-        self, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[bytes, VerifiedIdentity] | None:
-        """Read the bounded body and verify the request's signature and passport.
+    # -- read and verify ----------------------------------------------------------------------
 
-        Returns the body and the verified identity, or None when the request was answered here
-        (body refused, client gone, or a problem+json rejection). Every endpoint starts so.
+    async def read_verified(self, scope: Scope, receive: Receive) -> tuple[bytes, VerifiedIdentity]:
+        """The bounded body and the verified identity of the request.
+
+        Raises:
+            Refusal: the body was refused (413, 408, 400), the client went away (silent), the
+                signature or passport was refused, or ``X-Forwarded-For`` is not an address.
         """
         try:
             body = await read_body(
                 receive, scope, limit=self.max_body_bytes, timeout_s=self.body_timeout_s
             )
         except BodyError as exc:
-            if exc.code == "client_disconnected":
-                self.metrics.rejections.labels(exc.code).inc()
-                return None
-            await self._reject(send, exc.status, exc.code, "Request body refused", exc.detail)
-            return None
-        averify = getattr(self.verifier, "averify", None)
-        if averify is not None:
-            result = await averify(HttpRequest.from_asgi(scope), body)
-        else:
-            result = self.verifier.verify(HttpRequest.from_asgi(scope), body)
+            raise Refusal(
+                exc.status,
+                exc.code,
+                "Request body refused",
+                exc.detail,
+                silent=exc.code == "client_disconnected",
+            ) from None
+        result = await self.verifier.averify(HttpRequest.from_asgi(scope), body)
         if result.rejection is not None:
             problem = result.rejection.problem()
-            headers = (
-                [(b"www-authenticate", b'Signature realm="distillguard"')]
-                if problem.status == 401
-                else None
-            )
-            self.metrics.rejections.labels(problem.code).inc()
-            await send_bytes(
-                send,
+            raise Refusal(
                 problem.status,
-                problem.to_json(),
-                content_type=b"application/problem+json",
-                headers=[(b"cache-control", b"no-store"), *(headers or [])],
+                problem.code,
+                problem.title,
+                problem.detail,
+                headers=((b"www-authenticate", b'Signature realm="distillguard"'),)
+                if problem.status == 401
+                else (),
             )
-            return None
         identity = result.identity
         assert identity is not None
         if self.trust_forwarded:
-            fwd = _first_header(scope, b"x-forwarded-for")
+            fwd = header(scope, b"x-forwarded-for")
             if fwd and _forwarded_ip(fwd) is None:
-                await self._reject(
-                    send,
+                raise Refusal(
                     400,
                     "invalid_forwarded_for",
                     "Invalid X-Forwarded-For",
                     "the first X-Forwarded-For element must be an IPv4 or IPv6 address",
                 )
-                return None
         return body, identity
 
-    def _context(self, scope: Scope, path: str, identity: VerifiedIdentity, started: float) -> _Ctx:
+    def context(
+        self, scope: Scope, path: str, identity: VerifiedIdentity, started: float
+    ) -> RequestContext:
+        """What is known of the verified request: client address, ASN, user agent and client
+        fingerprint (the front proxy's headers when ``trust_forwarded``)."""
         client = scope.get("client")
         ip = (_ip_or_none(str(client[0])) if client else None) or "0.0.0.0"
         asn: int | None = None
@@ -633,31 +616,68 @@ class GatewayCore:
             h.update(b"|")
             h.update(names)
             fingerprint = "h:" + h.hexdigest()
-        return _Ctx(
+        return RequestContext(
             endpoint=path,
             started=started,
             ts=datetime.now(UTC),
             identity=identity,
+            request_id=_new_request_id(),
             ip=ip,
             asn=asn,
             user_agent=ua,
             client_fingerprint=fingerprint,
         )
 
-    async def _models_response(self, send: Send) -> None:
-        now = int(time.time())
-        body = orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"id": m, "object": "model", "created": now, "owned_by": "distillguard"}
-                    for m in sorted(self._models)
-                ],
-            }
-        )
-        await send_bytes(send, 200, body)
+    # -- admit --------------------------------------------------------------------------------
 
-    # -- limits -------------------------------------------------------------------------------
+    async def admit(
+        self, ctx: RequestContext, request: CompletionRequest, *, prompt_text: str
+    ) -> Admission:
+        """The policy decision and the rate limits (``prompt_text`` is what admission charges).
+
+        Raises:
+            Refusal: blocked (403) or re-verification required (401), both recorded; rate
+                limited (429 with ``Retry-After``); the store or the limiter is down (503).
+        """
+        account_id = ctx.identity.account_id
+        decision = self.policy.decide(account_id, self.scorer.score(account_id))
+        ctx.decision = decision
+        if decision.blocks:
+            blocked = decision.action == Action.BLOCK
+            exchange = self.exchange(
+                ctx, request, status=403 if blocked else 401, result=None, text=None
+            )
+            await self.record(ctx, exchange)
+            if blocked:
+                raise Refusal(403, "account_blocked", "Account blocked", "this account is blocked")
+            raise Refusal(
+                401,
+                "reverification_required",
+                "Re-verification required",
+                "renew the passport (re-verify the account) to continue",
+            )
+        if any(a.key == "payment" for a in self.limits.aggregates):
+            ctx.payment = await self.accounts.payment(account_id)
+        reqs, toks = self._checks(ctx, count_tokens(prompt_text))
+        try:
+            verdict = self.limiter.acquire([*reqs, *toks])
+        except StorageError:
+            raise Refusal(
+                503,
+                "rate_limiter_unavailable",
+                "Rate limiter unavailable",
+                "rate limits cannot be checked; retry later",
+            ) from None
+        if not verdict.allowed:
+            retry = max(1, math.ceil(verdict.retry_after_s))
+            raise Refusal(
+                429,
+                "rate_limited",
+                "Too many requests",
+                f"limited by {verdict.limited_by}; retry after {retry} s",
+                headers=((b"retry-after", str(retry).encode()),),
+            )
+        return Admission(token_checks=tuple(toks), payload=decision.payload)
 
     def _limits_for(self, rpm: int, tpd: int, factor: float) -> tuple[Limit, Limit, Limit, Limit]:
         """Passport and account limits for a rate tier and throttle factor (cached)."""
@@ -676,7 +696,7 @@ class GatewayCore:
         return hit
 
     @staticmethod
-    def _aggregate_value(key: str, ctx: _Ctx) -> str | None:
+    def _aggregate_value(key: str, ctx: RequestContext) -> str | None:
         """The request's value of an aggregate key (computed only for configured keys)."""
         if key == "cluster":
             return ctx.decision.risk.cluster_id if ctx.decision else None
@@ -690,7 +710,7 @@ class GatewayCore:
             return ctx.client_fingerprint
         return None
 
-    def _checks(self, ctx: _Ctx, prompt_tokens: int) -> tuple[list[Check], list[Check]]:
+    def _checks(self, ctx: RequestContext, prompt_tokens: int) -> tuple[list[Check], list[Check]]:
         """Request checks (admission) and token checks (admission cost = prompt tokens)."""
         p = ctx.identity.passport
         acct = p.account_id
@@ -716,30 +736,107 @@ class GatewayCore:
         toks = [Check(c.name, c.key, c.limit, float(prompt_tokens)) for c in toks]
         return reqs, toks
 
-    # -- the exchange -------------------------------------------------------------------------
+    def charge(self, admission: Admission, completion_tokens: int) -> None:
+        """Charge ``completion_tokens`` to the admitted request's token limits (a limiter that
+        is down is logged: the answer is already paid for)."""
+        if completion_tokens <= 0:
+            return
+        try:
+            self.limiter.charge(
+                [
+                    Check(c.name, c.key, c.limit, float(completion_tokens))
+                    for c in admission.token_checks
+                ]
+            )
+        except StorageError:
+            logger.warning("could not charge completion tokens: rate limiter unavailable")
 
-    def _exchange(
+    # -- upstream -----------------------------------------------------------------------------
+
+    def observe_upstream(self, seconds: float) -> None:
+        """Count one upstream call's duration."""
+        self.metrics.upstream.observe(seconds)
+
+    async def upstream_failed(
+        self, ctx: RequestContext, request: CompletionRequest, exc: Exception, *, sent: str = ""
+    ) -> Refusal:
+        """Record the failed exchange (``sent``: the text already streamed) with the status the
+        client gets, and return the refusal to raise (see the module documentation)."""
+        failure = _upstream_error(exc)
+        refusal = _upstream_refusal(failure)
+        ctx.extra["dg_error"] = failure.message
+        exchange = self.exchange(
+            ctx, request, status=refusal.status, result=None, text=sent or None
+        )
+        try:
+            await self.record(ctx, exchange)
+        except Refusal:
+            logger.error("could not record a failed exchange")
+        return refusal
+
+    # -- finish -------------------------------------------------------------------------------
+
+    def rewrites(self, ctx: RequestContext, *, generation_watermark: bool) -> bool:
+        """Whether :meth:`finish_text` may change the answer: a canary is planted, or a payload
+        is due from an upstream that does not watermark while generating."""
+        decision = ctx.decision
+        if decision is None:
+            return False
+        if decision.plants_canary and self.canaries is not None:
+            return True
+        return (
+            decision.payload is not None
+            and not generation_watermark
+            and self.watermarker is not None
+        )
+
+    def finish_text(
+        self, ctx: RequestContext, text: str, *, watermarked: bool, canary: bool = True
+    ) -> str:
+        """``text`` as sent: the account's payload watermarked in when the policy asks and the
+        upstream did not (``watermarked``), and with ``canary`` a canary planted when the policy
+        asks; what was done is noted in the exchange's ``extra``."""
+        decision = ctx.decision
+        if decision is not None and decision.payload is not None:
+            applied = watermarked
+            scheme = "generation" if applied else None
+            if not applied and self.watermarker is not None and text:
+                text = self.watermarker.apply(text, payload=decision.payload)
+                applied = True
+                scheme = self.watermarker.name
+            if canary:  # choice 0 speaks for the exchange
+                ctx.extra["dg_watermark"] = {
+                    "payload": decision.payload,
+                    "applied": applied,
+                    "scheme": scheme,
+                }
+        if canary and decision is not None and decision.plants_canary and self.canaries:
+            text, canary_id = self.canaries.plant(text, ctx.identity.account_id)
+            if canary_id is not None:
+                ctx.extra["dg_canary"] = canary_id
+        return text
+
+    # -- record -------------------------------------------------------------------------------
+
+    def exchange(
         self,
-        ctx: _Ctx,
+        ctx: RequestContext,
         request: CompletionRequest,
         *,
         status: int,
         result: CompletionResult | None,
         text: str | None,
     ) -> Exchange:
+        """The exchange record of this request (its id is the request's id)."""
         identity = ctx.identity
-        if request.kind == "chat":
-            messages = tuple(Message(role=r, content=c) for r, c in request.messages)
-        else:
-            messages = (Message(role="user", content=request.prompt),)
         extra = dict(ctx.extra)
+        if result is not None and result.tool_calls:
+            extra["tool_calls"] = [dict(c) for c in result.tool_calls]
         if ctx.decision is not None and ctx.decision.action != Action.ALLOW:
             extra["dg_action"] = ctx.decision.action.value
             extra["dg_action_reason"] = ctx.decision.reason
-        from types import MappingProxyType
-
         return Exchange(
-            exchange_id=_new_exchange_id(),
+            exchange_id=ctx.request_id,
             ts=ctx.ts,
             account_id=identity.account_id,
             api_key_id=identity.passport_id,
@@ -750,17 +847,18 @@ class GatewayCore:
             client_fingerprint=ctx.client_fingerprint,
             model=request.model,
             endpoint=ctx.endpoint,
-            messages=messages,
+            messages=recorded_messages(request),
             response=text,
             reasoning=result.reasoning if result else None,
+            tools=tool_names(request),
             prompt_tokens=result.prompt_tokens if result else count_tokens(request.prompt_text),
             completion_tokens=result.completion_tokens if result else 0,
             status=status,
-            latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            latency_ms=ctx.elapsed_ms,
             extra=MappingProxyType(extra),
         )
 
-    def _rows(self, ctx: _Ctx, exchange_id: str) -> Sequence[RowWriter]:
+    def _rows(self, ctx: RequestContext, exchange_id: str) -> Sequence[RowWriter]:
         decision = ctx.decision
         if decision is None or (decision.action == Action.ALLOW and decision.source == "policy"):
             return ()
@@ -774,243 +872,27 @@ class GatewayCore:
 
         return (write,)
 
-    async def _record(self, ctx: _Ctx, exchange: Exchange) -> None:
+    async def record(self, ctx: RequestContext, exchange: Exchange) -> None:
+        """Store ``exchange``, its account and its policy action, and its ledger leaf; returns
+        once committed as ``durability`` says.
+
+        Raises:
+            Refusal: the store is down (503).
+        """
         p = ctx.identity.passport
         account = Account(account_id=p.account_id, created_at=ctx.ts, org_id=p.org_id)
-        await self.recorder.record(
-            exchange, account=account, rows=self._rows(ctx, exchange.exchange_id)
-        )
-
-    def _after(self, ctx: _Ctx, exchange: Exchange) -> None:
-        """Feed the scorer and the alerter (in the scoring thread, detached from the response)."""
-        if self.scoring is not None:
-            self.scoring.submit(exchange, asyncio.get_running_loop())
-
-    async def _admit(
-        self, ctx: _Ctx, request: CompletionRequest, *, prompt_text: str, send: Send
-    ) -> list[Check] | None:
-        """The policy decision (a refusal is recorded and answered) and the rate limits.
-
-        Returns the token checks to charge the completion to, or None when the request was
-        answered here (blocked, re-verification required, rate limited, or a backend down).
-        Shared by every endpoint that reaches an upstream (text and images).
-        """
-        account_id = ctx.identity.account_id
-        decision = self.policy.decide(account_id, self.scorer.score(account_id))
-        ctx.decision = decision
-        if decision.blocks:
-            blocked = decision.action == Action.BLOCK
-            status = 403 if blocked else 401
-            code = "account_blocked" if blocked else "reverification_required"
-            exchange = self._exchange(ctx, request, status=status, result=None, text=None)
-            try:
-                await self._record(ctx, exchange)
-            except StorageError:
-                await self._reject(
-                    send,
-                    503,
-                    "storage_unavailable",
-                    "Storage unavailable",
-                    "the exchange could not be recorded; retry later",
-                )
-                return None
-            await self._reject(
-                send,
-                status,
-                code,
-                "Account blocked" if blocked else "Re-verification required",
-                "this account is blocked"
-                if blocked
-                else "renew the passport (re-verify the account) to continue",
-            )
-            return None
-        if any(a.key == "payment" for a in self.limits.aggregates):
-            ctx.payment = await self.accounts.payment(account_id)
-        reqs, toks = self._checks(ctx, count_tokens(prompt_text))
         try:
-            verdict = self.limiter.acquire([*reqs, *toks])
-        except StorageError:
-            await self._reject(
-                send,
-                503,
-                "rate_limiter_unavailable",
-                "Rate limiter unavailable",
-                "rate limits cannot be checked; retry later",
-            )
-            return None
-        if not verdict.allowed:
-            retry = max(1, math.ceil(verdict.retry_after_s))
-            await self._reject(
-                send,
-                429,
-                "rate_limited",
-                "Too many requests",
-                f"limited by {verdict.limited_by}; retry after {retry} s",
-                headers=[(b"retry-after", str(retry).encode())],
-            )
-            return None
-        return toks
-
-    async def _complete(
-        self,
-        ctx: _Ctx,
-        request: CompletionRequest,
-        stream: bool,
-        include_usage: bool,
-        send: Send,
-    ) -> None:
-        toks = await self._admit(ctx, request, prompt_text=request.prompt_text, send=send)
-        if toks is None:
-            return
-        decision = ctx.decision
-        assert decision is not None
-        if decision.payload is not None:
-            request = CompletionRequest(
-                kind=request.kind,
-                model=request.model,
-                messages=request.messages,
-                prompt=request.prompt,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                payload=decision.payload,
-                raw=request.raw,
-            )
-        if stream:
-            await self._stream(ctx, request, include_usage, send, toks)
-        else:
-            await self._whole(ctx, request, send, toks)
-
-    def _finish_text(self, ctx: _Ctx, request: CompletionRequest, result: CompletionResult) -> str:
-        text = result.text
-        decision = ctx.decision
-        if decision is not None and decision.payload is not None:
-            applied = result.watermarked
-            scheme = "generation" if applied else None
-            if not applied and self.watermarker is not None:
-                text = self.watermarker.apply(text, payload=decision.payload)
-                applied = True
-                scheme = self.watermarker.name
-            ctx.extra["dg_watermark"] = {
-                "payload": decision.payload,
-                "applied": applied,
-                "scheme": scheme,
-            }
-        if decision is not None and decision.plants_canary and self.canaries is not None:
-            text, canary_id = self.canaries.plant(text, ctx.identity.account_id)
-            if canary_id is not None:
-                ctx.extra["dg_canary"] = canary_id
-        return text
-
-    def _charge_completion(self, toks: list[Check], completion_tokens: int) -> None:
-        if completion_tokens <= 0:
-            return
-        try:
-            self.limiter.charge(
-                [Check(c.name, c.key, c.limit, float(completion_tokens)) for c in toks]
+            await self.recorder.record(
+                exchange, account=account, rows=self._rows(ctx, exchange.exchange_id)
             )
         except StorageError:
-            logger.warning("could not charge completion tokens: rate limiter unavailable")
+            raise Refusal(
+                503, *_STORAGE_DOWN, "the exchange could not be recorded; retry later"
+            ) from None
 
-    async def _upstream_failed(
-        self,
-        ctx: _Ctx,
-        request: CompletionRequest,
-        exc: UpstreamError,
-        send: Send | None,
-        *,
-        sent: str | None = None,
-    ) -> None:
-        """Record the failed exchange (``sent``: the text already streamed) and answer 502/504."""
-        timeout = isinstance(exc, UpstreamTimeoutError)
-        status = 504 if timeout else 502
-        ctx.extra["dg_error"] = exc.message
-        exchange = self._exchange(ctx, request, status=status, result=None, text=sent or None)
-        try:
-            await self._record(ctx, exchange)
-        except StorageError:
-            logger.error("could not record a failed exchange")
-        if send is not None:
-            await self._reject(
-                send,
-                status,
-                "upstream_timeout" if timeout else "upstream_error",
-                "Upstream timeout" if timeout else "Upstream error",
-                exc.message,
-            )
-        else:
-            self.metrics.rejections.labels(
-                "upstream_timeout" if timeout else "upstream_error"
-            ).inc()
-
-    async def _whole(
-        self, ctx: _Ctx, request: CompletionRequest, send: Send, toks: list[Check]
-    ) -> None:
-        t0 = time.perf_counter()
-        try:
-            result = check_result(await self.upstream.complete(request))
-        except Exception as exc:  # whatever the upstream does, a recorded 502/504
-            self.metrics.upstream.observe(time.perf_counter() - t0)
-            await self._upstream_failed(ctx, request, _upstream_error(exc), send)
-            return
-        self.metrics.upstream.observe(time.perf_counter() - t0)
-        text = self._finish_text(ctx, request, result)
-        exchange = self._exchange(ctx, request, status=200, result=result, text=text)
-        try:
-            await self._record(ctx, exchange)
-        except StorageError:
-            await self._reject(
-                send,
-                503,
-                "storage_unavailable",
-                "Storage unavailable",
-                "the exchange could not be recorded; retry later",
-            )
-            return
-        self._charge_completion(toks, result.completion_tokens)
-        created = int(ctx.ts.timestamp())
-        usage = {
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-        }
-        if request.kind == "chat":
-            message: dict[str, Any] = {"role": "assistant", "content": text}
-            body = {
-                "id": "chatcmpl-" + exchange.exchange_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": request.model,
-                "choices": [
-                    {"index": 0, "message": message, "finish_reason": result.finish_reason}
-                ],
-                "usage": usage,
-            }
-        else:
-            body = {
-                "id": "cmpl-" + exchange.exchange_id,
-                "object": "text_completion",
-                "created": created,
-                "model": request.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": text,
-                        "finish_reason": result.finish_reason,
-                        "logprobs": None,
-                    }
-                ],
-                "usage": usage,
-            }
-        await send_bytes(
-            send,
-            200,
-            orjson.dumps(body),
-            headers=[(b"x-distillguard-exchange-id", exchange.exchange_id.encode())],
-        )
-        self._log(ctx, exchange)
-        self._after(ctx, exchange)
-
-    def _log(self, ctx: _Ctx, exchange: Exchange) -> None:
+    def done(self, ctx: RequestContext, exchange: Exchange) -> None:
+        """After the answer: the access log, and the exchange to the scorer (in the scoring
+        thread, detached from the response)."""
         if access_logger.isEnabledFor(logging.INFO):
             access_logger.info(
                 "exchange",
@@ -1024,172 +906,5 @@ class GatewayCore:
                     "action": ctx.decision.action.value if ctx.decision else None,
                 },
             )
-
-    async def _stream(
-        self,
-        ctx: _Ctx,
-        request: CompletionRequest,
-        include_usage: bool,
-        send: Send,
-        toks: list[Check],
-    ) -> None:
-        chat = request.kind == "chat"
-        cid = ("chatcmpl-" if chat else "cmpl-") + _new_exchange_id()
-        created = int(ctx.ts.timestamp())
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        # When the answer is rewritten afterwards (post-hoc watermark, canary), buffer it.
-        decision = ctx.decision
-        rewrite = decision is not None and (
-            decision.plants_canary
-            or (decision.payload is not None and self.upstream.name != "local")
-        )
-
-        def chunk(delta: str | None, finish: str | None, *, role: bool = False) -> bytes:
-            if chat:
-                d: dict[str, Any] = {}
-                if role:
-                    d["role"] = "assistant"
-                if delta is not None:
-                    d["content"] = delta
-                choice: dict[str, Any] = {"index": 0, "delta": d, "finish_reason": finish}
-            else:
-                choice = {
-                    "index": 0,
-                    "text": delta or "",
-                    "finish_reason": finish,
-                    "logprobs": None,
-                }
-            payload = {
-                "id": cid,
-                "object": obj,
-                "created": created,
-                "model": request.model,
-                "choices": [choice],
-            }
-            return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-        started_response = False
-        t0 = time.perf_counter()
-
-        async def start() -> None:
-            nonlocal started_response
-            if not started_response:
-                started_response = True
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-type", b"text/event-stream"),
-                            (b"cache-control", b"no-cache"),
-                            (b"x-accel-buffering", b"no"),
-                        ],
-                    }
-                )
-                if chat:
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": chunk("", None, role=True),
-                            "more_body": True,
-                        }
-                    )
-
-        result: CompletionResult | None = None
-        sent: list[str] = []
-        try:
-            async for event in self.upstream.stream(request):
-                if isinstance(event, CompletionResult):
-                    result = check_result(event)
-                    break
-                delta = check_text(event, "a delta of the upstream stream")
-                if not rewrite:
-                    body = chunk(delta, None)
-                    await start()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                    sent.append(delta)
-            if result is None:
-                raise UpstreamError("the upstream stream ended without a result")
-        except OSError:  # the client went away mid-stream
-            return
-        except Exception as exc:  # whatever the upstream does, a recorded 502/504
-            self.metrics.upstream.observe(time.perf_counter() - t0)
-            failure = _upstream_error(exc)
-            await self._upstream_failed(
-                ctx, request, failure, None if started_response else send, sent="".join(sent)
-            )
-            if started_response:
-                err = orjson.dumps(
-                    {
-                        "error": {
-                            "message": failure.message,
-                            "type": "upstream_error",
-                            "code": failure.code,
-                        }
-                    }
-                )
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + err + b"\n\n",
-                        "more_body": False,
-                    }
-                )
-            return
-        self.metrics.upstream.observe(time.perf_counter() - t0)
-        text = self._finish_text(ctx, request, result)
-        exchange = self._exchange(ctx, request, status=200, result=result, text=text)
-        exchange_id = exchange.exchange_id
-        try:
-            await self._record(ctx, exchange)
-        except StorageError:
-            if not started_response:
-                await self._reject(
-                    send,
-                    503,
-                    "storage_unavailable",
-                    "Storage unavailable",
-                    "the exchange could not be recorded; retry later",
-                )
-            else:
-                err = orjson.dumps(
-                    {
-                        "error": {
-                            "message": "the exchange could not be recorded",
-                            "type": "storage_unavailable",
-                        }
-                    }
-                )
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + err + b"\n\n",
-                        "more_body": False,
-                    }
-                )
-            return
-        self._charge_completion(toks, result.completion_tokens)
-        await start()
-        tail = b""
-        if rewrite:
-            tail += chunk(text, None)
-        tail += chunk(None if chat else "", result.finish_reason)
-        if include_usage:
-            usage = {
-                "id": cid,
-                "object": obj,
-                "created": created,
-                "model": request.model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens,
-                    "total_tokens": result.prompt_tokens + result.completion_tokens,
-                },
-            }
-            tail += b"data: " + orjson.dumps(usage) + b"\n\n"
-        tail += b"data: [DONE]\n\n"
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-        logger.debug("streamed exchange %s", exchange_id)
-        self._log(ctx, exchange)
-        self._after(ctx, exchange)
+        if self.scoring is not None:
+            self.scoring.submit(exchange, asyncio.get_running_loop())

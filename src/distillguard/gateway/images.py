@@ -1,6 +1,6 @@
 """Images through the gateway: an OpenAI-compatible ``POST /v1/images/generations``.
 
-The request path is the text endpoints' one (:class:`~distillguard.gateway.core.GatewayCore`):
+The request path is the text endpoints' pipeline (:class:`~distillguard.gateway.pipeline.Pipeline`):
 bounded body, passport and RFC 9421 signature, the policy action (block and re-verification
 refuse and are recorded; throttle scales the limits), GCRA rate limits on requests and tokens,
 the upstream (502/504 on failure, recorded with the failure), then provenance, then the exchange
@@ -42,30 +42,23 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import httpx
 import orjson
 
-from distillguard.errors import (
-    DistillGuardError,
-    StorageError,
-    UpstreamError,
-)
-from distillguard.gateway._http import (
-    Receive,
-    Scope,
-    Send,
-    send_bytes,
-)
+from distillguard.errors import DistillGuardError, UpstreamError
+from distillguard.gateway._http import Receive, Scope, Send, send_bytes
+from distillguard.gateway._openai_wire import OPENAI_SHAPE
+from distillguard.gateway.pipeline import ErrorShape, Pipeline, Refusal, RequestContext
 from distillguard.gateway.policy import payload_for
 from distillguard.gateway.upstream import (
     CircuitBreaker,
     CompletionRequest,
     CompletionResult,
     UpstreamHints,
+    count_tokens,
     send_with_retries,
 )
 
 if TYPE_CHECKING:
     from distillguard.config import Settings
     from distillguard.gateway.app import Gateway
-    from distillguard.gateway.core import GatewayCore
     from distillguard.image import ImageWatermarkConfig, ManifestCredentials
     from distillguard.keyring import Keyring, WatermarkKey
 
@@ -492,8 +485,9 @@ class ImageProtector:
             ImageFormatError: the upstream's bytes are not a usable image; SignatureError:
                 C2PA signing failed.
         """
+        from PIL import Image
+
         from distillguard.image import protect_image
-        from distillguard.image._codec import decode_image
 
         out = protect_image(
             image.data,
@@ -505,14 +499,15 @@ class ImageProtector:
             title=title,
             output_format=self.output_format,
         )
-        decoded = decode_image(out)
-        width, height = decoded.size
+        with Image.open(io.BytesIO(out)) as decoded:  # our own PNG or JPEG
+            width, height = decoded.size
+            fmt = str(decoded.format)
         return ProtectedImage(
             data=out,
             sha256=hashlib.sha256(out).hexdigest(),
             width=width,
             height=height,
-            format=decoded.format,
+            format=fmt,
             c2pa=self.credentials is not None,
             revised_prompt=image.revised_prompt,
         )
@@ -522,22 +517,27 @@ class ImageProtector:
 
 
 class ImagesEndpoint:
-    """``POST /v1/images/generations`` as an ASGI app on the gateway's request path.
+    """``POST /v1/images/generations``: a handler on the gateway's pipeline.
 
     Mounted at :data:`IMAGES_PREFIX` by :func:`mount_images`; verification, policy, limits,
-    recording, metrics and scoring are the :class:`~distillguard.gateway.core.GatewayCore`'s.
+    recording, refusals, metrics and scoring are the pipeline's
+    (:class:`~distillguard.gateway.pipeline.Pipeline`); errors have OpenAI's shape.
 
     Args:
-        core: the gateway core (verifier, limiter, policy, recorder, metrics).
+        core: the pipeline (the gateway's :class:`~distillguard.gateway.core.GatewayCore`).
         upstream: the image model.
         protector: watermark and C2PA signing.
         max_n: most images per request.
     """
 
+    path = IMAGES_PATH
+    method = "POST"
+    shape: ErrorShape = OPENAI_SHAPE
+
     def __init__(
         self,
         *,
-        core: GatewayCore,
+        core: Pipeline,
         upstream: ImageUpstream,
         protector: ImageProtector,
         max_n: int = 4,
@@ -564,103 +564,41 @@ class ImagesEndpoint:
         if root.endswith(IMAGES_PREFIX):  # undo the mount's split, for the signature's @path
             full["root_path"] = root[: -len(IMAGES_PREFIX)]
             full["path"] = IMAGES_PREFIX + inner_path
-        path = str(full["path"])
-        started = time.perf_counter()
-        status = 500
-        sent = False
-        core = self.core
+        await self.core.serve(full, receive, send, self)
 
-        async def tracking_send(message: Any) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                sent = True
-            await send(message)
-
-        try:
-            await self._serve(full, receive, tracking_send, path, started)
-        except Exception:
-            logger.exception("unhandled error on %s", path)
-            if not sent:
-                await core._reject(
-                    tracking_send, 500, "internal_error", "Internal error", "see the gateway log"
-                )
-        finally:
-            core.metrics.requests.labels(IMAGES_PATH, str(status)).inc()
-            core.metrics.latency.labels(IMAGES_PATH).observe(time.perf_counter() - started)
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, path: str, started: float
-    ) -> None:
-        core = self.core
-        if path != IMAGES_PATH:
-            await core._reject(
-                send, 404, "not_found", "Not found", f"{path} is not served; use {IMAGES_PATH}"
-            )
-            return
-        if scope.get("method", "GET") != "POST":
-            await core._reject(send, 405, "method_not_allowed", "Method not allowed", "POST")
-            return
-        verified = await core._read_verified(scope, receive, send)
-        if verified is None:
-            return
-        body, identity = verified
+    async def handle(self, ctx: RequestContext, body: bytes, send: Send) -> None:
+        """Parse, admit, generate, protect, record, answer."""
         try:
             request = parse_image_request(body, default_model=self._default_model, max_n=self.max_n)
         except ValueError as exc:
-            await core._reject(send, 400, "invalid_request", "Invalid request", str(exc))
-            return
+            raise Refusal(400, "invalid_request", "Invalid request", str(exc)) from None
         if request.model not in self._models:
-            await core._reject(
-                send,
+            raise Refusal(
                 404,
                 "model_not_found",
                 "Model not found",
                 f"the image model {request.model!r} is not served here",
             )
-            return
-        ctx = core._context(scope, path, identity, started)
-        await self._generate(ctx, request, send)
-
-    @staticmethod
-    def _as_completion(request: ImageRequest) -> CompletionRequest:
-        """The exchange's view of the request (the prompt as one user message)."""
-        return CompletionRequest(
-            kind="completion",
-            model=request.model,
-            prompt=request.prompt,
-            max_tokens=1,
-            raw={"n": request.n, "size": request.size},
-        )
-
-    async def _generate(self, ctx: Any, request: ImageRequest, send: Send) -> None:
-        from distillguard.gateway.upstream import count_tokens
-
         core = self.core
         account_id = ctx.identity.account_id
         as_text = self._as_completion(request)
-        toks = await core._admit(ctx, as_text, prompt_text=request.prompt, send=send)
-        if toks is None:
-            return
+        admission = await core.admit(ctx, as_text, prompt_text=request.prompt)
         t0 = time.perf_counter()
         try:
             result = await self.upstream.generate(request)
             if not result.images:
                 raise UpstreamError("the image upstream returned no image")
-        except UpstreamError as exc:
-            core.metrics.upstream.observe(time.perf_counter() - t0)
-            await core._upstream_failed(ctx, as_text, exc, send)
-            return
-        core.metrics.upstream.observe(time.perf_counter() - t0)
+        except Exception as exc:  # whatever the upstream does, a recorded refusal
+            core.observe_upstream(time.perf_counter() - t0)
+            raise await core.upstream_failed(ctx, as_text, exc) from None
+        core.observe_upstream(time.perf_counter() - t0)
         try:
             protected = await asyncio.to_thread(self._protect_all, result, account_id, request)
         except DistillGuardError as exc:  # unusable image bytes, or C2PA signing failed
             failure = UpstreamError(f"the generated image could not be protected: {exc.message}")
-            await core._upstream_failed(ctx, as_text, failure, send)
-            return
-        payload = self.protector.payload(account_id)
+            raise await core.upstream_failed(ctx, as_text, failure) from None
         ctx.extra["dg_watermark"] = {
-            "payload": payload,
+            "payload": self.protector.payload(account_id),
             "applied": True,
             "scheme": IMAGE_SCHEME,
             "kid": self.protector.key.kid,
@@ -677,28 +615,34 @@ class ImagesEndpoint:
         done = CompletionResult(
             text=summary, prompt_tokens=count_tokens(request.prompt), completion_tokens=cost
         )
-        exchange = core._exchange(ctx, as_text, status=200, result=done, text=summary)
-        try:
-            await core._record(ctx, exchange)
-        except StorageError:
-            await self._storage_unavailable(send)
-            return
-        core._charge_completion(toks, cost)
+        exchange = core.exchange(ctx, as_text, status=200, result=done, text=summary)
+        await core.record(ctx, exchange)
+        core.charge(admission, cost)
         data: list[dict[str, Any]] = []
         for p in protected:
             item: dict[str, Any] = {"b64_json": base64.b64encode(p.data).decode("ascii")}
             if p.revised_prompt is not None:
                 item["revised_prompt"] = p.revised_prompt
             data.append(item)
-        body = orjson.dumps({"created": int(ctx.ts.timestamp()), "data": data})
+        answer = orjson.dumps({"created": int(ctx.ts.timestamp()), "data": data})
         await send_bytes(
             send,
             200,
-            body,
+            answer,
             headers=[(b"x-distillguard-exchange-id", exchange.exchange_id.encode())],
         )
-        core._log(ctx, exchange)
-        core._after(ctx, exchange)
+        core.done(ctx, exchange)
+
+    @staticmethod
+    def _as_completion(request: ImageRequest) -> CompletionRequest:
+        """The exchange's view of the request (the prompt as one user message)."""
+        return CompletionRequest(
+            kind="completion",
+            model=request.model,
+            prompt=request.prompt,
+            max_tokens=1,
+            raw={"n": request.n, "size": request.size},
+        )
 
     def _protect_all(
         self, result: ImageResult, account_id: str, request: ImageRequest
@@ -709,15 +653,6 @@ class ImagesEndpoint:
             )
             for i, image in enumerate(result.images[: request.n])
         ]
-
-    async def _storage_unavailable(self, send: Send) -> None:
-        await self.core._reject(
-            send,
-            503,
-            "storage_unavailable",
-            "Storage unavailable",
-            "the exchange could not be recorded; retry later",
-        )
 
 
 # -- assembly -------------------------------------------------------------------------------------

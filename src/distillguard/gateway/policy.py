@@ -31,7 +31,6 @@ __all__ = [
     "Action",
     "ActionDecision",
     "ActionRecord",
-    "CanaryPlanter",
     "CanaryPlanting",
     "NullScorer",
     "OnlineScorer",
@@ -303,43 +302,13 @@ def payload_for(secret: bytes, account_id: str, *, bits: int = 16) -> int:
 
 class CanaryPlanting(Protocol):
     """What the ``canary`` action calls (``GatewayCore(canaries=...)``): the gateway uses
-    :class:`distillguard.gateway.canaries.GatewayCanaries` (keyed, recorded in the store)."""
+    :class:`distillguard.gateway.canaries.GatewayCanaries`, over the one canary derivation,
+    :class:`distillguard.fingerprint.canaries.KeyedCanaryPlanter` (keyed, recorded in the
+    store)."""
 
     def plant(self, text: str, account_id: str) -> tuple[str, str | None]:
         """``(text with a canary planted, canary_id)``, or ``(text, None)`` when none was."""
         ...
-
-
-class CanaryPlanter:
-    """Plants a keyed, per-account fictitious fact (a canary) in answers.
-
-    The fact names an invented entity and number derived from the watermark secret and the
-    account, so it is unique to that account, reproducible by the provider, and absent from
-    any training data; a model that states it learned from that account's outputs.
-    """
-
-    _ENTITIES = ("Veltrane", "Orsolin", "Quimberly", "Tassarine", "Morvex", "Paldrith")
-    _KINDS = ("constant", "index", "coefficient", "ratio")
-
-    def __init__(self, *, secret: bytes) -> None:
-        self._secret = secret
-
-    def __repr__(self) -> str:
-        return "CanaryPlanter()"
-
-    def canary(self, account_id: str) -> tuple[str, str]:
-        """``(canary_id, sentence)`` for ``account_id``."""
-        d = hmac.new(self._secret, b"canary:" + account_id.encode(), hashlib.sha256).digest()
-        entity = self._ENTITIES[d[0] % len(self._ENTITIES)]
-        kind = self._KINDS[d[1] % len(self._KINDS)]
-        number = int.from_bytes(d[2:6], "big") % 90_000 + 10_000
-        canary_id = "can_" + d[6:14].hex()
-        return canary_id, f"(For reference, the {entity} {kind} is {number}.)"
-
-    def plant(self, text: str, account_id: str) -> tuple[str, str]:
-        """``(text with the canary appended, canary_id)``."""
-        canary_id, sentence = self.canary(account_id)
-        return f"{text} {sentence}" if text else sentence, canary_id
 
 
 class Policy:

@@ -106,7 +106,7 @@ def test_a_request_replayed_to_the_other_replica_is_refused(production: Any) -> 
 
     first, second = run(go())
     assert first.status_code == 200
-    assert second.status_code == 401 and second.json()["code"] == "replayed_nonce"
+    assert second.status_code == 401 and second.json()["error"]["code"] == "replayed_nonce"
 
 
 def test_rate_limits_are_shared(production: Any) -> None:

@@ -42,7 +42,7 @@ async def _down(scope: Any, receive: Any, send: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("app", "status", "code"), [(_garbage, 502, "upstream_error"), (_down, 502, "upstream_error")]
+    ("app", "status", "code"), [(_garbage, 502, "upstream_error"), (_down, 503, "upstream_error")]
 )
 def test_bad_upstream_gives_502_and_is_recorded(
     tmp_path: Path, app: Any, status: int, code: str
@@ -67,8 +67,8 @@ def test_bad_upstream_gives_502_and_is_recorded(
 
         rs = run(go())
         assert {r.status_code for r in rs} == {status}
-        assert all(r.headers["content-type"] == "application/problem+json" for r in rs)
-        assert all(r.json()["code"] == code for r in rs)
+        assert all(r.headers["content-type"] == "application/json" for r in rs)
+        assert all(r.json()["error"]["code"] == code for r in rs)
         store = open_store(settings.store_url)
         try:
             rows = [e.exchange for b in store.iter_exchanges() for e in b]
@@ -109,7 +109,7 @@ def test_slow_upstream_gives_504_and_no_stuck_request(tmp_path: Path) -> None:
                     *(c.post("/v1/chat/completions", json=chat_body(f"q{i}")) for i in range(8))
                 )
             elapsed = loop.time() - t0
-            assert all(r.json()["code"] == "upstream_timeout" for r in rs)
+            assert all(r.json()["error"]["code"] == "upstream_timeout" for r in rs)
             return [r.status_code for r in rs], elapsed
         finally:
             await gw.aclose()
@@ -150,7 +150,7 @@ def test_open_circuit_answers_at_once(tmp_path: Path) -> None:
                     await c.post("/v1/chat/completions", json=chat_body(f"q{i}")) for i in range(5)
                 ]
                 ready = await c.get("/readyz")
-            return [r.json()["detail"] for r in rs] + [ready.status_code]
+            return [r.json()["error"]["message"] for r in rs] + [ready.status_code]
 
         out = run(go())
         assert calls["n"] == 2
@@ -177,7 +177,7 @@ def test_stream_upstream_failure_before_first_byte(tmp_path: Path) -> None:
                 return await c.post("/v1/chat/completions", json=chat_body(stream=True))
 
         r = run(go())
-        assert r.status_code == 502 and r.json()["code"] == "upstream_error"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "upstream_error"
     finally:
         gw.close_sync()
 

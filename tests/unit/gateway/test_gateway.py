@@ -132,8 +132,8 @@ def test_unsigned_request_is_refused_with_a_problem(gateway: Gateway) -> None:
 
     r = run(go())
     assert r.status_code == 401
-    assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["code"] == "missing_signature"
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "missing_signature"
 
 
 def test_revoked_passport_is_refused(gateway: Gateway, agents: AgentFactory) -> None:
@@ -149,7 +149,7 @@ def test_revoked_passport_is_refused(gateway: Gateway, agents: AgentFactory) -> 
             return await c.post("/v1/chat/completions", json=chat_body())
 
     r = run(go())
-    assert r.status_code == 403 and r.json()["code"] == "revoked_passport"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "revoked_passport"
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,7 @@ def test_bad_requests(
 
     r = run(go())
     assert r.status_code == status
-    assert r.json()["code"] == code
+    assert r.json()["error"]["code"] == code
 
 
 def test_oversized_body_is_refused_before_reading(tmp_path: Any) -> None:
@@ -198,7 +198,7 @@ def test_oversized_body_is_refused_before_reading(tmp_path: Any) -> None:
                 return await c.post("/v1/chat/completions", json=chat_body("x" * 5000))
 
         r = run(go())
-        assert r.status_code == 413 and r.json()["code"] == "body_too_large"
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
     finally:
         gw.close_sync()
 
@@ -226,8 +226,8 @@ def test_rate_limit_per_passport(tmp_path: Any) -> None:
         rs = run(go())
         # rpm 12 -> burst of 2 (ten seconds' worth)
         assert [r.status_code for r in rs] == [200, 200, 429, 429]
-        assert rs[2].json()["code"] == "rate_limited"
-        assert "passport" in rs[2].json()["detail"]
+        assert rs[2].json()["error"]["code"] == "rate_limited"
+        assert "passport" in rs[2].json()["error"]["message"]
         assert 1 <= int(rs[2].headers["retry-after"]) <= 5
         assert len(stored(settings)) == 2  # refused requests never reached the model
     finally:

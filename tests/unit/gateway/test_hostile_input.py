@@ -32,6 +32,7 @@ from distillguard.gateway.upstream import (
     CompletionRequest,
     CompletionResult,
     OpenAIUpstream,
+    UpstreamCapabilities,
     check_result,
 )
 from distillguard.passport import Scopes, agent_jwk
@@ -189,7 +190,7 @@ def test_forwarded_headers_are_refused_dropped_or_normalised(
     assert r.status_code == status, r.text
     rows = _stored(s)
     if status != 200:
-        assert r.json()["code"] == "invalid_forwarded_for" and rows == []
+        assert r.json()["error"]["code"] == "invalid_forwarded_for" and rows == []
         return
     assert len(rows) == 1 and rows[0].ip == ip and rows[0].asn == asn
     _valid_record(rows[0])
@@ -252,7 +253,7 @@ def test_deeply_nested_body_with_a_model_scope_is_a_400(tmp_path: Path) -> None:
         deep, other, fine = asyncio.run(go())
     finally:
         gw.close_sync()
-    assert deep.status_code == 400 and deep.json()["code"] == "invalid_request"
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_request"
     assert other.status_code == 403  # the scope still holds
     assert fine.status_code == 200
 
@@ -312,7 +313,7 @@ def test_garbage_usage_is_a_recorded_502(tmp_path: Path, usage: Any) -> None:
         r = asyncio.run(go())
     finally:
         gw.close_sync()
-    assert r.status_code == 502 and r.json()["code"] == "upstream_error"
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
     (row,) = _stored(s)
     assert row.status == 502 and "usage" in row.extra["dg_error"]
     _valid_record(row)
@@ -391,6 +392,7 @@ class _BrokenUpstream:
     """An upstream (any implementation of the protocol) that misbehaves in odd ways."""
 
     name = "broken"
+    capabilities = UpstreamCapabilities()
 
     def __init__(self, result: Any, *, fail: BaseException | None = None) -> None:
         self.result = result

@@ -353,7 +353,7 @@ def test_without_c2pa_credentials_images_are_watermarked_only(tmp_path: Path) ->
         # refusals of the request itself
         assert _post(gw, agent, {"prompt": "x", "response_format": "url"}).status_code == 400
         r404 = _post(gw, agent, {"model": "dall-e-3", "prompt": "x", "size": "128x128"})
-        assert r404.status_code == 404 and r404.json()["code"] == "model_not_found"
+        assert r404.status_code == 404 and r404.json()["error"]["code"] == "model_not_found"
     finally:
         gw.close_sync()
 
@@ -376,7 +376,7 @@ def test_blocked_account_is_refused_and_recorded(tmp_path: Path) -> None:
     gw = create_gateway(settings, scorer=_Risky({"bad": RiskScore(account_risk=0.99)}))
     try:
         r = _post(gw, AgentFactory.from_settings(settings).issue("bad"), {"prompt": "x"})
-        assert r.status_code == 403 and r.json()["code"] == "account_blocked"
+        assert r.status_code == 403 and r.json()["error"]["code"] == "account_blocked"
         store = open_store(settings.store_url)
         try:
             rows = [e.exchange for b in store.iter_exchanges() for e in b]
@@ -396,7 +396,7 @@ def test_rate_limits_count_image_tokens(tmp_path: Path) -> None:
         body = {"prompt": "a tree", "size": "1024x1024"}  # 765 tokens an image
         assert _post(gw, agent, body).status_code == 200
         r = _post(gw, agent, body)  # the bucket (burst 200 tokens) is now in debt
-        assert r.status_code == 429 and "account_tokens" in r.json()["detail"]
+        assert r.status_code == 429 and "account_tokens" in r.json()["error"]["message"]
     finally:
         gw.close_sync()
 
@@ -422,7 +422,7 @@ def test_openai_upstream_through_the_gateway_and_its_failure(tmp_path: Path) -> 
         )
         server.mode = "garbage"
         r = _post(gw, agent, body)
-        assert r.status_code == 502 and r.json()["code"] == "upstream_error"
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
         store = open_store(settings.store_url)
         try:
             rows = [e.exchange for b in store.iter_exchanges() for e in b]

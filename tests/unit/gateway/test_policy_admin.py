@@ -15,7 +15,6 @@ from distillguard.gateway import Gateway
 from distillguard.gateway.agents import Agent, AgentFactory
 from distillguard.gateway.policy import (
     Action,
-    CanaryPlanter,
     Policy,
     PolicyThresholds,
     RiskScore,
@@ -74,15 +73,6 @@ def test_payload_is_keyed_and_stable() -> None:
     values = {payload_for(b"k" * 32, f"acct-{i}") for i in range(200)}
     assert len(values) > 190  # 16-bit payloads rarely collide
     assert all(0 <= v < 1 << 16 for v in values)
-
-
-def test_canary_is_per_account() -> None:
-    planter = CanaryPlanter(secret=b"s" * 32)
-    (ida, a), (idb, b) = planter.canary("a"), planter.canary("b")
-    assert ida != idb and a != b
-    assert planter.canary("a") == (ida, a)
-    text, cid = planter.plant("answer.", "a")
-    assert text.startswith("answer. ") and a in text and cid == ida
 
 
 # -- through the gateway -------------------------------------------------------------------------
@@ -196,7 +186,7 @@ def test_canary_action_plants_the_accounts_canary(scored: Any) -> None:
 def test_refusing_actions_are_recorded(scored: Any, account: str, status: int, code: str) -> None:
     settings, gw, _, agents = scored
     r = _ask(gw, agents.issue(account))
-    assert r.status_code == status and r.json()["code"] == code
+    assert r.status_code == status and r.json()["error"]["code"] == code
     actions = _actions(settings)
     assert len(actions) == 1 and actions[0][0] == account
     store = open_store(settings.store_url)
@@ -236,7 +226,8 @@ def test_admin_sets_and_clears_actions(
                 json={"action": "block", "reason": "campaign C-17", "actor": "ana"},
             )
             out.append(r.status_code)
-            out.append((await c.post("/v1/chat/completions", json=chat_body())).json()["code"])
+            r = await c.post("/v1/chat/completions", json=chat_body())
+            out.append(r.json()["error"]["code"])
             acct = (await a.get("/admin/accounts/acct-x")).json()
             out.append((acct["action"], acct["override"]["actor"]))
             out.append((await a.delete("/admin/accounts/acct-x/action")).status_code)
