@@ -51,20 +51,14 @@ def _make(
     exchanges: int,
     render: bool,
 ) -> tuple[Any, str | None]:
-    from distillguard.evidence import (
-        ReportOptions,
-        build_report,
-        load_attribution,
-        load_radioactivity,
-        load_scan,
-        render_html,
-    )
+    from distillguard.evidence import ReportOptions, build_report, render_html
     from distillguard.privacy import Redactor
+    from distillguard.results import read_attribution, read_radioactivity, read_scan
     from distillguard.store import open_store
 
-    results = load_scan(scan)
-    radio = load_radioactivity(radioactivity) if radioactivity else None
-    attribution = load_attribution(fingerprint) if fingerprint else None
+    results = read_scan(scan)
+    radio = read_radioactivity(radioactivity) if radioactivity else None
+    attribution = read_attribution(fingerprint) if fingerprint else None
     options = ReportOptions(accounts_shown=accounts_shown, exchanges_per_campaign=exchanges)
     redactor = Redactor.from_settings(settings.redaction)
     with progress_bar(state, unit="steps") as progress:

@@ -50,6 +50,7 @@ from distillguard.evidence._zip import Region, canonical_zip, layout, read_local
 from distillguard.keyring import KeyPurpose, Keyring, jwk_thumbprint
 from distillguard.ledger import Ledger, verify_bundle, verify_checkpoint
 from distillguard.ledger.checkpoint import LedgerKey, key_id, public_key_of
+from distillguard.results import SCAN_FILES
 from distillguard.store import Store
 
 __all__ = [
@@ -70,12 +71,6 @@ MANIFEST: Final = "manifest.json"
 SIGNATURE: Final = "manifest.sig"
 JWKS: Final = "keys/jwks.json"
 CITATIONS: Final = "citations.json"
-_SCAN_FILES: Final = (
-    "campaigns.json",
-    "scan_summary.json",
-    "account_scores.parquet",
-    "account_scores.csv",
-)
 _PATH_RE: Final = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 
@@ -280,7 +275,7 @@ def build_bundle(
         )
     )
     if scan_dir is not None:
-        for name in _SCAN_FILES:
+        for name in SCAN_FILES:
             path = scan_dir / name
             if path.is_file():
                 files.append((f"results/scan/{name}", path.read_bytes()))
