@@ -29,6 +29,7 @@ The tree::
     ├── StorageError                       DG400  exit 6
     │   ├── StoreConnectionError           DG401  exit 6
     │   └── SchemaVersionError             DG402  exit 6
+    │       └── SchemaOutdatedError        DG403  exit 6
     ├── UpstreamError                      DG500  exit 7
     │   └── UpstreamTimeoutError           DG504  exit 7
     └── LegalHoldError                     DG600  exit 1
@@ -61,6 +62,7 @@ __all__ = [
     "ProofError",
     "RecordError",
     "ResultFormatError",
+    "SchemaOutdatedError",
     "SchemaVersionError",
     "SignatureError",
     "StorageError",
@@ -265,6 +267,13 @@ class SchemaVersionError(StorageError):
     """The store was written by an incompatible version of DistillGuard."""
 
     code = "DG402"
+
+
+class SchemaOutdatedError(SchemaVersionError):
+    """The store's schema is older than this DistillGuard: it must be migrated first (``distillguard
+    db migrate``); processes refuse to run on it rather than change it themselves."""
+
+    code = "DG403"
 
 
 class UpstreamError(DistillGuardError):
