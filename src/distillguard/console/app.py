@@ -955,7 +955,7 @@ def _short(v: Any) -> str:
 
 def _load_result(path: Path) -> dict[str, Any]:
     """A result file as a radioactivity or attribution result (or why it is neither)."""
-    from distillguard.evidence import load_attribution, load_radioactivity
+    from distillguard.results import read_attribution, read_radioactivity
 
     out: dict[str, Any] = {"path": path, "name": path.name, "kind": None, "error": None}
     try:
@@ -966,9 +966,9 @@ def _load_result(path: Path) -> dict[str, Any]:
     looks_attribution = isinstance(raw, dict) and ("ranking" in raw or "verdict" in raw)
     try:
         if looks_attribution:
-            out["kind"], out["attribution"] = "attribution", load_attribution(path)
+            out["kind"], out["attribution"] = "attribution", read_attribution(path)
         else:
-            rad = load_radioactivity(path)
+            rad = read_radioactivity(path)
             out["kind"], out["radioactivity"] = "radioactivity", rad
             if rad.curve:
                 out["curve"] = _svg.line_chart(

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distillguard.evidence import CampaignResult, load_scan
+from distillguard.results import CAMPAIGNS_FILE, Campaign, read_scan
 from distillguard.store import (
     InfraUse,
     Store,
@@ -139,7 +139,7 @@ class ScanIndex:
 
     folder: Path
     key: str
-    campaigns: tuple[CampaignResult, ...]
+    campaigns: tuple[Campaign, ...]
     summary: dict[str, Any]
     by_campaign: dict[str, pa.Table]
     top: pa.Table
@@ -152,7 +152,7 @@ class ScanIndex:
         Raises:
             InputError: a file is missing or malformed.
         """
-        results = load_scan(folder)
+        results = read_scan(folder)
         table = results.accounts
         if "exchanges" not in table.column_names:
             table = table.append_column("exchanges", pa.nulls(table.num_rows, pa.int64()))
@@ -169,7 +169,7 @@ class ScanIndex:
         for cid, sub in by_campaign.items():
             for i, a in enumerate(sub["account_id"].to_pylist()):
                 position[a] = (cid, i)
-        stamp = (folder / "campaigns.json").stat().st_mtime_ns
+        stamp = (folder / CAMPAIGNS_FILE).stat().st_mtime_ns
         key = hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:16]
         campaigns = tuple(sorted(results.campaigns, key=lambda c: -c.score))
         return cls(
@@ -182,7 +182,7 @@ class ScanIndex:
             position=position,
         )
 
-    def campaign(self, campaign_id: str) -> CampaignResult | None:
+    def campaign(self, campaign_id: str) -> Campaign | None:
         """A campaign by id."""
         return next((c for c in self.campaigns if c.campaign_id == campaign_id), None)
 
