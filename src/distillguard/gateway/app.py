@@ -307,10 +307,11 @@ class Gateway:
         return list(self._overrides()) if self._overrides is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch: OpenAI paths to the core, the key directory, mounts, then FastAPI."""
+        """Dispatch: the model endpoints to the core (its handlers' paths: OpenAI and Anthropic),
+        the key directory, mounts, then FastAPI."""
         if scope["type"] == "http":
             path = scope["path"]
-            if path in OPENAI_PATHS:
+            if path in self.core.paths:
                 await self.core(scope, receive, send)
                 return
             if path == DIRECTORY_PATH and self.directory is not None:
