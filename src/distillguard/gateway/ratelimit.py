@@ -14,13 +14,26 @@ requests wait), so a client that asks for long answers is limited by what it act
 Two backends behind one interface: :class:`MemoryRateLimiter` (one process) and
 :class:`RedisRateLimiter` (one Lua script per decision, atomic across replicas, using the Redis
 server clock so that replica clocks do not matter).
+
+Every backend answers both from threads (:meth:`RateLimiter.acquire`, :meth:`RateLimiter.charge`)
+and from an event loop (:meth:`RateLimiter.aacquire`, :meth:`RateLimiter.acharge`). The gateway
+uses the ``a`` methods: the Redis backend then talks through ``redis.asyncio``, so a slow or
+unreachable Redis delays only the requests that wait for it (at most ``timeout_s``, then
+:class:`~distillguard.errors.StorageError`) and never blocks the event loop.
+
+Redis Cluster: every key of one script call carries the same hash tag (``{prefix}``), so the
+script never spans slots (no ``CROSSSLOT``). All limit keys of a deployment therefore live on one
+shard; one Redis shard runs on the order of 100,000 such scripts a second, far above what the
+gateway replicas ask. Use a different ``prefix`` per deployment to spread deployments over slots.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,7 +105,11 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    """A GCRA rate limiter backend."""
+    """A GCRA rate limiter backend.
+
+    The ``a`` methods are for event loops and never block them; the others are for threads.
+    Both raise :class:`~distillguard.errors.StorageError` when the backend is unreachable.
+    """
 
     def acquire(self, checks: Sequence[Check]) -> Decision:
         """Admit (and charge every check) or refuse (and charge nothing)."""
@@ -100,6 +117,14 @@ class RateLimiter(Protocol):
 
     def charge(self, checks: Sequence[Check]) -> None:
         """Charge unconditionally (tokens known after the response)."""
+        ...
+
+    async def aacquire(self, checks: Sequence[Check]) -> Decision:
+        """:meth:`acquire` for an event loop (does not block it)."""
+        ...
+
+    async def acharge(self, checks: Sequence[Check]) -> None:
+        """:meth:`charge` for an event loop (does not block it)."""
         ...
 
 
@@ -160,6 +185,17 @@ class MemoryRateLimiter:
             for c in checks:
                 self._tat[c.key] = _gcra(self._tat.get(c.key, 0.0), now, c.limit, c.cost)[0]
 
+    async def aacquire(self, checks: Sequence[Check]) -> Decision:
+        """:meth:`acquire` (no I/O: a dictionary update under an uncontended lock)."""
+        return self.acquire(checks)
+
+    async def acharge(self, checks: Sequence[Check]) -> None:
+        """:meth:`charge` (no I/O)."""
+        self.charge(checks)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
 
 # KEYS: the keys; ARGV: mode (1 acquire, 0 charge), then per key: interval_us, tolerance_us,
 # cost. Returns {allowed, index of the worst limit (1-based, 0 none), microseconds to wait}.
@@ -194,56 +230,213 @@ return {1, 0, '0'}
 """
 
 
+_UNAVAILABLE_HINT = "check that Redis runs at the configured gateway.redis_url"
+
+
+def _unavailable(exc: BaseException) -> StorageError:
+    return StorageError(
+        f"the rate limit store is unavailable: {type(exc).__name__}", hint=_UNAVAILABLE_HINT
+    )
+
+
+def _decision(checks: Sequence[Check], reply: Sequence[Any]) -> Decision:
+    allowed, worst, over = reply
+    if int(allowed):
+        return Decision(True)
+    over_us = float(over.decode() if isinstance(over, bytes) else over)
+    return Decision(False, checks[int(worst) - 1].name, math.ceil(over_us / 1e3) / 1e3)
+
+
 class RedisRateLimiter:
     """GCRA in Redis: one Lua script per decision (atomic across replicas).
 
+    Keys are laid out for Redis Cluster: ``{prefix}`` then the check's key, so every key of a
+    script call hashes to the slot of ``prefix`` (see :meth:`redis_keys`).
+
     Args:
-        client: a ``redis.Redis`` client.
-        prefix: key prefix (one per deployment, or per test).
+        client: a ``redis.Redis`` (or ``redis.RedisCluster``) client, for :meth:`acquire` and
+            :meth:`charge` from threads.
+        aclient: a ``redis.asyncio`` client, for :meth:`aacquire` and :meth:`acharge` from the
+            event loop that first uses it (redis-py binds connections to one loop).
+        aclient_factory: makes a ``redis.asyncio`` client; one is made for each event loop
+            that calls the ``a`` methods (what :meth:`from_url` uses: a process that runs
+            several loops, one after the other or in threads, never shares a connection).
+        prefix: the hash tag of every key (one per deployment, or per test): non-empty,
+            without ``{`` or ``}``.
+
+    Without an ``aclient`` or ``aclient_factory`` the ``a`` methods run the blocking client
+    in a worker thread (the loop is not blocked, but each waiting call holds a thread).
+
+    Raises:
+        ValueError: no client at all, or an empty ``prefix`` or one with braces.
     """
 
-    def __init__(self, *, client: Any, prefix: str = "dg:rl:") -> None:
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        aclient: Any = None,
+        aclient_factory: Callable[[], Any] | None = None,
+        prefix: str = "dg:rl:",
+    ) -> None:
+        if client is None and aclient is None and aclient_factory is None:
+            raise ValueError("RedisRateLimiter needs a client, an aclient or an aclient_factory")
+        if not prefix or "{" in prefix or "}" in prefix:
+            # an empty tag ("{}") hashes the whole key: the keys of one call would span slots
+            raise ValueError(f"the rate limit prefix must be non-empty, without braces: {prefix!r}")
         self._client = client
         self.prefix = prefix
-        self._script = client.register_script(_LUA)
+        self._script = client.register_script(_LUA) if client is not None else None
+        self._factory = aclient_factory
+        self._fixed = (aclient, aclient.register_script(_LUA)) if aclient is not None else None
+        # per loop: client, script, initialised, the lock of the initialisation
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, Any, asyncio.Event, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "dg:rl:") -> RedisRateLimiter:
-        """Connect to the Redis at ``url``."""
-        import redis
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "dg:rl:",
+        timeout_s: float = 2.0,
+        cluster: bool = False,
+    ) -> RedisRateLimiter:
+        """Clients (blocking and ``redis.asyncio``) for the Redis at ``url``.
 
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        return cls(client=client, prefix=prefix)
+        Args:
+            url: ``redis://host:port/db`` (``rediss://`` for TLS).
+            prefix: see the class.
+            timeout_s: connect and read timeout of one call; a slower Redis is reported as
+                unavailable (:class:`StorageError`) after it.
+            cluster: ``url`` names a node of a Redis Cluster.
+        """
+        import redis
+        import redis.asyncio
+
+        opts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        if cluster:
+            from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+            return cls(
+                client=redis.RedisCluster.from_url(url, **opts),
+                aclient_factory=lambda: AsyncRedisCluster.from_url(url, **opts),
+                prefix=prefix,
+            )
+        return cls(
+            client=redis.Redis.from_url(url, **opts),
+            aclient_factory=lambda: redis.asyncio.Redis.from_url(url, **opts),
+            prefix=prefix,
+        )
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter(prefix={self.prefix!r})"
 
-    def _run(self, checks: Sequence[Check], *, acquire: bool) -> list[Any]:
-        import redis
+    def redis_keys(self, checks: Sequence[Check]) -> list[str]:
+        """The Redis keys of ``checks``: ``{prefix}key``, all in the hash slot of ``prefix``."""
+        tag = "{" + self.prefix + "}"
+        return [tag + c.key for c in checks]
 
-        keys = [self.prefix + c.key for c in checks]
+    @staticmethod
+    def _args(checks: Sequence[Check], *, acquire: bool) -> list[Any]:
         args: list[Any] = ["1" if acquire else "0"]
         for c in checks:
             args += [repr(c.limit.interval_us), repr(c.limit.tolerance_us), repr(float(c.cost))]
+        return args
+
+    def _run(self, checks: Sequence[Check], *, acquire: bool) -> list[Any]:
+        import redis
+
+        if self._script is None:
+            raise RuntimeError("this RedisRateLimiter has no blocking client: use aacquire")
         try:
-            return list(self._script(keys=keys, args=args))
-        except redis.RedisError as exc:
-            raise StorageError(
-                f"the rate limit store is unavailable: {type(exc).__name__}",
-                hint="check that Redis runs at the configured gateway.redis_url",
-            ) from None
+            return list(
+                self._script(keys=self.redis_keys(checks), args=self._args(checks, acquire=acquire))
+            )
+        except (redis.RedisError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    async def _loop_script(self) -> Any:
+        """The async script of the running loop's client (made on first use), or None.
+
+        The client is initialised (a cluster client reads the slot map) before the first
+        call, once, under a lock: redis-py's async cluster client, first used by several tasks
+        at once, can fail one of them (``'NoneType' object has no attribute 'writelines'``).
+        """
+        if self._fixed is not None:
+            return self._fixed[1]
+        if self._factory is None:
+            return None
+        loop = asyncio.get_running_loop()
+        entry = self._per_loop.get(loop)
+        if entry is not None and entry[2].is_set():
+            return entry[1]
+        if entry is None:
+            aclient = self._factory()
+            entry = (aclient, aclient.register_script(_LUA), asyncio.Event(), asyncio.Lock())
+            self._per_loop[loop] = entry
+        async with entry[3]:
+            if not entry[2].is_set():
+                await entry[0].initialize()
+                entry[2].set()
+        return entry[1]
+
+    async def _arun(self, checks: Sequence[Check], *, acquire: bool) -> list[Any]:
+        import redis
+        from redis.exceptions import RedisClusterException
+
+        try:
+            script = await self._loop_script()
+            if script is None:
+                return await asyncio.to_thread(self._run, checks, acquire=acquire)
+            reply = await script(
+                keys=self.redis_keys(checks), args=self._args(checks, acquire=acquire)
+            )
+        except (redis.RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            raise _unavailable(exc) from None
+        return list(reply)
 
     def acquire(self, checks: Sequence[Check]) -> Decision:
-        """Admit (charging every check) or refuse (charging none)."""
+        """Admit (charging every check) or refuse (charging none); blocks the calling thread."""
         if not checks:
             return Decision(True)
-        allowed, worst, over = self._run(checks, acquire=True)
-        if int(allowed):
-            return Decision(True)
-        over_us = float(over.decode() if isinstance(over, bytes) else over)
-        return Decision(False, checks[int(worst) - 1].name, math.ceil(over_us / 1e3) / 1e3)
+        return _decision(checks, self._run(checks, acquire=True))
 
     def charge(self, checks: Sequence[Check]) -> None:
-        """Charge unconditionally."""
+        """Charge unconditionally; blocks the calling thread."""
         if checks:
             self._run(checks, acquire=False)
+
+    async def aacquire(self, checks: Sequence[Check]) -> Decision:
+        """Admit (charging every check) or refuse (charging none), awaiting Redis.
+
+        Raises:
+            StorageError: Redis did not answer within the timeout, or refused the call.
+        """
+        if not checks:
+            return Decision(True)
+        return _decision(checks, await self._arun(checks, acquire=True))
+
+    async def acharge(self, checks: Sequence[Check]) -> None:
+        """Charge unconditionally, awaiting Redis.
+
+        Raises:
+            StorageError: Redis did not answer within the timeout, or refused the call.
+        """
+        if checks:
+            await self._arun(checks, acquire=False)
+
+    async def aclose(self) -> None:
+        """Close the blocking client and the running loop's async client.
+
+        Async clients made for other loops are left to the garbage collector (their loops
+        may be closed already).
+        """
+        if self._fixed is not None:
+            await self._fixed[0].aclose()
+        entry = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].aclose()
+        if self._client is not None:
+            self._client.close()

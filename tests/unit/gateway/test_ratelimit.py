@@ -106,7 +106,7 @@ def redis_limiter() -> Iterator[RedisRateLimiter]:
         pytest.skip("no Redis on 127.0.0.1:6379")
     prefix = f"dg:test:rl:{uuid.uuid4().hex}:"
     yield RedisRateLimiter(client=client, prefix=prefix)
-    for key in client.scan_iter(prefix + "*"):
+    for key in client.scan_iter("{" + prefix + "}*"):
         client.delete(key)
 
 
