@@ -214,7 +214,11 @@ def admin_router(ops: Operations, *, token: str) -> APIRouter:
                 expires_in_s=body.expires_in_s,
             )
         )
-        return {"override": outcome.override.to_dict(), "action_id": outcome.action_id}
+        return {
+            "override": outcome.override.to_dict(),
+            "action_id": outcome.action_id,
+            "audit_id": outcome.audit.audit_id,
+        }
 
     @router.delete("/accounts/{account_id}/action", summary="Clear an account's action")
     def clear_action(

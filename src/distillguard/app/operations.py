@@ -162,10 +162,12 @@ class AccountStatus:
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
-    """What :meth:`Operations.set_action` wrote: the override and its action-log id."""
+    """What :meth:`Operations.set_action` wrote: the override, its action-log id and its audit
+    entry."""
 
     override: Override
     action_id: str
+    audit: AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,12 @@ class PassportRequest:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _audit_id() -> str:
+    """A unique id that sorts by creation (nanosecond wall clock, then random): the trail's
+    order among entries of the same microsecond."""
+    return f"aud_{time.time_ns():016x}{uuid.uuid4().hex[:12]}"
 
 
 def _audit_from_row(r: Sequence[Any]) -> AuditEntry:
@@ -333,7 +341,7 @@ class Operations:
         at: datetime,
     ) -> AuditEntry:
         entry = AuditEntry(
-            audit_id=f"aud_{uuid.uuid4().hex}",
+            audit_id=_audit_id(),
             ts=at,
             actor=actor.name,
             door=actor.door,
@@ -505,7 +513,7 @@ class Operations:
                     ),
                 )
                 insert_action(s, cur, record)
-                self._audit(
+                entry = self._audit(
                     cur,
                     actor=actor,
                     action=action.value,
@@ -515,7 +523,7 @@ class Operations:
                     at=now,
                 )
             self.policy.set_overrides(self.load_overrides())
-        return ActionOutcome(override=override, action_id=record.action_id)
+        return ActionOutcome(override=override, action_id=record.action_id, audit=entry)
 
     def clear_action(self, account_id: str, *, actor: Actor, reason: str = "-") -> bool:
         """Remove the account's override (the automatic policy applies again); audited either
