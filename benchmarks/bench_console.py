@@ -28,15 +28,16 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from distillguard.app import create_application
+from distillguard.app.ingest import ingest_log
 from distillguard.console import ConsoleOptions, create_console, derive_session_key
 from distillguard.evidence.testing import CAMPAIGN, write_scan
-from distillguard.gateway import NullScorer, create_gateway
+from distillguard.gateway import NullScorer
 from distillguard.gateway.testing import ADMIN_TOKEN, make_settings
 from distillguard.keyring import open_keyring
 from distillguard.ledger import Ledger
 from distillguard.records.model import Exchange, Message
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 PER_ACCOUNT = 4
@@ -130,13 +131,15 @@ def main() -> None:
         settings, campaign = setup(Path(tmp), n)
         print(f"setup: {n:,} campaign accounts + 2,000 others, {PER_ACCOUNT} exchanges each, "
               f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
-        gw = create_gateway(settings, scorer=NullScorer())  # type: ignore[arg-type]
+        application = create_application(settings, scorer=NullScorer())  # type: ignore[arg-type]
+        gw = application.gateway
         key = derive_session_key(
             secret=open_keyring(settings).watermark_key().secret,  # type: ignore[arg-type]
             admin_token=ADMIN_TOKEN,
         )
         full = create_console(
-            admin=gw.admin,
+            operations=application.operations,
+            admin_token=ADMIN_TOKEN,
             session_key=key,
             options=ConsoleOptions(
                 scan_results=settings.console.scan_results,  # type: ignore[attr-defined]
