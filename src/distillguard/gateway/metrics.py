@@ -9,18 +9,61 @@ Names (all prefixed ``distillguard_gateway_``):
 * ``actions_total{action,source}``: policy actions taken;
 * ``upstream_seconds``: time spent in the model;
 * ``record_batch_size``: exchanges per store transaction;
-* ``alerts_total{outcome}``: webhook alerts delivered or dead-lettered.
+* ``alerts_total{outcome}``: webhook alerts delivered or dead-lettered;
+* ``exchanges_total{model,outcome}``: recorded exchanges;
+* ``tokens_total{model,kind,outcome}``: tokens of recorded exchanges, ``kind`` ``prompt`` or
+  ``completion``. ``outcome`` (:func:`outcome_of`): ``ok``, ``rate_limited``, ``refused``
+  (blocked, re-verification), ``client_error`` (another 4xx, an upstream's 400 passed on),
+  ``upstream_error`` (5xx). ``model`` is the requested model; after :data:`MAX_MODELS`
+  distinct names the rest count as ``other`` (a client cannot grow the label set without end).
+
+Several worker processes (``distillguard serve --workers N``): each process writes its values to
+memory-mapped files in ``$PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode,
+chosen when that variable is set before ``prometheus_client`` is first imported), and
+:meth:`GatewayMetrics.exposition` of whichever worker answers the scrape sums every worker's
+files: counters and histograms add up over workers, including workers that have exited.
+:func:`prepare_multiprocess` makes a fresh folder and sets the variable; ``serve`` calls it before
+it starts the workers. Several replicas (containers, pods) are scraped one by one, each its own
+target; a ``sum by (...)`` over ``instance`` aggregates them (see ``deploy/prometheus.yml``).
+
+Misfires: in multiprocess mode two :class:`GatewayMetrics` in one process write the same files
+and each overwrites the other's counts: one gateway per worker process. A folder reused across
+server starts adds the old counts to the new ones: :func:`prepare_multiprocess` empties it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+if TYPE_CHECKING:
+    from distillguard.records import Exchange
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_MODELS",
+    "MULTIPROC_ENV",
+    "GatewayMetrics",
+    "multiprocess_dir",
+    "outcome_of",
+    "prepare_multiprocess",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """Media type of the ``/metrics`` exposition."""
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable that switches prometheus_client to multiprocess mode."""
+
+MAX_MODELS = 64
+"""Distinct ``model`` label values kept; later names count as ``other``."""
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -41,11 +84,59 @@ _LATENCY_BUCKETS = (
 )
 
 
+def multiprocess_dir() -> Path | None:
+    """The multiprocess folder this process writes to, or None (one registry per process)."""
+    value = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
+    return Path(value) if value else None
+
+
+def prepare_multiprocess(directory: Path | None = None) -> Path:
+    """Make an empty multiprocess folder and export it in ``$PROMETHEUS_MULTIPROC_DIR``.
+
+    Call it in the parent process before it starts the workers (they inherit the variable and
+    import prometheus_client after it is set). The parent's own metrics objects, if it made any,
+    stay in-process: only processes started afterwards share the folder.
+
+    Args:
+        directory: the folder (emptied first; a folder per server, never one shared by two
+            servers). Default: a new temporary folder.
+
+    Returns:
+        The folder.
+    """
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="distillguard-metrics-"))
+    else:
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def outcome_of(status: int) -> str:
+    """The ``outcome`` label of a recorded exchange with HTTP ``status``."""
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        return "refused"
+    if status < 500:
+        return "client_error"
+    return "upstream_error"
+
+
 class GatewayMetrics:
-    """The gateway's metrics in their own :class:`CollectorRegistry`."""
+    """The gateway's metrics in their own :class:`CollectorRegistry`.
+
+    In multiprocess mode (see the module) the values live in the shared folder and
+    :meth:`exposition` reads every worker's.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._multiprocess = multiprocess_dir()
         p = "distillguard_gateway_"
         self.requests = Counter(
             p + "requests", "Answered requests", ["endpoint", "status"], registry=self.registry
@@ -78,10 +169,66 @@ class GatewayMetrics:
         self.alerts = Counter(
             p + "alerts", "Webhook alerts by outcome", ["outcome"], registry=self.registry
         )
+        self.exchanges = Counter(
+            p + "exchanges",
+            "Recorded exchanges by model and outcome",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            p + "tokens",
+            "Tokens of recorded exchanges by model, kind (prompt, completion) and outcome",
+            ["model", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self._models: set[str] = set()
+        self._models_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return "GatewayMetrics()"
+        mode = f"multiprocess={str(self._multiprocess)!r}" if self._multiprocess else "in-process"
+        return f"GatewayMetrics({mode})"
+
+    @property
+    def multiprocess(self) -> bool:
+        """Whether the values are shared with the other workers through the folder."""
+        return self._multiprocess is not None
+
+    def _model_label(self, model: str) -> str:
+        if model in self._models:
+            return model
+        with self._models_lock:
+            if len(self._models) >= MAX_MODELS:
+                return "other"
+            self._models.add(model)
+        return model
+
+    def observe_exchange(self, exchange: Exchange) -> None:
+        """Count one recorded exchange and its tokens (by model and :func:`outcome_of`)."""
+        self.count_tokens(
+            model=exchange.model,
+            status=exchange.status,
+            prompt_tokens=exchange.prompt_tokens,
+            completion_tokens=exchange.completion_tokens,
+        )
+
+    def count_tokens(
+        self, *, model: str, status: int, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Count one exchange of ``model`` answered with ``status`` and its tokens."""
+        label = self._model_label(model)
+        outcome = outcome_of(status)
+        self.exchanges.labels(label, outcome).inc()
+        if prompt_tokens > 0:
+            self.tokens.labels(label, "prompt", outcome).inc(prompt_tokens)
+        if completion_tokens > 0:
+            self.tokens.labels(label, "completion", outcome).inc(completion_tokens)
 
     def exposition(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format: this registry, or in multiprocess mode every worker's."""
+        if self._multiprocess is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(self._multiprocess))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
