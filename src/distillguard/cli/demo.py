@@ -28,7 +28,7 @@ from rich.rule import Rule
 
 from distillguard.cli._common import console, state_of
 
-__all__ = ["STEPS", "DemoContext", "Step", "register"]
+__all__ = ["STEPS", "DemoContext", "Step", "register", "source_checkout"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ class Step:
     ``argv`` returns the command line (None: skip the step). ``around``, when given, runs the
     command inside a context (e.g. with a gateway server running) and ``after`` turns its output
     into files later steps use; with ``capture``, the command's ``--json`` output is written to
-    that file instead of the screen.
+    that file instead of the screen. With ``python``, ``argv`` is a ``python`` command line run
+    in the source checkout (an experiment, see :func:`source_checkout`), and ``skipped`` says why
+    the step did not run when ``argv`` returns None.
     """
 
     title: str
@@ -69,6 +71,43 @@ class Step:
     around: Callable[[DemoContext], AbstractContextManager[None]] | None = None
     after: Callable[[DemoContext], None] | None = None
     capture: Callable[[DemoContext], Path] | None = None
+    python: bool = False
+    skipped: str | None = None
+
+
+def source_checkout() -> Path | None:
+    """The source checkout DistillGuard runs from (an editable install) when it holds the
+    experiments (``experiments/`` beside ``src/``), else None (an installed wheel has none)."""
+    import distillguard
+
+    root = Path(distillguard.__file__).resolve().parents[2]
+    lab = root / "experiments" / "radioactivity_lab" / "__init__.py"
+    return root if lab.is_file() else None
+
+
+def _lab(ctx: DemoContext) -> list[str] | None:
+    if source_checkout() is None:
+        return None
+    return [
+        "-m",
+        "experiments.radioactivity_lab",
+        "--preset",
+        ctx.lab_preset,
+        "--out",
+        str(ctx.out / "lab"),
+    ]
+
+
+def _run_python(argv: list[str], *, quiet: bool) -> int:
+    """``python ARGV`` in the source checkout (so that ``experiments`` imports)."""
+    root = source_checkout()
+    assert root is not None  # _lab returned a command line
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    extra = ["--quiet"] if quiet else []
+    done = subprocess.run(
+        [sys.executable, *argv, *extra], cwd=root, env={**os.environ, "PYTHONPATH": path}
+    )
+    return done.returncode
 
 
 def _first_exchange_id(ctx: DemoContext) -> str | None:
@@ -295,8 +334,10 @@ STEPS: list[Step] = [
         "The lab: a small teacher model, its watermarked answers harvested, students fine-tuned "
         "on them, and the test of whether each learned from our watermark (open and closed "
         "mode, with controls).",
-        lambda c: ["lab", "--preset", c.lab_preset, "--out", str(c.out / "lab")],
+        _lab,
         after=_radioactivity_file,
+        python=True,
+        skipped="the lab is an experiment: it runs from a source checkout (experiments/)",
     ),
     Step(
         "Attribution",
@@ -408,14 +449,19 @@ def demo(
         for number, step in enumerate(STEPS, start=1):
             argv = step.argv(context)
             if argv is None:
+                if step.skipped:
+                    console.print(f"[dim]{number}. {step.title}: skipped ({step.skipped})[/]")
                 continue
             console.print(Rule(f"[bold]{number}. {step.title}[/]", align="left"))
             console.print(f"[dim]{step.why}[/]")
-            console.print(f"[cyan]$ distillguard {shlex.join(argv)}[/]")
+            program = "python" if step.python else "distillguard"
+            console.print(f"[cyan]$ {program} {shlex.join(argv)}[/]")
             prefix = ["--quiet"] if state.quiet else []
             with step.around(context) if step.around else nullcontext():
                 final = step.argv(context) or argv  # again inside `around`: may read the env
-                if step.capture is not None:  # the command's --json output is the result file
+                if step.python:
+                    code = _run_python(final, quiet=state.quiet)
+                elif step.capture is not None:  # the command's --json output is the result file
                     buffer = io.StringIO()
                     with redirect_stdout(buffer):
                         code = run_cli(["--json", *prefix, *final])

@@ -84,11 +84,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "radioactivity",
         "Test a suspect for our watermark's radioactivity, with a control run.",
     ),
-    "lab": (
-        "lab",
-        "Train a teacher, watermark its answers, fine-tune students on 0-100% watermarked data "
-        "and test each in open and closed mode; writes a table, a plot and a JSON file.",
-    ),
     "ledger": (
         "ledger",
         "The tamper-evident ledger: every stored exchange is a leaf of an RFC 9162 Merkle tree "

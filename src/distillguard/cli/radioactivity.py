@@ -1,21 +1,186 @@
-"""``distillguard radioactivity``: test whether a suspect model learned from our watermarked
-outputs (open weights, an API, or texts), with a control run beside it."""
+"""``distillguard radioactivity open|closed|texts``: test whether a suspect model learned from our
+watermarked outputs (open weights, an API, or texts), with a control run beside it.
+
+Each mode is one command; the options they share (key, control, filter, tracing, output) are
+grouped under the same headings in every ``--help``. The protocol itself (what is asked, what is
+scored under which key, the verdict) is :func:`distillguard.radioactivity.run_test`; this module
+only turns options into its arguments and prints the report.
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from distillguard.cli._common import console, emit_json, state_of
+from distillguard.cli._common import AppState, console, emit_json, state_of
 from distillguard.errors import InputError
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from distillguard.keyring import Keyring, WatermarkKey
+    from distillguard.radioactivity import (
+        CurvePoint,
+        Encoder,
+        KgramFilter,
+        RadioactivityReport,
+        Subject,
+        TokenText,
+    )
+    from distillguard.watermark import WatermarkScheme
+
 __all__ = ["register"]
+
+KEY = "Key and control"
+SCORING = "Scoring"
+ASKING = "Asking (own answers / endpoint)"
+OUTPUT = "Output"
+
+# --- the options every mode shares --------------------------------------------------------------
+
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key", "-k", help="Watermark key id (default: the current key).", rich_help_panel=KEY
+    ),
+]
+ControlKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--control-key",
+        help="Control: the suspect under this other key (default: a fresh random key).",
+        rich_help_panel=KEY,
+    ),
+]
+ControlTextsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--control-texts",
+        help="Control: texts known clean, under the same key.",
+        rich_help_panel=KEY,
+    ),
+]
+FieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--field", help="Text field of JSONL/Parquet/CSV records.", rich_help_panel=SCORING
+    ),
+]
+FilterOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--filter",
+        help="Our watermarked outputs: score only their frequent k-grams.",
+        rich_help_panel=SCORING,
+    ),
+]
+FilterTopOpt = Annotated[
+    int, typer.Option("--filter-top", help="k-grams kept by the filter.", rich_help_panel=SCORING)
+]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokenizer", help="word | byte | local HF tokenizer folder.", rich_help_panel=SCORING
+    ),
+]
+AlphaOpt = Annotated[
+    float, typer.Option("--alpha", help="Significance level.", rich_help_panel=SCORING)
+]
+TraceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trace", help="Decode the multi-bit payload (MPAC keys).", rich_help_panel=SCORING
+    ),
+]
+PayloadsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--payloads", help="Tracing: 'label,payload' candidates.", rich_help_panel=SCORING
+    ),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Write the JSON result here.", rich_help_panel=OUTPUT)
+]
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option("--plot", help="Write the p-value curves (PNG).", rich_help_panel=OUTPUT),
+]
+# asking: open mode's own answers and closed mode's questions
+MaxTokensOpt = Annotated[
+    int, typer.Option("--max-tokens", help="Answer length.", rich_help_panel=ASKING)
+]
+SamplesOpt = Annotated[
+    int,
+    typer.Option(
+        "--samples",
+        help="Sampled answers per prompt; repeats count once.",
+        min=0,
+        rich_help_panel=ASKING,
+    ),
+]
+TemperatureOpt = Annotated[
+    float,
+    typer.Option(
+        "--temperature",
+        help="Temperature of the sampled answers (low: memorised answers lie on the most "
+        "likely paths).",
+        min=0.0,
+        rich_help_panel=ASKING,
+    ),
+]
+GreedyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--greedy/--no-greedy",
+        help="Also take one greedy (temperature 0) answer per prompt.",
+        rich_help_panel=ASKING,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The options every mode shares, once parsed."""
+
+    key: str | None
+    control_key: str | None
+    control_texts: Path | None
+    field: str | None
+    filter_texts: Path | None
+    filter_top: int
+    tokenizer: str | None
+    alpha: float
+    trace: bool
+    payloads: Path | None
+    out: Path | None
+    plot: Path | None
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the options resolve to before anything is asked or read."""
+
+    state: AppState
+    ring: Keyring
+    scheme: WatermarkScheme
+    control_key: WatermarkKey
+    control_scheme: WatermarkScheme
+
+    def on_point(self, role: str, point: CurvePoint) -> None:
+        """Print the pooled test after each batch (not with --json / --quiet)."""
+        if not self.state.json_output and not self.state.quiet:
+            console.print(
+                f"  {role}: {point.n_texts} texts, {point.n_scored} tokens scored, "
+                f"p = {point.p_value:.3e}"
+            )
 
 
 def _read_texts(path: Path, field: str | None) -> list[str]:
@@ -25,14 +190,6 @@ def _read_texts(path: Path, field: str | None) -> list[str]:
     if not texts:
         raise InputError(f"{path} holds no texts", hint="check --field")
     return texts
-
-
-def _fresh_key() -> Any:
-    from distillguard.keyring import WatermarkKey
-
-    return WatermarkKey(
-        kid="control-random", created_at=datetime.now(UTC), secret=secrets.token_bytes(32)
-    )
 
 
 def _payloads(path: Path) -> dict[str, int]:
@@ -50,249 +207,230 @@ def _payloads(path: Path) -> dict[str, int]:
     return out
 
 
-def radioactivity_cmd(
-    ctx: typer.Context,
-    key: Annotated[str | None, typer.Option("--key", "-k", help="Watermark key id.")] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="Open mode: a local model folder.")
-    ] = None,
-    endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="Closed mode: OpenAI-compatible base URL.")
-    ] = None,
-    texts: Annotated[
-        Path | None, typer.Option("--texts", help="Score texts the suspect wrote (file/folder).")
-    ] = None,
-    read: Annotated[
-        Path | None,
-        typer.Option("--read", help="Open mode: texts to feed (ideally not watermarked by us)."),
-    ] = None,
-    prompts: Annotated[
-        Path | None,
-        typer.Option(
-            "--prompts",
-            help="Prompts (e.g. what the harvesting accounts asked): closed mode asks them; "
-            "open mode reads the model's own answers to them.",
-        ),
-    ] = None,
-    field: Annotated[
-        str | None, typer.Option("--field", help="Text field of JSONL/Parquet/CSV records.")
-    ] = None,
-    control_model: Annotated[
-        Path | None, typer.Option("--control-model", help="A model folder known clean.")
-    ] = None,
-    control_endpoint: Annotated[
-        str | None, typer.Option("--control-endpoint", help="An endpoint known clean.")
-    ] = None,
-    control_texts: Annotated[
-        Path | None, typer.Option("--control-texts", help="Texts known clean.")
-    ] = None,
-    control_key: Annotated[
-        str | None,
-        typer.Option(
-            "--control-key",
-            help="Control: the suspect under this other key (default: a fresh random key).",
-        ),
-    ] = None,
-    filter_texts: Annotated[
-        Path | None,
-        typer.Option(
-            "--filter", help="Our watermarked outputs: score only their frequent k-grams."
-        ),
-    ] = None,
-    filter_top: Annotated[
-        int, typer.Option("--filter-top", help="k-grams kept by the filter.")
-    ] = 10_000,
-    tokenizer: Annotated[
-        str | None, typer.Option("--tokenizer", help="word | byte | local HF tokenizer folder.")
-    ] = None,
-    endpoint_model: Annotated[
-        str, typer.Option("--endpoint-model", help="The 'model' field sent to the endpoint.")
-    ] = "suspect",
-    api_key_env: Annotated[
-        str | None,
-        typer.Option("--api-key-env", help="Environment variable holding the endpoint's key."),
-    ] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Answer length.")] = 128,
-    samples: Annotated[
-        int,
-        typer.Option(
-            "--samples",
-            help="Sampled answers per prompt (closed mode, and open mode with --prompts); "
-            "repeats count once.",
-            min=0,
-        ),
-    ] = 1,
-    temperature: Annotated[
-        float,
-        typer.Option(
-            "--temperature",
-            help="Temperature of the sampled answers (low: memorised answers lie on the most "
-            "likely paths).",
-            min=0.0,
-        ),
-    ] = 0.2,
-    greedy: Annotated[
-        bool,
-        typer.Option(
-            "--greedy/--no-greedy", help="Also take one greedy (temperature 0) answer per prompt."
-        ),
-    ] = True,
-    skip_echo: Annotated[
-        bool,
-        typer.Option("--skip-echo", help="Open mode: skip predictions equal to the real token."),
-    ] = False,
-    trace: Annotated[
-        bool, typer.Option("--trace", help="Decode the multi-bit payload (MPAC keys).")
-    ] = False,
-    payloads: Annotated[
-        Path | None, typer.Option("--payloads", help="Tracing: 'label,payload' candidates.")
-    ] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 1e-3,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON result here.")] = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write the p-value curves (PNG).")
-    ] = None,
-) -> None:
-    """Test a suspect for our watermark's radioactivity, with a control run.
-
-    Example: `distillguard radioactivity --key wm-3f9c --endpoint https://suspect/v1
-    --prompts probes.jsonl --filter harvest.jsonl --out radio.json`
-    """
-    import os
-
-    from distillguard.keyring import open_keyring
-    from distillguard.radioactivity.pipeline import KgramFilter, TokenText
-    from distillguard.radioactivity.results import RadioactivityReport, plot_curves
+def _setup(ctx: typer.Context, shared: _Shared) -> _Setup:
+    from distillguard.keyring import WatermarkKey, open_keyring
     from distillguard.watermark.registry import build_scheme
 
     state = state_of(ctx)
     settings = state.settings()
-    chosen = [x for x in (model, endpoint, texts) if x is not None]
-    if len(chosen) != 1:
-        raise InputError("give exactly one of --model, --endpoint, --texts")
     ring = open_keyring(settings)
     wm_settings = settings.watermark
-    if trace and wm_settings.scheme != "mpac":
+    if shared.trace and wm_settings.scheme != "mpac":
         wm_settings = wm_settings.model_copy(update={"scheme": "mpac"})
-    scheme = build_scheme(wm_settings, ring.watermark_key(key))
-    ctl_key = ring.watermark_key(control_key) if control_key else _fresh_key()
-
-    def show(label: str) -> Any:
-        def on_point(p: Any) -> None:
-            if not state.json_output and not state.quiet:
-                console.print(
-                    f"  {label}: {p.n_texts} texts, {p.n_scored} tokens scored, p = {p.p_value:.3e}"
-                )
-
-        return on_point
-
-    # the tokenizer: the model's own in open mode, else --tokenizer / settings
-    encode: Any
-    hf_tok: Any = None
-    if model is not None:
-        from distillguard.radioactivity.open_mode import load_suspect
-
-        suspect_model, hf_tok = load_suspect(model)
-
-        def encode(text: str) -> Any:
-            import numpy as np
-
-            return np.asarray(hf_tok.encode(text, add_special_tokens=False), dtype=np.int64)
+    scheme = build_scheme(wm_settings, ring.watermark_key(shared.key))
+    if shared.control_key:
+        ctl_key = ring.watermark_key(shared.control_key)
     else:
-        from distillguard.watermark.tokenizers import load_tokenizer
-
-        encode = load_tokenizer(tokenizer or wm_settings.tokenizer).encode
-
-    flt = None
-    if filter_texts is not None:
-        flt = KgramFilter.from_texts(
-            [TokenText.of(encode(t)) for t in _read_texts(filter_texts, field)],
-            width=scheme.context_width,
-            top=filter_top,
+        ctl_key = WatermarkKey(
+            kid="control-random", created_at=datetime.now(UTC), secret=secrets.token_bytes(32)
         )
+    return _Setup(state, ring, scheme, ctl_key, build_scheme(wm_settings, ctl_key))
 
-    def run_texts(path: Path, sch: Any, role: str) -> Any:
-        from distillguard.radioactivity.pipeline import RadioactivityScorer
-        from distillguard.radioactivity.results import ModeResult
 
-        scorer = RadioactivityScorer(sch, kgram_filter=flt)
-        body = [TokenText.of(encode(t)) for t in _read_texts(path, field)]
-        on = show(role)
-        for i in range(0, len(body), 256):
-            on(scorer.add_texts(body[i : i + 256]))
-        return ModeResult.from_scorer(
-            scorer, subject=str(path), mode="texts", role=role, n_texts=len(body)
-        ), scorer
+def _token_texts(encode: Encoder, texts: list[str]) -> list[TokenText]:
+    from distillguard.radioactivity import TokenText
 
-    def asks() -> tuple[list[str], list[float]]:
-        """Each prompt once greedily (``--greedy``), then ``--samples`` times sampled."""
-        assert prompts is not None
-        from distillguard.radioactivity.pipeline import answer_plan
+    return [TokenText.of(encode(t)) for t in texts]
 
-        plan = answer_plan(
-            _read_texts(prompts, field), samples=samples, temperature=temperature, greedy=greedy
+
+def _finish(
+    setup: _Setup,
+    shared: _Shared,
+    suspect: Subject,
+    control: Subject | None,
+    kgram_filter: KgramFilter | None,
+) -> None:
+    """Run the protocol and write, plot and print the report."""
+    from distillguard.radioactivity import plot_curves, run_test
+
+    candidates = _payloads(shared.payloads) if shared.trace and shared.payloads else None
+    report = run_test(
+        suspect,
+        setup.scheme,
+        control=control if control is not None else setup.control_scheme,
+        alpha=shared.alpha,
+        kgram_filter=kgram_filter,
+        trace=shared.trace,
+        candidates=candidates,
+        on_point=setup.on_point,
+        extra={"key_id": setup.scheme.key_id, "control_key_id": setup.control_key.kid},
+    )
+    if shared.out is not None:
+        report.write_json(shared.out)
+    if shared.plot is not None:
+        plot_curves(
+            [r for r in (report.suspect, report.control) if r is not None],
+            shared.plot,
+            alpha=shared.alpha,
         )
-        if not plan:
-            raise InputError("nothing to ask: give --samples >= 1 or keep --greedy")
-        return [p for ps, _ in plan for p in ps], [t for ps, t in plan for _ in ps]
+    if setup.state.json_output:
+        emit_json({"ok": True, **report.to_dict()})
+        return
+    _print(report)
 
-    # what the suspect run asked or read, reused by the default control (the suspect under an
-    # unused key) so that nothing is asked or generated twice
-    asked_answers: list[str] = []
-    read_texts: list[Any] = []
 
-    def run_open(
-        m: Any, sch: Any, role: str, subject: str, keep: Any = None, texts_in: Any = None
-    ) -> Any:
-        from distillguard.radioactivity.open_mode import own_answers, score_open
+def _filter(shared: _Shared, scheme: WatermarkScheme, encode: Encoder) -> KgramFilter | None:
+    from distillguard.radioactivity import KgramFilter
 
-        if read is None and prompts is None:
-            raise InputError(
-                "open mode needs --read FILE (texts to feed the suspect) or --prompts FILE "
-                "(the suspect's own answers to them are read)"
-            )
-        if texts_in is not None:
-            body = list(texts_in)
-        else:
-            body = (
-                [] if read is None else [TokenText.of(encode(t)) for t in _read_texts(read, field)]
-            )
-        if prompts is not None and texts_in is None:
-            if samples and temperature <= 0:
-                raise InputError("sampled answers need --temperature > 0")
-            body += own_answers(
-                m,
-                hf_tok,
-                _read_texts(prompts, field),
-                samples=samples,
-                temperature=temperature,
-                greedy=greedy,
-                max_new_tokens=max_tokens,
-            )
-        if role == "suspect":
-            read_texts.extend(body)
-        return score_open(
-            m,
-            body,
-            sch,
-            subject=subject,
-            role=role,
-            kgram_filter=flt,
-            pad_id=int(hf_tok.pad_token_id or 0),
-            skip_echo=skip_echo,
-            on_point=show(role),
-            scorer=keep,
-        )
+    if shared.filter_texts is None:
+        return None
+    return KgramFilter.from_texts(
+        _token_texts(encode, _read_texts(shared.filter_texts, shared.field)),
+        width=scheme.context_width,
+        top=shared.filter_top,
+    )
 
-    def run_closed(url: str, sch: Any, role: str, keep: Any = None) -> Any:
-        from distillguard.radioactivity.closed_mode import (
-            EndpointConfig,
-            SuspectClient,
-            score_closed,
-        )
 
-        if prompts is None:
-            raise InputError("closed mode needs --prompts FILE: prompts to ask the endpoint")
+def _text_encoder(shared: _Shared, setup: _Setup) -> Encoder:
+    from distillguard.watermark.tokenizers import load_tokenizer
+
+    return load_tokenizer(shared.tokenizer or setup.state.settings().watermark.tokenizer).encode
+
+
+def _texts_control(shared: _Shared, encode: Encoder) -> Subject | None:
+    from distillguard.radioactivity import TextsSubject
+
+    if shared.control_texts is None:
+        return None
+    texts = _token_texts(encode, _read_texts(shared.control_texts, shared.field))
+    return TextsSubject(name=str(shared.control_texts), texts=texts)
+
+
+# --- the three modes ----------------------------------------------------------------------------
+
+
+def texts_cmd(
+    ctx: typer.Context,
+    texts: Annotated[Path, typer.Argument(help="Texts the suspect wrote (file or folder).")],
+    key: KeyOpt = None,
+    control_key: ControlKeyOpt = None,
+    control_texts: ControlTextsOpt = None,
+    field: FieldOpt = None,
+    filter_texts: FilterOpt = None,
+    filter_top: FilterTopOpt = 10_000,
+    tokenizer: TokenizerOpt = None,
+    alpha: AlphaOpt = 1e-3,
+    trace: TraceOpt = False,
+    payloads: PayloadsOpt = None,
+    out: OutOpt = None,
+    plot: PlotOpt = None,
+) -> None:
+    """Score texts a suspect wrote for our watermark, with a control.
+
+    Example: `distillguard radioactivity texts answers.jsonl --field output --trace
+    --payloads accounts.csv --out radio.json`
+    """
+    from distillguard.radioactivity import TextsSubject
+
+    shared = _Shared(
+        key,
+        control_key,
+        control_texts,
+        field,
+        filter_texts,
+        filter_top,
+        tokenizer,
+        alpha,
+        trace,
+        payloads,
+        out,
+        plot,
+    )
+    setup = _setup(ctx, shared)
+    encode = _text_encoder(shared, setup)
+    flt = _filter(shared, setup.scheme, encode)
+    suspect = TextsSubject(name=str(texts), texts=_token_texts(encode, _read_texts(texts, field)))
+    _finish(setup, shared, suspect, _texts_control(shared, encode), flt)
+
+
+def closed_cmd(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(help="The suspect's OpenAI-compatible base URL.")],
+    prompts: Annotated[
+        Path,
+        typer.Option(
+            "--prompts",
+            help="Prompts to ask (e.g. what the harvesting accounts asked).",
+            rich_help_panel=ASKING,
+        ),
+    ],
+    endpoint_model: Annotated[
+        str,
+        typer.Option(
+            "--endpoint-model",
+            help="The 'model' field sent to the endpoint.",
+            rich_help_panel=ASKING,
+        ),
+    ] = "suspect",
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the endpoint's key.",
+            rich_help_panel=ASKING,
+        ),
+    ] = None,
+    max_tokens: MaxTokensOpt = 128,
+    samples: SamplesOpt = 1,
+    temperature: TemperatureOpt = 0.2,
+    greedy: GreedyOpt = True,
+    control_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--control-endpoint", help="Control: an endpoint known clean.", rich_help_panel=KEY
+        ),
+    ] = None,
+    key: KeyOpt = None,
+    control_key: ControlKeyOpt = None,
+    control_texts: ControlTextsOpt = None,
+    field: FieldOpt = None,
+    filter_texts: FilterOpt = None,
+    filter_top: FilterTopOpt = 10_000,
+    tokenizer: TokenizerOpt = None,
+    alpha: AlphaOpt = 1e-3,
+    trace: TraceOpt = False,
+    payloads: PayloadsOpt = None,
+    out: OutOpt = None,
+    plot: PlotOpt = None,
+) -> None:
+    """Ask a suspect's API our prompts and score its answers for our watermark, with a control.
+
+    Example: `distillguard radioactivity closed https://suspect/v1 --prompts probes.jsonl
+    --filter harvest.jsonl --out radio.json`
+    """
+    from distillguard.radioactivity import (
+        ClosedSubject,
+        EndpointConfig,
+        SuspectClient,
+        answer_plan,
+    )
+
+    shared = _Shared(
+        key,
+        control_key,
+        control_texts,
+        field,
+        filter_texts,
+        filter_top,
+        tokenizer,
+        alpha,
+        trace,
+        payloads,
+        out,
+        plot,
+    )
+    setup = _setup(ctx, shared)
+    encode = _text_encoder(shared, setup)
+    flt = _filter(shared, setup.scheme, encode)
+    plan = answer_plan(
+        _read_texts(prompts, field), samples=samples, temperature=temperature, greedy=greedy
+    )
+    if not plan:
+        raise InputError("nothing to ask: give --samples >= 1 or keep --greedy")
+    asked = [p for ps, _ in plan for p in ps]
+    temps = [t for ps, t in plan for _ in ps]
+
+    def subject(url: str) -> ClosedSubject:
         client = SuspectClient(
             EndpointConfig(
                 url=url,
@@ -301,110 +439,130 @@ def radioactivity_cmd(
                 max_tokens=max_tokens,
             )
         )
-        asked, temps = asks()
-        return score_closed(
-            client,
-            asked,
-            sch,
-            encode,
-            subject=url,
-            role=role,
-            kgram_filter=flt,
-            on_point=show(role),
-            scorer=keep,
-            temperatures=temps,
-            on_answers=asked_answers.extend if role == "suspect" else None,
+        return ClosedSubject(
+            name=url, client=client, prompts=asked, encode=encode, temperatures=temps
         )
 
-    def closed_key_control() -> Any:
-        """The suspect's answers scored again under the unused key: nothing is asked twice."""
-        from distillguard.radioactivity.results import ModeResult
+    control = subject(control_endpoint) if control_endpoint else _texts_control(shared, encode)
+    _finish(setup, shared, subject(endpoint), control, flt)
 
-        ctl = RadioactivityScorer(ctl_scheme, kgram_filter=flt)
-        on = show("control")
-        answers = [TokenText.of(encode(a)) for a in asked_answers]
-        for i in range(0, len(answers), 256):
-            on(ctl.add_texts(answers[i : i + 256]))
-        return ModeResult.from_scorer(
-            ctl,
-            subject=f"{endpoint} (key {ctl_key.kid})",
-            mode="closed",
-            role="control",
-            n_texts=len(answers),
-            notes=["the suspect's answers scored under an unused key (nothing asked twice)"],
-        )
 
-    from distillguard.radioactivity.pipeline import RadioactivityScorer
+def open_cmd(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="The suspect: a local model folder.")],
+    read: Annotated[
+        Path | None,
+        typer.Option(
+            "--read", help="Texts to feed (ideally not watermarked by us).", rich_help_panel=ASKING
+        ),
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Prompts (e.g. what the harvesting accounts asked): the model's own answers "
+            "to them are read.",
+            rich_help_panel=ASKING,
+        ),
+    ] = None,
+    max_tokens: MaxTokensOpt = 128,
+    samples: SamplesOpt = 1,
+    temperature: TemperatureOpt = 0.2,
+    greedy: GreedyOpt = True,
+    skip_echo: Annotated[
+        bool,
+        typer.Option(
+            "--skip-echo", help="Skip predictions equal to the real token.", rich_help_panel=SCORING
+        ),
+    ] = False,
+    control_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--control-model", help="Control: a model folder known clean.", rich_help_panel=KEY
+        ),
+    ] = None,
+    key: KeyOpt = None,
+    control_key: ControlKeyOpt = None,
+    control_texts: ControlTextsOpt = None,
+    field: FieldOpt = None,
+    filter_texts: FilterOpt = None,
+    filter_top: FilterTopOpt = 10_000,
+    alpha: AlphaOpt = 1e-3,
+    trace: TraceOpt = False,
+    payloads: PayloadsOpt = None,
+    out: OutOpt = None,
+    plot: PlotOpt = None,
+) -> None:
+    """Read a suspect's weights (teacher forcing) and score its predictions for our watermark,
+    with a control. The model's own tokenizer is used.
 
-    tracing = None
-    if texts is not None:
-        suspect, scorer = run_texts(texts, scheme, "suspect")
-        pooled = scorer.pooled_scores()
-    else:
-        keep = RadioactivityScorer(scheme, kgram_filter=flt)
-        if model is not None:
-            suspect = run_open(suspect_model, scheme, "suspect", str(model), keep)
-        else:
-            assert endpoint is not None
-            suspect = run_closed(endpoint, scheme, "suspect", keep)
-        pooled = keep.pooled_scores() if trace else None
+    Example: `distillguard radioactivity open ./suspect --prompts harvested_prompts.jsonl
+    --samples 4 --filter harvest.jsonl --out radio.json`
+    """
+    import numpy as np
 
-    ctl_scheme = build_scheme(wm_settings, ctl_key)
-    if control_texts is not None:
-        control, _ = run_texts(control_texts, scheme, "control")
-    elif control_model is not None:
-        from distillguard.radioactivity.open_mode import load_suspect
+    from distillguard.radioactivity import OpenSubject, load_suspect, own_answers
 
-        control = run_open(load_suspect(control_model)[0], scheme, "control", str(control_model))
-    elif control_endpoint is not None:
-        control = run_closed(control_endpoint, scheme, "control")
-    elif texts is not None:
-        control, _ = run_texts(texts, ctl_scheme, "control")
-    elif model is not None:
-        control = run_open(
-            suspect_model,
-            ctl_scheme,
-            "control",
-            f"{model} (key {ctl_key.kid})",
-            texts_in=read_texts,
-        )
-    else:
-        control = closed_key_control()
-
-    if trace:
-        tracing = _trace(scheme, pooled, payloads)
-    report = RadioactivityReport(
-        suspect=suspect,
-        control=control,
-        alpha=alpha,
-        tracing=tracing,
-        extra={"key_id": scheme.key_id, "control_key_id": ctl_key.kid},
+    shared = _Shared(
+        key,
+        control_key,
+        control_texts,
+        field,
+        filter_texts,
+        filter_top,
+        None,
+        alpha,
+        trace,
+        payloads,
+        out,
+        plot,
     )
-    if out is not None:
-        report.write_json(out)
-    if plot is not None:
-        plot_curves([suspect, control], plot, alpha=alpha)
-    if state.json_output:
-        emit_json({"ok": True, **report.to_dict()})
-        return
-    _print(report)
+    if read is None and prompts is None:
+        raise InputError(
+            "open mode needs --read FILE (texts to feed the suspect) or --prompts FILE "
+            "(the suspect's own answers to them are read)"
+        )
+    if prompts is not None and samples and temperature <= 0:
+        raise InputError("sampled answers need --temperature > 0")
+    setup = _setup(ctx, shared)
+    suspect_model, hf_tok = load_suspect(model)
+
+    def encode(text: str) -> npt.NDArray[np.int64]:
+        return np.asarray(hf_tok.encode(text, add_special_tokens=False), dtype=np.int64)
+
+    flt = _filter(shared, setup.scheme, encode)
+    pad_id = int(hf_tok.pad_token_id or 0)
+    body = [] if read is None else _token_texts(encode, _read_texts(read, field))
+
+    def subject(m: object, name: str) -> OpenSubject:
+        texts = list(body)
+        if prompts is not None:
+            texts += own_answers(
+                m,
+                hf_tok,
+                _read_texts(prompts, field),
+                samples=samples,
+                temperature=temperature,
+                greedy=greedy,
+                max_new_tokens=max_tokens,
+            )
+        return OpenSubject(name=name, model=m, texts=texts, pad_id=pad_id, skip_echo=skip_echo)
+
+    control: Subject | None
+    if control_model is not None:
+        control = subject(load_suspect(control_model)[0], str(control_model))
+    else:
+        control = _texts_control(shared, encode)
+    _finish(setup, shared, subject(suspect_model, str(model)), control, flt)
 
 
-def _trace(scheme: Any, pooled: Any, payloads: Path | None) -> dict[str, Any] | None:
-    from distillguard.radioactivity.tracing import trace_payload
-
-    if pooled is None:
-        raise InputError("nothing scored to trace")
-    cands = _payloads(payloads) if payloads is not None else None
-    return trace_payload(scheme, pooled, candidates=cands).to_dict()
-
-
-def _print(report: Any) -> None:
+def _print(report: RadioactivityReport) -> None:
     table = Table(title=f"radioactivity (alpha = {report.alpha:g}): {report.verdict}")
     for col in ("role", "subject", "mode", "tokens scored", "statistic", "expected", "p-value"):
         table.add_column(col)
-    rows: Sequence[Any] = [r for r in (report.suspect, report.control) if r is not None]
-    for r in rows:
+    for r in (report.suspect, report.control):
+        if r is None:
+            continue
         d = r.detection
         table.add_row(
             r.role,
@@ -424,6 +582,15 @@ def _print(report: Any) -> None:
         )
 
 
+radioactivity_app = typer.Typer(
+    help="Test a suspect for our watermark's radioactivity, with a control run.",
+    no_args_is_help=True,
+)
+radioactivity_app.command("open")(open_cmd)
+radioactivity_app.command("closed")(closed_cmd)
+radioactivity_app.command("texts")(texts_cmd)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``radioactivity`` to the ``distillguard`` command."""
-    app.command(name="radioactivity")(radioactivity_cmd)
+    """Add ``radioactivity`` (``open``, ``closed``, ``texts``) to the ``distillguard`` command."""
+    app.add_typer(radioactivity_app, name="radioactivity")

@@ -18,13 +18,29 @@ See ``docs/radioactivity.md``.
 
 from __future__ import annotations
 
-from distillguard.radioactivity.closed_mode import EndpointConfig, SuspectClient, score_closed
+from distillguard.radioactivity._protocol import (
+    ClosedSubject,
+    Mode,
+    OpenSubject,
+    Subject,
+    TextsSubject,
+    run_test,
+    score_under_keys,
+)
+from distillguard.radioactivity.closed_mode import (
+    Encoder,
+    EndpointConfig,
+    SuspectClient,
+    score_closed,
+)
+from distillguard.radioactivity.open_mode import load_suspect, own_answers, predictions, score_open
 from distillguard.radioactivity.pipeline import (
     CurvePoint,
     KgramFilter,
     RadioactivityScorer,
     ScoringTape,
     TokenText,
+    answer_plan,
     window_hashes,
 )
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport, plot_curves
@@ -32,18 +48,31 @@ from distillguard.radioactivity.tracing import CandidateResult, TraceResult, tra
 
 __all__ = [
     "CandidateResult",
+    "ClosedSubject",
     "CurvePoint",
+    "Encoder",
     "EndpointConfig",
     "KgramFilter",
+    "Mode",
     "ModeResult",
+    "OpenSubject",
     "RadioactivityReport",
     "RadioactivityScorer",
     "ScoringTape",
+    "Subject",
     "SuspectClient",
+    "TextsSubject",
     "TokenText",
     "TraceResult",
+    "answer_plan",
+    "load_suspect",
+    "own_answers",
     "plot_curves",
+    "predictions",
+    "run_test",
     "score_closed",
+    "score_open",
+    "score_under_keys",
     "trace_payload",
     "window_hashes",
 ]

@@ -1,4 +1,4 @@
-"""``distillguard radioactivity`` and ``distillguard lab`` through :func:`main`."""
+"""``distillguard radioactivity open|closed|texts``, through :func:`main`."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_texts_mode_with_default_control(
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--texts",
+        "texts",
         str(suspect),
         "--field",
         "text",
@@ -77,12 +77,14 @@ def test_texts_mode_with_default_control(
     assert data["suspect"]["p_value"] < 1e-6
     assert data["control"]["p_value"] > 1e-3  # the suspect under a fresh random key
     assert data["control_key_id"] == "control-random"
+    assert data["control"]["subject"] == f"{suspect} (key control-random)"
+    assert data["control"]["detection"]["n_scored"] == data["suspect"]["detection"]["n_scored"]
     assert json.loads((tmp_path / "r.json").read_text())["format"].startswith("distillguard-radio")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--texts",
+        "texts",
         str(clean),
         "--field",
         "text",
@@ -95,7 +97,7 @@ def test_texts_mode_with_default_control(
     assert data["suspect"]["p_value"] > 1e-3
     assert data["suspect"]["filter"]["windows"] > 0
     assert data["verdict"].startswith("inconclusive")  # the "clean" control was not clean
-    assert main(["radioactivity", "--texts", str(suspect), "--field", "text"]) == 0
+    assert main(["radioactivity", "texts", str(suspect), "--field", "text"]) == 0
 
 
 def test_tracing_cli(
@@ -111,7 +113,7 @@ def test_tracing_cli(
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--texts",
+        "texts",
         str(suspect),
         "--field",
         "text",
@@ -125,7 +127,7 @@ def test_tracing_cli(
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--texts",
+        "texts",
         str(suspect),
         "--field",
         "text",
@@ -138,16 +140,18 @@ def test_tracing_cli(
 
 def test_bad_invocations(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = _jsonl(tmp_path / "s.jsonl", ["word1 word2 word3"])
-    code, data = run_json(capsys, "radioactivity", "--texts", str(f), "--endpoint", "http://x/v1")
-    assert code == 4 and "exactly one" in data["message"]
-    code, data = run_json(capsys, "radioactivity")
+    assert main(["radioactivity", "texts", str(f), "--endpoint", "http://x/v1"]) == 2  # usage
+    assert main(["radioactivity", "closed", "http://x/v1"]) == 2  # --prompts is required
+    assert main(["radioactivity", "nope"]) == 2
+    code, data = run_json(capsys, "radioactivity", "texts", str(tmp_path / "missing.jsonl"))
     assert code == 4
-    code, data = run_json(capsys, "radioactivity", "--endpoint", "http://x/v1")
-    assert code == 4 and "--prompts" in data["message"]
-    code, data = run_json(capsys, "radioactivity", "--texts", str(tmp_path / "missing.jsonl"))
-    assert code == 4
-    code, data = run_json(capsys, "radioactivity", "--texts", str(f), "--key", "nope")
+    code, data = run_json(capsys, "radioactivity", "texts", str(f), "--key", "nope")
     assert code == 3
+    code, data = run_json(capsys, "radioactivity", "open", str(tmp_path / "no-model"))
+    assert code == 4 and "--read" in data["message"]
+    # a significance level outside (0, 1) is refused with the reason, not a traceback
+    code, data = run_json(capsys, "radioactivity", "texts", str(f), "--alpha", "0")
+    assert code == 4 and "alpha" in data["message"]
 
 
 def test_open_mode_cli_on_saved_model(
@@ -159,7 +163,7 @@ def test_open_mode_cli_on_saved_model(
     hf.build_word_tokenizer(VOCAB, folder)
     read = _jsonl(tmp_path / "read.jsonl", [_text(None, 60, s) for s in range(8)])
     code, data = run_json(
-        capsys, "radioactivity", "--model", str(folder), "--read", str(read), "--field", "text"
+        capsys, "radioactivity", "open", str(folder), "--read", str(read), "--field", "text"
     )
     assert code == 0, data
     assert data["suspect"]["mode"] == "open" and data["suspect"]["detection"]["n_scored"] > 0
@@ -169,7 +173,7 @@ def test_open_mode_cli_on_saved_model(
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--model",
+        "open",
         str(folder),
         "--prompts",
         str(asked),
@@ -186,25 +190,8 @@ def test_open_mode_cli_on_saved_model(
     # the control reads the same answers under an unused key (none generated twice)
     assert data["control"]["n_texts"] == 15
     assert data["control"]["detection"]["n_scored"] == data["suspect"]["detection"]["n_scored"]
-    code, data = run_json(capsys, "radioactivity", "--model", str(folder))
+    code, data = run_json(capsys, "radioactivity", "open", str(folder))
     assert code == 4 and "--read" in data["message"] and "--prompts" in data["message"]
-
-
-def test_lab_cli_tiny(ring: Keyring, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("torch")
-    code, data = run_json(
-        capsys, "lab", "--preset", "tiny", "--first-seed", "2", "--out", str(tmp_path / "lab")
-    )
-    assert code == 0
-    assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
-    lab = json.loads(Path(data["json"]).read_text())
-    assert {r["mode"] for r in lab["runs"]} == {"open", "closed"}
-    assert {r["seed"] for r in lab["runs"]} == {2}
-    models = {r["model"] for r in lab["runs"]}
-    assert {"student-0%", "student-100%", "independent"} <= models
-    assert "| model |" in Path(data["table"]).read_text()
-    code, data = run_json(capsys, "lab", "--preset", "nope")
-    assert code == 4
 
 
 def test_closed_mode_cli_asks_each_prompt_samples_times(
@@ -217,9 +204,9 @@ def test_closed_mode_cli_asks_each_prompt_samples_times(
     sampled (through an in-process OpenAI-compatible app serving a tiny model)."""
     hf = pytest.importorskip("distillguard.watermark.hf")
     import httpx
+    from experiments.radioactivity_lab import model_app
 
-    from distillguard.radioactivity import closed_mode
-    from distillguard.radioactivity.serve import model_app
+    import distillguard.radioactivity as radioactivity
 
     model = hf.build_tiny_model(len(VOCAB) + 3, layers=1, width=16, heads=2)
     tok = hf.build_word_tokenizer(VOCAB)
@@ -244,18 +231,18 @@ def test_closed_mode_cli_asks_each_prompt_samples_times(
 
         await inner(scope, replay, send)
 
-    real = closed_mode.SuspectClient
+    real = radioactivity.SuspectClient
 
     class InProcess(real):  # type: ignore[misc, valid-type]
         def __init__(self, config: Any, **_: Any) -> None:
             super().__init__(config, transport=httpx.ASGITransport(app=counting))
 
-    monkeypatch.setattr(closed_mode, "SuspectClient", InProcess)
+    monkeypatch.setattr(radioactivity, "SuspectClient", InProcess)
     prompts = _jsonl(tmp_path / "p.jsonl", [f"word{i} word{i + 1}" for i in range(4)])
     code, data = run_json(
         capsys,
         "radioactivity",
-        "--endpoint",
+        "closed",
         "http://suspect.test/v1",
         "--prompts",
         str(prompts),
@@ -278,7 +265,7 @@ def test_closed_mode_cli_asks_each_prompt_samples_times(
     assert suspect_n > 0 and data["control"]["detection"]["n_scored"] == suspect_n
     assert data["control"]["detection"]["key_id"] != data["suspect"]["detection"]["key_id"]
     assert data["suspect"]["p_value"] > 1e-4  # a random model never saw the watermark
-    bad = ["radioactivity", "--endpoint", "http://x/v1", "--prompts", str(prompts)]
+    bad = ["radioactivity", "closed", "http://x/v1", "--prompts", str(prompts)]
     assert main([*bad, "--samples", "-1"]) == 2  # a usage error, nothing asked
     code, data = run_json(capsys, *bad, "--samples", "0", "--no-greedy")
     assert code == 4 and "nothing to ask" in data["message"]

@@ -108,7 +108,7 @@ class _ShiftModel:
 
 
 def test_closed_mode_through_asgi_app(models: dict[str, Any], tmp_path: Any) -> None:
-    from distillguard.radioactivity.serve import model_app
+    from experiments.radioactivity_lab import model_app
 
     tok = models["tok"]
     wm = models["wm"]

@@ -1,4 +1,5 @@
-"""The radioactivity lab: the tiny preset end to end, the table, the targets and the helpers."""
+"""The radioactivity lab (experiments/): the tiny preset end to end, the table, the targets, the
+helpers and its command line."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from experiments.radioactivity_lab import LabConfig, LabResult, LabRun, lab_table, run_lab
+from experiments.radioactivity_lab.__main__ import main as lab_main
+from experiments.radioactivity_lab.lab import _cut
 from hypothesis import given
 from hypothesis import strategies as st
 
 from distillguard.errors import InputError
-from distillguard.radioactivity.lab import LabConfig, LabResult, LabRun, _cut, lab_table, run_lab
 
 pytest.importorskip("torch")
 
@@ -130,3 +133,20 @@ def test_workers_run_seeds_in_processes_and_merge(tmp_path: Path) -> None:
     assert len(result.runs) == 2 * 2 * 2
     assert {"seed3_total", "seed4_total", "total"} <= set(result.timings_s)
     assert "| seed 3 | seed 4 |" in (tmp_path / "lab.md").read_text()
+
+
+def test_command_line_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m experiments.radioactivity_lab`` (was ``distillguard lab``)."""
+    capsys.readouterr()
+    out = tmp_path / "lab"
+    assert lab_main(["--preset", "tiny", "--first-seed", "2", "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
+    lab = json.loads(Path(data["json"]).read_text())
+    assert {r["mode"] for r in lab["runs"]} == {"open", "closed"}
+    assert {r["seed"] for r in lab["runs"]} == {2}
+    assert {"student-0%", "student-100%", "independent"} <= {r["model"] for r in lab["runs"]}
+    assert "| model |" in Path(data["table"]).read_text()
+    assert lab_main(["--preset", "nope", "--json"]) == 4
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert lab_main(["--no-such-option"]) == 2

@@ -1,6 +1,6 @@
 """The radioactivity lab: a teacher, watermarked answers, students, and the test on each, on a CPU.
 
-What it does (``distillguard lab``, or :func:`run_lab`):
+What it does (``python -m experiments.radioactivity_lab``, or :func:`run_lab`):
 
 1. builds a word-level tokenizer from real answers (the AlpacaEval outputs in
    ``shared/data/alpaca_eval_dev``, or the copy the simulator ships);
@@ -22,6 +22,10 @@ What it does (``distillguard lab``, or :func:`run_lab`):
 
 Sizes are presets (:meth:`LabConfig.quick` for ``make demo`` and tests, :meth:`LabConfig.full`
 for the documented figures).
+
+This is an experiment, not part of the installed package: it uses only DistillGuard's public API
+(the test itself is :func:`distillguard.radioactivity.score_under_keys`, the protocol the
+``distillguard radioactivity`` command runs).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +49,17 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity.pipeline import KgramFilter, TokenText, answer_plan
-from distillguard.radioactivity.results import ModeResult
-from distillguard.watermark.kgw import KGWConfig, KGWWatermark
+from distillguard.radioactivity import (
+    KgramFilter,
+    ModeResult,
+    OpenSubject,
+    TextsSubject,
+    TokenText,
+    answer_plan,
+    own_answers,
+    score_under_keys,
+)
+from distillguard.watermark import KGWConfig, KGWWatermark
 
 __all__ = [
     "LabConfig",
@@ -384,9 +397,7 @@ def find_corpus(root: Path | None = None) -> Path:
     for c in candidates:
         if c.is_dir() and any(c.glob("*.jsonl.gz")):
             return c
-    shipped = (
-        Path(__file__).resolve().parent.parent / "sim" / "data" / "alpaca_instructions.jsonl.gz"
-    )
+    shipped = Path(str(files("distillguard.sim.data") / "alpaca_instructions.jsonl.gz"))
     if shipped.is_file():
         return shipped
     raise InputError(
@@ -841,8 +852,6 @@ def _one_seed(
             logged = [train_prompts[int(i)] for i in log]
             texts = [x for i in log if int(i) in reread for x in reread[int(i)]]
             if cfg.self_read:
-                from distillguard.radioactivity.open_mode import own_answers
-
                 texts += own_answers(
                     model,
                     tok.hf,
@@ -873,7 +882,7 @@ def _one_seed(
                 flt=flt,
                 probe_texts=texts,
                 asks=asks,
-                subject=name,
+                subject_name=name,
                 seed=seed,
             )
             for key_name, res in results:
@@ -995,50 +1004,35 @@ def _test_model(
     flt: KgramFilter,
     probe_texts: list[TokenText],
     asks: list[tuple[list[str], float]],
-    subject: str,
+    subject_name: str,
     seed: int,
 ) -> list[tuple[str, ModeResult]]:
-    """Test one model under several keys; the model is queried once, the answers (or the
-    predictions) are scored under each key."""
-    from distillguard.radioactivity.pipeline import RadioactivityScorer
-
+    """Test one model under several keys with the shared protocol
+    (:func:`~distillguard.radioactivity.score_under_keys`): the model is queried once, the
+    answers (or the predictions) are scored under each key."""
     wm_cfg = KGWConfig(gamma=cfg.gamma, delta=cfg.delta, context_width=cfg.context_width)
-    schemes = [(name, KGWWatermark(wm_cfg, key=k)) for name, k in keys]
-    scorers = [RadioactivityScorer(s, kgram_filter=flt) for _, s in schemes]
+    subject: OpenSubject | TextsSubject
     if mode == "open":
-        from distillguard.radioactivity.open_mode import predictions
-
-        n_texts = 0
-        for windows, preds, n in predictions(
-            model, probe_texts, width=cfg.context_width, batch_size=32, pad_id=1
-        ):
-            n_texts += n
-            for sc in scorers:
-                sc.add_pairs(windows, preds, n_texts=n)
+        subject = OpenSubject(
+            name=subject_name, model=model, texts=probe_texts, batch_size=32, pad_id=1
+        )
     else:
         answers = [
             a
             for prompts, temperature in asks
             for a in _ask_endpoint(model, tok, prompts, cfg=cfg, seed=seed, temperature=temperature)
         ]
-        n_texts = len(answers)
         texts = [TokenText.of(np.asarray(tok.hf.encode(a), dtype=np.int64)) for a in answers]
-        for sc in scorers:
-            sc.add_texts(texts)
-    return [
-        (
-            name,
-            ModeResult.from_scorer(
-                sc,
-                subject=subject,
-                mode=mode,
-                role="suspect" if name == "watermark" else "control",
-                n_texts=n_texts,
-                notes=[f"key: {name}"],
-            ),
-        )
-        for (name, _), sc in zip(schemes, scorers, strict=True)
-    ]
+        # answers asked through the lab's ASGI endpoint, scored in one batch
+        subject = TextsSubject(name=subject_name, texts=texts, batch_size=None, mode="closed")
+    results = score_under_keys(
+        subject,
+        [KGWWatermark(wm_cfg, key=k) for _, k in keys],
+        kgram_filter=flt,
+        roles=["suspect" if name == "watermark" else "control" for name, _ in keys],
+        notes=[[f"key: {name}"] for name, _ in keys],
+    )
+    return [(name, r) for (name, _), r in zip(keys, results, strict=True)]
 
 
 def _ask_endpoint(
@@ -1053,8 +1047,9 @@ def _ask_endpoint(
     """The model's answers to ``prompts`` through the OpenAI-compatible ASGI app (closed mode)."""
     import httpx
 
-    from distillguard.radioactivity.closed_mode import EndpointConfig, SuspectClient
-    from distillguard.radioactivity.serve import model_app
+    from distillguard.radioactivity import EndpointConfig, SuspectClient
+
+    from .serve import model_app
 
     app = model_app(model, tok.hf, format_prompt=lambda p: f"{p} {SEP}", seed=seed, max_batch=64)
     client = SuspectClient(
