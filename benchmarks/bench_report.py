@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from distillguard.evidence import ReportOptions, build_report, load_scan, render_html
+from distillguard.app.ingest import ingest_log
+from distillguard.evidence import ReportOptions, build_report, render_html
 from distillguard.evidence.testing import write_scan
 from distillguard.records.model import Exchange, Message
+from distillguard.results import read_scan
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 
@@ -59,7 +60,7 @@ def setup(folder: Path, n_campaign: int, per_account: int) -> tuple[str, Path]:
 
 def run(url: str, scan_dir: Path, options: ReportOptions) -> tuple[float, int]:
     started = time.perf_counter()
-    scan = load_scan(scan_dir)
+    scan = read_scan(scan_dir)
     with open_store(url) as store:
         html = render_html(build_report(scan=scan, store=store, options=options))
     return time.perf_counter() - started, len(html.encode())

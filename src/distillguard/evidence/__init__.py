@@ -1,11 +1,14 @@
 """Evidence: reports a person reads and bundles a third party verifies.
 
-* :mod:`~distillguard.evidence.inputs`: reading scan, radioactivity and attribution results;
 * :mod:`~distillguard.evidence.report`: :func:`build_report`, :func:`render_html` (one
   self-contained HTML file) and :func:`write_pdf` (WeasyPrint);
 * :mod:`~distillguard.evidence.bundle`: :func:`build_bundle` (a signed zip of records, inclusion
   proofs, checkpoints, keys and results; cited records go on legal hold) and
   :func:`verify_evidence_bundle` (offline; names every altered part).
+
+The results a report is made of (a scan's output folder, a radioactivity result, an
+attribution) are read with :mod:`distillguard.results` (``read_scan``, ``read_radioactivity``,
+``read_attribution``; see ``docs/results.md``).
 
 See ``docs/evidence.md``.
 """
@@ -21,15 +24,6 @@ from distillguard.evidence.bundle import (
     build_bundle,
     verify_evidence_bundle,
 )
-from distillguard.evidence.inputs import (
-    AttributionEvidence,
-    CampaignResult,
-    RadioactivityEvidence,
-    ScanResults,
-    load_attribution,
-    load_radioactivity,
-    load_scan,
-)
 from distillguard.evidence.report import (
     CampaignSection,
     EvidenceReport,
@@ -41,22 +35,15 @@ from distillguard.evidence.report import (
 
 __all__ = [
     "EVIDENCE_BUNDLE_FORMAT",
-    "AttributionEvidence",
     "BundleCheck",
     "BundleFile",
     "BundleProblem",
     "BundleSummary",
-    "CampaignResult",
     "CampaignSection",
     "EvidenceReport",
-    "RadioactivityEvidence",
     "ReportOptions",
-    "ScanResults",
     "build_bundle",
     "build_report",
-    "load_attribution",
-    "load_radioactivity",
-    "load_scan",
     "render_html",
     "verify_evidence_bundle",
     "write_pdf",

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from distillguard.evidence.inputs import AttributionEvidence, RadioactivityEvidence
+from distillguard.results import AttributionResult, RadioactivityResult
 from distillguard.store import Activity, InfraUse
 
 __all__ = [
@@ -159,7 +159,7 @@ def score_histogram_png(
     return _png(fig)
 
 
-def radioactivity_png(result: RadioactivityEvidence, *, alpha: float = 1e-3) -> bytes:
+def radioactivity_png(result: RadioactivityResult, *, alpha: float = 1e-3) -> bytes:
     """The p-value curve (−log10 p against tokens scored), or the single test when no curve."""
     fig, ax = plt.subplots(figsize=(6, 2.8))
     if result.curve:
@@ -175,7 +175,7 @@ def radioactivity_png(result: RadioactivityEvidence, *, alpha: float = 1e-3) -> 
     return _png(fig)
 
 
-def attribution_png(result: AttributionEvidence) -> bytes:
+def attribution_png(result: AttributionResult) -> bytes:
     """−log10 p of each model family; the verdict in red."""
     ranking = list(result.ranking)[:12]
     fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(ranking), 2) + 1))

@@ -30,13 +30,8 @@ from distillguard import __version__
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import DependencyMissingError, InputError
 from distillguard.evidence import _plots
-from distillguard.evidence.inputs import (
-    AttributionEvidence,
-    CampaignResult,
-    RadioactivityEvidence,
-    ScanResults,
-)
 from distillguard.privacy import Redactor
+from distillguard.results import AttributionResult, Campaign, RadioactivityResult, ScanResults
 from distillguard.store import Store, activity, infrastructure, one_exchange_per_account
 
 __all__ = [
@@ -129,7 +124,7 @@ class ExchangeView:
 class CampaignSection:
     """Everything the report shows about one campaign."""
 
-    campaign: CampaignResult
+    campaign: Campaign
     accounts: tuple[AccountRow, ...]
     accounts_total: int
     reasons: tuple[tuple[str, int], ...]
@@ -155,9 +150,9 @@ class EvidenceReport:
     generated_at: datetime
     scan: ScanResults
     campaigns: tuple[CampaignSection, ...]
-    radioactivity: RadioactivityEvidence | None = None
+    radioactivity: RadioactivityResult | None = None
     radioactivity_png: bytes | None = None
-    attribution: AttributionEvidence | None = None
+    attribution: AttributionResult | None = None
     attribution_png: bytes | None = None
     store_used: bool = True
     notes: tuple[str, ...] = field(default=())
@@ -211,7 +206,7 @@ def _elicitation_test(share: float, base: float, n: int) -> tuple[str, float | N
     return f"{k}/{n} requests (base {base:.1%})", p
 
 
-def _signals(campaign: CampaignResult, sample_n: int) -> tuple[SignalRow, ...]:
+def _signals(campaign: Campaign, sample_n: int) -> tuple[SignalRow, ...]:
     s = dict(campaign.signals)
     rows: list[SignalRow] = []
     if "elicitation_share" in s:
@@ -312,7 +307,7 @@ def _exchange_view(stored: Any, redactor: Redactor) -> ExchangeView:
 
 
 def _campaign_section(
-    campaign: CampaignResult,
+    campaign: Campaign,
     *,
     scan: ScanResults,
     store: Store | None,
@@ -398,8 +393,8 @@ def build_report(
     scan: ScanResults,
     store: Store | None,
     redactor: Redactor | None = None,
-    radioactivity: RadioactivityEvidence | None = None,
-    attribution: AttributionEvidence | None = None,
+    radioactivity: RadioactivityResult | None = None,
+    attribution: AttributionResult | None = None,
     options: ReportOptions | None = None,
     now: datetime | None = None,
 ) -> EvidenceReport:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from distillguard._internal.timeutil import parse_rfc3339, to_micros
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger
-from distillguard.monitor import ACCOUNT_SCORES_SCHEMA
 from distillguard.records.model import Message
+from distillguard.results import ACCOUNT_SCORES_SCHEMA, Campaign
+from distillguard.results import write_scan as write_scan_results
 from distillguard.store import open_store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange, write_log
@@ -37,8 +37,8 @@ class World:
 
 
 def write_scan(folder: Path, campaign_accounts: list[str], other_accounts: list[str]) -> Path:
-    """A scan output folder (format v1 "Results of a scan") with one campaign."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """A scan output folder (format v1 "Results of a scan", written by
+    :func:`distillguard.results.write_scan`) with one campaign."""
     rows = [
         {
             "account_id": a,
@@ -54,27 +54,24 @@ def write_scan(folder: Path, campaign_accounts: list[str], other_accounts: list[
     ]
     table = pa.Table.from_pylist(rows, schema=ACCOUNT_SCORES_SCHEMA)
     table = table.append_column("exchanges", pa.array([6] * len(rows), pa.int64()))
-    pq.write_table(table, folder / "account_scores.parquet")
-    campaigns = [
-        {
-            "campaign_id": CAMPAIGN,
-            "accounts": campaign_accounts,
-            "score": 0.85,
-            "first_seen": "2026-02-23T14:05:09.123000Z",
-            "last_seen": "2026-02-23T16:05:09.123000Z",
-            "exchanges": 6 * len(campaign_accounts),
-            "signals": {
-                "accounts": len(campaign_accounts),
-                "elicitation_share": 0.6,
-                "elicitation_base_rate": 0.02,
-                "shared_payment_accounts": len(campaign_accounts),
-                "synchrony_p": 1e-12,
-            },
-        }
-    ]
-    (folder / "campaigns.json").write_bytes(orjson.dumps(campaigns))
+    first = to_micros(parse_rfc3339("2026-02-23T14:05:09.123000Z"))
+    campaign = Campaign(
+        campaign_id=CAMPAIGN,
+        accounts=campaign_accounts,
+        score=0.85,
+        first_seen_us=first,
+        last_seen_us=first + 2 * 3600 * 1_000_000,
+        exchanges=6 * len(campaign_accounts),
+        signals={
+            "accounts": len(campaign_accounts),
+            "elicitation_share": 0.6,
+            "elicitation_base_rate": 0.02,
+            "shared_payment_accounts": len(campaign_accounts),
+            "synchrony_p": 1e-12,
+        },
+    )
     summary = {"accounts_read": len(rows), "accounts_flagged": len(campaign_accounts)}
-    (folder / "scan_summary.json").write_bytes(orjson.dumps(summary))
+    write_scan_results(folder, accounts=table, campaigns=[campaign], summary=summary)
     return folder
 
 

@@ -12,13 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distillguard.errors import InputError, LegalHoldError
-from distillguard.evidence import build_bundle, build_report, load_scan, verify_evidence_bundle
+from distillguard.evidence import build_bundle, build_report, verify_evidence_bundle
 from distillguard.evidence._zip import layout, read_local_entry
 from distillguard.evidence.bundle import MANIFEST, SIGNATURE
 from distillguard.evidence.testing import World
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger.checkpoint import load_public_keys
 from distillguard.privacy import LegalHolds, erase_account
+from distillguard.results import read_scan
 from distillguard.store import open_store
 
 Regions: TypeAlias = list[tuple[int, int, str | None, str]]
@@ -26,7 +27,7 @@ Regions: TypeAlias = list[tuple[int, int, str | None, str]]
 
 def _bundle(world: World, out: Path, *, html: bytes | None = b"<html>report</html>") -> Path:
     ring = Keyring.load(world.keyring_path)
-    scan = load_scan(world.scan_dir)
+    scan = read_scan(world.scan_dir)
     with open_store(world.store_url) as store:
         report = build_report(scan=scan, store=store)
         cited = report.cited

@@ -1,5 +1,4 @@
-"""The report reads the result file that ``distillguard radioactivity --out`` writes (through
-evidence.inputs, whose names are the results format's own)."""
+"""The report's reader reads the result file that ``distillguard radioactivity --out`` writes."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from distillguard.evidence.inputs import load_radioactivity
 from distillguard.keyring import WatermarkKey
 from distillguard.radioactivity.pipeline import RadioactivityScorer, TokenText
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport
+from distillguard.results import read_radioactivity
 from distillguard.watermark import KGWConfig, KGWWatermark
 
 
@@ -31,7 +30,7 @@ def test_radioactivity_report_file_loads(tmp_path: Path) -> None:
     report = RadioactivityReport(suspect=suspect, control=suspect, alpha=0.01)
     path = tmp_path / "radio.json"
     report.write_json(path)
-    evidence = load_radioactivity(path)
+    evidence = read_radioactivity(path)
     assert evidence.p_value == suspect.p_value
     assert evidence.method == suspect.detection.method
     assert evidence.suspect.subject == "student"

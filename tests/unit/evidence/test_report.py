@@ -12,13 +12,11 @@ from distillguard.errors import InputError
 from distillguard.evidence import (
     ReportOptions,
     build_report,
-    load_attribution,
-    load_radioactivity,
-    load_scan,
     render_html,
     write_pdf,
 )
 from distillguard.evidence.testing import CAMPAIGN, EMAIL, World
+from distillguard.results import read_attribution, read_radioactivity, read_scan
 from distillguard.store import open_store
 
 
@@ -57,10 +55,10 @@ def test_report_is_self_contained_and_redacted(world: World, tmp_path: Path) -> 
     radio, finger = _lab_files(tmp_path)
     with open_store(world.store_url) as store:
         report = build_report(
-            scan=load_scan(world.scan_dir),
+            scan=read_scan(world.scan_dir),
             store=store,
-            radioactivity=load_radioactivity(radio),
-            attribution=load_attribution(finger),
+            radioactivity=read_radioactivity(radio),
+            attribution=read_attribution(finger),
             options=ReportOptions(accounts_shown=4, exchanges_per_campaign=3),
         )
     html = render_html(report)
@@ -87,7 +85,7 @@ def test_report_is_self_contained_and_redacted(world: World, tmp_path: Path) -> 
 
 
 def test_report_without_store(sqlite_world: World) -> None:
-    report = build_report(scan=load_scan(sqlite_world.scan_dir), store=None)
+    report = build_report(scan=read_scan(sqlite_world.scan_dir), store=None)
     html = render_html(report)
     assert "No store was given" in html
     assert report.cited == {CAMPAIGN: ()}
@@ -104,7 +102,7 @@ def _weasyprint_works() -> bool:
 @pytest.mark.skipif(not _weasyprint_works(), reason="WeasyPrint or Pango cannot be loaded")
 def test_pdf(sqlite_world: World, tmp_path: Path) -> None:
     with open_store(sqlite_world.store_url) as store:
-        report = build_report(scan=load_scan(sqlite_world.scan_dir), store=store)
+        report = build_report(scan=read_scan(sqlite_world.scan_dir), store=store)
     out = tmp_path / "report.pdf"
     write_pdf(render_html(report), out)
     data = out.read_bytes()
