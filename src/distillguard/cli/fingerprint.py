@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -133,15 +134,15 @@ def attribute_cmd(
         reference_identity=r_id,
         prepared=prepared,
     )
-    payload = result.to_dict()
     top_ref = result.ranking[0].reference
     closest = next(o for o in refs.outputs if o.name == top_ref)
-    payload["explanation"]["shared_phrases"] = [
+    phrases = [
         ph.to_dict()
         for ph in shared_phrases(
             suspect_out, closest, [o for o in refs.outputs if o.name != top_ref]
         )
     ]
+    extra: dict[str, Any] = {}
     teacher_result = None
     if teacher is not None:
         teacher_result = teacher_test(
@@ -155,12 +156,16 @@ def attribute_cmd(
             documented_providers=tuple(documented_providers or DOCUMENTED_PROVIDERS),
             prepared=prepared,
         )
-        payload["teacher"] = teacher_result.to_dict()
+        extra["teacher"] = teacher_result.to_dict()
     if baseline:
         base = naive_baseline(suspect_out, list(refs.outputs), fam)
-        payload["baseline"] = {"family": base.family, "reference": base.reference}
+        extra["baseline"] = {"family": base.family, "reference": base.reference}
+    # the attribution-result format (distillguard.results): what --json prints and report reads
+    result = replace(
+        result, explanation={**result.explanation, "shared_phrases": phrases}, extra=extra
+    )
     if state.json_output:
-        emit_json(payload)
+        emit_json(result.to_dict())
         return
     console.print(f"suspect: {result.suspect} ({result.n_prompts} prompts)")
     console.print(f"verdict: {result.verdict or 'no evidence'} (alpha {alpha})")
@@ -177,11 +182,11 @@ def attribute_cmd(
                 f"learned from {pa.target}: {'YES' if pa.learned else 'no evidence'} "
                 f"(p {pa.p_value:.3g})"
             )
-    ident = payload["explanation"].get("identity") or {}
+    ident = result.explanation.get("identity") or {}
     for m in ident.get("suspect_sentences", [])[:5]:
         console.print(f"  [{m['formula']}] #{m['prompt_id']}: {m['sentence']}")
     if baseline:
-        console.print(f"naive baseline: {payload['baseline']['family']}")
+        console.print(f"naive baseline: {extra['baseline']['family']}")
 
 
 @fingerprint_app.command("build")
