@@ -205,6 +205,8 @@ def _radioactivity_file(ctx: DemoContext) -> None:
     The suspect is the student fine-tuned on 100% harvested answers, read in open mode; its
     control is the independent model under the same key.
     """
+    from distillguard.results import RADIOACTIVITY_FORMAT
+
     lab = orjson.loads((ctx.out / "lab" / "lab.json").read_bytes())
     curves = {(c["subject"], c["mode"]): c for c in lab["curves"]}
     suspect = curves.get(("student-100%", "open"))
@@ -217,7 +219,7 @@ def _radioactivity_file(ctx: DemoContext) -> None:
     else:
         verdict = "radioactive" if suspect["p_value"] <= alpha else "not detected"
     result = {
-        "format": "distillguard-radioactivity/1",
+        "format": RADIOACTIVITY_FORMAT,
         "alpha": alpha,
         "verdict": verdict,
         "suspect": {**suspect, "role": "suspect"},
