@@ -386,6 +386,13 @@ class GatewaySettings(_Section):
         "@authority when [passport] authorities is empty.",
     )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description="Gateway replicas the deployment runs (containers, pods; the Helm chart and "
+        "compose file set it): with more than one, serve refuses in-process nonces and limits.",
+    )
     upstream: Literal["stub", "openai", "local"] = Field(
         default="stub",
         description="'stub' (deterministic), 'openai' (any OpenAI-compatible URL), 'local' "
