@@ -30,8 +30,13 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from distillguard.image import detect_image, detect_pixels, embed_pixels, watermark_image  # noqa: E402
-from distillguard.image.synthetic import synthetic_image  # noqa: E402
+from distillguard.image import (  # noqa: E402
+    detect_image,
+    detect_pixels,
+    embed_pixels,
+    synthetic_image,
+    watermark_image,
+)
 from distillguard.keyring import WatermarkKey  # noqa: E402
 
 

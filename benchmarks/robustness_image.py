@@ -5,7 +5,7 @@ For each attack: mean payload bit accuracy and TPR at FPR 1e-3 of DistillGuard's
 invisible-watermark 0.2.0 ``dwtDct`` with a 32-bit payload (detected when at least K of the 32
 decoded bits match, K the smallest count with P(Binomial(32, 1/2) >= K) <= 1e-3). False-positive
 rates are measured on unwatermarked images put through the same attack. Test images are made
-locally (:mod:`distillguard.image.synthetic`), 512×512, or the photographs scikit-image ships
+locally (:func:`distillguard.image.synthetic_image`), 512×512, or the photographs scikit-image ships
 (``--images photos``). Geometric attacks (issue 26): rotations (PIL, bicubic, same canvas with
 black corners unless "canvas expanded"), rotation with a 10% crop and JPEG 70, scaling, aspect
 changes, keystone (perspective) warps moving each corner by up to 2% or 4% of the side. The table
@@ -32,8 +32,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 from scipy.stats import binom
 
-from distillguard.image import detect_pixels, embed_pixels
-from distillguard.image.synthetic import synthetic_image
+from distillguard.image import detect_pixels, embed_pixels, synthetic_image
 from distillguard.keyring import WatermarkKey
 
 Pixels = NDArray[np.uint8]
@@ -227,7 +226,7 @@ def main() -> int:
     else:
         images = [synthetic_image(seed=10_000 + i, width=512, height=512) for i in range(n)]
         cleans = [synthetic_image(seed=20_000 + i, width=512, height=512) for i in range(n_clean)]
-        source = "synthetic 512×512 images (distillguard.image.synthetic)"
+        source = "synthetic 512×512 images (distillguard.image.synthetic_image)"
     payloads = [int(p) for p in rng.integers(0, 2**32, size=n)]
     ours_marked = [
         embed_pixels(im, payload=p, key=key) for im, p in zip(images, payloads, strict=True)

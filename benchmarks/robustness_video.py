@@ -1,6 +1,6 @@
 """Robustness and speed of the video watermark, beside the image watermark applied frame by frame.
 
-Clips are made at run time (:func:`distillguard.video.synthetic.synthetic_video`: a camera
+Clips are made at run time (:func:`distillguard.video._synthetic.synthetic_video`: a camera
 panning over a synthetic scene, 1280×720, 25 fps, 10 s by default), watermarked with a random
 32-bit payload each, then attacked with PyAV's encoders: H.264 and H.265 at CRF 28, trimmed to
 5 s (from 2.2 s, timestamps restarting at 0) at CRF 28, resized to 0.5× at CRF 28, re-timed to
@@ -38,8 +38,7 @@ import numpy as np  # noqa: E402
 from distillguard.errors import InputError  # noqa: E402
 from distillguard.image import detect_pixels, embed_pixels  # noqa: E402
 from distillguard.keyring import WatermarkKey  # noqa: E402
-from distillguard.video import detect_video, watermark_video  # noqa: E402
-from distillguard.video.synthetic import reencode, synthetic_video  # noqa: E402
+from distillguard.video import detect_video, reencode, synthetic_video, watermark_video  # noqa: E402
 
 FPR = 1e-3
 ATTACKS: dict[str, dict[str, Any] | None] = {

@@ -237,7 +237,7 @@ class ImageUpstream(Protocol):
 class SyntheticImageUpstream:
     """A deterministic test model: one natural-looking synthetic image per prompt and index.
 
-    The image is :func:`distillguard.image.synthetic.synthetic_image` seeded by a hash of the
+    The image is :func:`distillguard.image.synthetic_image` seeded by a hash of the
     model, prompt, index and size, encoded as PNG; rendering runs off the event loop.
     """
 
@@ -272,7 +272,7 @@ class SyntheticImageUpstream:
         """PNG bytes of image ``index`` (blocking)."""
         from PIL import Image
 
-        from distillguard.image.synthetic import synthetic_image
+        from distillguard.image import synthetic_image
 
         pixels = synthetic_image(
             seed=self.seed(request, index), width=request.width, height=request.height

@@ -3,9 +3,9 @@
 * :func:`watermark_image` / :func:`detect_image`: DistillGuard's own tiled spread-spectrum
   watermark in the luma channel, keyed by the keyring's watermark secret, carrying a payload
   (account or cluster id) and detected blind with an exact p-value (see
-  :mod:`distillguard.image.watermark`).
+  :mod:`distillguard.image._watermark`).
 * :func:`sign_manifest` / :func:`verify_manifest`: C2PA manifests signed with the provider's
-  Ed25519 key and its X.509 certificate chain (see :mod:`distillguard.image.manifest`).
+  Ed25519 key and its X.509 certificate chain (see :mod:`distillguard.image._manifest`).
 
 Example::
 
@@ -20,7 +20,7 @@ See ``docs/multimodal.md``.
 
 from __future__ import annotations
 
-from distillguard.image.manifest import (
+from distillguard.image._manifest import (
     ManifestCredentials,
     ManifestStatus,
     SelfSignedCredentials,
@@ -28,8 +28,9 @@ from distillguard.image.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from distillguard.image.provenance import ImageReport, inspect_image, protect_image
-from distillguard.image.watermark import (
+from distillguard.image._provenance import ImageReport, inspect_image, protect_image
+from distillguard.image._synthetic import synthetic_image
+from distillguard.image._watermark import (
     ImageDetection,
     ImageWatermarkConfig,
     detect_image,
@@ -52,6 +53,7 @@ __all__ = [
     "make_test_credentials",
     "protect_image",
     "sign_manifest",
+    "synthetic_image",
     "verify_manifest",
     "watermark_image",
 ]

@@ -2,15 +2,18 @@
 
 * :func:`watermark_video` / :func:`detect_video`: the image watermark's tile pattern in every
   frame's luma under a keyed temporal sign code; detection pools all frames into one exact
-  binomial test and decodes the payload (see :mod:`distillguard.video.watermark`).
+  binomial test and decodes the payload (see :mod:`distillguard.video._watermark`).
 * :func:`mark_frame` / :func:`detect_frames`: the same on decoded luma planes.
+* :func:`synthetic_video` / :func:`reencode`: offline test clips and a lossy re-encoding (tests,
+  benchmarks).
 
 Needs PyAV (``pip install 'distillguard[video]'``). See ``docs/multimodal.md``.
 """
 
 from __future__ import annotations
 
-from distillguard.video.watermark import (
+from distillguard.video._synthetic import reencode, synthetic_video
+from distillguard.video._watermark import (
     VideoDetection,
     VideoEmbedding,
     VideoWatermarkConfig,
@@ -29,5 +32,7 @@ __all__ = [
     "detect_video",
     "frame_sign",
     "mark_frame",
+    "reencode",
+    "synthetic_video",
     "watermark_video",
 ]

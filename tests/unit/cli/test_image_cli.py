@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from distillguard.cli.main import main
-from distillguard.image.synthetic import synthetic_image
+from distillguard.image import synthetic_image
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image
 
-from distillguard.image.synthetic import synthetic_image
+from distillguard.image import synthetic_image
 from distillguard.keyring import WatermarkKey
 
 

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from distillguard.cli.main import main
-from distillguard.image import detect_pixels, embed_pixels
-from distillguard.image.synthetic import synthetic_image
+from distillguard.image import detect_pixels, embed_pixels, synthetic_image
 from distillguard.keyring import WatermarkKey
 
 

@@ -16,9 +16,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy.stats import binom
 
-from distillguard.image import ImageWatermarkConfig, detect_pixels, embed_pixels
-from distillguard.image.synthetic import synthetic_image
-from distillguard.image.watermark import GEO_HYPOTHESES
+from distillguard.image import ImageWatermarkConfig, detect_pixels, embed_pixels, synthetic_image
+from distillguard.image._watermark import GEO_HYPOTHESES
 from distillguard.keyring import WatermarkKey
 
 from .conftest import make_key

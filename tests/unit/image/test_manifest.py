@@ -15,6 +15,7 @@ from PIL import Image
 from distillguard.errors import ConfigurationError, ImageFormatError, InputError
 from distillguard.image import (
     ManifestCredentials,
+    SelfSignedCredentials,
     detect_image,
     inspect_image,
     make_test_credentials,
@@ -23,7 +24,6 @@ from distillguard.image import (
     verify_manifest,
     watermark_image,
 )
-from distillguard.image.manifest import SelfSignedCredentials
 from distillguard.keyring import WatermarkKey
 
 from .conftest import encode, make_key

@@ -18,9 +18,9 @@ from distillguard.image import (
     detect_image,
     detect_pixels,
     embed_pixels,
+    synthetic_image,
     watermark_image,
 )
-from distillguard.image.synthetic import synthetic_image
 from distillguard.keyring import WatermarkKey
 
 from .conftest import encode, make_key

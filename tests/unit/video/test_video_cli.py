@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("av")
 
 from distillguard.cli.main import main
-from distillguard.video.synthetic import reencode, synthetic_video
+from distillguard.video import reencode, synthetic_video
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from scipy.stats import binom
 pytest.importorskip("av")
 
 from distillguard.errors import InputError
-from distillguard.image.synthetic import synthetic_image
+from distillguard.image import synthetic_image
 from distillguard.keyring import WatermarkKey
 from distillguard.video import (
     VideoWatermarkConfig,
@@ -25,9 +25,10 @@ from distillguard.video import (
     detect_video,
     frame_sign,
     mark_frame,
+    reencode,
+    synthetic_video,
     watermark_video,
 )
-from distillguard.video.synthetic import reencode, synthetic_video
 
 PAYLOAD = 0xC0FFEE11
 

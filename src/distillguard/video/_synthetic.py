@@ -1,6 +1,6 @@
 """Test videos made at run time, and the re-encodings the robustness tests apply to them.
 
-:func:`synthetic_video` pans a camera over a large :func:`~distillguard.image.synthetic.
+:func:`synthetic_video` pans a camera over a large :func:`~distillguard.image._synthetic.
 synthetic_image` scene (slow drift plus a little shake and sensor noise) and encodes it with
 H.264 through PyAV. :func:`reencode` re-encodes a video as a platform or an attacker would:
 H.264 or H.265 at a CRF, resized, trimmed, at another frame rate. Nothing is downloaded.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distillguard.image.synthetic import synthetic_image
-from distillguard.video.watermark import _av
+from distillguard.image import synthetic_image
+from distillguard.video._watermark import _av
 
 __all__ = ["reencode", "synthetic_video"]
 

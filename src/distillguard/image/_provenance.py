@@ -19,9 +19,9 @@ from typing import Any
 
 from distillguard.errors import InputError
 from distillguard.image._codec import decode_image
-from distillguard.image.manifest import ManifestCredentials, ManifestStatus, sign_manifest
-from distillguard.image.manifest import verify_manifest as _verify
-from distillguard.image.watermark import (
+from distillguard.image._manifest import ManifestCredentials, ManifestStatus, sign_manifest
+from distillguard.image._manifest import verify_manifest as _verify
+from distillguard.image._watermark import (
     ImageDetection,
     ImageWatermarkConfig,
     detect_pixels,

@@ -3,7 +3,7 @@
 The scheme (see ``docs/multimodal.md``):
 
 * **Per frame.** Every frame's luma carries the image watermark's tile pattern
-  (:mod:`distillguard.image.watermark`: sync bits fixed by the key, payload bits, local-activity
+  (:mod:`distillguard.image._watermark`: sync bits fixed by the key, payload bits, local-activity
   mask), multiplied by a sign ``c(t) = ±1``. The canonical frame is coarser than for images
   (``frame`` = 128 pixels, 2×2 tiles, by default): chips twice as large survive a half-size
   re-encode of a 16:9 video at CRF 28, and the pooling over frames makes up for the fewer tiles.
@@ -47,7 +47,7 @@ from PIL import Image
 from scipy.stats import binom
 
 from distillguard.errors import InputError
-from distillguard.image.watermark import (
+from distillguard.image._watermark import (
     CHIP,
     TILE,
     ImageWatermarkConfig,

@@ -5,7 +5,7 @@ noise field (the power spectrum of natural scenes falls off roughly as 1/f²), s
 (objects with edges) and fine texture, with a colour palette drawn from the seed. The same seed
 gives the same image.
 
->>> from distillguard.image.synthetic import synthetic_image
+>>> from distillguard.image._synthetic import synthetic_image
 >>> synthetic_image(seed=1, width=64, height=48).shape
 (48, 64, 3)
 """
