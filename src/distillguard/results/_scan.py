@@ -239,16 +239,7 @@ def _read_summary(folder: Path) -> Mapping[str, Any]:
     return summary
 
 
-def read_account_scores(folder: Path) -> pa.Table:
-    """``account_scores.parquet`` of a scan's output folder, its required columns checked.
-
-    Raises:
-        ResultFormatError: the folder or the file is missing, the file is not Parquet, a
-            required column is missing or of the wrong type, or ``scan_summary.json`` says the
-            folder was written in a newer format.
-    """
-    _check_folder(folder)
-    _read_summary(folder)
+def _read_scores(folder: Path) -> pa.Table:
     path = folder / ACCOUNT_SCORES_FILE
     try:
         table = pq.read_table(path)
@@ -265,6 +256,19 @@ def read_account_scores(folder: Path) -> pa.Table:
                 f"{path}: column {name!r} must hold {words}, not {table.schema.field(name).type}"
             )
     return table
+
+
+def read_account_scores(folder: Path) -> pa.Table:
+    """``account_scores.parquet`` of a scan's output folder, its required columns checked.
+
+    Raises:
+        ResultFormatError: the folder or the file is missing, the file is not Parquet, a
+            required column is missing or of the wrong type, or ``scan_summary.json`` says the
+            folder was written in a newer format.
+    """
+    _check_folder(folder)
+    _read_summary(folder)
+    return _read_scores(folder)
 
 
 def read_scan(folder: Path) -> ScanResults:
@@ -287,5 +291,5 @@ def read_scan(folder: Path) -> ScanResults:
     ids = [x.campaign_id for x in campaigns]
     if len(set(ids)) != len(ids):
         raise ResultFormatError(f"{path}: a campaign id appears twice")
-    table = read_account_scores(folder)
+    table = _read_scores(folder)
     return ScanResults(folder=folder, campaigns=campaigns, accounts=table, summary=summary)
