@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 test-install: $(STAMP)
-	DG_INSTALL=1 $(BIN)/pytest -q -p no:xdist tests/install
+	DG_INSTALL=1 $(BIN)/pytest -q -s -p no:xdist tests/install
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
