@@ -115,7 +115,7 @@ class LabConfig:
         self_read: open mode (``"logged"``) reads the suspect's *own* answers to the logged
             prompts, generated locally from its weights: one greedy answer and ``read_samples``
             sampled at ``read_temperature`` (key-independent under the null, see
-            :func:`distillguard.radioactivity.open_mode.own_answers`).
+            :func:`distillguard.radioactivity._open_mode.own_answers`).
         read_temperature: sampling temperature of those answers.
         max_logged_prompts: at most this many logged prompts per model (a random subset).
         null_log_fraction: size of the null models' random log, as a fraction of the harvest.

@@ -2,22 +2,39 @@
 
 A model fine-tuned on text carrying our generation-time watermark inherits its bias (Sander et al.,
 "Watermarking Makes Language Models Radioactive", NeurIPS 2024). This package turns that into a
-calibrated test with controls:
+calibrated test with controls. The API, all importable from here:
 
-* :mod:`~distillguard.radioactivity.pipeline`: the vectorised scoring pipeline (deduplication
-  tape, k-gram filter, exact test, streaming p-value curve);
-* :mod:`~distillguard.radioactivity.open_mode`: weights available, teacher forcing ("reading
-  mode"); :mod:`~distillguard.radioactivity.closed_mode`: an OpenAI-compatible API only;
-* :mod:`~distillguard.radioactivity.tracing`: which multi-bit payload (account, cluster) the
-  suspect learned;
-* :mod:`~distillguard.radioactivity.results`: typed results, the JSON result file, plots;
-* :mod:`~distillguard.radioactivity.lab`: the CPU lab (teacher, watermarked harvest, students).
+* the protocol: :func:`run_test` (a suspect and its control, the verdict) and
+  :func:`score_under_keys` (one query scored under several keys), on an :class:`OpenSubject`
+  (weights available, teacher forcing: "reading mode"), a :class:`ClosedSubject` (an
+  OpenAI-compatible API only, asked through :class:`SuspectClient`) or a :class:`TextsSubject`;
+* the scoring pipeline: :class:`RadioactivityScorer` (deduplication tape, k-gram filter
+  :class:`KgramFilter`, exact test, streaming p-value curve of :class:`CurvePoint`);
+* tracing: :func:`trace_payload`, which multi-bit payload (account, cluster) the suspect learned;
+* results: :class:`ModeResult`, :class:`RadioactivityReport` (the JSON result file), plots.
 
-See ``docs/radioactivity.md``.
+The lab that trains a teacher and students to measure all this is an experiment outside the
+package (``experiments/radioactivity_lab``). See ``docs/radioactivity.md``.
 """
 
 from __future__ import annotations
 
+from distillguard.radioactivity._closed_mode import (
+    Encoder,
+    EndpointConfig,
+    SuspectClient,
+    score_closed,
+)
+from distillguard.radioactivity._open_mode import load_suspect, own_answers, predictions, score_open
+from distillguard.radioactivity._pipeline import (
+    CurvePoint,
+    KgramFilter,
+    RadioactivityScorer,
+    ScoringTape,
+    TokenText,
+    answer_plan,
+    window_hashes,
+)
 from distillguard.radioactivity._protocol import (
     ClosedSubject,
     Mode,
@@ -27,24 +44,8 @@ from distillguard.radioactivity._protocol import (
     run_test,
     score_under_keys,
 )
-from distillguard.radioactivity.closed_mode import (
-    Encoder,
-    EndpointConfig,
-    SuspectClient,
-    score_closed,
-)
-from distillguard.radioactivity.open_mode import load_suspect, own_answers, predictions, score_open
-from distillguard.radioactivity.pipeline import (
-    CurvePoint,
-    KgramFilter,
-    RadioactivityScorer,
-    ScoringTape,
-    TokenText,
-    answer_plan,
-    window_hashes,
-)
+from distillguard.radioactivity._tracing import CandidateResult, TraceResult, trace_payload
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport, plot_curves
-from distillguard.radioactivity.tracing import CandidateResult, TraceResult, trace_payload
 
 __all__ = [
     "CandidateResult",

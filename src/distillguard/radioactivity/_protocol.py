@@ -33,16 +33,16 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.errors import InputError
-from distillguard.radioactivity.closed_mode import Encoder, SuspectClient
-from distillguard.radioactivity.open_mode import predictions
-from distillguard.radioactivity.pipeline import (
+from distillguard.radioactivity._closed_mode import Encoder, SuspectClient
+from distillguard.radioactivity._open_mode import predictions
+from distillguard.radioactivity._pipeline import (
     CurvePoint,
     KgramFilter,
     RadioactivityScorer,
     TokenText,
 )
+from distillguard.radioactivity._tracing import trace_payload
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport
-from distillguard.radioactivity.tracing import trace_payload
 from distillguard.watermark.base import WatermarkScheme
 from distillguard.watermark.mpac import MPACWatermark, PayloadTokenScores
 

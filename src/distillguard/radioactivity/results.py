@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distillguard.radioactivity.pipeline import RadioactivityScorer
+from distillguard.radioactivity._pipeline import RadioactivityScorer
 from distillguard.results import (
     RADIOACTIVITY_FORMAT,
     CurvePoint,

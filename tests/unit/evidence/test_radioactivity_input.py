@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity.pipeline import RadioactivityScorer, TokenText
+from distillguard.radioactivity import RadioactivityScorer, TokenText
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport
 from distillguard.results import read_radioactivity
 from distillguard.watermark import KGWConfig, KGWWatermark

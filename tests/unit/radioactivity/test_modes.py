@@ -17,8 +17,8 @@ from distillguard.radioactivity import (
     TokenText,
     plot_curves,
     score_closed,
+    score_open,
 )
-from distillguard.radioactivity.open_mode import score_open
 from distillguard.watermark import KGWWatermark
 
 from .conftest import kgw, make_key, marked_tokens, random_tokens
@@ -182,7 +182,7 @@ def test_client_retries_then_fails() -> None:
 def _own_texts(model: Any, tok: Any, **kw: Any) -> list[TokenText]:
     """The model's own answers, shifted back to the synthetic watermark's ids (end-of-text and
     padding dropped)."""
-    from distillguard.radioactivity.open_mode import own_answers
+    from distillguard.radioactivity import own_answers
 
     prompts = [" ".join(f"w{i}" for i in random_tokens(4, s, vocab=VOCAB - 3)) for s in range(12)]
     texts = own_answers(model, tok, prompts, max_new_tokens=24, seed=5, **kw)
@@ -223,7 +223,7 @@ def test_open_mode_reads_the_models_own_answers(models: dict[str, Any]) -> None:
 
 
 def test_answer_plan_greedy_first_then_samples_per_prompt() -> None:
-    from distillguard.radioactivity.pipeline import answer_plan
+    from distillguard.radioactivity import answer_plan
 
     assert answer_plan(["a", "b"], samples=2, temperature=0.2, greedy=True) == [
         (["a", "b"], 0.0),

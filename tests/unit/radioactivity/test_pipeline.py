@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from distillguard.errors import InputError
-from distillguard.radioactivity.pipeline import (
+from distillguard.radioactivity import (
     KgramFilter,
     RadioactivityScorer,
     ScoringTape,

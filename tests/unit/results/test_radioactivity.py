@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from distillguard.errors import ResultFormatError
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity.pipeline import KgramFilter, RadioactivityScorer, TokenText
+from distillguard.radioactivity import KgramFilter, RadioactivityScorer, TokenText
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport
 from distillguard.results import (
     CurvePoint,

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.errors import DependencyMissingError, InputError
-from distillguard.radioactivity.pipeline import (
+from distillguard.radioactivity._pipeline import (
     CurvePoint,
     KgramFilter,
     RadioactivityScorer,

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.errors import InputError, UpstreamError, UpstreamTimeoutError
-from distillguard.radioactivity.pipeline import (
+from distillguard.radioactivity._pipeline import (
     CurvePoint,
     KgramFilter,
     RadioactivityScorer,
