@@ -955,20 +955,21 @@ def _short(v: Any) -> str:
 
 def _load_result(path: Path) -> dict[str, Any]:
     """A result file as a radioactivity or attribution result (or why it is neither)."""
-    from distillguard.results import read_attribution, read_radioactivity
+    from distillguard.results import AttributionResult, read_result
 
     out: dict[str, Any] = {"path": path, "name": path.name, "kind": None, "error": None}
     try:
-        raw = orjson.loads(path.read_bytes())
+        orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         out["error"] = f"{path.name}: not readable JSON ({type(exc).__name__})"
         return out
-    looks_attribution = isinstance(raw, dict) and ("ranking" in raw or "verdict" in raw)
     try:
-        if looks_attribution:
-            out["kind"], out["attribution"] = "attribution", read_attribution(path)
+        # the kind by format marker (a radioactivity file of format 1 has a verdict too)
+        result = read_result(path)
+        if isinstance(result, AttributionResult):
+            out["kind"], out["attribution"] = "attribution", result
         else:
-            rad = read_radioactivity(path)
+            rad = result
             out["kind"], out["radioactivity"] = "radioactivity", rad
             if rad.curve:
                 out["curve"] = _svg.line_chart(

@@ -13,12 +13,14 @@ console, the evaluation). File names, format markers and versions live here and 
 * **Attribution results** (a JSON file): :class:`AttributionResult` (a ranking of
   :class:`FamilyScore` and of :class:`ProviderScore`), :func:`write_attribution`,
   :func:`dumps_attribution`, :func:`read_attribution`.
+* :func:`read_result`: a radioactivity or an attribution result, whichever the file is.
 
 Every reader raises :class:`~distillguard.errors.ResultFormatError` (an ``InputError``) naming
 the file and the field when a file is missing, corrupt, breaks its format, or carries a format
 version newer than this release reads. See ``docs/results.md``.
 """
 
+from distillguard.results._any import read_result
 from distillguard.results._attribution import (
     ATTRIBUTION_FORMAT,
     DEFAULT_ATTRIBUTION_METHOD,
@@ -77,6 +79,7 @@ __all__ = [
     "read_account_scores",
     "read_attribution",
     "read_radioactivity",
+    "read_result",
     "read_scan",
     "write_attribution",
     "write_radioactivity",
