@@ -24,8 +24,6 @@ NOT_IMPORTED = {
     "uvloop": "uvicorn's event loop (serve --loop uvloop), loaded by uvicorn",
     "httptools": "uvicorn's HTTP parser, loaded by uvicorn",
     "python-multipart": "FastAPI's form parser for the console's uploads, loaded by FastAPI",
-    "opentelemetry-api": "the otel extra: gateway tracing (issue 21, helper G), code to come",
-    "opentelemetry-sdk": "the otel extra: gateway tracing (issue 21, helper G), code to come",
 }
 
 
