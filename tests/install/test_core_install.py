@@ -133,6 +133,8 @@ def core_venv(
     version: str = request.param
     python = find_python(version)
     if python is None:
+        if os.environ.get("DG_INSTALL_PYTHONS"):  # asked for by name (CI): missing is a failure
+            pytest.fail(f"no Python {version} on this machine (DG_INSTALL_PYTHONS)")
         pytest.skip(f"no Python {version} on this machine")
     base = tmp_path_factory.mktemp(f"core-{version}")
     venv = base / "venv"
