@@ -1,8 +1,8 @@
 """Coverage-guided fuzz target for the gateway's request parsing (atheris).
 
-Splits the input into a body and three forwarded header values and feeds them to the parser of
-the OpenAI endpoints (``_openai_wire.parse_chat`` and ``parse_completion``), to the passport verifier's
-model reader (``_model_of``) and to the forwarded-header readers (``X-Forwarded-For``,
+Splits the input into a body and three forwarded header values and feeds them to the parsers of
+the OpenAI endpoints (``_openai_wire.parse_chat`` and ``parse_completion``), to the passport
+verifier's model reader (``_model_of``) and to the forwarded-header readers (``X-Forwarded-For``,
 ``X-Client-ASN``, ``X-Client-Fingerprint``). The only exception allowed out of the body parser
 is :class:`ValueError` (answered 400); the header readers and the model reader never raise.
 What is accepted must be storable: every string valid Unicode, ``max_tokens`` and

@@ -45,7 +45,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from distillguard._internal.net import network_of
 from distillguard.errors import StorageError, UpstreamError, UpstreamTimeoutError
+from distillguard.gateway._anthropic_api import MessagesEndpoint
 from distillguard.gateway._http import (
     BodyError,
     Receive,
@@ -229,16 +231,6 @@ def _upstream_refusal(failure: UpstreamError) -> Refusal:
 
 
 _STORAGE_DOWN = ("storage_unavailable", "Storage unavailable")
-
-
-def _subnet24(ip: str) -> str | None:
-    parts = ip.split(".")
-    if len(parts) == 4 and all(p.isdigit() for p in parts):
-        return ".".join(parts[:3]) + ".0/24"
-    if ":" in ip:  # IPv6: the /48
-        groups = ip.split(":")
-        return ":".join(groups[:3]) + "::/48"
-    return None
 
 
 class AccountDirectory:
@@ -440,6 +432,7 @@ class GatewayCore:
             TextEndpoint(self, upstream, kind="chat", models=self.models),
             TextEndpoint(self, upstream, kind="completion", models=self.models),
             ModelsEndpoint(self.models),
+            MessagesEndpoint(self, upstream, models=self.models),
         ]
         self.handlers: dict[str, Handler] = {h.path: h for h in handlers}
 
@@ -702,8 +695,8 @@ class GatewayCore:
             return ctx.decision.risk.cluster_id if ctx.decision else None
         if key == "payment":
             return ctx.payment
-        if key == "subnet24":
-            return _subnet24(ctx.ip)
+        if key == "subnet24":  # the /24 or /48 (ctx.ip is always an address)
+            return network_of(ctx.ip)
         if key == "asn":
             return str(ctx.asn) if ctx.asn is not None else None
         if key == "client_fingerprint":
