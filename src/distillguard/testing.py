@@ -126,6 +126,6 @@ def postgres_store_url(base: str = POSTGRES_URL) -> Iterator[str]:
     try:
         yield url
     finally:
-        store = PostgresStore(url)
+        store = PostgresStore(url, check_schema=False)  # drop whatever state it is in
         store.drop_schema()
         store.close()

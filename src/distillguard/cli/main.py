@@ -44,6 +44,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Validate a log and load it into the store; every stored exchange joins the ledger.",
     ),
     "export": ("export", "Export every stored account and exchange as a format v1 log folder."),
+    "db": (
+        "db",
+        "The store's schema: its version, its migration history, and migrating it to this "
+        "release. Processes refuse a store whose schema is older than theirs; a new store is "
+        "created at the current version.",
+    ),
     "simulate": (
         "simulate",
         "Simulate API traffic with distillation campaigns and write a format v1 log plus labels.",

@@ -308,17 +308,9 @@ class Ledger:
 
     def __init__(self, store: Store, *, origin: str = DEFAULT_ORIGIN) -> None:
         self.store = store
-        with store.transaction() as cur:
-            cur.execute(
-                store.q("SELECT version FROM schema_versions WHERE component = ?"), ("ledger",)
-            )
-            row = cur.fetchone()
-        previous = None if row is None else int(row[0])
-        if previous is not None and previous < SCHEMA_VERSION:
-            self._add_erasure_columns()
+        # The tables come from the store's migrations (older ledger layouts included: see
+        # distillguard.store._migrations); this only checks their version.
         store.ensure_tables("ledger", SCHEMA_VERSION, LEDGER_DDL)
-        if previous == 1:
-            self._migrate_from_v1()
         with store.transaction() as cur:
             cur.execute(
                 store.q(
@@ -337,45 +329,6 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger(origin={self.origin!r}, store={self.store!r})"
-
-    def _migrate_from_v1(self) -> None:
-        """Version 1 found leaves by a unique index on ``exchange_id``; give each a segment."""
-        with self.store.transaction() as cur:
-            cur.execute("SELECT count(*) FROM ledger_segments")
-            if int(cur.fetchone()[0]):
-                return
-            cur.execute(
-                "INSERT INTO ledger_segments (first_leaf, first_seq, count) "
-                "SELECT l.leaf_index, e.seq, 1 FROM ledger_leaves l "
-                "JOIN exchanges e ON e.exchange_id = l.exchange_id"
-            )
-        logger.info("migrated the ledger tables of %r to version %d", self.store, SCHEMA_VERSION)
-
-    def _add_erasure_columns(self) -> None:
-        """Version 3 gives each erasure its tombstone leaf, version 4 the tombstone's signature:
-        add the columns to older tables."""
-        added = (
-            ("tombstone_leaf", "{bigint}"),
-            ("signature", "{blob}"),
-            ("signed_by", "{text}"),
-            ("content_after", "{blob}"),
-        )
-        with self.store.transaction() as cur:
-            if self.store.dialect == "postgresql":
-                for name, kind in added:
-                    cur.execute(
-                        self.store.ddl(
-                            f"ALTER TABLE ledger_erasures ADD COLUMN IF NOT EXISTS {name} {kind}"
-                        )
-                    )
-                return
-            cur.execute("PRAGMA table_info(ledger_erasures)")
-            columns = {str(r[1]) for r in cur.fetchall()}
-            for name, kind in added:
-                if columns and name not in columns:
-                    cur.execute(
-                        self.store.ddl(f"ALTER TABLE ledger_erasures ADD COLUMN {name} {kind}")
-                    )
 
     @classmethod
     def open(cls, store: Store, *, origin: str = DEFAULT_ORIGIN) -> Ledger:

@@ -37,24 +37,31 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
-    """Open (and create or migrate) the store at ``url``.
+def open_store(url: str, *, check_schema: bool = True) -> Store:
+    """Open the store at ``url``.
 
     ``sqlite:///relative/path.sqlite``, ``sqlite:////absolute/path.sqlite``, ``sqlite://`` (in
-    memory), or ``postgresql://user@host:port/db[?schema=NAME]``.
+    memory), or ``postgresql://user@host:port/db[?schema=NAME][&pool_size=N]``.
+
+    A new store (none of DistillGuard's tables: a new SQLite file, an empty PostgreSQL database
+    or schema) is created at the head schema version. An existing store must be at that version:
+    an older one is refused (migrate it with ``distillguard db migrate``), never changed.
+    ``check_schema=False`` opens it as it is (what ``distillguard db`` does).
 
     Raises:
         ConfigurationError: the URL scheme is not supported.
         StoreConnectionError: the database cannot be opened or reached.
+        SchemaOutdatedError: the store's schema is older than this DistillGuard.
+        SchemaVersionError: the store's schema is newer than this DistillGuard.
     """
     if url.startswith("sqlite://"):
         from distillguard.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url)
+        return SQLiteStore(url, check_schema=check_schema)
     if url.startswith(("postgresql://", "postgres://")):
         from distillguard.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, check_schema=check_schema)
     raise ConfigurationError(
         f"unsupported store URL {url.split('://')[0]!r}://...",
         hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",

@@ -43,7 +43,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SALT_BYTES = 32
+#: The version of the core tables (component ``core``; migrations record it).
 SCHEMA_VERSION = 1
+_VERSIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_versions "
+    "(component {text} PRIMARY KEY, version {bigint} NOT NULL)"
+)
 
 
 class Cursor(Protocol):
@@ -474,6 +479,7 @@ class Store(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
         self.insert_hooks = InsertHooks()
+        self._component_versions: dict[str, int] | None = None
 
     def __repr__(self) -> str:
         from distillguard.config import mask_url
@@ -504,47 +510,115 @@ class Store(ABC):
         """Replace the type placeholders ``{blob} {bigint} {text} {double}`` for this backend."""
         return statement.format(**self._TYPES)
 
+    def table_exists(self, cur: Cursor, name: str) -> bool:
+        """Whether this store has a table ``name`` (PostgreSQL: in its schema)."""
+        if self.dialect == "sqlite":
+            cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        else:
+            cur.execute(
+                self.q(
+                    "SELECT 1 FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name = ?"
+                ),
+                (name,),
+            )
+        return cur.fetchone() is not None
+
+    def columns(self, cur: Cursor, table: str) -> set[str]:
+        """The column names of ``table`` (empty if there is no such table)."""
+        if self.dialect == "sqlite":
+            cur.execute("SELECT name FROM pragma_table_info(?)", (table,))
+        else:
+            cur.execute(
+                self.q(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = ?"
+                ),
+                (table,),
+            )
+        return {str(r[0]) for r in cur.fetchall()}
+
+    def _read_component_versions(self) -> dict[str, int]:
+        with self.transaction() as cur:
+            if not self.table_exists(cur, "schema_versions"):
+                return {}
+            cur.execute("SELECT component, version FROM schema_versions")
+            return {str(c): int(v) for c, v in cur.fetchall()}
+
+    def forget_component_versions(self) -> None:
+        """Drop the cached component versions (after a migration changed them)."""
+        self._component_versions = None
+
     def ensure_tables(self, component: str, version: int, statements: Sequence[str]) -> None:
-        """Create a component's tables if needed (idempotent) and record its schema version.
+        """Check that the store holds ``component``'s tables at ``version``.
+
+        The migrations (:mod:`distillguard.store._migrations`, ``distillguard db migrate``)
+        create and change the tables of every component they know; for those this only reads
+        the version recorded in ``schema_versions`` (cached per store object) and never changes
+        the schema. A component no migration knows yet (new code under development) still gets
+        its tables created from ``statements`` as before, with a warning; the test suite fails
+        until a migration covers it.
 
         Raises:
-            SchemaVersionError: the store holds a newer schema of ``component`` than this code.
+            SchemaVersionError: the store holds a newer schema of ``component`` than this code,
+                or this code wants a version no migration provides (a missing migration).
+            SchemaOutdatedError: the store's schema is older: run ``distillguard db migrate``.
         """
-        from distillguard.errors import SchemaVersionError
+        from distillguard.errors import SchemaOutdatedError, SchemaVersionError
+        from distillguard.store._migrations import HEAD_COMPONENTS
 
+        known = self._component_versions
+        if known is None or known.get(component) != version:
+            known = self._component_versions = self._read_component_versions()
+        have = known.get(component)
+        if have == version:
+            return
+        if have is not None and have > version:
+            raise SchemaVersionError(
+                f"the store's '{component}' tables are version {have}, newer than this "
+                f"DistillGuard understands ({version})",
+                hint="upgrade DistillGuard",
+            )
+        head = HEAD_COMPONENTS.get(component)
+        if head is not None and head < version:
+            raise SchemaVersionError(
+                f"this DistillGuard wants the '{component}' tables at version {version}, but its "
+                f"migrations stop at {head} (a migration is missing: a bug)",
+                hint="report it; add the migration in distillguard/store/_migrations.py",
+            )
+        if head is not None:
+            raise SchemaOutdatedError(
+                f"the store's '{component}' tables are "
+                + ("missing" if have is None else f"version {have}")
+                + f", this DistillGuard needs version {version}",
+                hint="run `distillguard db migrate --store URL`",
+            )
+        logger.warning(
+            "component %r is not covered by a schema migration: creating its tables directly",
+            component,
+        )
         with self.transaction() as cur:
-            cur.execute(
-                self.ddl(
-                    "CREATE TABLE IF NOT EXISTS schema_versions "
-                    "(component {text} PRIMARY KEY, version {bigint} NOT NULL)"
-                )
-            )
-            cur.execute(
-                self.q("SELECT version FROM schema_versions WHERE component = ?"), (component,)
-            )
-            row = cur.fetchone()
-            if row is not None and int(row[0]) > version:
-                raise SchemaVersionError(
-                    f"the store's '{component}' tables are version {row[0]}, newer than this "
-                    f"DistillGuard understands ({version})",
-                    hint="upgrade DistillGuard",
-                )
+            cur.execute(self.ddl(_VERSIONS_DDL))
             for statement in statements:
                 cur.execute(self.ddl(statement))
-            if row is None:
+            if have is None:
                 cur.execute(
                     self.q("INSERT INTO schema_versions (component, version) VALUES (?, ?)"),
                     (component, version),
                 )
-            elif int(row[0]) < version:
+            else:
                 cur.execute(
                     self.q("UPDATE schema_versions SET version = ? WHERE component = ?"),
                     (version, component),
                 )
+        self._component_versions = None
 
-    def migrate(self) -> None:
-        """Create the core tables (accounts, exchanges, ingest runs) if needed."""
-        self.ensure_tables("core", SCHEMA_VERSION, CORE_DDL)
+    def migrate(self, *, target: int | None = None) -> list[str]:
+        """Apply the pending schema migrations (all, or up to ``target``); returns ``"N name"``
+        of each applied. What ``distillguard db migrate`` runs."""
+        from distillguard.store._migrations import describe, migrate
+
+        return describe(migrate(self, target=target))
 
     def bulk_load(self) -> AbstractContextManager[None]:
         """Call inside a write transaction that will insert many exchanges (an atomic ingest).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -11,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from distillguard.errors import StoreConnectionError
 from distillguard.records.model import Exchange
+from distillguard.store._migrations import open_schema
 from distillguard.store.base import (
     EXCHANGE_COLUMNS,
     Cursor,
@@ -19,7 +21,7 @@ from distillguard.store.base import (
     exchange_row,
 )
 
-__all__ = ["PostgresStore", "split_schema"]
+__all__ = ["DEFAULT_POOL_SIZE", "PostgresStore", "split_pool_size", "split_schema"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +51,41 @@ def split_schema(url: str) -> tuple[str, str | None]:
 _TRUNCATE_FROM = 256
 
 
-class PostgresStore(Store):
-    """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=NAME]``).
+#: Connections a PostgreSQL store keeps open at most (``?pool_size=N`` in the URL changes it).
+DEFAULT_POOL_SIZE = 8
+#: Seconds a transaction waits for a free connection before :class:`StoreConnectionError`.
+POOL_TIMEOUT_S = 30.0
 
-    Bulk inserts go through ``COPY`` into a temporary staging table and one
-    ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, which is safe with several writers.
+
+def split_pool_size(url: str) -> tuple[str, int]:
+    """Remove DistillGuard's ``pool_size=N`` query parameter (1..256) from a PostgreSQL URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = next((v for k, v in query if k == "pool_size"), None)
+    rest = [(k, v) for k, v in query if k != "pool_size"]
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    if given is None:
+        return clean, DEFAULT_POOL_SIZE
+    if not given.isdigit() or not 1 <= int(given) <= 256:
+        raise StoreConnectionError(
+            f"invalid pool_size {given!r} in the store URL", hint="use a number from 1 to 256"
+        )
+    return clean, int(given)
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=NAME]
+    [&pool_size=N]``).
+
+    Connections come from a pool (``psycopg_pool``; at most ``pool_size``, default
+    :data:`DEFAULT_POOL_SIZE`): each :meth:`transaction` takes one for its duration, and nested
+    transactions in the same thread reuse it (savepoints), so several threads (the gateway's
+    workers) use one store at once without a lock. Bulk inserts go through ``COPY`` into a
+    temporary staging table and one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, which is
+    safe with several writers.
+
+    Misfires: a transaction that waits more than :data:`POOL_TIMEOUT_S` for a connection (every
+    one busy) raises :class:`StoreConnectionError`; size the pool to the threads that use it.
     """
 
     dialect: ClassVar[Literal["sqlite", "postgresql"]] = "postgresql"
@@ -64,13 +96,24 @@ class PostgresStore(Store):
         "double": "DOUBLE PRECISION",
     }
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, check_schema: bool = True) -> None:
         super().__init__(url)
+        from distillguard._internal.extras import require_extra
+
+        require_extra("postgres", "the PostgreSQL store", ["psycopg", "psycopg_pool"])
         import psycopg
+        from psycopg_pool import ConnectionPool
 
         conninfo, self.schema = split_schema(url)
-        try:
-            self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        conninfo, self.pool_size = split_pool_size(conninfo)
+        self._local = threading.local()
+        try:  # one direct connection first: its error says what is wrong (the pool's would not)
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as probe:
+                if self.schema:
+                    try:
+                        probe.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    except psycopg.errors.UniqueViolation:
+                        pass  # another process created it at the same moment: it exists
         except psycopg.Error as exc:
             from distillguard.config import mask_url, scrub_url_secrets
 
@@ -80,10 +123,27 @@ class PostgresStore(Store):
                 f"{scrub_url_secrets(why, conninfo)}",
                 hint="check that the server runs and the URL, user and database are right",
             ) from None
-        if self.schema:
-            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            self._conn.execute(f'SET search_path TO "{self.schema}"')
-        self.migrate()
+        schema = self.schema
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            if schema:
+                conn.execute(f'SET search_path TO "{schema}"')
+
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": True, "connect_timeout": 10},
+            configure=configure,
+            timeout=POOL_TIMEOUT_S,
+            name=f"distillguard-{schema or 'public'}",
+            open=True,
+        )
+        try:
+            open_schema(self, check=check_schema)  # an empty database is created at the head
+        except BaseException:
+            self._pool.close()
+            raise
 
     def q(self, sql: str) -> str:
         """Convert ``?`` placeholders to psycopg's ``%s`` (escaping literal ``%``)."""
@@ -91,20 +151,51 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
-        """A transaction (nested calls become savepoints)."""
-        with self._conn.transaction(), self._conn.cursor() as cur:
-            yield cur
+        """A transaction on a pooled connection; nested calls in the same thread become
+        savepoints on the same connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+            return
+        from psycopg_pool import PoolTimeout
+
+        try:
+            pooled = self._pool.connection()
+            conn = pooled.__enter__()
+        except PoolTimeout:
+            raise StoreConnectionError(
+                f"no PostgreSQL connection free after {POOL_TIMEOUT_S:g} s "
+                f"(pool of {self.pool_size})",
+                hint="raise pool_size in the store URL, or use fewer threads",
+            ) from None
+        self._local.conn = conn
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except BaseException as exc:
+            self._local.conn = None
+            if not pooled.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            self._local.conn = None
+            pooled.__exit__(None, None, None)
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close every pooled connection."""
+        self._pool.close()
+
+    def _autocommit(self, sql: str) -> None:
+        """Run one statement outside any transaction (``VACUUM``, ``DROP SCHEMA``)."""
+        with self._pool.connection() as conn:
+            conn.execute(sql)
 
     def finish_erasure(self) -> None:
         """``VACUUM`` the exchanges table (see the base class for what this does not remove)."""
         import psycopg
 
         try:
-            self._conn.execute("VACUUM exchanges")
+            self._autocommit("VACUUM exchanges")
         except psycopg.Error as exc:
             logger.warning("VACUUM after erasure failed: %s", str(exc).strip())
 
@@ -112,7 +203,7 @@ class PostgresStore(Store):
         """Drop this store's schema and everything in it (tests and tear-down only)."""
         if not self.schema:
             raise StoreConnectionError("refusing to drop the default schema")
-        self._conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self._autocommit(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     def _insert_exchanges(
         self,
@@ -153,9 +244,3 @@ class PostgresStore(Store):
             for e, s in batch
             if e.exchange_id in got
         ]
-
-    def migrate(self) -> None:
-        """Create the core tables and the sequence that numbers exchanges."""
-        super().migrate()
-        with self.transaction() as cur:
-            cur.execute("CREATE SEQUENCE IF NOT EXISTS exchanges_seq_gen")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from distillguard._internal.files import ensure_private
 from distillguard.errors import StoreConnectionError
 from distillguard.records.model import Exchange
+from distillguard.store._migrations import open_schema
 from distillguard.store.base import (
     CORE_DDL,
     EXCHANGE_COLUMNS,
@@ -105,7 +106,7 @@ class SQLiteStore(Store):
         "double": "REAL",
     }
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, check_schema: bool = True) -> None:
         super().__init__(url)
         path = url.removeprefix("sqlite://")
         path = path.removeprefix("/")
@@ -132,14 +133,12 @@ class SQLiteStore(Store):
         self._depth = 0
         self._scrub_stop = threading.Event()
         self._scrubber: threading.Thread | None = None
-        self.migrate()
+        try:
+            open_schema(self, check=check_schema)  # a new file is created at the head version
+        except BaseException:
+            self._conn.close()
+            raise
         _scrub_wal(self._conn, wait_ms=0)  # an erasure left pending by an earlier process
-
-    def migrate(self) -> None:
-        """Create the core tables and the erasure scrub mark (see :meth:`finish_erasure`)."""
-        super().migrate()
-        with self.transaction() as cur:
-            cur.execute(_SCRUB_DDL)
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distillguard.errors import InputError
+from distillguard.errors import InputError, SchemaOutdatedError
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.ledger.log import SCHEMA_VERSION, _segments
-from distillguard.store import Store
+from distillguard.store import Store, open_store
 from distillguard.store.base import new_salts
 
 from .conftest import add_records, make_exchange
@@ -116,17 +116,25 @@ def test_a_mismatching_segment_falls_back_to_the_leaves(sqlite_store: Store) -> 
     assert leaf is not None and leaf.leaf_index == 3
 
 
-def test_version_1_ledger_is_migrated(store: Store) -> None:
-    ledger = Ledger.attach(store)
-    add_records(store, 0, 9)
-    with store.transaction() as cur:  # what a version 1 store looks like
-        cur.execute("DELETE FROM ledger_segments")
-        cur.execute("UPDATE schema_versions SET version = 1 WHERE component = 'ledger'")
-    assert ledger.leaf_for("ex-000005") is None
-    reopened = Ledger.open(store)
-    for i in range(9):
-        leaf = reopened.leaf_for(f"ex-{i:06d}")
-        assert leaf is not None and leaf.leaf_index == i
-    with store.transaction() as cur:
-        cur.execute("SELECT version FROM schema_versions WHERE component = 'ledger'")
-        assert int(cur.fetchone()[0]) == SCHEMA_VERSION
+def test_version_1_ledger_is_migrated(store_url: str) -> None:
+    """A store made before migrations with a version 1 ledger (no segments) is refused until
+    ``db migrate`` (store migration 1) gives every leaf its segment."""
+    with open_store(store_url) as store:
+        Ledger.attach(store)
+        add_records(store, 0, 9)
+        with store.transaction() as cur:  # what such a store looks like
+            cur.execute("DELETE FROM ledger_segments")
+            cur.execute("UPDATE schema_versions SET version = 1 WHERE component = 'ledger'")
+            cur.execute("DROP TABLE schema_migrations")
+    with pytest.raises(SchemaOutdatedError, match="db migrate"):
+        open_store(store_url)
+    with open_store(store_url, check_schema=False) as store:
+        assert store.migrate()  # applies the whole chain
+    with open_store(store_url) as store:
+        reopened = Ledger.open(store)
+        for i in range(9):
+            leaf = reopened.leaf_for(f"ex-{i:06d}")
+            assert leaf is not None and leaf.leaf_index == i
+        with store.transaction() as cur:
+            cur.execute("SELECT version FROM schema_versions WHERE component = 'ledger'")
+            assert int(cur.fetchone()[0]) == SCHEMA_VERSION
