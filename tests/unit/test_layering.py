@@ -61,15 +61,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: Known breaches (importer module, imported module) -> why it is there and who removes it.
 ALLOWED: dict[tuple[str, str], str] = {
-    # app.server builds the gateway's ASGI plumbing and server protocol from gateway's private
-    # modules (helper A: re-export what the composition needs from gateway's face).
-    ("distillguard.app.server", "distillguard.gateway._http"): "gateway's face (helper A)",
-    ("distillguard.app.server", "distillguard.gateway._server"): "gateway's face (helper A)",
     # gateway.app <-> gateway.images: images takes the Gateway object (type-only import) and the
     # app mounts images; helpers A and B make images a handler on the pipeline's public API.
     ("distillguard.gateway.images", "distillguard.gateway.app"): "images handler (helpers A, B)",
-    # cli/serve starts the server's private protocol class (helper A: cli/serve.py).
-    ("distillguard.cli.serve", "distillguard.gateway._server"): "serve entry point (helper A)",
     # cli/demo finds the instruction data through sim._text (helper E: sim's face)
     ("distillguard.cli.demo", "distillguard.sim._text"): "sim's face (helper E)",
     # video reuses the image watermark's tile machinery (CHIP, TILE, _fold, _patterns, ...): video

@@ -28,7 +28,7 @@ from distillguard.app.admin import admin_router
 from distillguard.app.operations import Operations
 from distillguard.config import Settings
 from distillguard.errors import ConfigurationError, KeyringError
-from distillguard.gateway._http import Receive, Scope, Send
+from distillguard.gateway import ASGIApp, HeadLimitedHttpToolsProtocol, Receive, Scope, Send
 from distillguard.gateway.alerts import Alerter
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.core import (
@@ -111,20 +111,28 @@ class _Closers:
 
 @dataclass
 class Application:
-    """The wired application: the gateway (an ASGI app, which it serves), the operations
-    service and the console (None when ``[console] enabled`` is false)."""
+    """The wired application: the gateway, the operations service and the console (None when
+    ``[console] enabled`` is false). It is the ASGI app that is served: the gateway inside the
+    tracing middleware (a request id and W3C trace context for every HTTP request,
+    :mod:`distillguard.gateway.tracing`)."""
 
     settings: Settings
     gateway: Gateway
     operations: Operations
     console: Console | None
+    asgi: ASGIApp = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from distillguard.gateway.tracing import TracingMiddleware
+
+        self.asgi = TracingMiddleware(self.gateway)
 
     def __repr__(self) -> str:
         return f"Application(gateway={self.gateway!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point (the gateway's)."""
-        await self.gateway(scope, receive, send)
+        """ASGI entry point (the traced gateway)."""
+        await self.asgi(scope, receive, send)
 
     def close(self) -> None:
         """Stop the gateway and close everything it opened (blocking)."""
@@ -382,7 +390,7 @@ def _assemble(
             if cfg.rate_limits == "redis"
             else MemoryRateLimiter()
         )
-    if watermarker is None and the_upstream.name != "local":
+    if watermarker is None and not the_upstream.capabilities.generation_watermark:
         from distillguard.gateway.watermarking import CaterPostHoc
 
         watermarker = CaterPostHoc(key=wm_key)
@@ -493,20 +501,26 @@ def tune_gc_for_serving() -> None:
 
 
 def check_workers(settings: Settings, workers: int, *, detected_by: str = "--workers") -> None:
-    """Refuse several worker processes whose replay cache or rate limits are in-process.
+    """Refuse several serving processes whose replay cache or rate limits are in-process.
 
-    Each worker would keep its own nonce cache and its own limits: a signed request replayed to
-    another worker is accepted, and every limit is multiplied by the number of workers.
+    The processes are ``workers`` on this machine times ``[gateway] replicas`` (the replicas
+    the deployment declares). Each would keep its own nonce cache and its own limits: a signed
+    request replayed to another is accepted, and every limit is multiplied by their number.
+    Replicas the deployment runs but does not declare cannot be seen.
 
     Args:
         settings: the configuration.
-        workers: how many worker processes serve the gateway.
+        workers: how many worker processes serve the gateway here.
         detected_by: where the count comes from (named in the error).
 
     Raises:
-        ConfigurationError: ``workers > 1`` without ``[passport] replay_cache = "redis"`` (or
-            ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
+        ConfigurationError: more than one process in all without ``[passport] replay_cache =
+            "redis"`` (or ``"redis-async"``) and ``[gateway] rate_limits = "redis"``.
     """
+    replicas = settings.gateway.replicas
+    if replicas > 1:
+        detected_by = f"{detected_by} x {replicas} replicas ([gateway] replicas)"
+    workers *= replicas
     if workers <= 1:
         return
     local = []
@@ -520,7 +534,7 @@ def check_workers(settings: Settings, workers: int, *, detected_by: str = "--wor
             f"({', '.join(local)}): each worker would accept a request replayed to another and "
             "apply its own copy of every limit",
             hint='set [passport] replay_cache = "redis" and [gateway] rate_limits = "redis" '
-            "(with their redis_url), or run one worker",
+            "(with their redis_url), or run one worker and one replica",
             details={"workers": workers, "detected_by": detected_by, "in_process": local},
         )
 
@@ -584,8 +598,9 @@ def detected_workers(config: Any = None) -> tuple[int, str]:
     return 1, "one worker"
 
 
-def app_from_environment() -> Gateway:
-    """The gateway of the configuration found from the environment (uvicorn ``--factory``).
+def app_from_environment() -> Application:
+    """The application of the configuration found from the environment (uvicorn
+    ``--factory``); OTLP trace export is set up from ``OTEL_*`` when asked for.
 
     ``distillguard serve`` is the supported launcher (it enforces ``[gateway]
     max_header_bytes``). Launched directly (``uvicorn --factory
@@ -597,8 +612,8 @@ def app_from_environment() -> Gateway:
         ConfigurationError: several workers with in-process state.
     """
     from distillguard.config import load_settings
-    from distillguard.gateway._server import HeadLimitedHttpToolsProtocol
     from distillguard.gateway.logs import configure_json_logging
+    from distillguard.gateway.tracing import configure_otlp_from_environment
 
     configure_json_logging(os.environ.get("DISTILLGUARD_LOG_LEVEL", "INFO"))
     settings = load_settings()
@@ -612,6 +627,7 @@ def app_from_environment() -> Gateway:
             "([gateway] max_header_bytes = %d) is not enforced; run 'distillguard serve'",
             settings.gateway.max_header_bytes,
         )
-    gateway = create_gateway(settings)
+    configure_otlp_from_environment()
+    application = create_application(settings)
     tune_gc_for_serving()
-    return gateway
+    return application

@@ -64,14 +64,18 @@ def serve(
     p = port if port is not None else cfg.port
     n = workers or cfg.workers
     check_workers(settings, n)
-    from distillguard.gateway._server import uvicorn_options
+    from distillguard.gateway import uvicorn_options
 
     server_options = uvicorn_options(max_header_bytes=cfg.max_header_bytes)
     configure_json_logging(log_level.upper())
     if state.json_output:
         emit_json({"ok": True, "url": f"http://{h}:{p}", "workers": n, "store": "configured"})
     if n > 1:
-        # worker processes rebuild the gateway from the same configuration
+        from distillguard.gateway.metrics import prepare_multiprocess
+
+        # worker processes rebuild the application from the same configuration, and write
+        # their metrics to one folder that the exposition sums
+        prepare_multiprocess()
         if state.config_file is not None:
             os.environ["DISTILLGUARD_CONFIG"] = str(Path(state.config_file).resolve())
         uvicorn.run(
@@ -87,9 +91,11 @@ def serve(
             **server_options,
         )
         return
-    from distillguard.app import create_gateway, tune_gc_for_serving
+    from distillguard.app import create_application, tune_gc_for_serving
+    from distillguard.gateway.tracing import configure_otlp_from_environment
 
-    app = create_gateway(settings)
+    configure_otlp_from_environment()
+    app = create_application(settings)
     tune_gc_for_serving()
     uvicorn.run(
         app,

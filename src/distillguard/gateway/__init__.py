@@ -21,6 +21,8 @@ See ``docs/gateway.md``.
 
 from __future__ import annotations
 
+from distillguard.gateway._http import ASGIApp, Receive, Scope, Send
+from distillguard.gateway._server import HeadLimitedHttpToolsProtocol, uvicorn_options
 from distillguard.gateway.app import OPENAI_PATHS, Gateway
 from distillguard.gateway.core import AggregateLimit, GatewayCore, LimitsConfig, PostHocWatermarker
 from distillguard.gateway.policy import (
@@ -55,6 +57,7 @@ from distillguard.gateway.upstream import (
 
 __all__ = [
     "OPENAI_PATHS",
+    "ASGIApp",
     "Action",
     "ActionDecision",
     "AggregateLimit",
@@ -66,6 +69,7 @@ __all__ = [
     "ExchangeRecorder",
     "Gateway",
     "GatewayCore",
+    "HeadLimitedHttpToolsProtocol",
     "Limit",
     "LimitsConfig",
     "LocalModelUpstream",
@@ -78,10 +82,14 @@ __all__ = [
     "PolicyThresholds",
     "PostHocWatermarker",
     "RateLimiter",
+    "Receive",
     "RecordedExchange",
     "RedisRateLimiter",
     "RiskScore",
+    "Scope",
+    "Send",
     "StubUpstream",
     "Upstream",
     "stub_app",
+    "uvicorn_options",
 ]

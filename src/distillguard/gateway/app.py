@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -126,6 +126,15 @@ _PROBLEM_SCHEMA = {
         "code": {"type": "string"},
     },
 }
+
+
+@runtime_checkable
+class _AsyncClosable(Protocol):
+    """A part holding connections of its own to close on the event loop (the Redis limiter)."""
+
+    async def aclose(self) -> None:
+        """Close them."""
+        ...
 
 
 class _AdminOnly:
@@ -334,6 +343,8 @@ class Gateway:
         if self.core.alerter is not None:
             await self.core.alerter.aclose()
         await self.core.upstream.aclose()
+        if isinstance(self.core.limiter, _AsyncClosable):
+            await self.core.limiter.aclose()
         await asyncio.to_thread(self.close_sync)
 
     def close_sync(self) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from distillguard.app import detected_workers
+from distillguard.app import Application, detected_workers
 from distillguard.errors import ConfigurationError
-from distillguard.gateway import Gateway
-from distillguard.gateway._server import uvicorn_options
+from distillguard.gateway import Gateway, uvicorn_options
 from distillguard.keyring import Keyring
 
 FACTORY = "distillguard.app:app_from_environment"
@@ -53,9 +52,9 @@ def _load(**kw: object) -> Gateway:
     cfg = uvicorn.Config(FACTORY, factory=True, **kw)  # type: ignore[arg-type]
     cfg.load()
     app = cfg.loaded_app
-    while not isinstance(app, Gateway):  # uvicorn wraps the app in its middlewares
+    while not isinstance(app, Application):  # uvicorn wraps the app in its middlewares
         app = app.app
-    return app
+    return app.gateway
 
 
 @pytest.mark.parametrize("how", ["config", "WEB_CONCURRENCY", "argv", "gunicorn"])

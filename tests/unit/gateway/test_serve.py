@@ -51,7 +51,8 @@ def test_worker_factory_builds_the_configured_gateway(
     monkeypatch.setenv("DISTILLGUARD_CONFIG", str(config))
     import gc
 
-    gw = app_from_environment()
+    application = app_from_environment()
+    gw = application.gateway
     try:
         assert isinstance(gw, Gateway)
         assert gc.get_threshold()[0] == 10_000 and gc.get_freeze_count() > 0
