@@ -386,7 +386,7 @@ _check_chain()
 def schema_state(store: Store) -> SchemaState:
     """Where the store's schema stands (reads only)."""
     with store.transaction() as cur:
-        present = {t for t in _MARKER_TABLES if store.table_exists(cur, t)}
+        present = store.existing_tables(cur, _MARKER_TABLES)
         version = None
         if "schema_migrations" in present:
             cur.execute("SELECT max(version) FROM schema_migrations")
@@ -410,14 +410,14 @@ def applied_migrations(store: Store) -> list[AppliedMigration]:
         return [AppliedMigration(int(v), str(n), int(a), str(b)) for v, n, a, b in cur.fetchall()]
 
 
-def check_schema(store: Store) -> None:
-    """Raise unless the store's schema is at :data:`HEAD`.
+def check_schema(store: Store, state: SchemaState | None = None) -> None:
+    """Raise unless the store's schema is at :data:`HEAD` (``state``: already read).
 
     Raises:
         SchemaOutdatedError: older (or made before migrations existed): migrate it first.
         SchemaVersionError: newer than this DistillGuard.
     """
-    state = schema_state(store)
+    state = state or schema_state(store)
     where = repr(store)
     if state.version is None:
         raise SchemaOutdatedError(
@@ -538,7 +538,7 @@ def open_schema(store: Store, *, check: bool = True) -> None:
     if state.empty:
         migrate(store)
         return
-    check_schema(store)
+    check_schema(store, state)
 
 
 def describe(migrations: Sequence[Migration]) -> list[str]:

@@ -512,17 +512,28 @@ class Store(ABC):
 
     def table_exists(self, cur: Cursor, name: str) -> bool:
         """Whether this store has a table ``name`` (PostgreSQL: in its schema)."""
+        return name in self.existing_tables(cur, (name,))
+
+    def existing_tables(self, cur: Cursor, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` are tables of this store (PostgreSQL: of its schema); one query."""
+        if not names:
+            return set()
+        marks = ",".join("?" * len(names))
         if self.dialect == "sqlite":
-            cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+            cur.execute(
+                f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
+                tuple(names),
+            )
         else:
             cur.execute(
                 self.q(
-                    "SELECT 1 FROM information_schema.tables "
-                    "WHERE table_schema = current_schema() AND table_name = ?"
+                    "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                    f"AND c.relkind IN ('r', 'p') AND c.relname IN ({marks})"
                 ),
-                (name,),
+                tuple(names),
             )
-        return cur.fetchone() is not None
+        return {str(r[0]) for r in cur.fetchall()}
 
     def columns(self, cur: Cursor, table: str) -> set[str]:
         """The column names of ``table`` (empty if there is no such table)."""

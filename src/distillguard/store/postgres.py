@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -107,13 +107,16 @@ class PostgresStore(Store):
         conninfo, self.schema = split_schema(url)
         conninfo, self.pool_size = split_pool_size(conninfo)
         self._local = threading.local()
-        try:  # one direct connection first: its error says what is wrong (the pool's would not)
-            with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as probe:
-                if self.schema:
-                    try:
-                        probe.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    except psycopg.errors.UniqueViolation:
-                        pass  # another process created it at the same moment: it exists
+        schema = self.schema
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            if schema:
+                conn.execute(f'SET search_path TO "{schema}"')
+
+        # One direct connection first: its error says what is wrong (the pool's would not), and
+        # it creates the schema and checks (or creates) the tables while the pool fills.
+        try:
+            probe = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             from distillguard.config import mask_url, scrub_url_secrets
 
@@ -123,12 +126,16 @@ class PostgresStore(Store):
                 f"{scrub_url_secrets(why, conninfo)}",
                 hint="check that the server runs and the URL, user and database are right",
             ) from None
-        schema = self.schema
-
-        def configure(conn: psycopg.Connection[Any]) -> None:
-            if schema:
-                conn.execute(f'SET search_path TO "{schema}"')
-
+        with probe:
+            if schema:  # UniqueViolation: another process created it at the same moment
+                with suppress(psycopg.errors.UniqueViolation):
+                    probe.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            configure(probe)
+            self._local.conn = probe  # transactions below run on it
+            try:
+                open_schema(self, check=check_schema)  # an empty database is created at the head
+            finally:
+                self._local.conn = None
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -139,11 +146,6 @@ class PostgresStore(Store):
             name=f"distillguard-{schema or 'public'}",
             open=True,
         )
-        try:
-            open_schema(self, check=check_schema)  # an empty database is created at the head
-        except BaseException:
-            self._pool.close()
-            raise
 
     def q(self, sql: str) -> str:
         """Convert ``?`` placeholders to psycopg's ``%s`` (escaping literal ``%``)."""
