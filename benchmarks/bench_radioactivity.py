@@ -59,7 +59,7 @@ def run_naive(
     wm: KGWWatermark, windows: set[tuple[int, ...]], texts: list[TokenText]
 ) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, green count)."""
-    from distillguard.watermark.stats import binomial_sf
+    from distillguard.watermark._stats import binomial_sf
 
     t, c = time.perf_counter(), time.process_time()
     seen: set[tuple[int, ...]] = set()

@@ -30,15 +30,15 @@ from distillguard.watermark import (
     KGWWatermark,
     SynthIDConfig,
     SynthIDWatermark,
+    WordTokenizer,
 )
-from distillguard.watermark._scheme import WindowScheme
-from distillguard.watermark.calibration import (
+from distillguard.watermark._calibration import (
     FPRRow,
     empirical_fpr,
     find_alpaca_outputs,
     load_alpaca_outputs,
 )
-from distillguard.watermark.tokenizers import WordTokenizer
+from distillguard.watermark._scheme import WindowScheme
 
 LEVELS = (1e-2, 1e-3, 1e-4)
 
@@ -106,8 +106,8 @@ def posthoc_quality(texts: list[str]) -> None:
     """Quality cost and detection power of the post-hoc lexical scheme on real answers."""
     import collections
 
-    from distillguard.watermark.cater import quality_cost
-    from distillguard.watermark.tokenizers import WORD_RE
+    from distillguard.watermark._cater import quality_cost
+    from distillguard.watermark._tokenizers import WORD_RE
 
     counts: collections.Counter[str] = collections.Counter()
     for t in texts:
@@ -142,7 +142,7 @@ def posthoc_quality(texts: list[str]) -> None:
         pooled = []
         for start in range(0, len(texts) - k, k):
             wmk = [wm.score(wm.embed(t).text) for t in texts[start : start + k]]
-            from distillguard.watermark.stats import poisson_binomial_sf
+            from distillguard.watermark._stats import poisson_binomial_sf
 
             pooled.append(
                 poisson_binomial_sf(sum(a for a, _ in wmk), [p for _, pr in wmk for p in pr])

@@ -29,10 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark import KGWConfig, KGWWatermark
-from distillguard.watermark.calibration import find_alpaca_outputs, load_alpaca_outputs
-from distillguard.watermark.cater import Lexicon
-from distillguard.watermark.tokenizers import WORD_RE
+from distillguard.watermark import KGWConfig, KGWWatermark, Lexicon
+from distillguard.watermark._calibration import find_alpaca_outputs, load_alpaca_outputs
+from distillguard.watermark._tokenizers import WORD_RE
 
 I64 = npt.NDArray[np.int64]
 V = 5000

@@ -43,13 +43,14 @@ from distillguard.keyring import WatermarkKey
 from distillguard.watermark import (
     AaronsonConfig,
     AaronsonWatermark,
+    CaterConfig,
+    CaterWatermark,
     KGWConfig,
     KGWWatermark,
     SynthIDConfig,
     SynthIDWatermark,
+    WordTokenizer,
 )
-from distillguard.watermark.cater import CaterConfig, CaterWatermark
-from distillguard.watermark.tokenizers import WordTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = ROOT / "shared" / "data" / "alpaca_eval_dev" / "outputs"

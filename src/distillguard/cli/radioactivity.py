@@ -184,7 +184,7 @@ class _Setup:
 
 
 def _read_texts(path: Path, field: str | None) -> list[str]:
-    from distillguard.watermark.scan import iter_records
+    from distillguard.watermark import iter_records
 
     texts = [t for _, t in iter_records(path, text_field=field) if t]
     if not texts:
@@ -209,7 +209,7 @@ def _payloads(path: Path) -> dict[str, int]:
 
 def _setup(ctx: typer.Context, shared: _Shared) -> _Setup:
     from distillguard.keyring import WatermarkKey, open_keyring
-    from distillguard.watermark.registry import build_scheme
+    from distillguard.watermark import build_scheme
 
     state = state_of(ctx)
     settings = state.settings()
@@ -282,7 +282,7 @@ def _filter(shared: _Shared, scheme: WatermarkScheme, encode: Encoder) -> KgramF
 
 
 def _text_encoder(shared: _Shared, setup: _Setup) -> Encoder:
-    from distillguard.watermark.tokenizers import load_tokenizer
+    from distillguard.watermark import load_tokenizer
 
     return load_tokenizer(shared.tokenizer or setup.state.settings().watermark.tokenizer).encode
 

@@ -40,7 +40,7 @@ def _keys(ctx: typer.Context, key_ids: list[str] | None, all_keys: bool) -> list
 
 
 def _check_scheme(name: str) -> None:
-    from distillguard.watermark.registry import SCHEMES
+    from distillguard.watermark import SCHEMES
 
     if name not in SCHEMES and name not in TEXT_SCHEMES:
         raise InputError(
@@ -63,9 +63,7 @@ def _detectors(
     generation-time scheme (``[watermark] scheme``) and the post-hoc lexical one that
     ``watermark embed`` adds (``cater``), so a plain ``detect`` finds either.
     """
-    from distillguard.watermark.cater import CaterConfig, CaterWatermark
-    from distillguard.watermark.registry import build_scheme
-    from distillguard.watermark.tokenizers import load_tokenizer
+    from distillguard.watermark import CaterConfig, CaterWatermark, build_scheme, load_tokenizer
 
     settings = state_of(ctx).settings().watermark
     names = [scheme] if scheme else list(dict.fromkeys([settings.scheme, *TEXT_SCHEMES]))
@@ -138,13 +136,12 @@ def detect_cmd(
 
     Example: `distillguard watermark detect answer.txt --key wm-3f9c --tokenizer ./tok`
     """
-    from distillguard.watermark.scan import iter_records
-    from distillguard.watermark.stats import holm
+    from distillguard.watermark import holm, iter_records
 
     state = state_of(ctx)
     detectors = _detectors(ctx, scheme=scheme, tokenizer=tokenizer, key_ids=key, all_keys=all_keys)
     tested = list(dict.fromkeys(f"{name} (tokenizer: {tok})" for name, tok, _ in detectors))
-    from distillguard.watermark.tokenizers import strip_chat_template
+    from distillguard.watermark import strip_chat_template
 
     rows: list[dict[str, Any]] = []
     for path in files:
@@ -214,7 +211,7 @@ def embed_cmd(
     """
     import orjson
 
-    from distillguard.watermark.cater import CaterConfig, CaterWatermark
+    from distillguard.watermark import CaterConfig, CaterWatermark
 
     state = state_of(ctx)
     wm = CaterWatermark(CaterConfig(), key=_keys(ctx, [key] if key else None, False)[0])
@@ -286,10 +283,14 @@ def scan_cmd(
 
     Example: `distillguard watermark scan-dataset ./dataset.parquet --field text --fdr 0.01`
     """
-    from distillguard.watermark.cater import CaterConfig, CaterWatermark
-    from distillguard.watermark.registry import build_scheme
-    from distillguard.watermark.scan import scan_dataset, scan_dataset_text
-    from distillguard.watermark.tokenizers import load_tokenizer
+    from distillguard.watermark import (
+        CaterConfig,
+        CaterWatermark,
+        build_scheme,
+        load_tokenizer,
+        scan_dataset,
+        scan_dataset_text,
+    )
 
     state = state_of(ctx)
     settings = state.settings().watermark

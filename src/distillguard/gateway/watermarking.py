@@ -1,7 +1,7 @@
 """Watermarks the gateway applies: per-account payloads on top of :mod:`distillguard.watermark`.
 
 * Closed upstreams (``openai`` URL, stub): the post-hoc lexical scheme
-  (:class:`~distillguard.watermark.cater.CaterWatermark`) under a key derived from the keyring's
+  (:class:`~distillguard.watermark._cater.CaterWatermark`) under a key derived from the keyring's
   watermark secret and the account's payload (:func:`payload_key`), so that detection can test
   a text against the payload of each suspect account (a multi-key test).
 * Local transformers model: the generation-time KGW scheme under the same derived key
@@ -44,8 +44,8 @@ class CaterPostHoc(PostHocWatermarker):
         return f"CaterPostHoc(kid={self._key.kid!r})"
 
     def scheme(self, payload: int) -> Any:
-        """The :class:`~distillguard.watermark.cater.CaterWatermark` of ``payload``."""
-        from distillguard.watermark.cater import CaterConfig, CaterWatermark
+        """The :class:`~distillguard.watermark._cater.CaterWatermark` of ``payload``."""
+        from distillguard.watermark import CaterConfig, CaterWatermark
 
         with self._lock:
             hit = self._cache.get(payload)

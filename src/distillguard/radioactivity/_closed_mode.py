@@ -31,7 +31,7 @@ from distillguard.radioactivity._pipeline import (
     TokenText,
 )
 from distillguard.radioactivity.results import ModeResult
-from distillguard.watermark.base import WatermarkScheme
+from distillguard.watermark import WatermarkScheme
 
 __all__ = ["EndpointConfig", "SuspectClient", "score_closed"]
 

@@ -41,7 +41,7 @@ from distillguard.radioactivity._pipeline import (
     answer_plan,
 )
 from distillguard.radioactivity.results import ModeResult
-from distillguard.watermark.base import WatermarkScheme
+from distillguard.watermark import WatermarkScheme
 
 __all__ = ["load_suspect", "own_answers", "predictions", "score_open"]
 

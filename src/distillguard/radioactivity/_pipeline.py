@@ -424,7 +424,7 @@ class RadioactivityScorer:
 
 
 def _is_payload_scheme(scheme: WatermarkScheme) -> bool:
-    from distillguard.watermark.mpac import MPACWatermark
+    from distillguard.watermark import MPACWatermark
 
     return isinstance(scheme, MPACWatermark)
 

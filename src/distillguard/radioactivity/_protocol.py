@@ -43,8 +43,7 @@ from distillguard.radioactivity._pipeline import (
 )
 from distillguard.radioactivity._tracing import trace_payload
 from distillguard.radioactivity.results import ModeResult, RadioactivityReport
-from distillguard.watermark.base import WatermarkScheme
-from distillguard.watermark.mpac import MPACWatermark, PayloadTokenScores
+from distillguard.watermark import MPACWatermark, PayloadTokenScores, WatermarkScheme
 
 __all__ = [
     "ClosedSubject",

@@ -6,7 +6,7 @@ student trained on a harvest inherits the payloads' bit votes. Pooling the suspe
 
 * **blind decoding** (no candidate list): the majority bit per position; the p-value is the exact
   tail of the *maximum* agreement over all ``2**bits`` payloads
-  (:func:`~distillguard.watermark.stats.max_agreement_sf`), so the search is accounted for;
+  (:func:`~distillguard.watermark._stats.max_agreement_sf`), so the search is accounted for;
 * **candidates** (the payloads actually issued, e.g. the accounts of a campaign): an exact
   binomial test per candidate, Bonferroni-corrected for the number of candidates; the smallest
   adjusted p-value names the source. With a short list this is far more powerful than blind
@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distillguard.errors import InputError
-from distillguard.watermark.mpac import MPACWatermark, PayloadResult, PayloadTokenScores
-from distillguard.watermark.stats import bonferroni
+from distillguard.watermark import MPACWatermark, PayloadResult, PayloadTokenScores, bonferroni
 
 __all__ = ["CandidateResult", "TraceResult", "trace_payload"]
 

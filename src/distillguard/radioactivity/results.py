@@ -25,7 +25,7 @@ from distillguard.results import (
     SubjectResult,
     write_radioactivity,
 )
-from distillguard.watermark.base import DetectionResult
+from distillguard.watermark import DetectionResult
 
 __all__ = ["ModeResult", "RadioactivityReport", "plot_curves"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from distillguard.errors import InputError
-from distillguard.watermark.stats import bonferroni, holm
+from distillguard.watermark._stats import bonferroni, holm
 
 __all__ = [
     "DedupTape",

@@ -10,7 +10,7 @@ Decoding counts, for each bit ``j``, the ``n_j`` scored tokens that carry it and
 the "1" half; bit ``j`` decodes to the majority. The number of tokens that agree with the decoded
 payload, ``S = sum_j max(a_j, n_j - a_j)``, is the maximum agreement over *all* ``2**bits``
 payloads, and its null distribution (each vote a fair coin) is computed exactly by convolution
-(:func:`~distillguard.watermark.stats.max_agreement_sf`), so the p-value accounts for the search
+(:func:`~distillguard.watermark._stats.max_agreement_sf`), so the p-value accounts for the search
 over payloads without a ``2**bits`` Bonferroni factor. Testing one known payload (was it account
 X?) is a plain exact binomial test.
 """
@@ -28,13 +28,13 @@ from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
 from distillguard.watermark._prf import KeyedPRF
 from distillguard.watermark._scheme import WindowScheme
+from distillguard.watermark._stats import binomial_sf, max_agreement_sf
 from distillguard.watermark.base import (
     DedupTape,
     DetectionResult,
     TokenScores,
     as_token_array,
 )
-from distillguard.watermark.stats import binomial_sf, max_agreement_sf
 
 __all__ = ["MPACConfig", "MPACWatermark", "PayloadResult", "PayloadTokenScores"]
 

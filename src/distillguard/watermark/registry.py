@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from distillguard.config import WatermarkSettings
 from distillguard.errors import ConfigurationError
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark.aaronson import AaronsonConfig, AaronsonWatermark
+from distillguard.watermark._aaronson import AaronsonConfig, AaronsonWatermark
+from distillguard.watermark._synthid import SynthIDConfig, SynthIDWatermark
 from distillguard.watermark.base import WatermarkScheme
 from distillguard.watermark.kgw import KGWConfig, KGWWatermark
 from distillguard.watermark.mpac import MPACConfig, MPACWatermark
-from distillguard.watermark.synthid import SynthIDConfig, SynthIDWatermark
+
+if TYPE_CHECKING:  # the configuration models cost ~0.1 s to import
+    from distillguard.config import WatermarkSettings
 
 __all__ = ["SCHEMES", "build_scheme"]
 
-Builder = Callable[[WatermarkSettings, WatermarkKey], WatermarkScheme]
+Builder = Callable[["WatermarkSettings", WatermarkKey], WatermarkScheme]
 
 #: Scheme name -> builder from settings and a key.
 SCHEMES: dict[str, Builder] = {

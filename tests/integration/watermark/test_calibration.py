@@ -22,14 +22,14 @@ from distillguard.watermark import (
     KGWWatermark,
     SynthIDConfig,
     SynthIDWatermark,
+    WordTokenizer,
 )
-from distillguard.watermark._scheme import WindowScheme
-from distillguard.watermark.calibration import (
+from distillguard.watermark._calibration import (
     empirical_fpr,
     find_alpaca_outputs,
     load_alpaca_outputs,
 )
-from distillguard.watermark.tokenizers import WordTokenizer
+from distillguard.watermark._scheme import WindowScheme
 
 FOLDER = find_alpaca_outputs(Path(__file__).resolve().parents[3])
 pytestmark = pytest.mark.skipif(

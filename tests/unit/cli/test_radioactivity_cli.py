@@ -12,9 +12,8 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.keyring import Keyring
-from distillguard.watermark import KGWConfig, KGWWatermark, MPACConfig, MPACWatermark
+from distillguard.watermark import KGWConfig, KGWWatermark, MPACConfig, MPACWatermark, WordTokenizer
 from distillguard.watermark._scheme import softmax
-from distillguard.watermark.tokenizers import WordTokenizer
 
 VOCAB = [f"word{i}" for i in range(300)]
 

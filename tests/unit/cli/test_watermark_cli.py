@@ -16,9 +16,8 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.keyring import KeyPurpose, Keyring
-from distillguard.watermark import KGWConfig, KGWWatermark
+from distillguard.watermark import KGWConfig, KGWWatermark, WordTokenizer
 from distillguard.watermark._scheme import softmax
-from distillguard.watermark.tokenizers import WordTokenizer
 
 VOCAB = [f"word{i}" for i in range(400)]
 

@@ -147,7 +147,7 @@ def test_watermark_action_marks_the_answer(scored: Any) -> None:
     assert ex.extra["dg_action"] == "watermark"
     assert ex.response == text
     # the payload key's keyed choices are in the text: it agrees with the keyed choice
-    from distillguard.watermark.cater import CaterConfig, CaterWatermark
+    from distillguard.watermark import CaterConfig, CaterWatermark
 
     marked = CaterWatermark(CaterConfig(), key=payload_key(key, info["payload"]))
     assert marked.embed(text).text == text  # idempotent: every eligible word is the keyed one

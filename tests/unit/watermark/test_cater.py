@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark.cater import CaterConfig, CaterWatermark, Lexicon, quality_cost
+from distillguard.watermark._cater import CaterConfig, CaterWatermark, Lexicon, quality_cost
 
 KeyFactory = Callable[[int], WatermarkKey]
 

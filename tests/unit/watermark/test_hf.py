@@ -21,13 +21,13 @@ from distillguard.watermark import (
     SynthIDWatermark,
     WatermarkScheme,
 )
+from distillguard.watermark._tokenizers import HFTokenizer
 from distillguard.watermark.hf import (
     WatermarkLogitsProcessor,
     build_tiny_model,
     build_word_tokenizer,
     generate_watermarked,
 )
-from distillguard.watermark.tokenizers import HFTokenizer
 from distillguard.watermark.vllm import VLLMWatermarkProcessor
 
 WORDS = [f"w{i}" for i in range(509)]

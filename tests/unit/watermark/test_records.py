@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from distillguard.errors import InputError
-from distillguard.watermark.scan import iter_records
+from distillguard.watermark import iter_records
 
 CONVERSATION = [
     {"role": "system", "content": "You are helpful."},

@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark import KGWConfig, KGWWatermark
-from distillguard.watermark.cater import CaterConfig, CaterWatermark
-from distillguard.watermark.scan import ScanReport, scan_dataset, scan_dataset_text
-from distillguard.watermark.tokenizers import WordTokenizer
+from distillguard.watermark import (
+    CaterConfig,
+    CaterWatermark,
+    KGWConfig,
+    KGWWatermark,
+    ScanReport,
+    WordTokenizer,
+    scan_dataset,
+    scan_dataset_text,
+)
 
 TEXT = "the quick brown fox jumps over the lazy dog and then runs far away into the woods"
 

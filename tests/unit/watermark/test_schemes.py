@@ -98,7 +98,7 @@ def test_null_p_values_are_uniform(index: int, make_key: KeyFactory) -> None:
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(10, 400), greens=st.integers(0, 400))
 def test_kgw_p_value_monotone_in_evidence(n: int, greens: int) -> None:
-    from distillguard.watermark.stats import binomial_sf
+    from distillguard.watermark._stats import binomial_sf
 
     g = min(greens, n)
     assert binomial_sf(g, n, 0.25) >= binomial_sf(min(g + 1, n + 1), n, 0.25)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distillguard.watermark.stats import (
+from distillguard.watermark._stats import (
     benjamini_hochberg,
     binomial_sf,
     bonferroni,

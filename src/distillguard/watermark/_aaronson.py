@@ -20,8 +20,8 @@ from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
 from distillguard.watermark._prf import to_unit
 from distillguard.watermark._scheme import WindowScheme, softmax
+from distillguard.watermark._stats import gamma_sf
 from distillguard.watermark.base import DetectionResult, TokenScores
-from distillguard.watermark.stats import gamma_sf
 
 __all__ = ["AaronsonConfig", "AaronsonWatermark"]
 

@@ -24,8 +24,8 @@ import numpy.typing as npt
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
 from distillguard.watermark._scheme import WindowScheme, softmax
+from distillguard.watermark._stats import binomial_sf
 from distillguard.watermark.base import DetectionResult, TokenScores
-from distillguard.watermark.stats import binomial_sf
 
 __all__ = ["SynthIDConfig", "SynthIDWatermark"]
 

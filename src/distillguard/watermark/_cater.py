@@ -36,8 +36,8 @@ import numpy as np
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
 from distillguard.watermark._prf import KeyedPRF
+from distillguard.watermark._stats import poisson_binomial_sf
 from distillguard.watermark.base import DetectionResult
-from distillguard.watermark.stats import poisson_binomial_sf
 
 __all__ = [
     "CaterConfig",
