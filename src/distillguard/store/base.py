@@ -469,8 +469,10 @@ def new_salts(count: int) -> list[bytes]:
 class Store(ABC):
     """Persistence of accounts, exchanges and component tables.
 
-    Open one with :func:`distillguard.store.open_store`. A store is used from one thread at a
-    time. Writes happen in :meth:`transaction` blocks.
+    Open one with :func:`distillguard.store.open_store`. Writes happen in :meth:`transaction`
+    blocks. A SQLite store is one connection, used from one thread at a time; a PostgreSQL store
+    pools connections and may be used from several threads at once (one connection per
+    transaction).
     """
 
     dialect: ClassVar[Literal["sqlite", "postgresql"]]
