@@ -43,6 +43,7 @@ import httpx
 import orjson
 
 from distillguard.errors import DistillGuardError, UpstreamError
+from distillguard.gateway._api_schema import OPENAI_ERROR_SCHEMA
 from distillguard.gateway._http import Receive, Scope, Send, send_bytes
 from distillguard.gateway._openai_wire import OPENAI_SHAPE
 from distillguard.gateway.pipeline import ErrorShape, Pipeline, Refusal, RequestContext
@@ -660,13 +661,11 @@ class ImagesEndpoint:
 
 def images_paths_schema() -> dict[str, Any]:
     """The OpenAPI path item of ``/v1/images/generations``."""
-    problem = {
-        "description": "Refused (RFC 9457 problem document)",
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
+    refused = {
+        "description": "Refused (OpenAI's error shape)",
+        "content": {"application/json": {"schema": OPENAI_ERROR_SCHEMA}},
     }
-    errors = {str(s): problem for s in (400, 401, 403, 404, 408, 413, 429, 502, 503, 504)}
+    errors = {str(s): refused for s in (400, 401, 403, 404, 408, 413, 429, 502, 503, 504)}
     body = {
         "type": "object",
         "required": ["prompt"],

@@ -7,8 +7,9 @@
   sent as it came (every field: tools, ``response_format``, sampling parameters, content parts,
   unknown fields), with only ``model`` (a route may rename it) and the stream options the gateway
   needs; connect and read timeouts, retries with backoff on connection errors and 5xx, a
-  :class:`CircuitBreaker`, and a cool-down after a 429 (its ``Retry-After`` is honoured: no call
-  goes out before it passes). Failures raise :class:`~distillguard.errors.UpstreamError` (502),
+  :class:`CircuitBreaker`, and a cool-down of the model after a 429 (its ``Retry-After`` is
+  honoured: no call for that model goes out before it passes). Failures raise
+  :class:`~distillguard.errors.UpstreamError` (502),
   :class:`~distillguard.errors.UpstreamTimeoutError` (504) or :class:`UpstreamHTTPError` (the
   upstream's own error answer, passed on to the client).
 * :class:`LocalModelUpstream`: a local ``transformers`` causal LM from a path, generating with
@@ -467,7 +468,7 @@ class CircuitBreaker:
         self._count = 0
         self._opened_at: float | None = None
         self._trial = False
-        self._cool_until = 0.0
+        self._cool_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -493,16 +494,20 @@ class CircuitBreaker:
                 return True
             return False
 
-    def cool_down(self, seconds: float) -> None:
-        """Refuse calls for ``seconds`` (the upstream's ``Retry-After`` after a 429), at most
-        :data:`MAX_COOL_DOWN_S`; the circuit's state does not change."""
-        until = self._clock() + min(max(seconds, 0.0), MAX_COOL_DOWN_S)
+    def cool_down(self, seconds: float, *, key: str = "") -> None:
+        """Refuse calls for ``key`` (a model) for ``seconds`` (the upstream's ``Retry-After``
+        after a 429), at most :data:`MAX_COOL_DOWN_S`; the circuit's state does not change."""
+        now = self._clock()
+        until = now + min(max(seconds, 0.0), MAX_COOL_DOWN_S)
         with self._lock:
-            self._cool_until = max(self._cool_until, until)
+            if len(self._cool_until) > 10_000:  # bounded: drop what has expired
+                self._cool_until = {k: t for k, t in self._cool_until.items() if t > now}
+            self._cool_until[key] = max(self._cool_until.get(key, 0.0), until)
 
-    def cooling_for(self) -> float:
-        """Seconds left of a cool-down (0 when none)."""
-        return max(0.0, self._cool_until - self._clock())
+    def cooling_for(self, key: str = "") -> float:
+        """Seconds left of ``key``'s cool-down (0 when none)."""
+        until = self._cool_until.get(key)
+        return 0.0 if until is None else max(0.0, until - self._clock())
 
     def success(self) -> None:
         """Record a success (closes the circuit)."""
@@ -609,16 +614,18 @@ async def send_with_retries(
     exponential backoff (``backoff_s * 2**attempt``); a timeout is not retried (the caller's
     deadline is spent). A 4xx answer means the upstream works and refused this request: the
     breaker records a success and the call fails at once with the upstream's answer. A 429 also
-    starts the breaker's cool-down for its ``Retry-After``: until it passes, calls fail at once
-    with a 429 without reaching the upstream. ``what`` names the upstream in the error messages
-    ("the upstream", "the image upstream").
+    starts the breaker's cool-down of the body's model for its ``Retry-After``: until it passes,
+    calls for that model fail at once with a 429 without reaching the upstream. ``what`` names
+    the upstream in the error messages ("the upstream", "the image upstream").
 
     Raises:
         UpstreamTimeoutError: no answer in time; UpstreamHTTPError: the upstream answered an
             HTTP error (its status, body and ``Retry-After`` kept), or is cooling down after a
             429; UpstreamError: the circuit is open, or the upstream cannot be reached.
     """
-    wait = breaker.cooling_for()
+    model = body.get("model")
+    key = model if isinstance(model, str) else ""
+    wait = breaker.cooling_for(key)
     if wait > 0:
         raise _cooling(what, wait)
     if not breaker.allow():
@@ -651,7 +658,7 @@ async def send_with_retries(
                 if status < 500:
                     breaker.success()  # the upstream works; the request was refused
                     if status == 429:
-                        breaker.cool_down(error.retry_after or 0.0)
+                        breaker.cool_down(error.retry_after or 0.0, key=key)
                 else:
                     breaker.failure()
                 raise error
