@@ -49,7 +49,7 @@ from distillguard.passport import (
     VerifierPolicy,
     agent_jwk,
 )
-from distillguard.passport.signatures import parse_signatures, signature_base
+from distillguard.passport._signatures import parse_signatures, signature_base
 
 
 class _IssuerKey:

@@ -29,7 +29,7 @@ from distillguard.passport import (
     agent_jwk,
     httpx2_auth,
 )
-from distillguard.passport.signatures import (
+from distillguard.passport._signatures import (
     HttpRequest,
     HttpResponse,
     parse_signatures,

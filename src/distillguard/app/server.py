@@ -55,8 +55,7 @@ from distillguard.gateway.upstream import (
     StubUpstream,
     Upstream,
 )
-from distillguard.passport import KeyDirectory, RequestVerifier
-from distillguard.passport.registry import PassportRegistry, RevocationCache
+from distillguard.passport import KeyDirectory, PassportRegistry, RequestVerifier, RevocationCache
 from distillguard.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -322,8 +321,7 @@ def _assemble(
     from distillguard.gateway.canaries import GatewayCanaries
     from distillguard.gateway.images import mount_images
     from distillguard.keyring import KeyPurpose, open_keyring
-    from distillguard.passport import PassportIssuer
-    from distillguard.passport.registry import open_registry
+    from distillguard.passport import PassportIssuer, open_registry
 
     cfg = settings.gateway
     store_url = settings.store_url

@@ -86,7 +86,7 @@ class AgentFactory:
     def from_settings(cls, settings: Any, **kwargs: Any) -> AgentFactory:
         """The factory for the keyring and passport registry of ``settings``."""
         from distillguard.keyring import KeyPurpose, open_keyring
-        from distillguard.passport.registry import open_registry
+        from distillguard.passport import open_registry
 
         keyring = open_keyring(settings)
         issuer = PassportIssuer(

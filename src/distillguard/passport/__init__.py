@@ -1,29 +1,30 @@
 """Agent passports and signed requests: every call to the model has a verifiable identity.
 
-* :mod:`~distillguard.passport.credential`: passports (JWT, EdDSA) binding an agent key to an
-  account, issued with the keyring's passport key.
-* :mod:`~distillguard.passport.signatures`: RFC 9421 HTTP Message Signatures with Ed25519, on
-  the RFC 8941 parser of :mod:`~distillguard.passport.sfv`; :mod:`~distillguard.passport.digest`
-  for RFC 9530 ``Content-Digest``.
-* :mod:`~distillguard.passport.verifier`: the request verifier (window, skew, replay, revocation,
-  scope) with rejection reasons and RFC 9457 problem documents.
-* :mod:`~distillguard.passport.asgi`: the ASGI middleware and the key directory.
-* :mod:`~distillguard.passport.client`: :class:`Auth`, the ``httpx`` client side.
+* passports (JWT, EdDSA) binding an agent key to an account, issued with the keyring's passport
+  key: :class:`PassportIssuer`, :class:`PassportValidator`, :class:`Passport`;
+* RFC 9421 HTTP Message Signatures with Ed25519 (on an RFC 8941 structured-field parser) and
+  RFC 9530 ``Content-Digest``: :func:`sign_message`, :func:`verify_signature`,
+  :func:`make_content_digest`, :func:`check_content_digest`;
+* the request verifier (window, skew, replay, revocation, scope) with rejection reasons and
+  RFC 9457 problem documents: :class:`RequestVerifier`, :class:`VerifierPolicy`;
+* the registry of issued passports and revocations: :func:`open_registry`;
+* the ASGI middleware and the key directory: :class:`PassportMiddleware`, :class:`KeyDirectory`;
+* the client side: :class:`Auth` (``httpx``), :func:`httpx2_auth`, :class:`RequestSigner`.
 
 See ``docs/passports.md``.
 """
 
 from __future__ import annotations
 
-from distillguard.passport.asgi import (
+from distillguard.passport._asgi import (
     DIRECTORY_MEDIA_TYPE,
     DIRECTORY_PATH,
     IDENTITY_SCOPE_KEY,
     KeyDirectory,
     PassportMiddleware,
 )
-from distillguard.passport.client import Auth, RequestSigner, httpx2_auth, load_agent_key
-from distillguard.passport.credential import (
+from distillguard.passport._client import Auth, RequestSigner, httpx2_auth, load_agent_key
+from distillguard.passport._credential import (
     Passport,
     PassportIssuer,
     PassportValidator,
@@ -31,6 +32,31 @@ from distillguard.passport.credential import (
     Scopes,
     agent_jwk,
     agent_kid,
+)
+from distillguard.passport._digest import check_content_digest, make_content_digest
+from distillguard.passport._replay import (
+    AsyncNonceCache,
+    AsyncRedisNonceCache,
+    MemoryNonceCache,
+    NonceCache,
+    RedisNonceCache,
+)
+from distillguard.passport._signatures import (
+    HttpRequest,
+    HttpResponse,
+    sign_message,
+    verify_signature,
+)
+from distillguard.passport._verifier import (
+    PASSPORT_HEADER,
+    Problem,
+    Rejection,
+    RejectionCounter,
+    RejectionReason,
+    RequestVerifier,
+    VerificationResult,
+    VerifiedIdentity,
+    VerifierPolicy,
 )
 from distillguard.passport.registry import (
     PassportRecord,
@@ -41,25 +67,6 @@ from distillguard.passport.registry import (
     SQLitePassportRegistry,
     StorePassportRegistry,
     open_registry,
-)
-from distillguard.passport.replay import (
-    AsyncNonceCache,
-    AsyncRedisNonceCache,
-    MemoryNonceCache,
-    NonceCache,
-    RedisNonceCache,
-)
-from distillguard.passport.signatures import HttpRequest, HttpResponse
-from distillguard.passport.verifier import (
-    PASSPORT_HEADER,
-    Problem,
-    Rejection,
-    RejectionCounter,
-    RejectionReason,
-    RequestVerifier,
-    VerificationResult,
-    VerifiedIdentity,
-    VerifierPolicy,
 )
 
 __all__ = [
@@ -100,7 +107,11 @@ __all__ = [
     "VerifierPolicy",
     "agent_jwk",
     "agent_kid",
+    "check_content_digest",
     "httpx2_auth",
     "load_agent_key",
+    "make_content_digest",
     "open_registry",
+    "sign_message",
+    "verify_signature",
 ]

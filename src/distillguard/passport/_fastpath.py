@@ -17,10 +17,10 @@ integers without leading zeros (and not ``-0``), strings without escapes, compon
 parameters, no whitespace around the value, one member in each field. Whenever it is unsure
 (anything else, a duplicated parameter, a metadata parameter of the wrong type, limits exceeded,
 invalid base64) it returns None and the caller uses the full parser
-(:func:`~distillguard.passport.signatures.parse_signatures`), which then accepts or rejects with
+(:func:`~distillguard.passport._signatures.parse_signatures`), which then accepts or rejects with
 its usual message. Likewise :meth:`Shape.base` returns None when a component cannot be extracted
 the easy way, and the caller builds the base with
-:func:`~distillguard.passport.signatures.signature_base`. The fast path never accepts what the
+:func:`~distillguard.passport._signatures.signature_base`. The fast path never accepts what the
 full path rejects and produces the same signature base byte for byte; property tests check both
 (``tests/unit/passport/test_fastpath.py``).
 
@@ -40,8 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from distillguard.errors import StructuredFieldError
-from distillguard.passport.sfv import InnerList, Item, Params, parse_dictionary, serialize_item
-from distillguard.passport.signatures import (
+from distillguard.passport._sfv import InnerList, Item, Params, parse_dictionary, serialize_item
+from distillguard.passport._signatures import (
     SIGNATURE_LIMITS,
     HttpRequest,
     ParsedSignature,

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from distillguard._internal.files import ensure_private
 from distillguard.errors import StorageError
-from distillguard.passport.credential import Passport
+from distillguard.passport._credential import Passport
 
 if TYPE_CHECKING:
     from distillguard.config import Settings

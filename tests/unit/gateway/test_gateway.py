@@ -138,7 +138,7 @@ def test_unsigned_request_is_refused_with_a_problem(gateway: Gateway) -> None:
 
 def test_revoked_passport_is_refused(gateway: Gateway, agents: AgentFactory) -> None:
     agent = agents.issue("acct-4")
-    from distillguard.passport.registry import RevocationCache
+    from distillguard.passport import RevocationCache
 
     cache = gateway.core.verifier.revocations
     assert isinstance(cache, RevocationCache)

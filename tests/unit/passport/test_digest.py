@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distillguard.passport.digest import (
+from distillguard.passport._digest import (
     DigestAlgorithm,
     DigestStatus,
     check_content_digest,

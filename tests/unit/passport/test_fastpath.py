@@ -28,10 +28,10 @@ from distillguard.passport import (
     RequestVerifier,
     VerifierPolicy,
 )
+from distillguard.passport._digest import DigestAlgorithm, check_content_digest, make_content_digest
 from distillguard.passport._fastpath import digest_matches, parse_canonical
-from distillguard.passport.digest import DigestAlgorithm, check_content_digest, make_content_digest
-from distillguard.passport.sfv import InnerList, Item, Token, serialize_inner_list, serialize_item
-from distillguard.passport.signatures import ParsedSignature, parse_signatures, signature_base
+from distillguard.passport._sfv import InnerList, Item, Token, serialize_inner_list, serialize_item
+from distillguard.passport._signatures import ParsedSignature, parse_signatures, signature_base
 
 NOW = 1_800_000_000  # same instant as conftest.NOW
 URL = "https://api.example.com/v1/chat/completions?stream=1"

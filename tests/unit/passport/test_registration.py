@@ -27,7 +27,7 @@ from distillguard.passport import (
     VerifierPolicy,
     agent_jwk,
 )
-from distillguard.passport.verifier import default_authorities
+from distillguard.passport._verifier import default_authorities
 
 NOW = 1_800_000_000
 URL = "https://api.example.com/v1/chat/completions"
@@ -202,6 +202,6 @@ def test_public_url_rejects_requests_signed_for_another_host(
     other = "https://evil.example/v1/chat/completions"
     v._clock = lambda: float(NOW)
     assert _rejection(v, _request(passport, key, url=other)) is RejectionReason.WRONG_AUTHORITY
-    with caplog.at_level(logging.WARNING, logger="distillguard.passport.verifier"):
+    with caplog.at_level(logging.WARNING, logger="distillguard.passport._verifier"):
         RequestVerifier.from_settings(Settings(home=tmp_path), keyring)
     assert "requests signed for any host are accepted" in caplog.text

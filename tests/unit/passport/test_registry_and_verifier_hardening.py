@@ -14,13 +14,13 @@ import pytest
 from distillguard.keyring import Keyring
 from distillguard.passport import (
     MemoryNonceCache,
+    Passport,
     PassportValidator,
     RegistrationCache,
     RequestVerifier,
     SQLitePassportRegistry,
 )
-from distillguard.passport import verifier as verifier_module
-from distillguard.passport.credential import Passport
+from distillguard.passport import _verifier as verifier_module
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_verifier_without_registry_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(verifier_module, "_warned_no_registry", False)
-    caplog.set_level(logging.WARNING, logger="distillguard.passport.verifier")
+    caplog.set_level(logging.WARNING, logger="distillguard.passport._verifier")
     _verifier(keyring, registrations=RegistrationCache(registry))
     assert not caplog.records  # a verifier with a registry check is quiet
     _verifier(keyring)

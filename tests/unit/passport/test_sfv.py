@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.errors import StructuredFieldError
-from distillguard.passport.sfv import (
+from distillguard.passport._sfv import (
     InnerList,
     Item,
     Limits,

@@ -18,8 +18,8 @@ from http_message_signatures import (
 from http_message_signatures.resolvers import MappingKeyResolver
 
 from distillguard.errors import SignatureError
-from distillguard.passport.sfv import Item
-from distillguard.passport.signatures import (
+from distillguard.passport._sfv import Item
+from distillguard.passport._signatures import (
     HttpRequest,
     HttpResponse,
     component_id,

@@ -377,7 +377,7 @@ def test_a_store_of_the_previous_release_is_migrated_with_its_data(
         assert report.ok, [f.to_dict() for f in report.findings]
         assert report.checkpoints_checked == expected["checkpoints"]
         # the other components read their rows back through today's code
-        from distillguard.passport.registry import StorePassportRegistry
+        from distillguard.passport import StorePassportRegistry
         from distillguard.privacy.holds import LegalHolds
 
         record = StorePassportRegistry(store).get("pp-1")

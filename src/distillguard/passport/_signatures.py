@@ -8,7 +8,7 @@ A signature covers an ordered list of *components* of a message: derived compone
 its bytes as they are (RFC 9421 section 3.3.6).
 
 This module is the protocol layer: it knows nothing of passports, clocks or replay (see
-:mod:`distillguard.passport.verifier`). Requests and responses are described by the small value
+:mod:`distillguard.passport._verifier`). Requests and responses are described by the small value
 objects :class:`HttpRequest` and :class:`HttpResponse`, so any HTTP library can use it.
 
 Example::
@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from distillguard.errors import SignatureError, StructuredFieldError
-from distillguard.passport.sfv import (
+from distillguard.passport._sfv import (
     InnerList,
     Item,
     Limits,

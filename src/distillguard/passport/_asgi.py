@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from distillguard.passport.credential import IssuerKey
-from distillguard.passport.digest import make_content_digest
+from distillguard.passport._credential import IssuerKey
+from distillguard.passport._digest import make_content_digest
+from distillguard.passport._signatures import HttpRequest, HttpResponse, component_id, sign_message
+from distillguard.passport._verifier import Rejection, RejectionReason, RequestVerifier
 from distillguard.passport.registry import PassportRegistry
-from distillguard.passport.signatures import HttpRequest, HttpResponse, component_id, sign_message
-from distillguard.passport.verifier import Rejection, RejectionReason, RequestVerifier
 
 __all__ = [
     "DIRECTORY_MEDIA_TYPE",

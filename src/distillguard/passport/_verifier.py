@@ -51,11 +51,11 @@ from distillguard.errors import (
     StorageError,
     StructuredFieldError,
 )
+from distillguard.passport._credential import Passport, PassportProblem, PassportValidator
+from distillguard.passport._digest import DigestStatus, check_content_digest
 from distillguard.passport._fastpath import Shape, digest_matches, parse_canonical
-from distillguard.passport.credential import Passport, PassportProblem, PassportValidator
-from distillguard.passport.digest import DigestStatus, check_content_digest
-from distillguard.passport.replay import AsyncNonceCache, MemoryNonceCache, NonceCache
-from distillguard.passport.signatures import (
+from distillguard.passport._replay import AsyncNonceCache, MemoryNonceCache, NonceCache
+from distillguard.passport._signatures import (
     ED25519_ALG,
     HttpRequest,
     ParsedSignature,
@@ -393,7 +393,7 @@ class RequestVerifier:
             a passport minted with a leaked issuer key would then be accepted.
             :meth:`from_settings` always sets it.
         nonce_cache: the replay cache (default: in process); an async one
-            (:class:`~distillguard.passport.replay.AsyncRedisNonceCache`) needs :meth:`averify`.
+            (:class:`~distillguard.passport._replay.AsyncRedisNonceCache`) needs :meth:`averify`.
         policy: what is accepted.
         counter: where rejections are counted (default: a new one, see :attr:`counter`).
         clock: time source in UNIX seconds.
@@ -460,12 +460,12 @@ class RequestVerifier:
         ``gateway.public_url``; when neither is set any authority is accepted and a warning is
         logged.
         """
+        from distillguard.passport._replay import AsyncRedisNonceCache, RedisNonceCache
         from distillguard.passport.registry import (
             RegistrationCache,
             RevocationCache,
             open_registry,
         )
-        from distillguard.passport.replay import AsyncRedisNonceCache, RedisNonceCache
 
         cfg = settings.passport
         cache: NonceCache | AsyncNonceCache

@@ -23,7 +23,7 @@ Key compromise: a passport signed by a *retired* issuer key is accepted only whe
 at or before the key's retirement (``retired_issuer_key`` otherwise), and one signed by a key
 marked *compromised* is never accepted (``compromised_issuer_key``). A leaked retired key can
 still mint a passport with a back-dated ``iat``; the gateway's verifier closes that by accepting
-only passports recorded in the registry (see :mod:`~distillguard.passport.verifier`).
+only passports recorded in the registry (see :mod:`~distillguard.passport._verifier`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from distillguard.errors import StructuredFieldError
-from distillguard.passport.sfv import Item, Limits, parse_dictionary, serialize_dictionary
+from distillguard.passport._sfv import Item, Limits, parse_dictionary, serialize_dictionary
 
 __all__ = [
     "DigestAlgorithm",

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from distillguard.errors import ConfigurationError
-from distillguard.passport.credential import agent_jwk, agent_kid
-from distillguard.passport.digest import make_content_digest
-from distillguard.passport.sfv import serialize_bare_item
-from distillguard.passport.signatures import HttpRequest, sign_message
-from distillguard.passport.verifier import PASSPORT_HEADER, WEB_BOT_AUTH_TAG
+from distillguard.passport._credential import agent_jwk, agent_kid
+from distillguard.passport._digest import make_content_digest
+from distillguard.passport._sfv import serialize_bare_item
+from distillguard.passport._signatures import HttpRequest, sign_message
+from distillguard.passport._verifier import PASSPORT_HEADER, WEB_BOT_AUTH_TAG
 
 __all__ = ["Auth", "RequestSigner", "httpx2_auth", "load_agent_key"]
 
