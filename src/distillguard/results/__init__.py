@@ -18,6 +18,15 @@ console, the evaluation). File names, format markers and versions live here and 
 Every reader raises :class:`~distillguard.errors.ResultFormatError` (an ``InputError``) naming
 the file and the field when a file is missing, corrupt, breaks its format, or carries a format
 version newer than this release reads. See ``docs/results.md``.
+
+Limits (where a reader accepts what it should not, or cannot tell): the readers check each file
+on its own, not the files against each other (a campaign member missing from
+``account_scores.parquet`` is not noticed); ``scan_summary.json`` is free-form and only its
+``format`` marker is checked; version-1 scan and attribution files carry no marker, so a file of
+another program that happens to have the right fields reads as ours; without a marker,
+:func:`read_result` takes any object without a ``ranking`` for a radioactivity result of the
+loose shape; attribution statistics are written rounded (4 decimals, channels 3), so a result
+read back equals the written one only after that rounding.
 """
 
 from distillguard.results._any import read_result
