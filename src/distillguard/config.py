@@ -38,7 +38,15 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -60,10 +68,12 @@ __all__ = [
     "KeyringSettings",
     "LedgerSettings",
     "LoggingSettings",
+    "NamedUpstreamSettings",
     "PassportSettings",
     "RedactionSettings",
     "RetentionOverride",
     "RetentionSettings",
+    "RouteSettings",
     "SecretKind",
     "SecretUrl",
     "Settings",
@@ -337,6 +347,28 @@ class AggregateLimitSettings(_Section):
     burst: int = Field(default=60, ge=1, description="Requests allowed at once above the rate.")
 
 
+class NamedUpstreamSettings(_Section):
+    """An OpenAI-compatible upstream that routes name (``[gateway.upstreams.NAME]``)."""
+
+    url: SecretUrl = Field(description="Base URL (…/v1).")
+    api_key: SecretStr | None = Field(default=None, description="Bearer for this upstream.")
+
+
+class RouteSettings(_Section):
+    """Where requests for some models go: named upstreams tried in order (fallback on
+    unreachable, timeout, 5xx, 429, open circuit; a 4xx is final). First matching route wins."""
+
+    models: list[str] = Field(
+        min_length=1, description="Model names; a trailing * matches a prefix ('gpt-*', '*')."
+    )
+    upstreams: list[str] = Field(
+        min_length=1, description="Names of [gateway.upstreams.NAME] sections, tried in order."
+    )
+    model: str | None = Field(
+        default=None, description="The name the upstreams are asked for (default: the client's)."
+    )
+
+
 class AlertSettings(_Section):
     """Webhook alerts when an account or campaign crosses a risk level."""
 
@@ -404,6 +436,14 @@ class GatewaySettings(_Section):
     upstream_api_key: SecretStr | None = Field(default=None, description="Bearer for upstream.")
     upstream_model_path: Path | None = Field(default=None, description="Model for 'local'.")
     models: list[str] = Field(default_factory=lambda: ["stub-1"], description="Served models.")
+    upstreams: dict[str, NamedUpstreamSettings] = Field(
+        default_factory=dict, description="Named OpenAI-compatible upstreams for 'routes'."
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=list,
+        description="Several upstreams routed by model with fallback (used instead of "
+        "upstream/upstream_url when set; 'models' lists the names served).",
+    )
     upstream_timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Read timeout.")
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     upstream_retries: int = Field(default=2, ge=0, le=10, description="Retries on 5xx/connect.")
@@ -456,6 +496,13 @@ class GatewaySettings(_Section):
     )
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     images: GatewayImagesSettings = Field(default_factory=GatewayImagesSettings)
+
+    @model_validator(mode="after")
+    def _routes_name_upstreams(self) -> GatewaySettings:
+        unknown = sorted({n for r in self.routes for n in r.upstreams} - set(self.upstreams))
+        if unknown:
+            raise ValueError(f"routes name upstreams not in [gateway.upstreams]: {unknown}")
+        return self
 
 
 class WatermarkSettings(_Section):
@@ -646,6 +693,10 @@ def _mask_secrets(model: BaseModel, data: Any) -> Any:
             data[name] = _mask_secrets(value, data[name])
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
             data[name] = [_mask_secrets(v, d) for v, d in zip(value, data[name], strict=True)]
+        elif (
+            isinstance(value, dict) and value and isinstance(next(iter(value.values())), BaseModel)
+        ):
+            data[name] = {k: _mask_secrets(v, data[name][k]) for k, v in value.items()}
     return data
 
 

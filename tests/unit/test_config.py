@@ -427,7 +427,8 @@ def _walk(
         if kind is None:
             for sub in _models_in(info.annotation):
                 listed = get_origin(info.annotation) is list
-                out += _walk(sub, path, in_list or listed)
+                keyed = get_origin(info.annotation) is dict  # sections by name: one example
+                out += _walk(sub, (*path, "NAME") if keyed else path, in_list or listed)
     return out
 
 
@@ -448,6 +449,8 @@ def test_secret_settings_are_enumerated() -> None:
         ("gateway", "alerts", "webhooks"),
         ("gateway", "images", "upstream_url"),
         ("gateway", "images", "upstream_api_key"),
+        ("gateway", "upstreams", "NAME", "url"),
+        ("gateway", "upstreams", "NAME", "api_key"),
         ("image", "tsa_url"),
     ]:
         assert expected in paths
