@@ -10,14 +10,14 @@ from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, state_of
 from distillguard.config import mask_url
-from distillguard.store import open_store
-from distillguard.store._migrations import (
-    HEAD,
+from distillguard.store import (
     MIGRATIONS,
     applied_migrations,
-    migrate,
+    migrate_schema,
+    open_store,
     schema_state,
 )
+from distillguard.store import SCHEMA_HEAD as HEAD
 
 __all__ = ["register"]
 
@@ -136,7 +136,7 @@ def migrate_cmd(
     url = _url(ctx, store_url)
     with open_store(url, check_schema=False) as store:
         before = schema_state(store).version
-        applied = migrate(store, target=to)
+        applied = migrate_schema(store, target=to)
         after = schema_state(store).version
     data = {
         "store": mask_url(url),

@@ -9,6 +9,18 @@
 from __future__ import annotations
 
 from distillguard.errors import ConfigurationError
+from distillguard.store._migrations import (
+    HEAD as SCHEMA_HEAD,
+)
+from distillguard.store._migrations import (
+    MIGRATIONS,
+    AppliedMigration,
+    Migration,
+    SchemaState,
+    applied_migrations,
+    schema_state,
+)
+from distillguard.store._migrations import migrate as migrate_schema
 from distillguard.store._queries import (
     Activity,
     InfraUse,
@@ -21,19 +33,27 @@ from distillguard.store._queries import (
 from distillguard.store.base import Cursor, InsertHook, InsertHooks, Store, StoredExchange
 
 __all__ = [
+    "MIGRATIONS",
+    "SCHEMA_HEAD",
     "Activity",
+    "AppliedMigration",
     "Cursor",
     "InfraUse",
     "InsertHook",
     "InsertHooks",
+    "Migration",
+    "SchemaState",
     "Store",
     "StoredExchange",
     "account_exchange_count",
     "account_exchanges",
     "activity",
+    "applied_migrations",
     "infrastructure",
+    "migrate_schema",
     "one_exchange_per_account",
     "open_store",
+    "schema_state",
 ]
 
 

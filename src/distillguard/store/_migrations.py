@@ -39,14 +39,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from distillguard.errors import SchemaOutdatedError, SchemaVersionError
-
-if TYPE_CHECKING:
-    from distillguard.store.base import Cursor, Store
+from distillguard.store._cursor import Cursor
 
 __all__ = [
     "HEAD",
@@ -64,8 +63,35 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+class Store(Protocol):
+    """What migrations use of a store (:class:`distillguard.store.Store` has it)."""
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction."""
+
+    def q(self, sql: str) -> str:
+        """``?`` placeholders adapted to the backend."""
+
+    def ddl(self, statement: str) -> str:
+        """Type placeholders adapted to the backend."""
+
+    def existing_tables(self, cur: Cursor, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` are tables."""
+
+    def columns(self, cur: Cursor, table: str) -> set[str]:
+        """A table's column names."""
+
+    def forget_component_versions(self) -> None:
+        """Drop cached component versions."""
+
+
 #: A step: DDL text (both backends) or a function run with the migration's cursor.
-Step = str | Callable[["Store", "Cursor"], None]
+Step = str | Callable[["Store", Cursor], None]
 
 VERSIONS_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_versions "
@@ -402,7 +428,7 @@ def schema_state(store: Store) -> SchemaState:
 def applied_migrations(store: Store) -> list[AppliedMigration]:
     """The rows of ``schema_migrations``, oldest first (empty without a migration history)."""
     with store.transaction() as cur:
-        if not store.table_exists(cur, "schema_migrations"):
+        if not store.existing_tables(cur, ("schema_migrations",)):
             return []
         cur.execute(
             "SELECT version, name, applied_at, applied_by FROM schema_migrations ORDER BY version"

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 import orjson
 
 from distillguard._internal.timeutil import from_micros, to_micros
 from distillguard.errors import StorageError
 from distillguard.records.model import EXCHANGE_FIELDS, Account, Exchange, Message
+from distillguard.store._cursor import Cursor
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -49,22 +50,6 @@ _VERSIONS_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_versions "
     "(component {text} PRIMARY KEY, version {bigint} NOT NULL)"
 )
-
-
-class Cursor(Protocol):
-    """The part of a DB-API 2 cursor that DistillGuard uses (sqlite3 and psycopg both fit)."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any:
-        """Run one statement."""
-
-    def executemany(self, sql: Any, params: Any, /) -> Any:
-        """Run one statement for each parameter row."""
-
-    def fetchone(self) -> Any:
-        """The next row, or None."""
-
-    def fetchall(self) -> list[Any]:
-        """All remaining rows."""
 
 
 @dataclass(frozen=True, slots=True)
