@@ -54,6 +54,7 @@ from distillguard.gateway.upstream import (
     OpenAIUpstream,
     StubUpstream,
     Upstream,
+    routed_upstream,
 )
 from distillguard.passport import KeyDirectory, PassportRegistry, RequestVerifier, RevocationCache
 from distillguard.store import Store, open_store
@@ -76,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
-class ClusterView(Protocol):
+class _ClusterView(Protocol):
     """An online scorer that also lists its clusters (the campaigns shown to analysts)."""
 
     def clusters(self) -> list[dict[str, Any]]:
@@ -159,6 +160,8 @@ def _admin_token(settings: Settings) -> str:
 
 def _upstream(settings: Settings, keyring: Keyring) -> Upstream:
     cfg = settings.gateway
+    if cfg.routes:  # [[gateway.routes]] over [gateway.upstreams]: routed by model, with fallback
+        return routed_upstream(cfg)
     if cfg.upstream == "stub":
         return StubUpstream(models=cfg.models)
     if cfg.upstream == "openai":
@@ -377,7 +380,7 @@ def _assemble(
         ledger_key=ledger_key,
         ledger_origin=settings.ledger.origin,
         ledger_public_keys=ledger_public_keys,
-        clusters=the_scorer.clusters if isinstance(the_scorer, ClusterView) else None,
+        clusters=the_scorer.clusters if isinstance(the_scorer, _ClusterView) else None,
     )
     policy.set_overrides(operations.load_overrides())
 

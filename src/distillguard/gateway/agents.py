@@ -82,6 +82,18 @@ class AgentFactory:
     def __repr__(self) -> str:
         return f"AgentFactory(issuer={self.issuer!r})"
 
+    def close(self) -> None:
+        """Close the passport registry (its store connection pool, for a store registry)."""
+        close = getattr(self.registry, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> AgentFactory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> AgentFactory:
         """The factory for the keyring and passport registry of ``settings``."""

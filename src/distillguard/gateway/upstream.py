@@ -37,12 +37,15 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 import orjson
 
 from distillguard.errors import UpstreamError, UpstreamTimeoutError
+
+if TYPE_CHECKING:
+    from distillguard.config import GatewaySettings
 
 __all__ = [
     "CircuitBreaker",
@@ -54,13 +57,18 @@ __all__ = [
     "RoutedUpstream",
     "StreamChunk",
     "StubUpstream",
+    "ToolCallAccumulator",
     "Upstream",
     "UpstreamCapabilities",
     "UpstreamHTTPError",
     "UpstreamHints",
     "check_result",
     "check_text",
+    "check_tool_calls",
     "count_tokens",
+    "loads_lenient",
+    "retry_after_s",
+    "routed_upstream",
     "send_with_retries",
     "stub_app",
 ]
@@ -1125,17 +1133,23 @@ class RoutedUpstream:
 
     Args:
         routes: the routes, first match wins.
+        served: the model names the gateway lists and accepts (default: the routes' exact
+            names); each must match a route.
 
     Raises:
-        ValueError: no route, or a route without upstreams.
+        ValueError: no route, a route without upstreams, or a served name no route matches.
     """
 
     name = "routed"
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[Route], *, served: Sequence[str] = ()) -> None:
         if not routes or any(not r.upstreams for r in routes):
             raise ValueError("RoutedUpstream needs routes, each with at least one upstream")
         self.routes = tuple(routes)
+        unrouted = [m for m in served if not self.serves(m)]
+        if unrouted:
+            raise ValueError(f"no route matches the served models {unrouted}")
+        self._served = list(served)
         every = [u for r in self.routes for u in r.upstreams]
         self.capabilities = UpstreamCapabilities(
             generation_watermark=all(u.capabilities.generation_watermark for u in every),
@@ -1146,7 +1160,10 @@ class RoutedUpstream:
         return f"RoutedUpstream(routes={len(self.routes)})"
 
     def models(self) -> list[str]:
-        """The exact model names of every route (patterns with ``*`` are not listed)."""
+        """The served names, or the exact model names of every route (patterns with ``*`` are
+        not listed)."""
+        if self._served:
+            return list(self._served)
         names: list[str] = []
         for r in self.routes:
             names += [m for m in r.models if "*" not in m and m not in names]
@@ -1237,6 +1254,46 @@ class RoutedUpstream:
         for r in self.routes:
             for u in r.upstreams:
                 await u.aclose()
+
+
+def routed_upstream(
+    settings: GatewaySettings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> RoutedUpstream:
+    """The :class:`RoutedUpstream` of ``[gateway.upstreams]`` and ``[[gateway.routes]]``: one
+    :class:`OpenAIUpstream` per named upstream (its own circuit breaker; timeouts and retries
+    from ``[gateway]``), shared by the routes that name it.
+
+    ``transports`` (tests) replaces the HTTP transport of named upstreams.
+
+    Raises:
+        ValueError: no route is configured.
+    """
+    if not settings.routes:
+        raise ValueError("no [[gateway.routes]] configured")
+    built: dict[str, Upstream] = {}
+    for name, cfg in settings.upstreams.items():
+        built[name] = OpenAIUpstream(
+            base_url=cfg.url,
+            api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+            models=(),
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_timeout_s,
+            retries=settings.upstream_retries,
+            breaker=CircuitBreaker(
+                failures=settings.breaker_failures, reset_s=settings.breaker_reset_s
+            ),
+            transport=(transports or {}).get(name),
+            name=name,
+        )
+    routes = [
+        Route(
+            models=tuple(r.models),
+            upstreams=tuple(built[n] for n in r.upstreams),
+            model=r.model,
+        )
+        for r in settings.routes
+    ]
+    return RoutedUpstream(routes, served=settings.models)
 
 
 # -- the stub as its own HTTP service -----------------------------------------------------------

@@ -26,6 +26,16 @@ from distillguard.testing import postgres_store_url
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
+_factories: list[AgentFactory] = []
+
+
+def factory(settings: Settings, **kwargs: Any) -> AgentFactory:
+    """An agent factory closed (with its store registry's pool) when the test ends."""
+    f = AgentFactory.from_settings(settings, **kwargs)
+    _factories.append(f)
+    return f
+
+
 @pytest.fixture
 def production(tmp_path: Path) -> Iterator[tuple[Settings, Gateway, Gateway]]:
     redis = pytest.importorskip("redis")
@@ -54,6 +64,8 @@ def production(tmp_path: Path) -> Iterator[tuple[Settings, Gateway, Gateway]]:
         finally:
             a.close_sync()
             b.close_sync()
+            while _factories:
+                _factories.pop().close()
             for key in r.scan_iter(prefix + "*"):
                 r.delete(key)
 
@@ -64,7 +76,7 @@ def run(coro: Any) -> Any:
 
 def test_replicas_share_store_ledger_and_audit(production: Any) -> None:
     settings, a, b = production
-    agents = [AgentFactory.from_settings(settings).issue(f"acct-{i}") for i in range(3)]
+    agents = [factory(settings).issue(f"acct-{i}") for i in range(3)]
 
     async def go() -> list[int]:
         async def one(i: int) -> int:
@@ -91,7 +103,7 @@ def test_replicas_share_store_ledger_and_audit(production: Any) -> None:
 
 def test_a_request_replayed_to_the_other_replica_is_refused(production: Any) -> None:
     settings, a, b = production
-    agent = AgentFactory.from_settings(settings).issue("acct-replay")
+    agent = factory(settings).issue("acct-replay")
     body = httpx.Request("POST", BASE_URL + "/v1/chat/completions", json=chat_body()).content
     url = BASE_URL + "/v1/chat/completions"
     headers = {"content-type": "application/json", "host": "gateway.test"}
@@ -111,7 +123,7 @@ def test_a_request_replayed_to_the_other_replica_is_refused(production: Any) -> 
 
 def test_rate_limits_are_shared(production: Any) -> None:
     settings, a, b = production
-    agent = AgentFactory.from_settings(settings, requests_per_minute=12).issue("acct-rl")
+    agent = factory(settings, requests_per_minute=12).issue("acct-rl")
 
     async def go() -> list[int]:
         out = []
@@ -126,7 +138,7 @@ def test_rate_limits_are_shared(production: Any) -> None:
 
 def test_revocation_on_one_replica_reaches_the_other(production: Any) -> None:
     settings, a, b = production
-    agent = AgentFactory.from_settings(settings).issue("acct-rev")
+    agent = factory(settings).issue("acct-rev")
 
     async def go() -> list[int]:
         out = []
@@ -153,7 +165,7 @@ def test_revocation_on_one_replica_reaches_the_other(production: Any) -> None:
 
 def test_override_set_on_one_replica_applies_on_the_other(production: Any) -> None:
     settings, a, b = production
-    agent = AgentFactory.from_settings(settings).issue("acct-ov")
+    agent = factory(settings).issue("acct-ov")
 
     async def go() -> list[Any]:
         out: list[Any] = []

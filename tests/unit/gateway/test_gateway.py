@@ -138,9 +138,11 @@ def test_unsigned_request_is_refused_with_a_problem(gateway: Gateway) -> None:
 
 def test_revoked_passport_is_refused(gateway: Gateway, agents: AgentFactory) -> None:
     agent = agents.issue("acct-4")
-    from distillguard.passport import RevocationCache
+    from distillguard.passport import RequestVerifier, RevocationCache
 
-    cache = gateway.core.verifier.revocations
+    verifier = gateway.core.verifier
+    assert isinstance(verifier, RequestVerifier)
+    cache = verifier.revocations
     assert isinstance(cache, RevocationCache)
     cache.revoke(agent.passport_id, reason="test")
 

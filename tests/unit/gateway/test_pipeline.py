@@ -335,3 +335,43 @@ def test_retry_after_forms() -> None:
 def test_tool_input_is_always_an_object(arguments: str) -> None:
     value = tool_input(arguments)
     assert isinstance(value, dict)
+
+
+def test_routes_from_the_configuration_fall_back_through_the_gateway(tmp_path: Path) -> None:
+    """[gateway.upstreams] + [[gateway.routes]]: the primary answers 503, the backup answers."""
+    from distillguard.gateway.upstream import routed_upstream, stub_app
+
+    async def down(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    settings = make_settings(
+        tmp_path,
+        models=["chat-1"],
+        upstream_retries=0,
+        upstreams={"primary": {"url": "http://a.test/v1"}, "backup": {"url": "http://b.test/v1"}},
+        routes=[{"models": ["chat-*"], "upstreams": ["primary", "backup"], "model": "stub-1"}],
+    )
+    upstream = routed_upstream(
+        settings.gateway,
+        transports={
+            "primary": httpx.ASGITransport(app=down),
+            "backup": httpx.ASGITransport(app=stub_app()),
+        },
+    )
+    assert upstream.models() == ["chat-1"]
+    gateway = create_gateway(settings, upstream=upstream)
+    agent = AgentFactory.from_settings(settings).issue("acct-route")
+
+    async def go() -> httpx.Response:
+        async with client(gateway, agent) as c:
+            return await c.post("/v1/chat/completions", json=chat_body("hi", model="chat-1"))
+
+    try:
+        r = asyncio.run(go())
+    finally:
+        gateway.close_sync()
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    with pytest.raises(ValueError, match="no route matches"):
+        RoutedUpstream([Route(models=("a",), upstreams=(StubUpstream(),))], served=["b"])

@@ -164,3 +164,26 @@ def test_several_workers_with_redis_state_start_with_the_head_limit(
     import pickle
 
     assert pickle.loads(pickle.dumps(http)).keywords == {"max_head_bytes": 8192}  # to workers
+
+
+def test_configured_routes_build_a_routed_upstream(tmp_path: Path) -> None:
+    """[gateway.upstreams] + [[gateway.routes]] in the configuration: the served gateway routes."""
+    from distillguard.app import create_gateway
+    from distillguard.gateway.testing import make_settings
+    from distillguard.gateway.upstream import OpenAIUpstream, RoutedUpstream
+
+    settings = make_settings(
+        tmp_path,
+        models=["chat-1"],
+        upstreams={"primary": {"url": "http://a.test/v1"}, "backup": {"url": "http://b.test/v1"}},
+        routes=[{"models": ["chat-*"], "upstreams": ["primary", "backup"]}],
+    )
+    gw = create_gateway(settings)
+    try:
+        upstream = gw.core.upstream
+        assert isinstance(upstream, RoutedUpstream)
+        assert upstream.models() == ["chat-1"]
+        assert [u.name for u in upstream.routes[0].upstreams] == ["primary", "backup"]
+        assert all(isinstance(u, OpenAIUpstream) for u in upstream.routes[0].upstreams)
+    finally:
+        gw.close_sync()
