@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from distillguard.privacy import PiiKind, RedactingFilter, Redactor
-from distillguard.privacy.redact import _BUILTIN_RULES
+from distillguard.privacy._redact import _BUILTIN_RULES
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "unit" / "privacy" / "data"
 _MARK = re.compile(r"⟦[A-Z]+\|(.*?)⟧", re.S)

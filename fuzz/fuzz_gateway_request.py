@@ -28,7 +28,7 @@ from distillguard.gateway.core import (
     _forwarded_ip,
     _header_text,
 )
-from distillguard.passport.verifier import _model_of
+from distillguard.passport._verifier import _model_of
 
 
 def _storable(text: str) -> None:

@@ -21,9 +21,9 @@ import sys
 
 from distillguard.errors import StructuredFieldError
 from distillguard.passport._fastpath import digest_matches, parse_canonical
-from distillguard.passport.digest import check_content_digest
-from distillguard.passport.sfv import parse_dictionary, parse_item, parse_list
-from distillguard.passport.signatures import parse_signatures
+from distillguard.passport._digest import check_content_digest
+from distillguard.passport._sfv import parse_dictionary, parse_item, parse_list
+from distillguard.passport._signatures import parse_signatures
 
 
 def test_one_input(data: bytes) -> None:

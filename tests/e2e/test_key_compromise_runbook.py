@@ -78,7 +78,8 @@ def status_and_code(settings: Settings, agent: Agent) -> tuple[int, str | None]:
         r = asyncio.run(go())
     finally:
         gateway.close_sync()
-    code = r.json().get("code") if r.status_code != 200 else None
+    # the OpenAI endpoints answer errors in the OpenAI shape: {"error": {"code": ...}}
+    code = r.json()["error"]["code"] if r.status_code != 200 else None
     return r.status_code, code
 
 
@@ -153,8 +154,7 @@ def test_ledger_key_compromise_runbook(home: Path, capsys: pytest.CaptureFixture
     sign a checkpoint with the new key, review and re-sign the tombstones: the audit passes,
     naming the old checkpoints as distrusted; a checkpoint forged with the leaked key over a
     tree no trusted checkpoint covers still fails it."""
-    from distillguard.ledger import Ledger
-    from distillguard.ledger.checkpoint import sign_checkpoint
+    from distillguard.ledger import Ledger, sign_checkpoint
     from distillguard.records.model import Account
     from distillguard.store import open_store
     from distillguard.store.base import new_salts

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from distillguard.app.ingest import ingest_log
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 CHILD = textwrap.dedent(

@@ -35,13 +35,15 @@ def ipv6_spellings(draw: st.DrawFn) -> tuple[int, str]:
 
     parts = [fmt(g) for g in groups[:n]]
     tail = [".".join(str(b) for b in (value & 0xFFFFFFFF).to_bytes(4, "big"))] if dotted else []
-    runs = [
-        (i, j)
-        for i in range(n)
-        for j in range(i + 1, n + 1)
-        if all(g == 0 for g in groups[i:j]) and (j - i > 1 or draw(st.booleans()))
-    ]
-    if runs and draw(st.booleans()):
+    runs: list[tuple[int, int]] = []
+    for i in range(n):
+        for j in range(i + 1, n + 1):
+            if all(g == 0 for g in groups[i:j]):
+                single_ok: bool = draw(st.booleans())
+                if j - i > 1 or single_ok:
+                    runs.append((i, j))
+    compress: bool = draw(st.booleans())
+    if runs and compress:
         i, j = draw(st.sampled_from(runs))
         text = ":".join(parts[:i]) + "::" + ":".join(parts[j:] + tail)
     else:
@@ -246,11 +248,11 @@ def test_regression_ipv6_network_is_the_same_in_every_consumer(tmp_path: Path) -
     """Issue 20: the scan (DuckDB), the online monitor, the console and the evidence report each
     had their own /48 and disagreed on compressed IPv6. One address family, three spellings of
     one /48: every consumer must give ``2001:db8::/48`` for all three."""
+    from distillguard.app.ingest import ingest_log
     from distillguard.console.data import ConsoleQueries
     from distillguard.monitor._load import load_log
     from distillguard.monitor.online import OnlineScorer
     from distillguard.store import infrastructure, open_store
-    from distillguard.app.ingest import ingest_log
     from distillguard.testing import make_exchange
 
     log = _ipv6_log(tmp_path / "log")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from distillguard._internal.files import atomic_write_private, ensure_private, open_private
+from distillguard.app.ingest import ingest_log
 from distillguard.store import open_store
 from distillguard.store.export import export_log
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 

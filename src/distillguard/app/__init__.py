@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Door,
         Operations,
         PassportRequest,
+        operations_from_settings,
     )
     from distillguard.app.server import (
         Application,
@@ -52,6 +53,7 @@ _OPERATIONS = frozenset(
         "Door",
         "Operations",
         "PassportRequest",
+        "operations_from_settings",
     }
 )
 _SERVER = frozenset(
@@ -80,6 +82,7 @@ __all__ = [
     "create_application",
     "create_gateway",
     "detected_workers",
+    "operations_from_settings",
     "tune_gc_for_serving",
 ]
 

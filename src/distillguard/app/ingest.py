@@ -36,8 +36,7 @@ import orjson
 
 from distillguard._internal.timeutil import to_micros
 from distillguard.ledger import DEFAULT_ORIGIN, Ledger
-from distillguard.privacy.minimise import Minimiser
-from distillguard.privacy.policy import RetentionPolicy
+from distillguard.privacy import Minimiser, RetentionPolicy
 from distillguard.records.reader import MAX_QUARANTINE_BYTES, ReadReport, read_log
 from distillguard.store import Store
 from distillguard.store.base import new_salts

@@ -24,7 +24,7 @@ When it misfires: an action whose store write fails raises (nothing is half-writ
 object is left as it was); a revocation is written to the passport registry first and audited
 after, so a store failure between the two leaves a revocation without its audit row (logged).
 Audit rows written by console versions before this service (table ``console_audit``) are
-copied into ``operations_audit`` once, when the table is first created.
+copied into ``operations_audit`` by the store's migration 2 (``distillguard db migrate``).
 """
 
 from __future__ import annotations
@@ -41,23 +41,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from distillguard._internal.timeutil import from_micros, to_micros
 from distillguard.errors import ConfigurationError, InputError
-from distillguard.gateway.policy import (
-    Action,
-    ActionDecision,
-    ActionRecord,
-    OnlineScorer,
-    Override,
-    Policy,
-    RiskView,
-    action_from_row,
-    ensure_action_tables,
-    insert_action,
-    new_action_record,
-)
 from distillguard.store import Cursor, Store
 from distillguard.store.base import ACCOUNT_COLUMNS, account_from_row
 
 if TYPE_CHECKING:
+    from distillguard.config import Settings
+    from distillguard.gateway.policy import (
+        Action,
+        ActionDecision,
+        ActionRecord,
+        OnlineScorer,
+        Override,
+        Policy,
+        RiskView,
+    )
     from distillguard.keyring import SigningKey
     from distillguard.ledger.checkpoint import LedgerKey
     from distillguard.monitor.feedback import AnalystLabel
@@ -81,6 +78,7 @@ __all__ = [
     "Door",
     "Operations",
     "PassportRequest",
+    "operations_from_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -207,41 +205,14 @@ def _audit_from_row(r: Sequence[Any]) -> AuditEntry:
     )
 
 
-def ensure_audit_tables(store: Store) -> None:
-    """Create the audit table if needed; the first time, copy the console's older audit rows.
+def _ensure_audit_tables(store: Store) -> None:
+    """Check that the store holds the audit table (component ``operations``; migration 2 of the
+    store creates it, and copies the rows of the console's older ``console_audit`` once).
 
     Raises:
-        SchemaVersionError: the store holds a newer ``operations`` schema than this code.
+        SchemaVersionError, SchemaOutdatedError: the store's schema is not this code's.
     """
-    with store.transaction() as cur:
-        cur.execute(
-            store.ddl(
-                "CREATE TABLE IF NOT EXISTS schema_versions "
-                "(component {text} PRIMARY KEY, version {bigint} NOT NULL)"
-            )
-        )
-        cur.execute(store.q("SELECT 1 FROM schema_versions WHERE component = ?"), ("operations",))
-        first = cur.fetchone() is None
     store.ensure_tables("operations", AUDIT_SCHEMA_VERSION, AUDIT_DDL)
-    if first:
-        _copy_console_audit(store)
-
-
-def _copy_console_audit(store: Store) -> None:
-    """Copy ``console_audit`` (written by the console before this service) if it exists."""
-    try:
-        with store.transaction() as cur:
-            cur.execute(
-                "INSERT INTO operations_audit (audit_id, ts, actor, door, action, target, "
-                "reason, outcome) SELECT audit_id, ts, analyst, 'console', action, target, "
-                "reason, outcome FROM console_audit"
-            )
-            copied = int(getattr(cur, "rowcount", 0) or 0)
-    except Exception as exc:  # no such table: nothing to copy (both backends raise their own)
-        logger.debug("no console audit rows to copy (%s)", type(exc).__name__)
-        return
-    if copied > 0:
-        logger.info("copied %d console audit rows into operations_audit", copied)
 
 
 class Operations:
@@ -249,8 +220,11 @@ class Operations:
 
     Args:
         store: the service's own store connection (closed by :meth:`close`).
-        policy: the gateway's policy; its overrides are replaced after every change.
-        scorer: the online scorer (risk shown with accounts, recorded with actions).
+        policy: the gateway's policy; its overrides are replaced after every change. None
+            outside the server (the CLI): overrides are written to the store only, and the
+            gateways pick them up when they reload them; :meth:`status` needs a policy.
+        scorer: the online scorer (risk shown with accounts, recorded with actions); None:
+            zero risk.
         registry: the passport registry (issued passports, revocations).
         revocations: the verifier's revocation cache, when there is one: a revocation goes
             through it and is refused by this process at once.
@@ -260,14 +234,18 @@ class Operations:
         ledger_public_keys: public keys that checkpoints may carry (the ledger audit).
         clusters: the online scorer's clusters, when it has them.
         clock: the current time (aware UTC); read once per operation.
+        close_registry: :meth:`close` also closes ``registry`` (the service opened it).
+
+    The gateway's modules (the override and action-log tables and types) are imported on the
+    first override call, so that the other actions work on an install without the gateway.
     """
 
     def __init__(
         self,
         *,
         store: Store,
-        policy: Policy,
-        scorer: OnlineScorer,
+        policy: Policy | None = None,
+        scorer: OnlineScorer | None = None,
         registry: PassportRegistry,
         revocations: RevocationCache | None = None,
         issuer: PassportIssuer | None = None,
@@ -276,6 +254,7 @@ class Operations:
         ledger_public_keys: Sequence[LedgerKey] = (),
         clusters: Callable[[], list[dict[str, Any]]] | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        close_registry: bool = False,
     ) -> None:
         self._store = store
         self._lock = threading.RLock()
@@ -289,9 +268,10 @@ class Operations:
         self.ledger_public_keys = tuple(ledger_public_keys)
         self._clusters = clusters
         self._clock = clock
+        self._close_registry = close_registry
+        self._action_tables = False
         with self._lock:
-            ensure_action_tables(store)
-            ensure_audit_tables(store)
+            _ensure_audit_tables(store)
 
     def __repr__(self) -> str:
         return f"Operations(store={self._store!r})"
@@ -319,9 +299,26 @@ class Operations:
         return True
 
     def close(self) -> None:
-        """Close the store connection."""
+        """Close the store connection (and the registry when the service opened it)."""
         with self._lock:
             self._store.close()
+        if self._close_registry:
+            self.registry.close()
+
+    def _overrides_ready(self) -> None:
+        """Create the gateway's override and action-log tables once (call under the lock)."""
+        if not self._action_tables:
+            from distillguard.gateway.policy import ensure_action_tables
+
+            ensure_action_tables(self._store)
+            self._action_tables = True
+
+    def _risk(self, account_id: str) -> RiskView:
+        if self.scorer is not None:
+            return self.scorer.score(account_id)
+        from distillguard.gateway.policy import RiskScore
+
+        return RiskScore()
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -388,8 +385,14 @@ class Operations:
     # -- accounts -------------------------------------------------------------------------------
 
     def status(self, account_id: str) -> AccountStatus:
-        """The account's risk, the policy's action on it now, and its override."""
-        risk = self.scorer.score(account_id)
+        """The account's risk, the policy's action on it now, and its override.
+
+        Raises:
+            ConfigurationError: the service has no live policy (outside the server).
+        """
+        if self.policy is None:
+            raise ConfigurationError("an account's current action needs the gateway's policy")
+        risk = self._risk(account_id)
         return AccountStatus(
             account_id=account_id,
             risk=risk,
@@ -423,7 +426,10 @@ class Operations:
 
     def load_overrides(self) -> list[Override]:
         """Every analyst override in the store (what the gateway's policy applies)."""
+        from distillguard.gateway.policy import Action, Override
+
         with self._lock, self._store.transaction() as cur:
+            self._overrides_ready()
             cur.execute(
                 "SELECT account_id, action, reason, actor, set_at, expires_at "
                 "FROM gateway_overrides"
@@ -445,6 +451,7 @@ class Operations:
         """The accounts whose override is ``action``."""
         s = self._store
         with self._lock, s.transaction() as cur:
+            self._overrides_ready()
             cur.execute(
                 s.q("SELECT account_id FROM gateway_overrides WHERE action = ?"), (action.value,)
             )
@@ -469,6 +476,13 @@ class Operations:
             InputError: an empty account id or reason, or an expiry that is not positive.
             StorageError: the store could not be written (nothing was).
         """
+        from distillguard.gateway.policy import (
+            ActionDecision,
+            Override,
+            insert_action,
+            new_action_record,
+        )
+
         if not account_id:
             raise InputError("an action needs an account id")
         reason = _reason(reason)
@@ -487,13 +501,14 @@ class Operations:
             action=action,
             reason=f"set by {actor.name} ({actor.door}): {reason}",
             source="admin",
-            risk=self.scorer.score(account_id),
+            risk=self._risk(account_id),
         )
         record = dataclasses.replace(
             new_action_record(account_id=account_id, exchange_id=None, decision=decision), ts=now
         )
         s = self._store
         with self._lock:
+            self._overrides_ready()
             with s.transaction() as cur:
                 cur.execute(
                     s.q("DELETE FROM gateway_overrides WHERE account_id = ?"), (account_id,)
@@ -522,7 +537,8 @@ class Operations:
                     outcome="applied",
                     at=now,
                 )
-            self.policy.set_overrides(self.load_overrides())
+            if self.policy is not None:
+                self.policy.set_overrides(self.load_overrides())
         return ActionOutcome(override=override, action_id=record.action_id, audit=entry)
 
     def clear_action(self, account_id: str, *, actor: Actor, reason: str = "-") -> bool:
@@ -531,6 +547,7 @@ class Operations:
         s = self._store
         now = self._now()
         with self._lock:
+            self._overrides_ready()
             with s.transaction() as cur:
                 cur.execute(
                     s.q("DELETE FROM gateway_overrides WHERE account_id = ?"), (account_id,)
@@ -545,14 +562,18 @@ class Operations:
                     outcome="cleared" if removed else "no override",
                     at=now,
                 )
-            self.policy.set_overrides(self.load_overrides())
+            if self.policy is not None:
+                self.policy.set_overrides(self.load_overrides())
         return removed
 
     def actions(self, *, account_id: str | None = None, limit: int = 100) -> list[ActionRecord]:
         """The most recent actions (policy and analysts), newest first."""
+        from distillguard.gateway.policy import action_from_row
+
         s = self._store
         cols = "action_id, ts, account_id, exchange_id, action, reason, source, risk, cluster_id"
         with self._lock, s.transaction() as cur:
+            self._overrides_ready()
             if account_id is None:
                 cur.execute(
                     s.q(f"SELECT {cols} FROM gateway_actions ORDER BY ts DESC LIMIT ?"), (limit,)
@@ -868,3 +889,54 @@ def _reason(reason: str) -> str:
     if len(text) > 1000:
         raise InputError("the reason is longer than 1,000 characters")
     return text
+
+
+def operations_from_settings(settings: Settings) -> Operations:
+    """The service for a door outside the server (the CLI, a script): its own store connection
+    and passport registry, the keyring's passport and ledger keys when it has them, no live
+    policy (overrides go to the store; the gateways reload them). Close it with
+    :meth:`Operations.close`.
+
+    Raises:
+        ConfigurationError, KeyringError: the keyring is missing or unreadable.
+        StorageError: the store cannot be opened.
+    """
+    from distillguard.errors import KeyringError
+    from distillguard.keyring import KeyPurpose, open_keyring
+    from distillguard.passport import PassportIssuer
+    from distillguard.passport.registry import open_registry
+    from distillguard.store import open_store
+
+    keyring = open_keyring(settings)
+    issuer: PassportIssuer | None
+    try:
+        issuer = PassportIssuer(
+            key=keyring.signing_key(KeyPurpose.PASSPORT), issuer=settings.passport.issuer
+        )
+    except KeyringError:
+        issuer = None
+    try:
+        ledger_key: SigningKey | None = keyring.signing_key(KeyPurpose.LEDGER)
+        ledger_public_keys: Sequence[LedgerKey] = list(keyring.verify_keys(KeyPurpose.LEDGER))
+    except KeyringError:
+        ledger_key, ledger_public_keys = None, []
+    store = open_store(settings.store_url)
+    try:
+        registry = open_registry(settings)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        return Operations(
+            store=store,
+            registry=registry,
+            issuer=issuer,
+            ledger_key=ledger_key,
+            ledger_origin=settings.ledger.origin,
+            ledger_public_keys=ledger_public_keys,
+            close_registry=True,
+        )
+    except BaseException:
+        store.close()
+        registry.close()
+        raise

@@ -12,7 +12,7 @@ from rich.table import Table
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
 from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS
-from distillguard.privacy.policy import RetentionPolicy
+from distillguard.privacy import RetentionPolicy
 from distillguard.store import open_store
 
 if TYPE_CHECKING:

@@ -16,10 +16,11 @@ from distillguard.config import Settings, mask_url
 from distillguard.errors import InputError
 from distillguard.keyring import KeyPurpose, SigningKey, open_keyring
 from distillguard.ledger import Ledger
-from distillguard.privacy.holds import LegalHold, LegalHolds
-from distillguard.privacy.policy import RetentionPolicy
-from distillguard.privacy.retention import (
+from distillguard.privacy import (
+    LegalHold,
+    LegalHolds,
     Receipt,
+    RetentionPolicy,
     apply_retention,
     erase_account,
     list_receipts,

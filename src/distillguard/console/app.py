@@ -549,7 +549,7 @@ class Console:
         }
         if request.headers.get("hx-target") == "accounts":
             return self.render(request, "_accounts.html", session=session, **table_ctx)
-        from distillguard.privacy.redact import Redactor
+        from distillguard.privacy import Redactor
 
         top = scan.top_of(cid, 40)
         tl = await self._timeline(scan, cid)
@@ -585,7 +585,7 @@ class Console:
 
     async def account(self, request: Request, session: Session) -> Response:
         """Profile, risk (scan, online, history), exchanges (keyset pages), passports, actions."""
-        from distillguard.privacy.redact import Redactor
+        from distillguard.privacy import Redactor
 
         account_id = request.path_params["account_id"]
         acct = await run_in_threadpool(self.operations.account, account_id)

@@ -48,8 +48,14 @@ from distillguard._internal.timeutil import format_ts
 from distillguard.errors import DistillGuardError, InputError
 from distillguard.evidence._zip import Region, canonical_zip, layout, read_local_entry
 from distillguard.keyring import KeyPurpose, Keyring, jwk_thumbprint
-from distillguard.ledger import Ledger, verify_bundle, verify_checkpoint
-from distillguard.ledger.checkpoint import LedgerKey, key_id, public_key_of
+from distillguard.ledger import (
+    Ledger,
+    LedgerKey,
+    key_id,
+    public_key_of,
+    verify_bundle,
+    verify_checkpoint,
+)
 from distillguard.results import SCAN_FILES
 from distillguard.store import Store
 

@@ -3,10 +3,10 @@
 * :class:`Ledger` keeps the tree in the store and appends to it in the same transaction as the
   exchange rows (:meth:`Ledger.attach`); it publishes signed checkpoints, makes inclusion and
   consistency proofs and records erasures.
-* :mod:`~distillguard.ledger.leaf`: what a leaf commits to (salted metadata and content hashes).
+* :mod:`~distillguard.ledger._leaf`: what a leaf commits to (salted metadata and content hashes).
 * :mod:`~distillguard.ledger.checkpoint`: C2SP signed-note checkpoints.
-* :mod:`~distillguard.ledger.tombstone`: erasures as leaves of the log.
-* :mod:`~distillguard.ledger.verify` and :func:`verify_bundle`: verification that needs nothing
+* :mod:`~distillguard.ledger._tombstone`: erasures as leaves of the log.
+* :mod:`~distillguard.ledger._verify` and :func:`verify_bundle`: verification that needs nothing
   but the proof, the checkpoint and the public key.
 * :func:`audit_ledger`: recompute everything from the stored records and report what differs.
 
@@ -15,23 +15,21 @@ See ``docs/ledger.md``.
 
 from __future__ import annotations
 
-from distillguard.ledger.audit import AuditFinding, AuditReport, audit_ledger
-from distillguard.ledger.bundle import (
+from distillguard.ledger._bundle import (
     BundleVerification,
     ErasureBundle,
     InclusionBundle,
     TombstoneProof,
     verify_bundle,
 )
-from distillguard.ledger.checkpoint import (
-    Checkpoint,
-    load_public_keys,
-    parse_checkpoint,
-    sign_checkpoint,
-    verify_checkpoint,
+from distillguard.ledger._leaf import (
+    LeafCommitment,
+    commit_exchange,
+    commit_parts,
+    commit_record,
+    split_record,
 )
-from distillguard.ledger.leaf import LeafCommitment, commit_exchange, commit_record
-from distillguard.ledger.log import (
+from distillguard.ledger._log import (
     DEFAULT_ORIGIN,
     Erasure,
     LeafRecord,
@@ -39,8 +37,19 @@ from distillguard.ledger.log import (
     StoredCheckpoint,
     TreeHead,
 )
-from distillguard.ledger.tombstone import Tombstone
-from distillguard.ledger.verify import verify_consistency, verify_inclusion
+from distillguard.ledger._tombstone import Tombstone
+from distillguard.ledger._verify import verify_consistency, verify_inclusion
+from distillguard.ledger.audit import AuditFinding, AuditReport, audit_ledger
+from distillguard.ledger.checkpoint import (
+    Checkpoint,
+    LedgerKey,
+    key_id,
+    load_public_keys,
+    parse_checkpoint,
+    public_key_of,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 
 __all__ = [
     "DEFAULT_ORIGIN",
@@ -54,16 +63,21 @@ __all__ = [
     "LeafCommitment",
     "LeafRecord",
     "Ledger",
+    "LedgerKey",
     "StoredCheckpoint",
     "Tombstone",
     "TombstoneProof",
     "TreeHead",
     "audit_ledger",
     "commit_exchange",
+    "commit_parts",
     "commit_record",
+    "key_id",
     "load_public_keys",
     "parse_checkpoint",
+    "public_key_of",
     "sign_checkpoint",
+    "split_record",
     "verify_bundle",
     "verify_checkpoint",
     "verify_consistency",

@@ -1,7 +1,7 @@
 """The ledger audit: recompute every leaf and the whole tree from the stored records.
 
 :func:`audit_ledger` walks the leaves in order and, for each, reads its record and salt from the
-store, recomputes the leaf commitment (:mod:`distillguard.ledger.leaf`), rebuilds the tree
+store, recomputes the leaf commitment (:mod:`distillguard.ledger._leaf`), rebuilds the tree
 incrementally, compares every interior node with the stored one, and checks every signed
 checkpoint (the store's and any given from outside, e.g. saved by a witness): its signature, and
 that its root is the recomputed root at its size. It reports:
@@ -11,7 +11,7 @@ that its root is the recomputed root at its size. It reports:
 * the first checkpoint that fails (forged signature, root not in the recomputed tree, or a tree
   size beyond the current tree: the tree was truncated or rolled back);
 * erased leaves as *erased*, with when, why and by whom, never as tampering, but only where the
-  erasure is in the log: a tombstone leaf (:mod:`distillguard.ledger.tombstone`) recomputed from
+  erasure is in the log: a tombstone leaf (:mod:`distillguard.ledger._tombstone`) recomputed from
   its ``ledger_erasures`` row, matching the stored leaf, and covered by a signed checkpoint whose
   root matches the recomputed tree. An erasure row with no tombstone (``erasure_unlogged``), one
   whose tombstone does not match (``tombstone_mismatch``, ``erasure_unverified``) or whose
@@ -38,16 +38,9 @@ from cryptography.exceptions import InvalidSignature
 from distillguard._internal.timeutil import format_ts, from_micros
 from distillguard.errors import DistillGuardError
 from distillguard.keyring import VerifyKey
-from distillguard.ledger.checkpoint import (
-    Checkpoint,
-    LedgerKey,
-    note_key_hash,
-    parse_checkpoint,
-    verify_checkpoint,
-)
-from distillguard.ledger.compact_range import CompactRange
-from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash
-from distillguard.ledger.leaf import (
+from distillguard.ledger._compact_range import CompactRange
+from distillguard.ledger._hashing import EMPTY_ROOT, leaf_hash
+from distillguard.ledger._leaf import (
     commit_exchange,
     commit_exchanges,
     content_hash,
@@ -55,9 +48,16 @@ from distillguard.ledger.leaf import (
     meta_hash,
     split_record,
 )
-from distillguard.ledger.log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger, TreeHead
-from distillguard.ledger.tombstone import TombstoneSignature, verify_tombstone_signature
-from distillguard.ledger.verify import verify_inclusion
+from distillguard.ledger._log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger, TreeHead
+from distillguard.ledger._tombstone import TombstoneSignature, verify_tombstone_signature
+from distillguard.ledger._verify import verify_inclusion
+from distillguard.ledger.checkpoint import (
+    Checkpoint,
+    LedgerKey,
+    note_key_hash,
+    parse_checkpoint,
+    verify_checkpoint,
+)
 from distillguard.records.model import Exchange
 from distillguard.store import StoredExchange
 from distillguard.store.base import UndecodableExchange
@@ -878,7 +878,7 @@ def _check_stored_nodes(
     ledger: Ledger, size: int, add: Callable[[AuditFinding], None], chunk: int = 65_536
 ) -> None:
     """Compare every stored interior node with one recomputed from the stored leaves."""
-    from distillguard.ledger.compact_range import node_level
+    from distillguard.ledger._compact_range import node_level
 
     tree = CompactRange()
     for batch in ledger.iter_leaves(batch_size=chunk):

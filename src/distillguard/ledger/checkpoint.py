@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from distillguard._internal.timeutil import format_ts, parse_rfc3339
 from distillguard.errors import InputError, ProofError, SignatureError
 from distillguard.keyring import KeyPurpose, SigningKey, VerifyKey, jwk_thumbprint
-from distillguard.ledger.hashing import HASH_SIZE
+from distillguard.ledger._hashing import HASH_SIZE
 
 __all__ = [
     "ED25519_ALGORITHM",

@@ -1,12 +1,12 @@
 """Privacy: redaction of personal data and secrets, retention limits, legal holds, erasure and
 minimisation that keep the ledger verifiable.
 
-* :mod:`~distillguard.privacy.redact`: :class:`Redactor` and the logging :class:`RedactingFilter`;
-* :mod:`~distillguard.privacy.policy`: :class:`RetentionPolicy` from the ``[retention]`` section;
+* :mod:`~distillguard.privacy._redact`: :class:`Redactor` and the logging :class:`RedactingFilter`;
+* :mod:`~distillguard.privacy._policy`: :class:`RetentionPolicy` from the ``[retention]`` section;
 * :mod:`~distillguard.privacy.holds`: :class:`LegalHolds`;
-* :mod:`~distillguard.privacy.retention`: :func:`apply_retention` (and its dry run),
+* :mod:`~distillguard.privacy._retention`: :func:`apply_retention` (and its dry run),
   :func:`erase_account` and its :class:`Receipt`;
-* :mod:`~distillguard.privacy.minimise`: :class:`Minimiser`, the ingest hook.
+* :mod:`~distillguard.privacy._minimise`: :class:`Minimiser`, the ingest hook.
 
 See ``docs/privacy.md`` for the design (what a ledger leaf commits to and why an erasure leaves
 every proof valid), the configuration and the measured quality of redaction.
@@ -14,15 +14,14 @@ every proof valid), the configuration and the measured quality of redaction.
 
 from __future__ import annotations
 
-from distillguard.privacy.holds import LegalHold, LegalHolds
-from distillguard.privacy.minimise import Minimiser
-from distillguard.privacy.policy import (
+from distillguard.privacy._minimise import Minimiser
+from distillguard.privacy._policy import (
     AccountProfile,
     Minimisation,
     RetentionPolicy,
     RetentionRule,
 )
-from distillguard.privacy.redact import (
+from distillguard.privacy._redact import (
     DEFAULT_KINDS,
     Finding,
     PiiKind,
@@ -32,7 +31,7 @@ from distillguard.privacy.redact import (
     Redactor,
     install_log_redaction,
 )
-from distillguard.privacy.retention import (
+from distillguard.privacy._retention import (
     Receipt,
     RetentionPlan,
     RetentionResult,
@@ -41,11 +40,13 @@ from distillguard.privacy.retention import (
     list_receipts,
     plan_retention,
 )
+from distillguard.privacy.holds import HoldScope, LegalHold, LegalHolds
 
 __all__ = [
     "DEFAULT_KINDS",
     "AccountProfile",
     "Finding",
+    "HoldScope",
     "LegalHold",
     "LegalHolds",
     "Minimisation",

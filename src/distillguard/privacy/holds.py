@@ -2,8 +2,8 @@
 
 A hold covers one exchange or every exchange of one account, until it is released. Records cited
 by a campaign or an evidence bundle go on hold through :meth:`LegalHolds.place_many`. Retention
-(:func:`distillguard.privacy.retention.apply_retention`) skips held records, and an erasure
-(:func:`distillguard.privacy.retention.erase_account`) is refused while a hold covers the
+(:func:`distillguard.privacy._retention.apply_retention`) skips held records, and an erasure
+(:func:`distillguard.privacy._retention.erase_account`) is refused while a hold covers the
 account or one of its exchanges, unless forced; releasing a hold is recorded, never deleted.
 
 Table ``legal_holds`` (component ``privacy`` of the store)::

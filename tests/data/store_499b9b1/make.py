@@ -20,6 +20,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from distillguard.privacy.retention import erase_account
 from distillguard.store.ingest import ingest_log
 
 from distillguard.console.data import ConsoleQueries
@@ -30,7 +31,6 @@ from distillguard.ledger import Ledger
 from distillguard.monitor.feedback import record_label
 from distillguard.passport.registry import StorePassportRegistry
 from distillguard.privacy.holds import LegalHolds
-from distillguard.privacy.retention import erase_account
 from distillguard.records.model import Message
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange, write_log

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from distillguard.app.ingest import ingest_log
 from distillguard.cli.main import main
 from distillguard.config import RetentionSettings
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.privacy import Minimiser, RetentionPolicy
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 

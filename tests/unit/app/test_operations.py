@@ -1,5 +1,7 @@
 """The operations service on both store backends: every action audited with one instant and
-its door, overrides applied to the policy at once, the refusals, the legacy audit copy."""
+its door, overrides applied to the policy at once, the refusals, the door outside the server.
+(The copy of the console's older audit rows is the store's migration 2, tested with the
+migrations.)"""
 
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ def test_an_action_is_one_instant_in_the_override_the_log_and_the_audit(world: W
     )
     now = world.clock.now
     assert out.override.set_at == now
+    assert world.ops.policy is not None
     assert world.ops.policy.override("acct-1") is not None  # applied at once
     ((set_at, expires_at),) = _rows(world.store, "SELECT set_at, expires_at FROM gateway_overrides")
     ((ts, reason, source),) = _rows(world.store, "SELECT ts, reason, source FROM gateway_actions")
@@ -121,6 +124,7 @@ def test_clear_is_audited_whether_or_not_there_was_an_override(world: World) -> 
     world.ops.set_action("acct-1", Action.THROTTLE, reason="r", actor=BO)
     world.clock.now += timedelta(seconds=1)
     assert world.ops.clear_action("acct-1", actor=BO, reason="false alarm") is True
+    assert world.ops.policy is not None
     assert world.ops.policy.override("acct-1") is None
     world.clock.now += timedelta(seconds=1)
     assert world.ops.clear_action("acct-1", actor=ANA) is False
@@ -231,31 +235,6 @@ def test_legal_holds_are_audited(world: World) -> None:
     ]
 
 
-def test_older_console_audit_rows_are_copied_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    store = open_store(url)
-    with store.transaction() as cur:
-        cur.execute(
-            "CREATE TABLE console_audit (audit_id TEXT PRIMARY KEY, ts INTEGER NOT NULL, "
-            "analyst TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
-            "reason TEXT NOT NULL, outcome TEXT NOT NULL)"
-        )
-        cur.execute(
-            "INSERT INTO console_audit VALUES ('aud_1', 1700000000000000, 'ana', 'block', "
-            "'acct-9', 'old reason', 'applied')"
-        )
-    store.close()
-    for start in range(2):  # a second start copies nothing again
-        ring = tmp_path / f"ring{start}"
-        ring.mkdir()
-        w = _world(url, ring)
-        trail = w.ops.audit_trail()
-        w.ops.close()
-        assert [(e.audit_id, e.actor, e.door, e.target, e.ts) for e in trail] == [
-            ("aud_1", "ana", "console", "acct-9", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC))
-        ]
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One SQLite world for the property test (its examples share it)."""
@@ -305,3 +284,60 @@ def test_actor_accepts_only_a_name_and_a_known_door(name: str, door: str) -> Non
     else:
         with pytest.raises(InputError):
             Actor(name, door)  # type: ignore[arg-type]
+
+
+def test_a_door_outside_the_server(tmp_path: Path) -> None:
+    """The CLI's service: no live policy; overrides reach the gateway through the store."""
+    from distillguard.app import create_gateway, operations_from_settings
+    from distillguard.gateway.testing import make_settings
+
+    settings = make_settings(tmp_path)
+    cli = Actor("ops-oncall", "cli")
+    ops = operations_from_settings(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="policy"):
+            ops.status("acct-1")
+        ops.set_action("acct-9", Action.BLOCK, reason="from the runbook", actor=cli)
+        hold = ops.place_hold("account", "acct-9", reason="case 12", actor=cli)
+        size, _ = ops.publish_checkpoint(actor=cli)
+        trail = ops.audit_trail(door="cli")
+    finally:
+        ops.close()
+    assert size == 0 and hold.created_by == "ops-oncall"
+    assert [e.action for e in trail] == ["ledger_checkpoint", "hold_account", "block"]
+    gateway = create_gateway(settings)
+    try:
+        o = gateway.core.policy.override("acct-9")
+        assert o is not None and o.action == Action.BLOCK and o.actor == "ops-oncall"
+    finally:
+        gateway.close_sync()
+
+
+def test_the_service_outside_the_server_needs_no_gateway(tmp_path: Path) -> None:
+    """Holds, checkpoints and revocations work on an install without the gateway extra: the
+    gateway's modules are imported by the override calls only."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from distillguard.config import Settings
+from distillguard.keyring import Keyring
+from distillguard.app import Actor, operations_from_settings
+s = Settings(home={str(tmp_path / "home")!r})
+s.keyring_path.parent.mkdir(parents=True, exist_ok=True)
+Keyring.create(s.keyring_path)
+ops = operations_from_settings(s)
+cli = Actor("a", "cli")
+ops.place_hold("account", "x", reason="r", actor=cli)
+ops.publish_checkpoint(actor=cli)
+assert [e.action for e in ops.audit_trail()] == ["ledger_checkpoint", "hold_account"]
+ops.close()
+loaded = sorted(m for m in sys.modules if m.startswith("distillguard.gateway") or m == "fastapi")
+print(loaded)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -251,7 +251,7 @@ def test_compromised_distrusts_the_key_everywhere(
     the keyring and in the exported public keys; it is listed and audited, with no secret."""
     from distillguard.console.data import ConsoleQueries
     from distillguard.errors import SignatureError
-    from distillguard.ledger.checkpoint import load_public_keys, sign_checkpoint, verify_checkpoint
+    from distillguard.ledger import load_public_keys, sign_checkpoint, verify_checkpoint
     from distillguard.store import open_store
 
     store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"

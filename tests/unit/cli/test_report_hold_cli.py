@@ -11,7 +11,7 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.evidence.testing import World, build_world
-from distillguard.privacy.holds import LegalHolds
+from distillguard.privacy import LegalHolds
 from distillguard.store import open_store
 
 

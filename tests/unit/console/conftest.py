@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from distillguard.app import create_gateway
+from distillguard.app.ingest import ingest_log
 from distillguard.config import Settings
 from distillguard.evidence.testing import CAMPAIGN, EMAIL, write_scan
 from distillguard.gateway import NullScorer
@@ -19,7 +20,6 @@ from distillguard.gateway.testing import ADMIN_TOKEN, BASE_URL, make_settings
 from distillguard.ledger import Ledger
 from distillguard.records.model import Message
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 N_CAMPAIGN = 120

@@ -317,7 +317,9 @@ def test_revoke_passport_takes_effect_at_once(world: World) -> None:
             assert (await c.post(path, data=data)).status_code == 400  # not confirmed
             assert (await c.post(path, data={**data, "confirm": "yes"})).status_code == 303
             refused = await api.post("/v1/chat/completions", json=chat_body())
-            assert refused.status_code == 403 and refused.json()["error"]["code"] == "revoked_passport"
+            assert (
+                refused.status_code == 403 and refused.json()["error"]["code"] == "revoked_passport"
+            )
             text = (await c.get("/console/audit")).text
             assert "revoke_passport" in text and "leaked key" in text
             missing = await c.post("/console/passports/pp_nope/revoke/confirm", data=data)

@@ -12,12 +12,12 @@ import pytest
 from pydantic import SecretStr
 
 from distillguard.app import create_gateway
+from distillguard.app.ingest import ingest_log
 from distillguard.gateway import NullScorer
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import BASE_URL
 from distillguard.records.model import Message
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_log
 
 from .conftest import World, browser, csrf_of, login

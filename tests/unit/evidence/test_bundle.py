@@ -17,7 +17,7 @@ from distillguard.evidence._zip import layout, read_local_entry
 from distillguard.evidence.bundle import MANIFEST, SIGNATURE
 from distillguard.evidence.testing import World
 from distillguard.keyring import KeyPurpose, Keyring
-from distillguard.ledger.checkpoint import load_public_keys
+from distillguard.ledger import load_public_keys
 from distillguard.privacy import LegalHolds, erase_account
 from distillguard.results import read_scan
 from distillguard.store import open_store

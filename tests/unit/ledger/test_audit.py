@@ -9,10 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from distillguard.keyring import SigningKey
-from distillguard.ledger import AuditReport, Ledger, audit_ledger
-from distillguard.ledger.checkpoint import sign_checkpoint
-from distillguard.ledger.compact_range import CompactRange
-from distillguard.ledger.leaf import commit_exchange
+from distillguard.ledger import AuditReport, Ledger, audit_ledger, commit_exchange, sign_checkpoint
+from distillguard.ledger._compact_range import CompactRange
 from distillguard.store import Store, open_store
 
 from .conftest import add_records, signing_key

@@ -12,11 +12,8 @@ import pytest
 from distillguard.config import RetentionSettings
 from distillguard.errors import InputError
 from distillguard.keyring import SigningKey
-from distillguard.ledger import Ledger, verify_bundle
-from distillguard.ledger.log import Erasure
-from distillguard.ledger.tombstone import Tombstone
-from distillguard.privacy.minimise import Minimiser
-from distillguard.privacy.policy import RetentionPolicy
+from distillguard.ledger import Erasure, Ledger, Tombstone, verify_bundle
+from distillguard.privacy import Minimiser, RetentionPolicy
 from distillguard.records.model import Message
 from distillguard.store import Store
 from distillguard.store.base import new_salts

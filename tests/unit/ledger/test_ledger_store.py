@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 
 from distillguard.errors import InputError, ProofError, SignatureError
-from distillguard.ledger import Ledger, verify_bundle, verify_checkpoint, verify_consistency
-from distillguard.ledger.compact_range import CompactRange
-from distillguard.ledger.leaf import commit_exchange
-from distillguard.ledger.verify import verify_inclusion
+from distillguard.ledger import (
+    Ledger,
+    commit_exchange,
+    verify_bundle,
+    verify_checkpoint,
+    verify_consistency,
+    verify_inclusion,
+)
+from distillguard.ledger._compact_range import CompactRange
 from distillguard.store import Store
 
 from .conftest import add_records, signing_key

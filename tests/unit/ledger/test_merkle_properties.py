@@ -9,15 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.errors import ProofError
-from distillguard.ledger.compact_range import CompactRange, node_id, range_nodes
-from distillguard.ledger.hashing import EMPTY_ROOT, leaf_hash, node_hash
-from distillguard.ledger.proofs import (
+from distillguard.ledger import verify_consistency, verify_inclusion
+from distillguard.ledger._compact_range import CompactRange, node_id, range_nodes
+from distillguard.ledger._hashing import EMPTY_ROOT, leaf_hash, node_hash
+from distillguard.ledger._proofs import (
     MemoryNodes,
     consistency_proof,
     inclusion_proof,
     root_hash,
 )
-from distillguard.ledger.verify import verify_consistency, verify_inclusion
 
 
 def _reference_root(leaves: list[bytes]) -> bytes:

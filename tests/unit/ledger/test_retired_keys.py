@@ -14,8 +14,13 @@ import pytest
 
 from distillguard.errors import SignatureError
 from distillguard.keyring import KeyPurpose, Keyring
-from distillguard.ledger import Ledger, audit_ledger, load_public_keys, verify_bundle
-from distillguard.ledger.checkpoint import verify_checkpoint
+from distillguard.ledger import (
+    Ledger,
+    audit_ledger,
+    load_public_keys,
+    verify_bundle,
+    verify_checkpoint,
+)
 from distillguard.store import Store
 
 from .conftest import add_records

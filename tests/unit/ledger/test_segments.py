@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from distillguard.errors import InputError, SchemaOutdatedError
 from distillguard.ledger import Ledger, audit_ledger
-from distillguard.ledger.log import SCHEMA_VERSION, _segments
+from distillguard.ledger._log import SCHEMA_VERSION, _segments
 from distillguard.store import Store, open_store
 from distillguard.store.base import new_salts
 

@@ -11,10 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from distillguard.errors import InputError, ProofError
 from distillguard.keyring import SigningKey
-from distillguard.ledger import AuditReport, Ledger, audit_ledger, verify_bundle
-from distillguard.ledger.bundle import ERASURE_BUNDLE_FORMAT, InclusionBundle
-from distillguard.ledger.hashing import leaf_hash
-from distillguard.ledger.tombstone import Tombstone
+from distillguard.ledger import AuditReport, Ledger, Tombstone, audit_ledger, verify_bundle
+from distillguard.ledger._bundle import ERASURE_BUNDLE_FORMAT, InclusionBundle
+from distillguard.ledger._hashing import leaf_hash
 from distillguard.store import Store
 
 from .conftest import T0, add_records, signing_key

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from distillguard.errors import ProofError
-from distillguard.ledger.verify import verify_consistency, verify_inclusion
+from distillguard.ledger import verify_consistency, verify_inclusion
 
 VECTORS = Path(__file__).resolve().parents[4] / "shared" / "data" / "rfc6962_vectors"
 if not VECTORS.is_dir():  # the repository may be checked out elsewhere than /work/main

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import GeneratorType
 
 import duckdb
 import numpy as np
@@ -51,6 +52,7 @@ def test_time_ordered_is_a_stable_sort_by_time_whatever_the_chunk(
 def test_time_ordered_removes_its_runs_when_closed_early(tmp_path: Path) -> None:
     exs = [_ex(i, float(100 - i)) for i in range(50)]
     gen = time_ordered(iter([exs]), work=tmp_path, chunk=7)
+    assert isinstance(gen, GeneratorType)
     first = next(gen)
     assert first.exchange_id == "ex-49"
     assert list(tmp_path.iterdir())  # runs spilled while the merge is open
@@ -77,12 +79,13 @@ def test_streamed_baselines_match_a_direct_computation(tiny_log: Path) -> None:
     ids = sorted(pq.read_table(tiny_log / "labels.parquet")["account_id"].to_pylist())
     flags = baseline_flags(tiny_log, ids, per_account=16)
     # reference: every account's first 16 prompts read at once, each account scored alone
-    rows = duckdb.sql(
+    rel = duckdb.sql(
         f"""SELECT account_id, list(messages[-1].content ORDER BY ts, exchange_id) AS p FROM (
               SELECT * FROM read_parquet('{tiny_log}/exchanges/*.parquet') QUALIFY row_number()
               OVER (PARTITION BY account_id ORDER BY ts, exchange_id) <= 16) GROUP BY ALL"""
-    ).fetchall()
-    by = dict(rows)
+    )
+    assert rel is not None
+    by = dict(rel.fetchall())
     prada = np.zeros(len(ids), dtype=bool)
     counts = np.zeros(len(ids))
     for i, a in enumerate(ids):

@@ -170,8 +170,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_scan_of_a_sqlite_store_matches_the_log(tiny_log: Path, tmp_path: Path) -> None:
-    from distillguard.store import open_store
     from distillguard.app.ingest import ingest_log
+    from distillguard.store import open_store
 
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store = open_store(url)

@@ -9,8 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from distillguard.keyring import KeyPurpose, SigningKey
-from distillguard.ledger import Ledger
-from distillguard.ledger.checkpoint import key_id
+from distillguard.ledger import Ledger, key_id
 from distillguard.records.model import Exchange
 from distillguard.store import Store
 from distillguard.store.base import new_salts

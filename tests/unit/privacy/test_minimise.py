@@ -9,8 +9,7 @@ import pytest
 from distillguard.config import RetentionSettings
 from distillguard.errors import ConfigurationError
 from distillguard.ledger import Ledger, audit_ledger, verify_bundle
-from distillguard.privacy.minimise import Minimiser
-from distillguard.privacy.policy import RetentionPolicy
+from distillguard.privacy import Minimiser, RetentionPolicy
 from distillguard.records.model import Message
 from distillguard.store import Store
 from distillguard.store.base import new_salts

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from distillguard.config import RetentionSettings
 from distillguard.errors import ConfigurationError
-from distillguard.privacy.policy import AccountProfile, Minimisation, RetentionPolicy
+from distillguard.privacy import AccountProfile, Minimisation, RetentionPolicy
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

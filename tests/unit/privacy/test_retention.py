@@ -9,9 +9,9 @@ import pytest
 from distillguard.config import RetentionSettings
 from distillguard.errors import InputError, LegalHoldError
 from distillguard.ledger import Ledger, audit_ledger, verify_bundle, verify_checkpoint
-from distillguard.privacy.holds import LegalHolds
-from distillguard.privacy.policy import RetentionPolicy
-from distillguard.privacy.retention import (
+from distillguard.privacy import (
+    LegalHolds,
+    RetentionPolicy,
     apply_retention,
     erase_account,
     list_receipts,

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from distillguard.app.ingest import ingest_log
 from distillguard.errors import LogFormatError
 from distillguard.store import open_store
 from distillguard.store.base import Cursor, StoredExchange
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 SECONDARY = {"exchanges_account_ts", "exchanges_ts"}

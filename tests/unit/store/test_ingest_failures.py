@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from distillguard.app.ingest import ingest_log
 from distillguard.errors import LogFormatError
 from distillguard.store import open_store
-from distillguard.app.ingest import ingest_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 

@@ -16,8 +16,7 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.errors import SchemaOutdatedError, SchemaVersionError
-from distillguard.ledger import Ledger, audit_ledger
-from distillguard.ledger.checkpoint import load_public_keys
+from distillguard.ledger import Ledger, audit_ledger, load_public_keys
 from distillguard.store import Store, open_store
 from distillguard.store._migrations import (
     HEAD,
@@ -166,8 +165,8 @@ def _component_ddl() -> dict[str, tuple[int, tuple[str, ...]]]:
     from distillguard.fingerprint.canaries import CANARY_DDL
     from distillguard.gateway.alerts import ALERT_DDL
     from distillguard.gateway.policy import ACTION_DDL
-    from distillguard.ledger.log import LEDGER_DDL
-    from distillguard.ledger.log import SCHEMA_VERSION as LEDGER_VERSION
+    from distillguard.ledger._log import LEDGER_DDL
+    from distillguard.ledger._log import SCHEMA_VERSION as LEDGER_VERSION
     from distillguard.monitor.feedback import LABEL_DDL
     from distillguard.passport.registry import _STORE_DDL, _STORE_SCHEMA_VERSION
     from distillguard.privacy.holds import PRIVACY_DDL

@@ -118,8 +118,7 @@ def test_insert_hooks_are_named_and_run_in_registration_order(store: Store) -> N
 
 def test_the_ledger_and_minimiser_find_their_hooks_by_name(store: Store) -> None:
     from distillguard.ledger import Ledger
-    from distillguard.privacy.minimise import Minimiser
-    from distillguard.privacy.policy import RetentionPolicy
+    from distillguard.privacy import Minimiser, RetentionPolicy
 
     ledger = Ledger.attach(store)
     assert Ledger.attach(store) is ledger and store.insert_hooks.get(Ledger.HOOK) is ledger

@@ -3,7 +3,7 @@
 :meth:`Ledger.attach` creates the ledger's tables and registers an insert hook on the store, so
 every exchange stored afterwards becomes a leaf *in the same transaction* as its row: records
 and tree never disagree, whatever crashes. Appends are incremental (a compact range, see
-:mod:`distillguard.ledger.compact_range`) and batched.
+:mod:`distillguard.ledger._compact_range`) and batched.
 
 Tables (created with ``store.ensure_tables("ledger", ...)``):
 
@@ -20,7 +20,7 @@ Tables (created with ``store.ensure_tables("ledger", ...)``):
 * ``ledger_checkpoints``: every signed checkpoint published;
 * ``ledger_erasures``: erasures of records or their content (written by :meth:`record_erasure`),
   each with the index of its tombstone leaf (``tombstone_leaf``): an erasure is itself a leaf of
-  the log (:mod:`distillguard.ledger.tombstone`), so a signed checkpoint covers it, and the
+  the log (:mod:`distillguard.ledger._tombstone`), so a signed checkpoint covers it, and the
   tombstone's signature by the ledger key (``signature``, ``signed_by``; null for a tombstone
   made without a keyring, until ``ledger seal-erasures`` signs it).
 
@@ -44,19 +44,18 @@ from typing import Any, Final
 from distillguard._internal.timeutil import format_ts, from_micros, to_micros
 from distillguard.errors import DistillGuardError, InputError, ProofError, StorageError
 from distillguard.keyring import SigningKey
-from distillguard.ledger.bundle import ErasureBundle, InclusionBundle, TombstoneProof
-from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
-from distillguard.ledger.compact_range import (
+from distillguard.ledger._bundle import ErasureBundle, InclusionBundle, TombstoneProof
+from distillguard.ledger._compact_range import (
     CompactRange,
     node_id,
     node_level,
     range_nodes,
 )
-from distillguard.ledger.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
-from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
-from distillguard.ledger.leaf import CONTENT_FIELDS, commit_exchanges, content_hash
-from distillguard.ledger.proofs import consistency_proof, inclusion_proof, root_hash
-from distillguard.ledger.tombstone import (
+from distillguard.ledger._hashing import EMPTY_ROOT, HASH_SIZE, node_hash
+from distillguard.ledger._hashing import leaf_hash as rfc_leaf_hash
+from distillguard.ledger._leaf import CONTENT_FIELDS, commit_exchanges, content_hash
+from distillguard.ledger._proofs import consistency_proof, inclusion_proof, root_hash
+from distillguard.ledger._tombstone import (
     ERASED_CONTENT,
     TOMBSTONE_CONTENT_HASH,
     ErasureScope,
@@ -66,6 +65,7 @@ from distillguard.ledger.tombstone import (
     normalise_time,
     sign_tombstone,
 )
+from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from distillguard.store import Cursor, Store, StoredExchange
 
 __all__ = [
@@ -287,7 +287,7 @@ def _segments(first_leaf: int, seqs: Sequence[int]) -> list[tuple[int, int, int]
 
 
 class _CursorNodes:
-    """A :class:`~distillguard.ledger.proofs.NodeSource` reading through one cursor."""
+    """A :class:`~distillguard.ledger._proofs.NodeSource` reading through one cursor."""
 
     def __init__(self, ledger: Ledger, cur: Cursor) -> None:
         self._ledger = ledger
@@ -405,6 +405,23 @@ class Ledger:
                 "INSERT INTO ledger_segments (first_leaf, first_seq, count) VALUES (?, ?, ?)"
             ),
             _segments(size, [s.seq for s in inserted]),
+        )
+
+    def append_commitments(
+        self, cur: Cursor, leaves: Sequence[tuple[str, int, bytes, bytes]]
+    ) -> None:
+        """Append leaves already computed, ``(exchange id, seq, leaf hash, content hash)`` of
+        stored exchanges in insertion order, through ``cur`` (the bulk ingest path, which
+        inserts encoded rows without the insert hooks and calls this in the same transaction).
+        """
+        if not leaves:
+            return
+        size = self._append_rows(cur, [(leaf[0], leaf[2], leaf[3]) for leaf in leaves])
+        cur.executemany(
+            self.store.q(
+                "INSERT INTO ledger_segments (first_leaf, first_seq, count) VALUES (?, ?, ?)"
+            ),
+            _segments(size, [leaf[1] for leaf in leaves]),
         )
 
     def _append_rows(self, cur: Cursor, rows: Sequence[tuple[str, bytes, bytes]]) -> int:
@@ -737,7 +754,7 @@ class Ledger:
         A content tombstone (version 2) also commits to the content the row holds after the
         erasure: ``content_after[exchange_id]`` (the record's ``content`` part, e.g. the
         minimised text), by default the content of a row whose content columns are NULL
-        (:data:`~distillguard.ledger.tombstone.ERASED_CONTENT`). The audit recomputes it from
+        (:data:`~distillguard.ledger._tombstone.ERASED_CONTENT`). The audit recomputes it from
         the row, so content written into an erased row afterwards is ``record_changed``. A
         content erasure of a leaf whose content tombstone left other content (minimised at
         ingest, erased later) appends a new tombstone; the old one's row moves to

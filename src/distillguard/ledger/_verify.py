@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Sequence
 
 from distillguard.errors import ProofError
-from distillguard.ledger.hashing import EMPTY_ROOT, HASH_SIZE
+from distillguard.ledger._hashing import EMPTY_ROOT, HASH_SIZE
 
 __all__ = ["root_from_inclusion_proof", "verify_consistency", "verify_inclusion"]
 

@@ -46,9 +46,9 @@ from typing import Any, Final, Literal
 from distillguard._internal.timeutil import format_ts, from_micros, parse_rfc3339, to_micros
 from distillguard.errors import InputError, RecordError, SignatureError
 from distillguard.keyring import SigningKey
-from distillguard.ledger.canonical import canonical_json
+from distillguard.ledger._canonical import canonical_json
+from distillguard.ledger._hashing import HASH_SIZE, leaf_hash
 from distillguard.ledger.checkpoint import LedgerKey, trusted_signer
-from distillguard.ledger.hashing import HASH_SIZE, leaf_hash
 
 __all__ = [
     "ERASED_CONTENT",
@@ -100,7 +100,7 @@ class Tombstone:
     reason: str
     actor: str
     #: Version 2 content tombstones: the salted commitment to the record's content after the
-    #: erasure (:func:`~distillguard.ledger.leaf.content_hash` of the content fields the row
+    #: erasure (:func:`~distillguard.ledger._leaf.content_hash` of the content fields the row
     #: holds then: NULL, or the minimised text). None: a version 1 tombstone (record scope, or
     #: a content erasure made before version 2), which does not say what the row holds.
     content_after: bytes | None = None

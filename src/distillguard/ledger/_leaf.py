@@ -12,7 +12,7 @@ Each part is committed to with the record's random salt (32 bytes, stored with t
     leaf data    = JCS({"v": 1, "meta": hex(meta_hash), "content": hex(content_hash)})
     leaf hash    = SHA-256(0x00 || leaf data)                      (RFC 9162)
 
-JCS is RFC 8785 (:mod:`distillguard.ledger.canonical`). Because of the salt, a leaf reveals
+JCS is RFC 8785 (:mod:`distillguard.ledger._canonical`). Because of the salt, a leaf reveals
 nothing about its record, and once the record and its salt are erased it proves nothing about
 the erased data; because content and metadata are committed to separately, metadata stays
 verifiable when content is dropped (minimisation) as long as the content hash is kept.
@@ -30,7 +30,7 @@ from typing import Any, Final
 import orjson
 
 from distillguard.errors import RecordError
-from distillguard.ledger.canonical import MAX_SAFE_INTEGER, canonical_json, format_number
+from distillguard.ledger._canonical import MAX_SAFE_INTEGER, canonical_json, format_number
 from distillguard.records.model import Exchange
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "LeafCommitment",
     "commit_exchange",
     "commit_exchanges",
+    "commit_parts",
     "commit_record",
     "content_hash",
     "leaf_data",
@@ -221,6 +222,17 @@ def _fast_parts(ex: Exchange) -> tuple[bytes, bytes] | None:
         return _dumps(meta), _dumps(content)
     except (orjson.JSONEncodeError, ValueError):
         return None
+
+
+def commit_parts(meta_json: bytes, content_json: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """``(leaf hash, content hash)`` of a record given as its two canonical parts,
+    ``JCS(meta)`` and ``JCS(content)`` (the bulk ingest path encodes them with the row; see
+    :mod:`distillguard.records._bulk`); equal to ``commit_record``'s for the same record."""
+    if type(salt) is not bytes or len(salt) < _MIN_SALT:
+        _check_salt(salt)
+    mh = _sha256(META_PREFIX + salt + meta_json).digest()
+    ch = _sha256(CONTENT_PREFIX + salt + content_json).digest()
+    return _sha256(b'\x00{"content":"%s","meta":"%s","v":1}' % (_hex(ch), _hex(mh))).digest(), ch
 
 
 def commit_exchange(exchange: Exchange, salt: bytes) -> LeafCommitment:

@@ -502,6 +502,13 @@ class Redactor:
             kind, label = compiled.rule.kind, compiled.rule.label
             if compiled.has_value:
                 kind, label = self._value_kind(text, vstart, vend, kind, label)
+                # the part of the match before its value (a URL's user name, a key name) is
+                # not replaced, so what it holds is redacted on its own (``://sk-...:pw@``)
+                for inner in self._inner_findings(text, start, vstart):
+                    out.append(text[copied : inner.start])
+                    out.append(self._replacement(inner.label, text[inner.start : inner.end]))
+                    findings.append(inner)
+                    copied = inner.end
             out.append(text[copied:vstart])
             out.append(self._replacement(label, text[vstart:vend]))
             findings.append(Finding(kind=kind, label=label, start=vstart, end=vend))
@@ -538,6 +545,26 @@ class Redactor:
             if m is not None and (compiled.rule.validator is None or compiled.rule.validator(m)):
                 return compiled.rule.kind, compiled.rule.label
         return kind, label
+
+    def _inner_findings(self, text: str, start: int, end: int) -> list[Finding]:
+        """Findings of the specific rules (tokens, e-mail...) in ``text[start:end]``, in order and
+        without overlaps: what the kept part of a secret rule's match holds."""
+        if end <= start:
+            return []
+        candidates: list[tuple[int, int, int]] = []
+        for order, compiled in enumerate(self._specific):
+            validator = compiled.rule.validator
+            for m in compiled.regex.finditer(text, start, end):
+                if m.end() > m.start() and (validator is None or validator(m)):
+                    candidates.append((m.start(), order, m.end()))
+        out: list[Finding] = []
+        pos = start
+        for s, order, e in sorted(candidates):
+            if s >= pos:
+                rule = self._specific[order].rule
+                out.append(Finding(kind=rule.kind, label=rule.label, start=s, end=e))
+                pos = e
+        return out
 
     def _replacement(self, label: str, original: str) -> str:
         if self.style == "label":

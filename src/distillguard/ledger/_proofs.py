@@ -1,7 +1,7 @@
 """Inclusion and consistency proofs (RFC 9162 section 2.1), generated from stored nodes.
 
 Proofs are lists of subtree hashes. Every subtree a proof or a root refers to is either a
-perfect subtree (kept by the store, see :mod:`distillguard.ledger.compact_range`) or a right-edge
+perfect subtree (kept by the store, see :mod:`distillguard.ledger._compact_range`) or a right-edge
 subtree whose hash is folded from at most ``log2(n)`` perfect ones. Generation first plans the
 ranges a proof needs, then fetches all their nodes in one call to a :class:`NodeSource`, then
 hashes: one database round trip per proof.
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from distillguard.errors import ProofError
-from distillguard.ledger.compact_range import fold_right, node_id, range_nodes
-from distillguard.ledger.hashing import EMPTY_ROOT
+from distillguard.ledger._compact_range import fold_right, node_id, range_nodes
+from distillguard.ledger._hashing import EMPTY_ROOT
 
 __all__ = [
     "MemoryNodes",

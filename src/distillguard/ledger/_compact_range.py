@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from distillguard.ledger.hashing import EMPTY_ROOT, HASH_SIZE
+from distillguard.ledger._hashing import EMPTY_ROOT, HASH_SIZE
 
 __all__ = ["CompactRange", "fold_right", "node_id", "node_level", "range_nodes"]
 

@@ -35,21 +35,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from distillguard.errors import InputError, ProofError
-from distillguard.ledger.checkpoint import LedgerKey, verify_checkpoint
-from distillguard.ledger.hashing import leaf_hash as rfc_leaf_hash
-from distillguard.ledger.leaf import (
+from distillguard.ledger._hashing import leaf_hash as rfc_leaf_hash
+from distillguard.ledger._leaf import (
     CONTENT_FIELDS,
     content_hash,
     leaf_data,
     meta_hash,
     split_record,
 )
-from distillguard.ledger.tombstone import (
+from distillguard.ledger._tombstone import (
     Tombstone,
     TombstoneSignature,
     verify_tombstone_signature,
 )
-from distillguard.ledger.verify import verify_inclusion
+from distillguard.ledger._verify import verify_inclusion
+from distillguard.ledger.checkpoint import LedgerKey, verify_checkpoint
 
 __all__ = [
     "BUNDLE_FORMAT",
