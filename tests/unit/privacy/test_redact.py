@@ -138,6 +138,17 @@ def test_findings_name_kind_and_span_not_value() -> None:
     assert "a.b@" not in repr(result.findings)
 
 
+def test_a_token_as_the_user_name_of_a_url_is_redacted_too() -> None:
+    # found by test_redaction_is_idempotent_and_total: the URL credential rule replaced only the
+    # password and the API key before it stayed (a second pass then found it)
+    text = "https://sk-proj-Xk29fLm3Qp81ZtV7wYc4Rb6Nu:p@h.io and ftp://ghp_" + "a1" * 18 + ":x@h.io"
+    result = Redactor.default().scan(text)
+    assert result.text == "https://[API_KEY]:[SECRET]@h.io and ftp://[GITHUB_TOKEN]:[SECRET]@h.io"
+    assert [f.kind for f in result.findings] == ["api_key", "secret", "github_token", "secret"]
+    assert [f.start for f in result.findings] == sorted(f.start for f in result.findings)
+    assert Redactor.default().redact(result.text) == result.text
+
+
 def test_value_kind_of_assignment() -> None:
     result = Redactor.default().scan('api_key = "AKIAIOSFODNN7EXAMPLE"')
     assert [f.kind for f in result.findings] == ["aws_key"]
