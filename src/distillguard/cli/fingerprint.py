@@ -272,6 +272,59 @@ def list_cmd(
         )
 
 
+@fingerprint_app.command("evidence")
+def evidence_cmd(
+    ctx: typer.Context,
+    canaries: Annotated[
+        Path | None,
+        typer.Option("--canaries", help="`fingerprint probe-canaries --json` output (JSON)."),
+    ] = None,
+    radioactivity: Annotated[
+        Path | None, typer.Option("--radioactivity", help="Radioactivity result (JSON).")
+    ] = None,
+    attribution: Annotated[
+        Path | None,
+        typer.Option("--attribution", help="`fingerprint attribute --json` output (JSON)."),
+    ] = None,
+) -> None:
+    """Canary, radioactivity and lineage results about one suspect, side by side.
+
+    Each row says what the test asks, its verdict and p-value, what a positive result shows and
+    where it misleads; tests not run are listed as such. No combined p-value: the tests answer
+    different questions.
+
+    Example: `distillguard fingerprint evidence --canaries canaries.json
+    --radioactivity radio.json --attribution attribution.json`
+    """
+    import orjson
+
+    from distillguard.errors import InputError
+    from distillguard.fingerprint.side_by_side import side_by_side, side_by_side_markdown
+    from distillguard.results import read_attribution, read_radioactivity
+
+    state = state_of(ctx)
+    if canaries is None and radioactivity is None and attribution is None:
+        raise InputError("give at least one of --canaries, --radioactivity, --attribution")
+    canary_doc: dict[str, Any] | None = None
+    if canaries is not None:
+        try:
+            loaded = orjson.loads(canaries.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise InputError(f"{canaries}: cannot be read as JSON ({exc})") from exc
+        if not isinstance(loaded, dict) or "planted_hits" not in loaded:
+            raise InputError(f"{canaries}: not a probe-canaries result (no 'planted_hits')")
+        canary_doc = loaded
+    rows = side_by_side(
+        canaries=canary_doc,
+        radioactivity=read_radioactivity(radioactivity) if radioactivity else None,
+        attribution=read_attribution(attribution) if attribution else None,
+    )
+    if state.json_output:
+        emit_json({"evidence": [r.to_dict() for r in rows]})
+        return
+    console.print(side_by_side_markdown(rows), markup=False)
+
+
 @fingerprint_app.command("collect")
 def collect_cmd(
     ctx: typer.Context,
