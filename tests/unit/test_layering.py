@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "video",
         "radioactivity",
     ),  # privacy erases through the ledger; video frames are images
+    ("provenance",),  # one check for any file: text, image and video watermarks, C2PA
     ("evidence",),
     ("gateway",),  # the HTTP service (request pipeline, upstreams, limits, scoring)
     # the application layer (helper A's plan): services every door calls, ...

@@ -7,14 +7,26 @@ a file; the pieces that are the same for both live here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from distillguard.errors import InputError
-from distillguard.keyring import Keyring, WatermarkKey
+from distillguard.errors import ConfigurationError, InputError
+from distillguard.keyring import KeyPurpose, Keyring, WatermarkKey
 
-__all__ = ["ClaimedPayloadOption", "KidOption", "bits_cell", "key_candidates", "media_files"]
+if TYPE_CHECKING:
+    from distillguard.config import Settings
+    from distillguard.image import ManifestCredentials
+
+__all__ = [
+    "ClaimedPayloadOption",
+    "KidOption",
+    "bits_cell",
+    "key_candidates",
+    "manifest_credentials",
+    "media_files",
+    "trust_anchors",
+]
 
 #: ``--payload/-p`` of a detect command: a claimed payload to test.
 ClaimedPayloadOption = Annotated[
@@ -54,3 +66,34 @@ def bits_cell(row: dict[str, Any]) -> str:
     if row["bit_accuracy"] is not None:
         return f"{row['payload_matches']}/{row['payload_bits']}"
     return f"sync {row['sync_matches']}/{row['sync_bits']}"
+
+
+def manifest_credentials(settings: Settings, ring: Keyring) -> ManifestCredentials | None:
+    """The C2PA signing credentials of ``[image]`` (``c2pa_chain`` with ``c2pa_key``, or the
+    keyring's ledger key), or None when ``c2pa_chain`` is not set."""
+    from distillguard.image import ManifestCredentials
+
+    image = settings.image
+    if image.c2pa_chain is None:
+        return None
+    key = None if image.c2pa_key else ring.signing_key(KeyPurpose.LEDGER).private_key
+    return ManifestCredentials.from_pem(
+        chain_path=image.c2pa_chain,
+        key_path=image.c2pa_key,
+        private_key=key,
+        tsa_url=image.tsa_url,
+    )
+
+
+def trust_anchors(settings: Settings) -> str | None:
+    """The PEM trust anchors of ``[image] trust_anchors``, or None when unset.
+
+    Raises:
+        ConfigurationError: the file cannot be read.
+    """
+    if settings.image.trust_anchors is None:
+        return None
+    try:
+        return settings.image.trust_anchors.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read trust anchors: {exc}") from None

@@ -8,19 +8,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
+from distillguard.cli._common import console, emit_json, progress_bar, state_of
 from distillguard.cli._media import (
     ClaimedPayloadOption,
     KidOption,
     bits_cell,
     key_candidates,
+    manifest_credentials,
     media_files,
+    trust_anchors,
 )
 from distillguard.config import ImageSettings
-from distillguard.errors import ConfigurationError, DistillGuardError, InputError
+from distillguard.errors import DistillGuardError, InputError
 from distillguard.image import (
     ImageWatermarkConfig,
-    ManifestCredentials,
     inspect_image,
     make_test_credentials,
     protect_image,
@@ -48,19 +49,6 @@ def _config(settings: ImageSettings) -> ImageWatermarkConfig:
         payload_bits=settings.payload_bits,
         sync_bits=settings.sync_bits,
         strength=settings.strength,
-    )
-
-
-def _credentials(state: AppState, ring: Keyring) -> ManifestCredentials | None:
-    image = state.settings().image
-    if image.c2pa_chain is None:
-        return None
-    key = None if image.c2pa_key else ring.signing_key(KeyPurpose.LEDGER).private_key
-    return ManifestCredentials.from_pem(
-        chain_path=image.c2pa_chain,
-        key_path=image.c2pa_key,
-        private_key=key,
-        tsa_url=image.tsa_url,
     )
 
 
@@ -99,7 +87,7 @@ def embed(
     ring = Keyring.load(settings.keyring_path)
     key = ring.watermark_key()
     data = _read(source)
-    creds = _credentials(state, ring) if c2pa else None
+    creds = manifest_credentials(settings, ring) if c2pa else None
     marked = protect_image(
         data,
         payload=payload,
@@ -168,12 +156,7 @@ def detect(
     settings = state.settings()
     ring = Keyring.load(settings.keyring_path)
     keys = key_candidates(ring, kid)
-    anchors = None
-    if settings.image.trust_anchors is not None:
-        try:
-            anchors = settings.image.trust_anchors.read_text()
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read trust anchors: {exc}") from None
+    anchors = trust_anchors(settings)
     files = media_files(target, IMAGE_SUFFIXES)
     config = _config(settings.image)
     rows: list[dict[str, Any]] = []

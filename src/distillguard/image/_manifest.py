@@ -243,23 +243,35 @@ def sign_manifest(
     title: str = "model output",
     watermark_kid: str | None = None,
     model: str | None = None,
+    mime: str | None = None,
+    watermark_scheme: str = "distillguard-image-wm-v1",
 ) -> bytes:
-    """Embed a signed C2PA manifest in a JPEG or PNG image; returns the new file bytes.
+    """Embed a signed C2PA manifest in a JPEG or PNG image, or (``mime="video/mp4"``) an MP4
+    video; returns the new file bytes.
 
     The manifest says the image was created by a trained algorithmic model (IPTC digital source
     type), names DistillGuard as claim generator and, when ``watermark_kid`` is given, carries an
     ``org.distillguard.watermark`` assertion with the watermark key id and scheme (never the
     payload, which names an account).
 
+    An MP4 is hard-bound by the C2PA BMFF hash (``assertion.bmffHash``), so the manifest also
+    breaks on any change of the file; ``watermark_scheme`` names the video watermark there.
+
     Raises:
-        ImageFormatError: not a JPEG or PNG image; SignatureError: the C2PA library refused to
-            sign (for instance a certificate that does not meet the C2PA profile).
+        ImageFormatError: not a JPEG or PNG image, or not an MP4 when ``mime`` says so;
+            SignatureError: the C2PA library refused to sign (for instance a certificate that
+            does not meet the C2PA profile).
     """
     c2pa = _c2pa()
-    decoded = decode_image(image_bytes)
-    mime = mime_type(decoded.format)
-    if mime not in ("image/jpeg", "image/png"):
-        raise ImageFormatError(f"C2PA signing supports JPEG and PNG here, not {decoded.format}")
+    if mime is None:
+        decoded = decode_image(image_bytes)
+        mime = mime_type(decoded.format)
+        if mime not in ("image/jpeg", "image/png"):
+            raise ImageFormatError(f"C2PA signing supports JPEG and PNG here, not {decoded.format}")
+    elif mime != "video/mp4":
+        raise ImageFormatError(f"C2PA signing of {mime!r} is not supported (video/mp4 is)")
+    elif image_bytes[4:8] != b"ftyp":
+        raise ImageFormatError("not an MP4 file (no ftyp box at its start)")
     action: dict[str, Any] = {"action": "c2pa.created", "digitalSourceType": _TRAINED_MEDIA}
     if model:
         action["softwareAgent"] = {"name": model}
@@ -268,7 +280,7 @@ def sign_manifest(
         assertions.append(
             {
                 "label": WATERMARK_ASSERTION,
-                "data": {"scheme": "distillguard-image-wm-v1", "kid": watermark_kid},
+                "data": {"scheme": watermark_scheme, "kid": watermark_kid},
             }
         )
     manifest = {
@@ -336,8 +348,17 @@ class ManifestStatus:
         }
 
 
-def verify_manifest(image_bytes: bytes, *, trust_anchors_pem: str | None = None) -> ManifestStatus:
-    """Read and verify the C2PA manifest of an image (JPEG, PNG, WebP, ...).
+def _open_stream(data: bytes | Path) -> io.BufferedIOBase:
+    if isinstance(data, Path):
+        return data.open("rb")
+    return io.BytesIO(data)
+
+
+def verify_manifest(
+    image_bytes: bytes | Path, *, trust_anchors_pem: str | None = None
+) -> ManifestStatus:
+    """Read and verify the C2PA manifest of an image (JPEG, PNG, WebP, ...) or a video (MP4 and
+    other ISO BMFF files); a :class:`~pathlib.Path` is streamed from disk instead of read whole.
 
     Without ``trust_anchors_pem`` the signature and hashes are checked but not the certificate
     chain's trust (state ``valid`` at best); with it, a chain ending at one of the PEM anchors
@@ -346,10 +367,16 @@ def verify_manifest(image_bytes: bytes, *, trust_anchors_pem: str | None = None)
     c2pa = _c2pa()
     try:
         context = _context(c2pa, trust_anchors_pem=trust_anchors_pem)
-        with c2pa.Reader(None, io.BytesIO(image_bytes), context=context) as reader:
+        with (
+            _open_stream(image_bytes) as stream,
+            c2pa.Reader(None, stream, context=context) as reader,
+        ):
             state = reader.get_validation_state()
             results = reader.get_validation_results() or {}
             active = reader.get_active_manifest() or {}
+    except OSError as exc:
+        name = str(image_bytes) if isinstance(image_bytes, Path) else "image"
+        raise ImageFormatError(f"cannot read {name}: {exc.strerror or exc}") from None
     except c2pa.C2paError as exc:
         if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc):
             return ManifestStatus(state="absent")
