@@ -123,6 +123,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Provenance of video outputs: an invisible keyed watermark carrying a payload (account "
         "id) in every frame under a temporal code; one exact test pooled over all frames.",
     ),
+    "provenance": (
+        "provenance",
+        "Which of our provenance signals a file carries (text, image, video, PDF, DOCX): watermark "
+        "by scheme and key, C2PA manifest and trust, payload; p-values and a one-line verdict.",
+    ),
     "watermark": (
         "watermark",
         "Detect DistillGuard's output watermark in texts or datasets; add the post-hoc one.",
