@@ -69,6 +69,17 @@ USES: dict[str, str] = {
 }
 
 
+#: extra -> a command that needs it (arguments of ``distillguard``).
+COMMANDS: dict[str, list[str]] = {
+    "gateway": ["serve", "--port", "0"],
+    "report": ["report", "--scan", "nowhere", "--out", "r.html"],
+    "scan": ["scan", "nowhere", "--out", "scan-out"],
+    "image": ["image", "detect", "nowhere"],
+    "video": ["video", "embed", "nowhere", "marked.mp4", "--payload", "1"],
+    "postgres": ["ledger", "head", "--store", "postgresql://nobody@127.0.0.1:1/none"],
+}
+
+
 def run_python(code: str, blocked: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLGUARD_")}
     env["DISTILLGUARD_HOME"] = str(cwd / "home")
@@ -93,6 +104,28 @@ def test_using_a_feature_without_its_extra_names_the_extra(extra: str, tmp_path:
     assert f"distillguard[{extra}]" in seen["message"], seen
     # MissingExtraError, or the feature's own DependencyMissingError/ConfigurationError
     assert seen["type"] in ("MissingExtraError", "DependencyMissingError", "ConfigurationError")
+
+
+@pytest.mark.parametrize("extra", sorted(COMMANDS))
+def test_a_command_without_its_extra_exits_3_naming_the_extra(extra: str, tmp_path: Path) -> None:
+    args = COMMANDS[extra]
+    keys = run_python(
+        "from distillguard.cli.main import main; main(['keys', 'init'])", (), tmp_path
+    )
+    assert keys.returncode == 0, keys.stderr  # commands that open the keyring first find one
+    code = f"from distillguard.cli.main import main; sys.exit(main({args!r}))"
+    done = run_python(code, EXTRAS[extra], tmp_path)
+    assert done.returncode == 3, (done.returncode, done.stdout, done.stderr)
+    assert f"pip install 'distillguard[{extra}]'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    # the JSON form carries the extra for machines
+    done = run_python(
+        f"from distillguard.cli.main import main; sys.exit(main(['--json', *{args!r}]))",
+        EXTRAS[extra],
+        tmp_path,
+    )
+    payload = json.loads(done.stdout)
+    assert payload["code"] == "DG120" and payload["details"]["extra"] == extra
 
 
 def test_the_core_imports_with_no_extra_at_all(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     ),
     "report": ("weasyprint", "matplotlib", "jinja2", "markupsafe", "igraph"),
     "scan": ("duckdb", "igraph", "sklearn"),
-    "postgres": ("psycopg",),
+    "postgres": ("psycopg", "psycopg_pool"),
     "image": ("PIL", "c2pa"),
     "video": ("av", "PIL"),
     "spark": ("pyspark",),
@@ -132,23 +132,27 @@ def _feature_extra(feature: str) -> str | None:
     return FEATURE_EXTRAS[best] if best else None
 
 
-def missing_extra_error(exc: BaseException, feature: str) -> MissingExtraError | None:
+def missing_extra_error(
+    exc: BaseException, feature: str, *, shown: str | None = None
+) -> MissingExtraError | None:
     """The :class:`MissingExtraError` that ``exc`` means while ``feature`` loads or runs, or
     ``None`` if ``exc`` is not a :class:`ModuleNotFoundError` for a module of an extra.
 
     A :class:`MissingExtraError` raised by a module that ``feature`` imports is said again for
     ``feature``, with ``feature``'s own extra where that provides the missing module too
     (``distillguard.video`` needs ``video`` for PIL, though ``distillguard.image`` says
-    ``image``): the error names what the caller imported."""
+    ``image``): the error names what the caller imported. ``shown`` names the feature in the
+    message instead of ``feature`` (``distillguard serve`` for ``distillguard.cli.serve``)."""
     if isinstance(exc, MissingExtraError):
         module = exc.name or ""
-        return MissingExtraError(extra_of_module(module, feature) or exc.extra, module, feature)
+        extra = extra_of_module(module, feature) or exc.extra
+        return MissingExtraError(extra, module, shown or feature)
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return None
     found = extra_of_module(exc.name, feature)
     if found is None:
         return None
-    return MissingExtraError(found, exc.name.split(".")[0], feature)
+    return MissingExtraError(found, exc.name.split(".")[0], shown or feature)
 
 
 def _installed(module: str) -> bool:

@@ -299,9 +299,22 @@ def _report(exc: DistillGuardError, *, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": False, **exc.to_dict()})
         return
-    err_console.print(f"[bold red]error[/] [dim]{exc.code}[/] {exc.message}", markup=True)
+    from rich.markup import escape
+
+    # escaped: a message or hint may hold brackets ("pip install 'distillguard[gateway]'")
+    err_console.print(f"[bold red]error[/] [dim]{exc.code}[/] {escape(exc.message)}", markup=True)
     if exc.hint:
-        err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True)
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True)
+
+
+def _missing_extra(exc: ModuleNotFoundError, args: list[str]) -> DistillGuardError | None:
+    """The error naming the extra whose module ``exc`` says is missing (a command's own lazy
+    import of a third-party module: ``import uvicorn`` in ``serve``), or None."""
+    from distillguard._internal.extras import missing_extra_error
+
+    command = next((a for a in args if a in COMMANDS), None)
+    feature = f"distillguard.cli.{COMMANDS[command][0]}" if command else "distillguard.cli"
+    return missing_extra_error(exc, feature, shown=f"distillguard {command or ''}".strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     except DistillGuardError as exc:
         if debug:
             logging.getLogger("distillguard").exception("error")
+        if isinstance(exc, ModuleNotFoundError):  # a missing extra: named for the command
+            exc = _missing_extra(exc, args) or exc
         _report(exc, json_output=json_output)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -325,17 +340,29 @@ def main(argv: list[str] | None = None) -> int:
 
         err_console.print("interrupted")
         return 130
-    except Exception:
-        from distillguard.cli._common import err_console
-
+    except ModuleNotFoundError as exc:
+        missing = _missing_extra(exc, args)
+        if missing is None:
+            return _internal_error(debug)
         if debug:
-            err_console.print_exception()
-        else:
-            err_console.print(
-                "[bold red]internal error[/] (a bug: rerun with --debug and report the traceback)"
-            )
-        return EXIT_INTERNAL
+            logging.getLogger("distillguard").exception("error")
+        _report(missing, json_output=json_output)
+        return missing.exit_code
+    except Exception:
+        return _internal_error(debug)
     return 0
+
+
+def _internal_error(debug: bool) -> int:
+    from distillguard.cli._common import err_console
+
+    if debug:
+        err_console.print_exception()
+    else:
+        err_console.print(
+            "[bold red]internal error[/] (a bug: rerun with --debug and report the traceback)"
+        )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover
