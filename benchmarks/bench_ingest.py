@@ -7,8 +7,12 @@ per-record cost flat from 100,000 to 1,000,000 (and 4,000,000) exchanges. The Di
 includes validation of every record, quarantine bookkeeping, duplicate detection, salts and the
 ledger append (canonical JSON, hashing, tree nodes) in the same transaction(s).
 
-Modes: ``atomic`` (the default of ``distillguard ingest``: the whole run is one transaction) and
-``batches`` (``--commit-batches``: one transaction per batch of 5,000).
+Modes: ``atomic`` (the default of ``distillguard ingest``: the whole run is one transaction),
+``batches`` (``--commit-batches``: one transaction per batch of 5,000), both on the bulk path (the
+default: records proven valid by ``records._bulk`` are encoded in one pass, rows inserted in
+batches, leaves appended by the ingest service), and ``record`` (atomic on the record path,
+``ingest_log(bulk=False)``: frozen records, the store's row encoding and the ledger's insert hook;
+the previous implementation, for a same-run comparison).
 
 Baseline, same run, same number of rows as each DistillGuard run: pandas ``read_json``
 (lines, chunks of 50,000) + ``to_sql`` into SQLite, into a table created beforehand with the same
@@ -50,7 +54,8 @@ import json, resource, sys, time
 from pathlib import Path
 from distillguard.store import open_store
 from distillguard.app.ingest import ingest_log
-url, log, atomic = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "atomic"
+url, log = sys.argv[1], Path(sys.argv[2])
+atomic, bulk = sys.argv[3] == "atomic", sys.argv[4] == "bulk"
 store = open_store(url)
 blocks, state = [], {"read": 0, "mark": 0, "cpu": time.process_time()}
 def progress(k):  # CPU time of each 100,000 exchanges read: is the per-record cost flat?
@@ -61,7 +66,7 @@ def progress(k):  # CPU time of each 100,000 exchanges read: is the per-record c
         state["mark"], state["cpu"] = state["read"], now
 t = time.perf_counter()
 c = time.process_time()
-result = ingest_log(store, log, batch_size=5000, atomic=atomic, on_progress=progress)
+result = ingest_log(store, log, batch_size=5000, atomic=atomic, bulk=bulk, on_progress=progress)
 seconds = time.perf_counter() - t
 cpu_run = time.process_time() - c
 assert result.reconciles and result.exchanges.quarantined == 0, result.to_dict()
@@ -132,7 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated log sizes")
     parser.add_argument("--quick", action="store_true", help="100,000 exchanges, SQLite only")
-    parser.add_argument("--modes", default="atomic,batches", help="atomic, batches or both")
+    parser.add_argument(
+        "--modes", default="atomic,batches,record", help="any of atomic, batches, record"
+    )
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -153,14 +160,17 @@ def main() -> None:
         try:
             for mode in modes:
                 db = work / f"dg-{mode}.sqlite"
-                r = _run(DG_CHILD, f"sqlite:///{db}", str(cache), mode)
-                rows.append((n, f"distillguard -> SQLite, {mode}", r))
+                atomic = "batches" if mode == "batches" else "atomic"
+                path = "record" if mode == "record" else "bulk"
+                r = _run(DG_CHILD, f"sqlite:///{db}", str(cache), atomic, path)
+                name = "atomic, record path" if mode == "record" else mode
+                rows.append((n, f"distillguard -> SQLite, {name}", r))
                 print(f"  {rows[-1][1]}: {r['seconds']:.1f} s", flush=True)
                 for p in work.glob("dg-*"):
                     p.unlink()
             if postgres:
                 url = f"{PG_BASE}?schema=bench_{uuid.uuid4().hex[:8]}"
-                r = _run(DG_CHILD, url, str(cache), "atomic")
+                r = _run(DG_CHILD, url, str(cache), "atomic", "bulk")
                 rows.append((n, "distillguard -> PostgreSQL, atomic", r))
                 print(f"  {rows[-1][1]}: {r['seconds']:.1f} s", flush=True)
             r = _run(PANDAS_CHILD, str(work / "pandas.sqlite"), str(cache), str(n))
@@ -209,6 +219,17 @@ def main() -> None:
                 f"  {name:44} {by[hi]['cpu_s'] / by[hi]['n'] * 1e6:6.1f} / "
                 f"{by[lo]['cpu_s'] / by[lo]['n'] * 1e6:6.1f} = "
                 f"{(by[hi]['cpu_s'] / by[hi]['n']) / (by[lo]['cpu_s'] / by[lo]['n']):.2f}"
+            )
+    rec = {n: r for n, name, r in rows if name.endswith("record path")}
+    bulk = {n: r for n, name, r in rows if name == "distillguard -> SQLite, atomic"}
+    if rec and bulk:
+        print("\nbulk path vs record path (SQLite, atomic, same run; CPU us per record, wall s):")
+        for n in sorted(set(rec) & set(bulk)):
+            b, r = bulk[n], rec[n]
+            print(
+                f"  {n:,}: CPU {1e6 * b['cpu_s'] / b['n']:.1f} vs {1e6 * r['cpu_s'] / r['n']:.1f} "
+                f"({(r['cpu_s'] / r['n']) / (b['cpu_s'] / b['n']):.2f}x), wall {b['seconds']:.1f} "
+                f"vs {r['seconds']:.1f} s"
             )
     print("\ntargets (measured on this run's sizes, not projected):")
     for n, name, r in rows:

@@ -25,7 +25,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,11 +35,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from distillguard._internal.timeutil import to_micros
-from distillguard.ledger import DEFAULT_ORIGIN, Ledger
+from distillguard.ledger import DEFAULT_ORIGIN, Ledger, commit_exchange, commit_parts
 from distillguard.privacy import Minimiser, RetentionPolicy
-from distillguard.records.reader import MAX_QUARANTINE_BYTES, ReadReport, read_log
+from distillguard.records import Exchange
+from distillguard.records.reader import (
+    MAX_QUARANTINE_BYTES,
+    PreparedExchange,
+    ReadReport,
+    read_log,
+)
 from distillguard.store import Store
-from distillguard.store.base import new_salts
+from distillguard.store.base import exchange_row, new_salts
 
 if TYPE_CHECKING:
     from distillguard.keyring import SigningKey
@@ -161,6 +167,7 @@ def ingest_log(
     quarantine_max_bytes: int = MAX_QUARANTINE_BYTES,
     atomic: bool = True,
     ledger_key: SigningKey | None = None,
+    bulk: bool = True,
 ) -> IngestResult:
     """Validate a log folder and load it into ``store``.
 
@@ -179,6 +186,12 @@ def ingest_log(
         ledger_key: the ledger key (from the keyring), so that the tombstones of content
             minimised at ingest are signed; None leaves them unsigned until ``ledger
             seal-erasures``.
+        bulk: load through the bulk path where it applies (JSONL records that the bulk checks
+            prove valid are encoded in one pass, their rows inserted without the insert hooks
+            and their leaves appended by this function, in the same transaction); it applies
+            when the ledger is the store's one insert hook (no minimisation). Same verdicts,
+            quarantine, counts, rows and leaves as False, the record path (kept for
+            comparison).
 
     Raises:
         LogNotFoundError, LogFormatError: the log cannot be read at all.
@@ -216,15 +229,31 @@ def ingest_log(
                 result.accounts.already_stored += len(accounts) - added
             read_before = 0
             next_collection = _COLLECT_EVERY
-            for batch in reader.exchanges():
-                salts = new_salts(len(batch))
-                with store.transaction() as cur:
-                    inserted = store.add_exchanges(
-                        cur, list(zip(batch, salts, strict=True)), run_id=run_id, now_us=now_us
-                    )
-                result.exchanges.inserted += len(inserted)
-                result.exchanges.already_stored += len(batch) - len(inserted)
-                del batch, salts, inserted
+            # The bulk path writes encoded rows and appends their leaves itself, so it is taken
+            # only where the ledger is the store's one insert hook (no minimisation, nothing
+            # else that must see each stored record).
+            bulk_ledger = ledger if bulk and store.insert_hooks.names() == (Ledger.HOOK,) else None
+            batches: Iterator[Sequence[Exchange | PreparedExchange]] = (
+                reader.prepared_exchanges() if bulk_ledger else reader.exchanges()
+            )
+            for batch in batches:
+                if bulk_ledger is not None:
+                    added = _store_prepared(store, bulk_ledger, batch, run_id, now_us)
+                else:
+                    salts = new_salts(len(batch))
+                    with store.transaction() as cur:
+                        added = len(
+                            store.add_exchanges(
+                                cur,
+                                list(zip(batch, salts, strict=True)),  # type: ignore[arg-type]
+                                run_id=run_id,
+                                now_us=now_us,
+                            )
+                        )
+                    del salts
+                result.exchanges.inserted += added
+                result.exchanges.already_stored += len(batch) - added
+                del batch
                 if reader.report.exchanges.read >= next_collection:
                     gc.collect(1)  # young generations only: cycles made since the last one
                     next_collection = reader.report.exchanges.read + _COLLECT_EVERY
@@ -269,6 +298,49 @@ def ingest_log(
         result.seconds,
     )
     return result
+
+
+def _store_prepared(
+    store: Store,
+    ledger: Ledger,
+    batch: Sequence[Exchange | PreparedExchange],
+    run_id: str,
+    now_us: int,
+) -> int:
+    """One batch of the bulk path in one transaction (the run's, if atomic): the encoded rows
+    inserted, then a ledger leaf for each row inserted; returns how many were inserted.
+
+    A :class:`PreparedExchange` carries its row and the canonical bytes its commitments hash; a
+    record the bulk checks left to the record path (an :class:`Exchange`) is encoded by the
+    same functions as the single-record path (``exchange_row``, ``commit_exchange``).
+    """
+    salts = new_salts(len(batch))
+    rows: list[tuple[Any, ...]] = []
+    add_row = rows.append
+    for record, salt in zip(batch, salts, strict=True):
+        if type(record) is PreparedExchange:
+            add_row((*record.values, salt))
+        else:
+            assert isinstance(record, Exchange)
+            full = exchange_row(record, seq=0, salt=salt, run_id="", now_us=0)
+            add_row(full[:1] + full[2:22])  # the fields, extra and the salt
+    del add_row
+    with store.transaction() as cur:
+        seqs = store.add_exchange_rows(cur, rows, run_id=run_id, now_us=now_us)
+        del rows
+        leaves: list[tuple[str, int, bytes, bytes]] = []
+        for record, salt, seq in zip(batch, salts, seqs, strict=True):
+            if not seq:  # already stored by an earlier ingest
+                continue
+            if type(record) is PreparedExchange:
+                leaf_hash, content_hash = commit_parts(record.meta, record.content, salt)
+            else:
+                assert isinstance(record, Exchange)
+                c = commit_exchange(record, salt)
+                leaf_hash, content_hash = c.leaf_hash, c.content_hash
+            leaves.append((record.exchange_id, seq, leaf_hash, content_hash))
+        ledger.append_commitments(cur, leaves)
+    return len(leaves)
 
 
 @dataclass(frozen=True, slots=True)

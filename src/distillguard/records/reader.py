@@ -34,12 +34,14 @@ import orjson
 from distillguard._internal.files import open_private
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import LogFormatError, LogNotFoundError
+from distillguard.records._bulk import PreparedExchange, prepare_exchange
 from distillguard.records.model import Account, Exchange
 from distillguard.records.validate import FieldError, account_from_mapping, exchange_from_mapping
 
 __all__ = [
     "FileIssue",
     "LogReader",
+    "PreparedExchange",
     "QuarantineEntry",
     "QuarantineWriter",
     "RawCopy",
@@ -52,7 +54,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Table = Literal["accounts", "exchanges"]
-R = TypeVar("R", Account, Exchange)
+_T = TypeVar("_T", Account, Exchange, Exchange | PreparedExchange)
+_X = TypeVar("_X", Exchange, Exchange | PreparedExchange)
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 #: Bytes of a bad record copied into the quarantine; its full size and SHA-256 are kept too.
@@ -442,6 +445,17 @@ class LogReader:
 
     def exchanges(self) -> Iterator[list[Exchange]]:
         """Validated exchanges in batches (unknown accounts and duplicate ids quarantined)."""
+        return self._exchange_batches(exchange_from_mapping)
+
+    def prepared_exchanges(self) -> Iterator[list[Exchange | PreparedExchange]]:
+        """Like :meth:`exchanges`, for bulk loading: each record that
+        :func:`~distillguard.records._bulk.prepare_exchange` proves valid comes already encoded
+        for the store and the ledger (a :class:`PreparedExchange`); every other record is
+        validated by the record path (an :class:`Exchange`, or quarantined with its field and
+        reason). The verdicts, the quarantine and the counts are those of :meth:`exchanges`."""
+        return self._exchange_batches(_prepare_or_validate)
+
+    def _exchange_batches(self, build: Callable[[dict[str, Any]], _X]) -> Iterator[list[_X]]:
         if self._account_ids is None:
             for _ in self.accounts():
                 pass
@@ -450,14 +464,14 @@ class LogReader:
         seen = _SeenIds() if self.check_duplicates else None
         counts = self.report.exchanges
         try:
-            for batch in self._records("exchanges", self.exchange_files, exchange_from_mapping):
+            for batch in self._records("exchanges", self.exchange_files, build):
                 unknown = {e.account_id for _, e in batch if e.account_id not in account_ids}
                 if unknown and self.known_accounts is not None:
                     found = self.known_accounts(sorted(unknown))
                     account_ids.update(found)  # remember stored accounts for later batches
                     unknown -= found
                 fresh = seen.add_new([e.exchange_id for _, e in batch]) if seen else None
-                good: list[Exchange] = []
+                good: list[_X] = []
                 for i, (where, ex) in enumerate(batch):
                     if ex.account_id in unknown:
                         self._reject(
@@ -517,8 +531,8 @@ class LogReader:
         self,
         table: Table,
         files: list[Path],
-        build: Callable[[dict[str, Any]], R],
-    ) -> Iterator[list[tuple[tuple[str, int | None], R]]]:
+        build: Callable[[dict[str, Any]], _T],
+    ) -> Iterator[list[tuple[tuple[str, int | None], _T]]]:
         for path in files:
             name = str(path)
             rows = (
@@ -527,7 +541,7 @@ class LogReader:
                 else self._jsonl_rows(table, path)
             )
             empty = True
-            batch: list[tuple[tuple[str, int | None], R]] = []
+            batch: list[tuple[tuple[str, int | None], _T]] = []
             for where, obj, raw in rows:
                 empty = False
                 try:
@@ -660,6 +674,12 @@ class LogReader:
 #: outside the datetime range (OverflowError), text that is not UTF-8 (UnicodeDecodeError, a
 #: ValueError), a nanosecond value without pandas (ValueError).
 _CONVERSION_ERRORS = (ValueError, OverflowError, ArithmeticError)
+
+
+def _prepare_or_validate(obj: dict[str, Any]) -> Exchange | PreparedExchange:
+    """The bulk path's record: encoded if provably valid, else through the record path (which
+    raises :class:`FieldError` for a broken record)."""
+    return prepare_exchange(obj) or exchange_from_mapping(obj)
 
 
 def _parquet_row(rb: Any, i: int) -> tuple[dict[str, Any], tuple[str, str] | None]:

@@ -696,6 +696,36 @@ class Store(ABC):
             self.insert_hooks.run(cur, inserted)
         return inserted
 
+    def add_exchange_rows(
+        self,
+        cur: Cursor,
+        rows: Sequence[Sequence[Any]],
+        *,
+        run_id: str = "",
+        now_us: int = 0,
+    ) -> list[int]:
+        """Insert exchanges given already encoded (the bulk path of ingest); returns, per row, its
+        ``seq``, or 0 where its id was already stored (the row is then skipped).
+
+        A row is the record's stored columns in ``EXCHANGE_FIELDS`` order (``ts`` in
+        microseconds, ``messages``, ``response``, ``reasoning`` and ``tools`` as JSON text),
+        then ``extra`` (JSON text or None) and the salt: :data:`EXCHANGE_COLUMNS` without
+        ``seq``, ``ingest_run`` and ``ingested_at``, which are added here.
+
+        The insert hooks do **not** run: the caller appends the rows to the ledger itself, in
+        the same transaction (``distillguard.app.ingest`` does, and uses this path only when the
+        ledger is the store's one hook).
+        """
+        if not rows:
+            return []
+        return self._insert_rows(cur, rows, run_id=run_id, now_us=now_us)
+
+    def _insert_rows(
+        self, cur: Cursor, rows: Sequence[Sequence[Any]], *, run_id: str, now_us: int
+    ) -> list[int]:
+        """Backend-specific bulk insert of encoded rows (see :meth:`add_exchange_rows`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no bulk insert of encoded rows")
+
     @abstractmethod
     def _insert_exchanges(
         self,

@@ -246,3 +246,25 @@ class PostgresStore(Store):
             for e, s in batch
             if e.exchange_id in got
         ]
+
+    def _insert_rows(
+        self, cur: Cursor, rows: Sequence[Sequence[Any]], *, run_id: str, now_us: int
+    ) -> list[int]:
+        cols = [c for c in EXCHANGE_COLUMNS if c != "seq"]
+        collist = ", ".join(cols)
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS dg_stage ON COMMIT DELETE ROWS AS "
+            "SELECT 0::BIGINT AS ord, * FROM exchanges WITH NO DATA"
+        )
+        with cur.copy(f"COPY dg_stage (ord, {collist}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            write = copy.write_row
+            for i, row in enumerate(rows):
+                write((i, *row, run_id, now_us))
+        cur.execute(
+            f"INSERT INTO exchanges (seq, {collist}) "
+            f"SELECT nextval('exchanges_seq_gen'), {collist} FROM dg_stage ORDER BY ord "
+            "ON CONFLICT (exchange_id) DO NOTHING RETURNING exchange_id, seq"
+        )
+        got = {r[0]: int(r[1]) for r in cur.fetchall()}
+        cur.execute("TRUNCATE dg_stage" if len(rows) >= _TRUNCATE_FROM else "DELETE FROM dg_stage")
+        return [got.get(row[0], 0) for row in rows]

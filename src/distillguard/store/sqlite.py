@@ -293,3 +293,23 @@ class SQLiteStore(Store):
         )
         written = {int(r[0]) for r in cur.fetchall()}
         return [s for s in stored if s.seq in written]
+
+    def _insert_rows(
+        self, cur: Cursor, rows: Sequence[Sequence[Any]], *, run_id: str, now_us: int
+    ) -> list[int]:
+        cur.execute("SELECT coalesce(max(seq), 0) FROM exchanges")
+        base = int(cur.fetchone()[0])
+        full = [(r[0], base + i, *r[1:], run_id, now_us) for i, r in enumerate(rows, start=1)]
+        cols = ", ".join(EXCHANGE_COLUMNS)
+        marks = ", ".join("?" * len(EXCHANGE_COLUMNS))
+        before = self._conn.total_changes
+        cur.executemany(f"INSERT OR IGNORE INTO exchanges ({cols}) VALUES ({marks})", full)
+        seqs = list(range(base + 1, base + 1 + len(rows)))
+        if self._conn.total_changes - before == len(rows):
+            return seqs
+        # Some ids were already stored: keep exactly the seqs we wrote.
+        cur.execute(
+            "SELECT seq FROM exchanges WHERE seq > ? AND seq <= ?", (base, base + len(rows))
+        )
+        written = {int(r[0]) for r in cur.fetchall()}
+        return [s if s in written else 0 for s in seqs]

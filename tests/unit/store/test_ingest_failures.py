@@ -64,12 +64,17 @@ def test_batch_commits_keep_what_was_committed_and_a_rerun_completes(
         assert result.exchanges.already_stored == 20 and result.reconciles
 
 
-def test_store_error_mid_run_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("bulk", "method"), [(True, "add_exchange_rows"), (False, "add_exchanges")]
+)
+def test_store_error_mid_run_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk: bool, method: str
+) -> None:
     folder = tmp_path / "log"
     write_jsonl(folder / "accounts.jsonl", [make_account("acct-1").to_dict()])
     write_jsonl(folder / "exchanges.jsonl", [make_exchange(f"ex-{i}").to_dict() for i in range(9)])
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
-        real = store.add_exchanges
+        real = getattr(store, method)
         calls = {"n": 0}
 
         def failing(*args: Any, **kw: Any) -> Any:
@@ -78,9 +83,9 @@ def test_store_error_mid_run_rolls_back(tmp_path: Path, monkeypatch: pytest.Monk
                 raise OSError("disk full")
             return real(*args, **kw)
 
-        monkeypatch.setattr(store, "add_exchanges", failing)
+        monkeypatch.setattr(store, method, failing)
         with pytest.raises(OSError, match="disk full"):
-            ingest_log(store, folder, batch_size=4)
+            ingest_log(store, folder, batch_size=4, bulk=bulk)
         assert store.count("accounts") == 0 and store.count("exchanges") == 0
         with store.transaction() as cur:  # the ledger's leaves went with their rows
             cur.execute("SELECT coalesce(max(size), 0) FROM ledger_state")
