@@ -230,7 +230,7 @@ def _radioactivity_file(ctx: DemoContext) -> None:
 
 
 def _shared_outputs() -> Path | None:
-    from distillguard.sim._text import find_instruction_dir
+    from distillguard.sim import find_instruction_dir
 
     return find_instruction_dir()
 

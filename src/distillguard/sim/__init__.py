@@ -12,6 +12,7 @@ See ``docs/simulator.md`` for the populations, campaigns and every knob.
 
 from __future__ import annotations
 
+from distillguard.sim._text import find_instruction_dir
 from distillguard.sim.scenario import (
     Campaign,
     CampaignStrategy,
@@ -46,6 +47,7 @@ __all__ = [
     "Scenario",
     "SimulationResult",
     "Timing",
+    "find_instruction_dir",
     "list_scenarios",
     "load_scenario",
     "parse_scenario",
