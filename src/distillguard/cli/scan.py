@@ -33,6 +33,14 @@ def scan_cmd(
             "replace the hand-set scores.",
         ),
     ] = None,
+    semantic: Annotated[
+        bool,
+        typer.Option(
+            "--semantic/--no-semantic",
+            help="Paraphrase groups from word vectors learned on the log (experimental, off: "
+            "no measured gain, twice the scan time; see docs/scan.md).",
+        ),
+    ] = False,
 ) -> None:
     """Scan a log (or a store) for distillation campaigns; write account scores and campaigns.
 
@@ -46,8 +54,15 @@ def scan_cmd(
         raise ConfigurationError(f"unknown --engine {engine!r}", hint="use duckdb or spark")
     if model is not None and engine == "spark":
         raise ConfigurationError("--model needs the DuckDB engine")
+    if semantic and engine == "spark":
+        raise ConfigurationError("--semantic needs the DuckDB engine")
+    from distillguard.monitor.semantic import SemanticHasher
+
     config = ScanConfig(
-        engine="spark" if engine == "spark" else "duckdb", memory_limit=memory_limit, model=model
+        engine="spark" if engine == "spark" else "duckdb",
+        memory_limit=memory_limit,
+        model=model,
+        semantic=SemanticHasher() if semantic else None,
     )
     with progress_bar(state, unit="stages") as progress:
         task = progress.add_task("scanning", total=10)

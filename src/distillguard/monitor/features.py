@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
@@ -21,7 +21,13 @@ import pyarrow as pa
 from distillguard.monitor._results import Campaign
 from distillguard.monitor.coordination import synchrony_from_histograms
 from distillguard.monitor.graph import GraphParams, LinkGraph, build_graph
-from distillguard.monitor.scoring import AccountScores, ScoreParams, score_accounts
+from distillguard.monitor.scoring import (
+    AccountScores,
+    ScoreParams,
+    control_shown,
+    score_accounts,
+)
+from distillguard.monitor.semantic import plan_links
 
 __all__ = [
     "KEYS_SCHEMA",
@@ -77,6 +83,11 @@ class AccountFeatures:
     org_id: list[str | None]
     distinct_asns: np.ndarray | None = None
     distinct_nets: np.ndarray | None = None
+    #: Plan links (:func:`~distillguard.monitor.semantic.plan_links`): per account, how many of
+    #: its semantic paraphrase buckets it shares with accounts under visible control, and how
+    #: many it has (``None``: not computed; the plan signal is then off).
+    plan_hits: np.ndarray | None = None
+    plan_total: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.account_id)
@@ -106,7 +117,7 @@ class AccountFeatures:
             raise ValueError(f"minute_hist has shape {self.minute_hist.shape}, not ({n}, 12)")
         if len(self.org_id) != n:
             raise ValueError("org_id is not aligned with account_id")
-        for name in ("distinct_asns", "distinct_nets"):
+        for name in ("distinct_asns", "distinct_nets", "plan_hits", "plan_total"):
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"feature {name} has {len(v)} rows, not {n}")
@@ -130,6 +141,8 @@ class FeatureScan:
     campaigns: list[Campaign]
     scores: AccountScores
     graph: LinkGraph
+    #: The features the scores were computed from (with the plan links of the second pass).
+    features: AccountFeatures | None = None
 
 
 def score_features(
@@ -157,13 +170,19 @@ def score_features(
     _, cinv = np.unique(link.community, return_inverse=True)
     n_comm = int(cinv.max()) + 1 if n else 0
     sync_p, _ent = synchrony_from_histograms(f.minute_hist, cinv.reshape(-1), n_comm)
+    membership = link.embeddedness()
     sc = score_accounts(
-        f,
-        community=link.community,
-        sync_p=sync_p,
-        params=score,
-        membership=link.embeddedness(),
+        f, community=link.community, sync_p=sync_p, params=score, membership=membership
     )
+    # Second pass: accounts that paraphrase what accounts under visible control ask (the
+    # flagged accounts with a control signal of their own) get the plan signal.
+    seeds = sc.flagged & control_shown(sc.signals)
+    hits, total = plan_links(keys, seeds, n)
+    if f.plan_hits is not None or hits.any():
+        f = replace(f, plan_hits=hits, plan_total=total)
+        sc = score_accounts(
+            f, community=link.community, sync_p=sync_p, params=score, membership=membership
+        )
     return assemble(f, sc, link, score)
 
 
@@ -189,7 +208,9 @@ def assemble(
             "exchanges": pa.array(f.exchanges.astype(np.int64), pa.int64()),
         }
     )
-    return FeatureScan(accounts=accounts, campaigns=campaigns, scores=sc, graph=link)
+    return FeatureScan(
+        accounts=accounts, campaigns=campaigns, scores=sc, graph=link, features=features
+    )
 
 
 def campaign_id_of(accounts: Sequence[str]) -> str:
@@ -271,6 +292,11 @@ def account_reasons(
         r.append("harvesting pattern: single-turn, long completions")
     if s["sweep"][i] > 0:
         r.append("topic mix far from the natural mix (capability sweep)")
+    if s["plan"][i] > 0 and f.plan_hits is not None and f.plan_total is not None:
+        r.append(
+            f"paraphrases what accounts under one operator's control ask "
+            f"({f.plan_hits[i]:.0f} of {f.plan_total[i]:.0f} paraphrase buckets)"
+        )
     if s["rotation"][i] > 0:
         asns = f.distinct_asns[i] if f.distinct_asns is not None else 0
         nets = f.distinct_nets[i] if f.distinct_nets is not None else 0

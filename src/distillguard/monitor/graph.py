@@ -53,6 +53,7 @@ def _default_weights() -> dict[str, float]:
         "asn": 0.3,
         "user_agent": 0.3,
         "template": 0.4,
+        "semantic": 0.4,
     }
 
 

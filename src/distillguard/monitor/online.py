@@ -40,7 +40,7 @@ import logging
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,8 +66,13 @@ from distillguard.monitor.scoring import (
     affinity,
     final_score,
 )
+from distillguard.monitor.semantic import (
+    SemanticHasher,
+    learn_word_vectors,
+    semantic_buckets,
+)
 from distillguard.monitor.sweep import TOPICS, topic_divergence, topic_mix, topic_of
-from distillguard.monitor.templates import MinHasher
+from distillguard.monitor.templates import MinHasher, TemplateBuckets
 from distillguard.records.model import Account, Exchange
 
 if TYPE_CHECKING:
@@ -82,6 +87,7 @@ _SLOT_US = 300_000_000  # 5 minutes
 _MASK64 = (1 << 64) - 1
 _NORM_DIGITS = re.compile(r"[0-9]+")
 _NORM_OTHER = re.compile(r"[^a-z0-9]+")
+_SEM_TOKEN = re.compile(r"[a-z0-9]+")  # the semantic signal's tokens (semantic.TOKENS_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,9 @@ class OnlineConfig:
 
     per_account_sample: int = 64
     minhash: MinHasher = field(default_factory=MinHasher)
+    #: The scan's semantic paraphrase buckets (``None``: off, the default, as
+    #: ``ScanConfig.semantic``; set both alike for the online scores to follow the scan's).
+    semantic: SemanticHasher | None = None
     graph: GraphParams = field(default_factory=GraphParams)
     score: ScoreParams = field(default_factory=ScoreParams)
     rescore_min: int = 10_000
@@ -189,6 +198,7 @@ class _Doc:
     grade: bool
     topic: int
     bands: tuple[int, ...]
+    tokens: tuple[str, ...] = ()  # for the semantic buckets, learned at each full re-score
 
 
 @dataclass(slots=True)
@@ -232,6 +242,7 @@ class _Snapshot:
     cluster_ids: list[str | None]
     key_community: dict[tuple[str, str], tuple[int, float]]
     exchanges: int
+    plan: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class OnlineScorer:
@@ -406,6 +417,9 @@ class OnlineScorer:
             grade=grade,
             topic=topic_of(prompt),
             bands=self._sketch.band_keys(words),
+            tokens=tuple(_SEM_TOKEN.findall(prompt.lower()))
+            if self.config.semantic is not None
+            else (),
         )
         self._doc_ids += 1
         a.docs[self._doc_ids] = doc
@@ -501,6 +515,19 @@ class OnlineScorer:
                     acct_col.append(i)
                     kind_col.append(kind)
                     key_col.append(value)
+            docs = (
+                [
+                    (d.order, i, d.tokens, d.cot or d.grade)
+                    for i, a in enumerate(accts)
+                    for d in a.docs.values()
+                ]
+                if self.config.semantic is not None
+                else []
+            )
+        for i, value in self._semantic_keys(docs):
+            acct_col.append(i)
+            kind_col.append("semantic")
+            key_col.append(value)
         keys = pa.table(
             {
                 "acct": pa.array(acct_col, pa.int64()),
@@ -510,6 +537,31 @@ class OnlineScorer:
             schema=KEYS_SCHEMA,
         )
         return features, keys
+
+    def _semantic_keys(
+        self, docs: list[tuple[int, int, tuple[str, ...], bool]]
+    ) -> list[tuple[int, str]]:
+        """Distinct (account index, semantic bucket) of the sampled prompts ``docs`` (order, account
+        index, tokens, elicits), exactly as ``distillguard.monitor.scan._semantic_pairs``:
+        vectors learned from the prompts in the order of their MD5, buckets of the chosen ones."""
+        hasher = self.config.semantic
+        if hasher is None or not docs:
+            return []
+        docs.sort(key=lambda d: d[0])
+        words = pa.array([list(d[2]) for d in docs], pa.list_(pa.string()))
+        vectors = learn_word_vectors(words, hasher)
+        chosen = np.fromiter((d[3] or not hasher.only_elicit for d in docs), bool, len(docs))
+        if not chosen.any():
+            return []
+        take = np.flatnonzero(chosen)
+        keys = semantic_buckets(words.take(pa.array(take)), vectors=vectors, hasher=hasher)
+        acct = np.fromiter((docs[j][1] for j in take), np.int64, len(take))
+        pairs = TemplateBuckets(doc_account=acct, keys=keys).pairs()
+        out: list[tuple[int, str]] = []
+        for k, a in zip(pairs["key"].to_pylist(), pairs["acct"].to_pylist(), strict=True):
+            if k != 0:
+                out.append((int(a), str(k)))
+        return out
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -586,6 +638,7 @@ class OnlineScorer:
                 cluster_ids=cluster_ids,
                 key_community=key_community,
                 exchanges=seen,
+                plan=_plan_counts(fs),
             )
             with self._lock:
                 self._snap = snap
@@ -643,6 +696,12 @@ class OnlineScorer:
         self._partial_rescores += 1
         self._last_partial = tuple(a.account_id for a in accts)
         f = self._features(accts, snap.mix)
+        if snap.plan:  # the plan links of the last full re-score (they need the whole log)
+            f = replace(
+                f,
+                plan_hits=np.array([snap.plan.get(a.account_id, (0.0, 0.0))[0] for a in accts]),
+                plan_total=np.array([snap.plan.get(a.account_id, (0.0, 0.0))[1] for a in accts]),
+            )
         sp = self.config.score
         cal = snap.calibration
         parts, p_el, share, own = account_signals(f, cal, sp)
@@ -728,6 +787,18 @@ class OnlineScorer:
     def last_scan(self) -> FeatureScan | None:
         """The result of the last full re-score (``None`` before the first)."""
         return self._last_scan
+
+
+def _plan_counts(fs: FeatureScan) -> dict[str, tuple[float, float]]:
+    """Per account of a full re-score: its plan links (hits, total), for partial re-scores."""
+    f = fs.features
+    if f is None or f.plan_hits is None or f.plan_total is None:
+        return {}
+    return {
+        a: (float(h), float(t))
+        for a, h, t in zip(f.account_id, f.plan_hits, f.plan_total, strict=True)
+        if t > 0
+    }
 
 
 def gateway_scorer(settings: Settings) -> OnlineScorer:

@@ -35,8 +35,14 @@ from distillguard.monitor.features import AccountFeatures, FeatureScan, score_fe
 from distillguard.monitor.graph import GraphParams
 from distillguard.monitor.infrastructure import infrastructure_features, infrastructure_keys
 from distillguard.monitor.scoring import ScoreParams
+from distillguard.monitor.semantic import (
+    TOKENS_SQL,
+    SemanticHasher,
+    learn_word_vectors,
+    semantic_buckets,
+)
 from distillguard.monitor.sweep import sweep_features
-from distillguard.monitor.templates import MinHasher, template_buckets
+from distillguard.monitor.templates import MinHasher, TemplateBuckets, template_buckets
 
 __all__ = ["Engine", "ScanConfig", "ScanDetail", "ScanResult", "scan", "scan_connection"]
 
@@ -62,6 +68,11 @@ class ScanConfig:
     engine: Engine = "duckdb"
     per_account_sample: int = 64
     minhash: MinHasher = field(default_factory=MinHasher)
+    #: Paraphrase buckets from log-learned word vectors (:mod:`~distillguard.monitor.semantic`:
+    #: link kind ``semantic`` and the plan signal); ``SemanticHasher()`` turns them on. Off by
+    #: default: on the zoo and the simulator's logs they recalled no more low-and-slow accounts
+    #: (0.005 -> 0.009) and doubled the scan time (docs/scan.md, "Paraphrase groups").
+    semantic: SemanticHasher | None = None
     graph: GraphParams = field(default_factory=GraphParams)
     score: ScoreParams = field(default_factory=ScoreParams)
     memory_limit: str = "8GB"
@@ -143,6 +154,44 @@ def _unavailable(report: LoadReport) -> list[str]:
     return sorted({_SIGNAL_NEEDS[f] for f in report.missing_fields if f in _SIGNAL_NEEDS})
 
 
+def _semantic_pairs(
+    con: duckdb.DuckDBPyConnection, position: dict[str, int], hasher: SemanticHasher | None
+) -> pa.Table:
+    """Distinct (``key``, ``acct``) rows of the semantic paraphrase buckets of table ``sample``
+    (``position``: account id to index); empty when ``hasher`` is ``None``.
+
+    The word vectors are learned from every sampled prompt, read in the order of the MD5 of the
+    exchange id (then the id), so that the first ``train_docs`` of them do not depend on DuckDB's
+    threads. Only the prompts that elicit reasoning or grading (table ``sample_elicit``, the
+    elicitation classifiers' verdicts) are bucketed: a harvesting plan is what has training
+    value, while everyday requests that many people phrase alike (recipes, e-mails, the cover
+    traffic of a low-and-slow account) would link everybody to everybody."""
+    empty = pa.table({"key": pa.array([], pa.uint64()), "acct": pa.array([], pa.int64())})
+    if hasher is None:
+        return empty
+    rows = _fetch(
+        con,
+        f"""SELECT s.account_id, {TOKENS_SQL.format(col="s.prompt")} AS words,
+                   e.cot OR e.grade AS elicit
+            FROM sample s JOIN sample_elicit e USING (exchange_id)
+            ORDER BY md5(s.exchange_id), s.exchange_id""",
+    )
+    if rows.num_rows == 0:
+        return empty
+    toks = rows["words"].combine_chunks()
+    vectors = learn_word_vectors(toks, hasher)
+    chosen = np.asarray(rows["elicit"].to_numpy(zero_copy_only=False), dtype=bool)
+    if not hasher.only_elicit:
+        chosen = np.ones(rows.num_rows, dtype=bool)
+    if not chosen.any():
+        return empty
+    take = pa.array(np.flatnonzero(chosen))
+    keys = semantic_buckets(toks.take(take), vectors=vectors, hasher=hasher)
+    accts = rows["account_id"].take(take).to_pylist()
+    doc_acct = np.fromiter((position[a] for a in accts), dtype=np.int64, count=len(accts))
+    return TemplateBuckets(doc_account=doc_acct, keys=keys).pairs().select(["key", "acct"])
+
+
 def scan(
     log: Path | None = None,
     *,
@@ -154,12 +203,15 @@ def scan(
     """Scan a log folder (or a store) for distillation campaigns and write the results to ``out``.
 
     Raises:
-        ConfigurationError: neither or both of ``log`` and ``store_url`` were given.
+        ConfigurationError: neither or both of ``log`` and ``store_url`` were given, or the
+            semantic buckets were asked of the Spark engine (not implemented there).
         InputError: the log cannot be read.
     """
     config = config or ScanConfig()
     if (log is None) == (store_url is None):
         raise ConfigurationError("give a log folder or a store URL (exactly one)")
+    if config.engine == "spark" and config.semantic is not None:
+        raise ConfigurationError("the semantic paraphrase buckets need the DuckDB engine")
     work = Path(tempfile.mkdtemp(prefix="dg-scan-"))
     try:
         if store_url is not None:
@@ -239,25 +291,28 @@ def scan_connection(
     model = elicitation_model()
     con.register("_w", model.weight_table())
     tok = TOKEN_SQL.format(source="sample")
-    eli = _fetch(
-        con,
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE sample_elicit AS
         WITH toks AS (SELECT account_id, exchange_id, unnest({tok.split("FROM", 1)[0]}) AS token
                       FROM {tok.split("FROM", 1)[1]}),
         s AS (SELECT t.account_id, t.exchange_id,
                      sum(CAST(round(1e12 * w.w_cot) AS BIGINT)) / 1e12 AS zc,
                      sum(CAST(round(1e12 * w.w_grade) AS BIGINT)) / 1e12 AS zg
-              FROM toks t JOIN _w w USING (token) GROUP BY ALL),
-        p AS (SELECT sample.account_id,
-                     1 / (1 + exp(-({model.bias[0]} + coalesce(zc, 0)))) AS p_cot,
-                     1 / (1 + exp(-({model.bias[1]} + coalesce(zg, 0)))) AS p_grade
-              FROM sample LEFT JOIN s USING (exchange_id))
-        SELECT account_id, count(*) AS n_sample,
-               count(*) FILTER (WHERE p_cot > 0.5) AS k_cot,
-               count(*) FILTER (WHERE p_grade > 0.5) AS k_grade,
-               count(*) FILTER (WHERE p_cot > 0.5 OR p_grade > 0.5) AS k_elicit
-        FROM p GROUP BY account_id
-        """,
+              FROM toks t JOIN _w w USING (token) GROUP BY ALL)
+        SELECT sample.account_id, sample.exchange_id,
+               1 / (1 + exp(-({model.bias[0]} + coalesce(zc, 0)))) > 0.5 AS cot,
+               1 / (1 + exp(-({model.bias[1]} + coalesce(zg, 0)))) > 0.5 AS grade
+        FROM sample LEFT JOIN s USING (exchange_id)
+        """
+    )
+    eli = _fetch(
+        con,
+        """SELECT account_id, count(*) AS n_sample,
+                  count(*) FILTER (WHERE cot) AS k_cot,
+                  count(*) FILTER (WHERE grade) AS k_grade,
+                  count(*) FILTER (WHERE cot OR grade) AS k_elicit
+           FROM sample_elicit GROUP BY account_id""",
     )
     con.unregister("_w")
     timings["elicitation"] = time.perf_counter() - t
@@ -288,6 +343,12 @@ def scan_connection(
     timings["templates"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    stage("semantic paraphrase buckets")
+    spairs = _semantic_pairs(con, pos, config.semantic)
+    con.register("_spairs", spairs)
+    timings["semantic"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     stage("infrastructure")
     ikeys = infrastructure_keys(con)
     ifeat = infrastructure_features(con)
@@ -296,10 +357,13 @@ def scan_connection(
         con,
         """SELECT i.acct, k.kind, k.value AS gkey FROM _ikeys k JOIN _idx i USING (account_id)
            UNION ALL
-           SELECT acct, 'template', CAST(key AS VARCHAR) FROM _tpairs WHERE key <> 0""",
+           SELECT acct, 'template', CAST(key AS VARCHAR) FROM _tpairs WHERE key <> 0
+           UNION ALL
+           SELECT acct, 'semantic', CAST(key AS VARCHAR) FROM _spairs WHERE key <> 0""",
     )
     con.unregister("_ikeys")
     con.unregister("_tpairs")
+    con.unregister("_spairs")
     orgs = _fetch(
         con, "SELECT i.acct, a.org_id FROM _idx i JOIN acc a USING (account_id) ORDER BY i.acct"
     )

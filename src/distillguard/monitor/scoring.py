@@ -67,8 +67,10 @@ __all__ = [
     "binomial_evidence",
     "calibrate",
     "community_base_rate",
+    "control_shown",
     "final_score",
     "harvest_statistic",
+    "plan_evidence",
     "ramp",
     "robust_reference",
     "robust_z",
@@ -86,6 +88,7 @@ def _default_signal_weights() -> dict[str, float]:
         "harvest": 0.15,
         "sweep": 0.2,
         "rotation": 0.3,
+        "plan": 0.6,
     }
 
 
@@ -108,6 +111,9 @@ class ScoreParams:
     rotation_hi: float = 8.0
     control_floor: float = 0.25
     interest_cap: float = 0.45
+    #: The plan signal's base-rate floor and the p-value from which it counts (full at 1e-9).
+    plan_p0_floor: float = 0.02
+    alpha_plan: float = 1e-3
     weights: dict[str, float] = field(default_factory=_default_signal_weights)
 
 
@@ -164,6 +170,9 @@ class Calibration:
     harvest: tuple[float, float]
     topic_divergence: tuple[float, float]
     signup_burst: tuple[float, float]
+    #: Base rate of the plan signal: mean share of paraphrase buckets shared with accounts under
+    #: control over the least-sharing 75% of the accounts with bucketed prompts.
+    plan_p0: float = 0.02
 
 
 def harvest_statistic(f: AccountFeatures) -> np.ndarray:
@@ -180,7 +189,16 @@ def calibrate(features: AccountFeatures, params: ScoreParams) -> Calibration:
     share = np.where(f.n_sample > 0, f.k_elicit / np.maximum(f.n_sample, 1), 0.0)
     ref = np.sort(share[enough]) if enough.any() else np.sort(share)
     low = ref[: max(1, int(0.75 * len(ref)))] if len(ref) else np.zeros(1)
+    # the plan base rate as the elicitation one: mean share of the least-sharing 75% of the
+    # accounts that have at least one bucketed prompt (the legitimate majority)
+    plan_p0 = params.plan_p0_floor
+    if f.plan_hits is not None and f.plan_total is not None:
+        has = f.plan_total >= 8
+        if has.any():
+            ps = np.sort(f.plan_hits[has] / f.plan_total[has])
+            plan_p0 = max(plan_p0, float(np.mean(ps[: max(1, int(0.75 * len(ps)))])))
     return Calibration(
+        plan_p0=plan_p0,
         p0=float(max(params.p0_floor, float(np.mean(low)))),
         interarrival_cv=robust_reference(f.interarrival_cv, mask=enough),
         minute_entropy=robust_reference(f.minute_entropy, mask=enough),
@@ -199,6 +217,7 @@ SIGNALS = (
     "harvest",
     "sweep",
     "rotation",
+    "plan",
 )
 
 #: Signals of *control* (one operator behind many accounts, or hiding where it calls from), as
@@ -258,6 +277,7 @@ def account_signals(
     z_b = _z(np.log1p(f.signup_burst), cal.signup_burst)
     s_burst = ramp(z_b, sp.z_fire, 2 * sp.z_fire) * ramp(f.signup_burst, 4.0, 10.0)
     s_rot = rotation_evidence(f, sp)
+    s_plan = plan_evidence(f, cal, sp)
     parts = {
         "elicitation": s_el,
         "payment": s_pay,
@@ -266,6 +286,7 @@ def account_signals(
         "harvest": s_harv,
         "sweep": s_sw,
         "rotation": s_rot,
+        "plan": s_plan,
     }
     w = sp.weights
     own = 1.0 - np.prod([1.0 - w[k] * v for k, v in parts.items()], axis=0)
@@ -287,6 +308,43 @@ def rotation_evidence(features: AccountFeatures, params: ScoreParams) -> np.ndar
     spread = np.maximum(f.distinct_asns, f.distinct_nets / 3.0)
     enough = f.exchanges >= sp.min_exchanges
     return np.where(enough, ramp(spread, sp.rotation_lo, sp.rotation_hi), 0.0)
+
+
+def plan_evidence(
+    features: AccountFeatures, calibration: Calibration, params: ScoreParams
+) -> np.ndarray:
+    """Shared plan (0..1): an account's prompts paraphrase, more often than the log's base rate,
+    prompts of accounts that are flagged *and* show control of their own (paraphrase buckets
+    dominated by such accounts, :func:`~distillguard.monitor.semantic.plan_links`).
+
+    The counts are paraphrase buckets (``plan_hits`` of ``plan_total``); a prompt holds ``bands``
+    (8) of them, so the test counts ``total / 8`` prompts: a one-sided binomial test against
+    ``calibration.plan_p0``, from ten times ``alpha_plan`` (nothing) to ``alpha_plan`` (in full;
+    1e-3, the elicitation test's level, chosen before any measurement), times a ramp on the
+    share's ratio to the base rate (2x nothing, 4x in full). Zero where the counts were not
+    computed.
+
+    Misfires when legitimate users ask what a controlled campaign asks in the same words up to
+    paraphrase: a class whose homework a campaign harvests, a benchmark a campaign replays.
+    """
+    f, sp = features, params
+    if f.plan_hits is None or f.plan_total is None:
+        return np.zeros(len(f.exchanges), dtype=np.float64)
+    n = np.floor(f.plan_total / 8.0)
+    k = np.minimum(np.floor(f.plan_hits / 8.0), n)
+    share = np.where(f.plan_total > 0, f.plan_hits / np.maximum(f.plan_total, 1), 0.0)
+    p = binomial_evidence(k, n, calibration.plan_p0)
+    lo = -np.log10(sp.alpha_plan)
+    ratio = np.log2(np.maximum(share, 1e-12) / calibration.plan_p0)
+    return np.asarray(
+        ramp(-np.log10(np.maximum(p, 1e-300)), lo - 1, lo) * ramp(ratio, 1.0, 2.0),
+        dtype=np.float64,
+    )
+
+
+def control_shown(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """Per account: does it show a control signal of its own (:data:`CONTROL_SIGNALS`)."""
+    return np.asarray(np.maximum.reduce([parts[k] > 0 for k in CONTROL_SIGNALS]), dtype=bool)
 
 
 def affinity(
@@ -360,13 +418,16 @@ def final_score(
     the cap halved their evidence).
     """
     control = np.maximum.reduce([parts[k] for k in CONTROL_SIGNALS])
-    corroborated = np.minimum(parts["elicitation"], control)
+    # a shared plan is corroborated by construction: content of the account's own, shared with
+    # accounts that show control (see plan_evidence)
+    plan = parts.get("plan", np.zeros_like(control))
+    corroborated = np.maximum(np.minimum(parts["elicitation"], control), plan)
     w = params.own_weight + (1.0 - params.own_weight) * corroborated
     score = 1 - (1 - w * own) * (1 - community_score)
     # Nobody is flagged for what they ask alone: an account with no control signal of its own
     # and none in its community (``community_control``: the community's control ramp, 0 for
     # none; ``None``: not known, counted as none) stays at or under ``interest_cap``.
-    shown = control > 0
+    shown = (control > 0) | (plan > 0)
     if community_control is not None:
         shown |= np.asarray(community_control) > 0
     return np.asarray(np.where(shown, score, np.minimum(score, params.interest_cap)), np.float64)

@@ -307,3 +307,47 @@ def test_nobody_is_flagged_for_what_they_ask_alone() -> None:
     assert capped[0] == pytest.approx(sp.interest_cap)
     shown = final_score(parts, np.array([0.99]), np.array([0.9]), sp, community_control=np.ones(1))
     assert shown[0] > sp.flag_threshold
+
+
+def test_a_shared_plan_flags_only_what_paraphrases_accounts_under_control() -> None:
+    """Accounts whose prompts land, far above the log's rate, in paraphrase buckets dominated by
+    accounts under control are flagged without control of their own; the same share of
+    reasoning requests without the plan links (tutoring) is not; without plan counts the
+    signal is off."""
+    from dataclasses import replace
+
+    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor.scoring import score_accounts
+
+    rng = np.random.default_rng(11)
+    n = 1000
+    cols = _features(n, rng)
+    plan = np.arange(40)
+    tutors = np.arange(40, 80)
+    cols["k_elicit"][np.r_[plan, tutors]] = 8
+    cols["k_cot"][np.r_[plan, tutors]] = 8
+    total = np.full(n, 8.0 * 20)  # 20 bucketed prompts each
+    hits = rng.binomial(20, 0.005, n) * 8.0  # ordinary accounts: 0.5% of prompts
+    hits[plan] = 8.0 * 6  # 6 of 20 prompts paraphrase a controlled campaign's plan
+    hits[tutors] = 0.0
+    f = AccountFeatures(
+        account_id=[f"a{i:04d}" for i in range(n)],
+        org_id=[None] * n,
+        plan_hits=hits,
+        plan_total=total,
+        **cols,
+    )
+    community = np.arange(n)  # nobody linked: the plan test alone
+    sc = score_accounts(f, community=community, sync_p=np.ones(n), params=ScoreParams())
+    assert sc.calibration.plan_p0 == pytest.approx(0.02)  # the floor: ordinary rate is lower
+    assert sc.flagged[plan].all()
+    assert not sc.flagged[tutors].any()
+    assert sc.flagged.sum() == len(plan)
+    assert (sc.score[tutors] <= ScoreParams().interest_cap).all()
+    off = score_accounts(
+        replace(f, plan_hits=None, plan_total=None),
+        community=community,
+        sync_p=np.ones(n),
+        params=ScoreParams(),
+    )
+    assert not off.flagged.any() and (off.signals["plan"] == 0).all()
