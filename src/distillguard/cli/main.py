@@ -138,6 +138,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: The options of ``distillguard`` itself, which go before the command.
+GLOBAL_OPTIONS = frozenset({"--config", "-c", "--json", "--quiet", "-q", "--debug", "--version"})
+
 #: Subcommand modules (each has a ``register(app)`` function).
 SUBCOMMANDS: tuple[str, ...] = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
@@ -187,6 +190,22 @@ class LazyGroup(TyperGroup):
             return super().shell_complete(ctx, incomplete)
         finally:
             self._listing = False
+
+    def invoke(self, ctx: _click.Context) -> object:
+        """Run the command; a global option given after the command (``distillguard simulate
+        -q``) is refused with the place it goes (``distillguard -q simulate``)."""
+        try:
+            return super().invoke(ctx)
+        except _click.exceptions.NoSuchOption as exc:
+            name = exc.option_name.split("=", 1)[0]
+            if name in GLOBAL_OPTIONS and "Global options" not in exc.message:
+                path = (exc.ctx.command_path if exc.ctx else "distillguard").split()[1:]
+                exc.message = (
+                    f"{exc.message}. Global options come before the command: "
+                    f"distillguard {' '.join([name, *path])} ..."
+                )
+                exc.possibilities = None  # the command's own close matches would mislead
+            raise
 
     def resolve_command(
         self, ctx: _click.Context, args: list[str]

@@ -103,6 +103,26 @@ def test_unknown_command_suggests_the_close_one(capsys: pytest.CaptureFixture[st
     assert "Did you mean 'watermark'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["simulate", "-q"], "distillguard -q simulate ..."),
+        (["ledger", "head", "--json"], "distillguard --json ledger head ..."),
+        (["keys", "list", "--config=x.toml"], "distillguard --config keys list ..."),
+    ],
+)
+def test_a_global_option_after_the_command_says_where_it_goes(
+    args: list[str], where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The newcomer's ``distillguard simulate -q``: exit 2 and the place of the option."""
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert "Global options come before the command" in err and where in err, err
+    assert "Possible options" not in err
+    assert main(["ledger", "head", "--jsn"]) == 2  # an ordinary typo: no such hint
+    assert "Global options" not in capsys.readouterr().err
+
+
 def test_completion_script_and_command_names() -> None:
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="distillguard")
     assert script.exit_code == 0
