@@ -46,13 +46,11 @@ UNMARKED: set[str] = {
     "docs/fingerprint.md",
     "docs/gateway.md",
     "docs/multimodal.md",
-    "docs/passports.md",
     "docs/privacy.md",
     "docs/radioactivity.md",
     "docs/records.md",
     "docs/results.md",
     "docs/scan.md",
-    "docs/simulator.md",
     "docs/store.md",
     "docs/watermark.md",
     "docs/zoo.md",
@@ -120,7 +118,7 @@ def console_commands(text: str) -> list[tuple[str, list[str]]]:
         command = lines[i][2:]
         while command.endswith("\\") and i + 1 < len(lines):
             i += 1
-            command = command[:-1] + "\n" + lines[i]
+            command = command + "\n" + lines[i]  # bash reads the backslash-newline as one line
         i += 1
         output: list[str] = []
         while i < len(lines) and not lines[i].startswith("$ "):
@@ -267,6 +265,10 @@ def test_the_parser_reads_markers_commands_and_expectations(tmp_path: Path) -> N
         ("python", "skip needs a server", 17),
     ]
     assert console_commands(found[0].text) == [
-        ("echo a \n  b   # exit 0", ["a b"]),
+        ("echo a \\\n  b   # exit 0", ["a b"]),
         ("false", ["error DG123 nope"]),
     ]
+    # a continued command runs as one command (the words after the backslash are its arguments)
+    joined = console_commands(found[0].text)[0][0]
+    done = subprocess.run(["bash", "-c", joined], capture_output=True, text=True, check=True)
+    assert done.stdout == "a b\n"
