@@ -464,6 +464,27 @@ class GatewaySettings(_Section):
         description="Also fsync each group (SQLite); off: a group survives a process crash, and "
         "the disk flush comes with SQLite's checkpoints.",
     )
+    failure_mode: Literal["open", "closed"] = Field(
+        default="closed",
+        description="When the store or Redis cannot be reached: 'open' keeps answering "
+        "(exchanges go to the local spool and are replayed when the store returns; limits and "
+        "nonces fall back to this replica's own), 'closed' refuses with 503 and Retry-After.",
+    )
+    spool_dir: Path | None = Field(
+        default=None, description="The local spool of failure_mode = 'open' (default HOME/spool)."
+    )
+    spool_max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 16,
+        description="The spool's bound: when full, requests are refused (503) rather than "
+        "answered unrecorded.",
+    )
+    spool_retry_s: float = Field(
+        default=1.0, gt=0, le=300, description="How often the spool's replay tries the store."
+    )
+    unavailable_retry_after_s: int = Field(
+        default=5, ge=1, le=3600, description="Retry-After of the 503 a down dependency causes."
+    )
     rate_limits: Literal["memory", "redis"] = Field(default="memory", description="Backend.")
     redis_url: SecretUrl = Field(
         default="redis://127.0.0.1:6379/0", description="Redis for limits."

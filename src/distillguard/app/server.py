@@ -38,15 +38,23 @@ from distillguard.gateway.core import (
     LimitsConfig,
     PostHocWatermarker,
 )
+from distillguard.gateway.failover import FailoverNonceCache
 from distillguard.gateway.metrics import GatewayMetrics
 from distillguard.gateway.policy import (
+    ActionRow,
     NullScorer,
     OnlineScorer,
     Policy,
     PolicyThresholds,
     ensure_action_tables,
 )
-from distillguard.gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from distillguard.gateway.ratelimit import (
+    FailoverRateLimiter,
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from distillguard.gateway.recorder import ExchangeRecorder
 from distillguard.gateway.upstream import (
     CircuitBreaker,
@@ -56,7 +64,13 @@ from distillguard.gateway.upstream import (
     Upstream,
     routed_upstream,
 )
-from distillguard.passport import KeyDirectory, PassportRegistry, RequestVerifier, RevocationCache
+from distillguard.passport import (
+    KeyDirectory,
+    MemoryNonceCache,
+    PassportRegistry,
+    RequestVerifier,
+    RevocationCache,
+)
 from distillguard.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -223,6 +237,25 @@ def _limits(settings: Settings) -> LimitsConfig:
 def _recorder(settings: Settings, metrics: GatewayMetrics) -> ExchangeRecorder:
     cfg = settings.gateway
     store_url = settings.store_url
+    spool = None
+    if cfg.failure_mode == "open":
+        from distillguard.gateway.spool import claim_spool
+
+        spool = claim_spool(
+            cfg.spool_dir or Path(settings.home) / "spool", max_bytes=cfg.spool_max_bytes
+        )
+        metrics.spool_max_bytes.set(cfg.spool_max_bytes)
+        metrics.spool_bytes.set(spool.pending_bytes)
+        metrics.spool_records.set(spool.pending_records)
+        metrics.degraded.labels("store").set(0 if spool.empty else 1)
+
+        def on_spool(n: int) -> None:
+            assert spool is not None
+            (metrics.spooled if n > 0 else metrics.replayed).inc(abs(n))
+            metrics.spool_bytes.set(spool.pending_bytes)
+            metrics.spool_records.set(spool.pending_records)
+            metrics.degraded.labels("store").set(0 if spool.empty else 1)
+
     return ExchangeRecorder(
         store_url=store_url,
         durability=cfg.durability,
@@ -232,9 +265,17 @@ def _recorder(settings: Settings, metrics: GatewayMetrics) -> ExchangeRecorder:
         prepare=ensure_action_tables,
         fsync=cfg.durability == "sync" or cfg.batch_fsync,
         on_commit=metrics.batch.observe,
-        inline=cfg.recorder == "inline"
+        spool=spool,
+        row_decoders={ActionRow.KIND: ActionRow.decode},
+        replay_interval_s=cfg.spool_retry_s,
+        on_spool=on_spool if spool is not None else None,
+        inline=(
+            spool is None  # spooling fsyncs: never in the event loop
+            and cfg.recorder == "inline"
+        )
         or (
-            cfg.recorder == "auto"
+            spool is None
+            and cfg.recorder == "auto"
             and store_url.startswith("sqlite:")
             and cfg.durability == "batch"
             and not cfg.batch_fsync
@@ -334,7 +375,21 @@ def _assemble(
     admin_token = _admin_token(settings)
 
     # the verifier, and through its revocation cache the passport registry
-    the_verifier = verifier or RequestVerifier.from_settings(settings, keyring)
+    open_mode = cfg.failure_mode == "open"
+
+    def nonces_state(down: bool) -> None:
+        metrics.degraded.labels("nonces").set(int(down))
+
+    def wrap_nonces(primary: Any) -> Any:
+        if not open_mode or isinstance(primary, MemoryNonceCache):
+            return primary
+        return FailoverNonceCache(
+            primary, MemoryNonceCache(), retry_s=cfg.spool_retry_s, on_state=nonces_state
+        )
+
+    the_verifier = verifier or RequestVerifier.from_settings(
+        settings, keyring, wrap_nonce_cache=wrap_nonces
+    )
     revocations = the_verifier.revocations
     cache = revocations if isinstance(revocations, RevocationCache) else None
     registry: PassportRegistry
@@ -391,6 +446,12 @@ def _assemble(
             if cfg.rate_limits == "redis"
             else MemoryRateLimiter()
         )
+        if open_mode and cfg.rate_limits == "redis":
+            limiter = FailoverRateLimiter(
+                limiter,
+                retry_s=cfg.spool_retry_s,
+                on_state=lambda down: metrics.degraded.labels("rate_limits").set(int(down)),
+            )
     if watermarker is None and not the_upstream.capabilities.generation_watermark:
         from distillguard.gateway.watermarking import CaterPostHoc
 
@@ -431,6 +492,7 @@ def _assemble(
         max_body_bytes=cfg.max_body_bytes,
         body_timeout_s=cfg.body_timeout_s,
         trust_forwarded=cfg.trust_forwarded_for,
+        unavailable_retry_after_s=cfg.unavailable_retry_after_s,
     )
     gateway = Gateway(
         core=core,

@@ -229,6 +229,12 @@ class Gateway:
                 checks["store"] = bool(self._store_ready())
             except Exception:
                 checks["store"] = False
+        if self.core.recorder.spool is not None:
+            # failure mode open: a store that cannot be reached is served around (the spool),
+            # so this replica stays in the load balancer; "spooling" says it is degraded
+            checks["spooling"] = self.core.recorder.spooling
+            ok = checks["recorder"] and checks["upstream"]
+            return ok, checks
         return all(checks.values()), checks
 
     def _build_api(self, routers: Sequence[APIRouter]) -> FastAPI:
@@ -263,7 +269,8 @@ class Gateway:
 
         @api.get("/readyz", tags=["ops"], summary="Readiness")
         def readyz() -> Response:
-            """Ready when the store, the recorder and the upstream are usable (503 otherwise)."""
+            """Ready when the store, the recorder and the upstream are usable (503 otherwise);
+            in failure mode open, the store is reported but not required."""
             ok, checks = self.ready()
             return JSONResponse(
                 {"status": "ready" if ok else "not_ready", "checks": checks},

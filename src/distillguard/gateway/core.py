@@ -71,11 +71,11 @@ from distillguard.gateway.pipeline import (
 )
 from distillguard.gateway.policy import (
     Action,
+    ActionRow,
     CanaryPlanting,
     NullScorer,
     OnlineScorer,
     Policy,
-    insert_action,
     new_action_record,
 )
 from distillguard.gateway.ratelimit import Check, Limit, RateLimiter
@@ -90,7 +90,6 @@ from distillguard.gateway.upstream import (
 from distillguard.passport import HttpRequest, VerificationResult, VerifiedIdentity
 from distillguard.records.model import Account, Exchange
 from distillguard.store import Store
-from distillguard.store.base import Cursor
 
 __all__ = [
     "AccountDirectory",
@@ -387,6 +386,8 @@ class GatewayCore:
         max_body_bytes, body_timeout_s: bounds on request bodies.
         trust_forwarded: take the client IP, ASN and fingerprint from the front proxy's
             ``X-Forwarded-For``, ``X-Client-ASN`` and ``X-Client-Fingerprint`` headers.
+        unavailable_retry_after_s: the ``Retry-After`` of a 503 that a down store or rate
+            limiter causes (failure mode closed).
     """
 
     def __init__(
@@ -407,6 +408,7 @@ class GatewayCore:
         max_body_bytes: int = 1 << 20,
         body_timeout_s: float = 30.0,
         trust_forwarded: bool = False,
+        unavailable_retry_after_s: int = 5,
     ) -> None:
         self.verifier = verifier
         self.upstream = upstream
@@ -423,6 +425,8 @@ class GatewayCore:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.trust_forwarded = trust_forwarded
+        self.unavailable_headers = ((b"retry-after", str(unavailable_retry_after_s).encode()),)
+        self._charges: set[asyncio.Task[None]] = set()
         self.models = frozenset(upstream.models())
         self._limit_cache: dict[tuple[int, int, float], tuple[Limit, Limit, Limit, Limit]] = {}
         self.scoring: ScoringWorker | None = (
@@ -653,13 +657,14 @@ class GatewayCore:
             ctx.payment = await self.accounts.payment(account_id)
         reqs, toks = self._checks(ctx, count_tokens(prompt_text))
         try:
-            verdict = self.limiter.acquire([*reqs, *toks])
+            verdict = await self.limiter.aacquire([*reqs, *toks])
         except StorageError:
             raise Refusal(
                 503,
                 "rate_limiter_unavailable",
                 "Rate limiter unavailable",
                 "rate limits cannot be checked; retry later",
+                headers=self.unavailable_headers,
             ) from None
         if not verdict.allowed:
             retry = max(1, math.ceil(verdict.retry_after_s))
@@ -732,15 +737,18 @@ class GatewayCore:
     def charge(self, admission: Admission, completion_tokens: int) -> None:
         """Charge ``completion_tokens`` to the admitted request's token limits (a limiter that
         is down is logged: the answer is already paid for)."""
-        if completion_tokens <= 0:
+        if completion_tokens <= 0 or not admission.token_checks:
             return
+        checks = [
+            Check(c.name, c.key, c.limit, float(completion_tokens)) for c in admission.token_checks
+        ]
+        task = asyncio.get_running_loop().create_task(self._acharge(checks))
+        self._charges.add(task)  # a reference until done (the loop keeps only weak ones)
+        task.add_done_callback(self._charges.discard)
+
+    async def _acharge(self, checks: list[Check]) -> None:
         try:
-            self.limiter.charge(
-                [
-                    Check(c.name, c.key, c.limit, float(completion_tokens))
-                    for c in admission.token_checks
-                ]
-            )
+            await self.limiter.acharge(checks)
         except StorageError:
             logger.warning("could not charge completion tokens: rate limiter unavailable")
 
@@ -859,11 +867,7 @@ class GatewayCore:
             account_id=ctx.identity.account_id, exchange_id=exchange_id, decision=decision
         )
         self.metrics.actions.labels(decision.action.value, decision.source).inc()
-
-        def write(store: Store, cur: Cursor) -> None:
-            insert_action(store, cur, record)
-
-        return (write,)
+        return (ActionRow(record),)
 
     async def record(self, ctx: RequestContext, exchange: Exchange) -> None:
         """Store ``exchange``, its account and its policy action, and its ledger leaf; returns
@@ -880,7 +884,10 @@ class GatewayCore:
             )
         except StorageError:
             raise Refusal(
-                503, *_STORAGE_DOWN, "the exchange could not be recorded; retry later"
+                503,
+                *_STORAGE_DOWN,
+                "the exchange could not be recorded; retry later",
+                headers=self.unavailable_headers,
             ) from None
 
     def done(self, ctx: RequestContext, exchange: Exchange) -> None:

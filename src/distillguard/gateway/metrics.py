@@ -15,7 +15,12 @@ Names (all prefixed ``distillguard_gateway_``):
   ``completion``. ``outcome`` (:func:`outcome_of`): ``ok``, ``rate_limited``, ``refused``
   (blocked, re-verification), ``client_error`` (another 4xx, an upstream's 400 passed on),
   ``upstream_error`` (5xx). ``model`` is the requested model; after :data:`MAX_MODELS`
-  distinct names the rest count as ``other`` (a client cannot grow the label set without end).
+  distinct names the rest count as ``other`` (a client cannot grow the label set without end);
+* ``spool_bytes``, ``spool_records``: exchanges in the local spool not yet replayed into the
+  store (failure mode open), ``spool_max_bytes`` its bound; ``spooled_total`` and
+  ``replayed_total``: exchanges written to it and replayed from it;
+* ``degraded{dependency}``: 1 while ``store``, ``rate_limits`` or ``nonces`` is unreachable and
+  this process serves on its fallback (spool, its own limits, its own nonce cache).
 
 Several worker processes (``distillguard serve --workers N``): each process writes its values to
 memory-mapped files in ``$PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode,
@@ -40,7 +45,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
@@ -181,6 +186,39 @@ class GatewayMetrics:
             ["model", "kind", "outcome"],
             registry=self.registry,
         )
+        self.spool_bytes = Gauge(
+            p + "spool_bytes",
+            "Bytes of spooled exchanges not yet replayed into the store",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.spool_records = Gauge(
+            p + "spool_records",
+            "Spooled exchanges not yet replayed into the store",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.spool_max_bytes = Gauge(
+            p + "spool_max_bytes",
+            "The spool's bound (failure mode open; 0: no spool)",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.spooled = Counter(
+            p + "spooled", "Exchanges written to the spool", registry=self.registry
+        )
+        self.replayed = Counter(
+            p + "replayed", "Exchanges replayed from the spool", registry=self.registry
+        )
+        self.degraded = Gauge(
+            p + "degraded",
+            "1 while a dependency is unreachable and this process serves on its fallback",
+            ["dependency"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        for dependency in ("store", "rate_limits", "nonces"):
+            self.degraded.labels(dependency).set(0)
         self._models: set[str] = set()
         self._models_lock = threading.Lock()
 

@@ -31,6 +31,7 @@ __all__ = [
     "Action",
     "ActionDecision",
     "ActionRecord",
+    "ActionRow",
     "CanaryPlanting",
     "NullScorer",
     "OnlineScorer",
@@ -221,6 +222,47 @@ class ActionRecord:
             "cluster_id": self.cluster_id,
         }
 
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> ActionRecord:
+        """The record of :meth:`to_dict`'s form."""
+        return cls(
+            action_id=str(obj["action_id"]),
+            ts=datetime.fromisoformat(obj["ts"]),
+            account_id=str(obj["account_id"]),
+            exchange_id=obj.get("exchange_id"),
+            action=str(obj["action"]),
+            reason=str(obj["reason"]),
+            source=str(obj["source"]),
+            risk=float(obj["risk"]),
+            cluster_id=obj.get("cluster_id"),
+        )
+
+
+class ActionRow:
+    """Writes one :class:`ActionRecord` in the exchange's transaction (a recorder row writer
+    that can be spooled: ``spool_form``)."""
+
+    KIND = "gateway_action"
+
+    def __init__(self, record: ActionRecord) -> None:
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"ActionRow({self.record.action_id!r})"
+
+    @property
+    def spool_form(self) -> tuple[str, dict[str, Any]]:
+        """The spooled form: (kind, JSON object)."""
+        return self.KIND, self.record.to_dict()
+
+    def __call__(self, store: Store, cur: Cursor) -> None:
+        insert_action(store, cur, self.record)
+
+    @classmethod
+    def decode(cls, obj: dict[str, Any]) -> ActionRow:
+        """The row of a spooled form."""
+        return cls(ActionRecord.from_dict(obj))
+
 
 ACTION_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS gateway_actions (
@@ -246,7 +288,8 @@ def insert_action(store: Store, cur: Cursor, record: ActionRecord) -> None:
     cur.execute(
         store.q(
             "INSERT INTO gateway_actions (action_id, ts, account_id, exchange_id, action, reason, "
-            "source, risk, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "source, risk, cluster_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (action_id) DO NOTHING"  # a spooled action replayed twice
         ),
         (
             record.action_id,

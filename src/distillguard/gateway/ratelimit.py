@@ -30,6 +30,7 @@ gateway replicas ask. Use a different ``prefix`` per deployment to spread deploy
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -43,11 +44,14 @@ from distillguard.errors import StorageError
 __all__ = [
     "Check",
     "Decision",
+    "FailoverRateLimiter",
     "Limit",
     "MemoryRateLimiter",
     "RateLimiter",
     "RedisRateLimiter",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,3 +444,113 @@ class RedisRateLimiter:
             await entry[0].aclose()
         if self._client is not None:
             self._client.close()
+
+
+class FailoverRateLimiter:
+    """Shared limits that fall back to per-replica ones while their backend is down.
+
+    ``[gateway] failure_mode = "open"``: a decision the ``primary`` (Redis) cannot make is made
+    by ``fallback`` (this process's :class:`MemoryRateLimiter`) instead, so each replica then
+    enforces every limit on its own (an account may get up to replicas x its limit for as long
+    as Redis is down). The primary is tried again after ``retry_s``; ``on_state`` is called
+    with True when the fallback takes over and False when the primary is back.
+
+    Args:
+        primary: the shared limiter.
+        fallback: the per-replica limiter (default: a new :class:`MemoryRateLimiter`).
+        retry_s: how long the fallback serves before the primary is tried again.
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        primary: RateLimiter,
+        fallback: RateLimiter | None = None,
+        *,
+        retry_s: float = 1.0,
+        on_state: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback if fallback is not None else MemoryRateLimiter()
+        self.retry_s = retry_s
+        self._on_state = on_state
+        self._clock = clock
+        self._down_until = 0.0
+        self.degraded = False
+
+    def __repr__(self) -> str:
+        return f"FailoverRateLimiter({self.primary!r}, degraded={self.degraded})"
+
+    def _use_primary(self) -> bool:
+        return not self.degraded or self._clock() >= self._down_until
+
+    def _failed(self, exc: StorageError) -> None:
+        self._down_until = self._clock() + self.retry_s
+        if not self.degraded:
+            self.degraded = True
+            logger.warning("rate limits fall back to this replica's own: %s", exc)
+            if self._on_state is not None:
+                self._on_state(True)
+
+    def _ok(self) -> None:
+        if self.degraded:
+            self.degraded = False
+            logger.warning("rate limits are shared again")
+            if self._on_state is not None:
+                self._on_state(False)
+
+    def acquire(self, checks: Sequence[Check]) -> Decision:
+        """Admit or refuse with the primary, else the fallback."""
+        if self._use_primary():
+            try:
+                decision = self.primary.acquire(checks)
+            except StorageError as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return decision
+        return self.fallback.acquire(checks)
+
+    def charge(self, checks: Sequence[Check]) -> None:
+        """Charge with the primary, else the fallback."""
+        if self._use_primary():
+            try:
+                self.primary.charge(checks)
+            except StorageError as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return
+        self.fallback.charge(checks)
+
+    async def aacquire(self, checks: Sequence[Check]) -> Decision:
+        """:meth:`acquire` for an event loop."""
+        if self._use_primary():
+            try:
+                decision = await self.primary.aacquire(checks)
+            except StorageError as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return decision
+        return await self.fallback.aacquire(checks)
+
+    async def acharge(self, checks: Sequence[Check]) -> None:
+        """:meth:`charge` for an event loop."""
+        if self._use_primary():
+            try:
+                await self.primary.acharge(checks)
+            except StorageError as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return
+        await self.fallback.acharge(checks)
+
+    async def aclose(self) -> None:
+        """Close both limiters."""
+        for limiter in (self.primary, self.fallback):
+            close = getattr(limiter, "aclose", None)
+            if close is not None:
+                await close()

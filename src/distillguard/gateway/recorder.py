@@ -21,6 +21,16 @@ its WAL at commit by default (``synchronous_commit = on``).
 
 Extra rows (policy actions) can ride in the same transaction (:meth:`record` ``rows``).
 
+Failure mode open (``spool``): a group the store refuses for want of a connection (the server
+down, the network cut: :func:`store_unreachable`) is appended to the local
+:class:`~distillguard.gateway.spool.ExchangeSpool` instead, ``fsync``-ed, and its requests are
+answered as if committed. From then on every group goes to the spool (so that the order stays
+the order of arrival) until a replay thread has moved every spooled record into the store, in
+order, exactly once by exchange id; then the writer commits to the store again. A value the
+store refuses (not a connection failure) still fails its request. Extra rows are spooled when
+they carry a ``spool_form`` (``(kind, JSON object)``) that ``row_decoders[kind]`` turns back
+into a :data:`RowWriter`; a group with a row that cannot be spooled fails instead.
+
 ``inline=True`` commits in the event loop's own thread instead of a writer thread: the exchanges
 that arrive during one turn of the loop are committed together at the end of it (natural group
 commit, no waiting), which saves two thread hand-offs per request. It is what the embedded mode
@@ -38,23 +48,32 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from distillguard._internal.timeutil import to_micros
-from distillguard.errors import StorageError
+from distillguard.errors import StorageError, StoreConnectionError
+from distillguard.gateway.spool import ExchangeSpool
 from distillguard.records.model import Account, Exchange
+from distillguard.records.validate import account_from_mapping, exchange_from_mapping
 from distillguard.store import Store, open_store
 from distillguard.store.base import ACCOUNT_COLUMNS, Cursor, account_row, new_salts
 
 __all__ = [
+    "SPOOLED",
     "ExchangeRecorder",
     "RecordedExchange",
     "RecorderStats",
     "RowWriter",
+    "store_unreachable",
 ]
+
+SPOOLED = -1
+"""The ``seq`` of an exchange acknowledged from the spool (its store seq comes with replay)."""
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +109,8 @@ class RecorderStats:
     failures: int = 0
     largest_batch: int = 0
     commit_seconds: float = 0.0
+    spooled: int = 0
+    replayed: int = 0
 
 
 _STOP = object()
@@ -109,6 +130,11 @@ class ExchangeRecorder:
         on_commit: called (in the writer thread) with the size of each committed group.
         inline: commit in the event loop's thread instead of a writer thread (see the module
             documentation); only with an embedded (SQLite) store and no per-commit fsync.
+        spool: failure mode open: where groups go while the store cannot be reached (see the
+            module documentation); None: such a group fails its requests (failure mode closed).
+        row_decoders: extra rows' ``spool_form`` kinds and what turns them back into writers.
+        replay_interval_s: how often the replay thread tries the store while it is down.
+        on_spool: called with the number of exchanges spooled (+) or replayed (-).
     """
 
     def __init__(
@@ -123,6 +149,10 @@ class ExchangeRecorder:
         fsync: bool = True,
         on_commit: Callable[[int], None] | None = None,
         inline: bool = False,
+        spool: ExchangeSpool | None = None,
+        row_decoders: Mapping[str, Callable[[dict[str, Any]], RowWriter]] | None = None,
+        replay_interval_s: float = 1.0,
+        on_spool: Callable[[int], None] | None = None,
     ) -> None:
         if durability not in ("sync", "batch"):
             raise ValueError("durability must be 'sync' or 'batch'")
@@ -144,6 +174,19 @@ class ExchangeRecorder:
         self._commit_lock = threading.Lock()
         self._pending: list[_Item] = []
         self._flush_scheduled = False
+        self.spool = spool
+        self._row_decoders = dict(row_decoders or {})
+        self._replay_interval_s = replay_interval_s
+        self._on_spool = on_spool
+        self._spool_lock = threading.Lock()  # the writer's choice (spool or store) vs the flip
+        self._spooling = spool is not None and not spool.empty  # records left from before
+        self._replay_wake = threading.Event()
+        self._replayer: threading.Thread | None = None
+        if spool is not None:
+            self._replayer = threading.Thread(
+                target=self._replay_loop, name="dg-spool-replay", daemon=True
+            )
+            self._replayer.start()
         if inline:
             self._store, self._wal = self._open()
             self._thread: threading.Thread | None = None
@@ -156,6 +199,12 @@ class ExchangeRecorder:
 
     def __repr__(self) -> str:
         return f"ExchangeRecorder(durability={self.durability!r}, max_batch={self.max_batch})"
+
+    @property
+    def spooling(self) -> bool:
+        """True while exchanges go to the spool (the store was unreachable, or the spool still
+        holds records to replay)."""
+        return self._spooling
 
     @property
     def alive(self) -> bool:
@@ -217,6 +266,7 @@ class ExchangeRecorder:
         if self._closed:
             return
         self._closed = True
+        self._stop_replayer(timeout_s)
         if self._thread is None:
             with self._commit_lock:
                 while self._pending:
@@ -229,6 +279,13 @@ class ExchangeRecorder:
             return
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
+        if self.spool is not None:
+            self.spool.close()
+
+    def _stop_replayer(self, timeout_s: float) -> None:
+        if self._replayer is not None:
+            self._replay_wake.set()
+            self._replayer.join(timeout_s)
 
     # -- writer thread --------------------------------------------------------------------
 
@@ -320,16 +377,135 @@ class ExchangeRecorder:
         One exchange that cannot be stored (a value the database refuses) then fails alone
         instead of failing every request of its group.
         """
+        if self.spool is not None and self._spooling:
+            with self._spool_lock:
+                if self._spooling:  # the replay may have caught up meanwhile
+                    self._deliver(batch, self._to_spool(batch))
+                    return
         outcome = self._transaction(store, wal, batch)
+        if isinstance(outcome, _UnreachableError):
+            if self.spool is not None:
+                with self._spool_lock:
+                    self._spooling = True
+                    self._deliver(batch, self._to_spool(batch))
+                logger.warning(
+                    "the store is unreachable (%s): exchanges go to the spool %s",
+                    outcome.cause,
+                    self.spool.path,
+                )
+                self._replay_wake.set()
+                return
+            outcome = StorageError(f"the exchange could not be recorded: {outcome.cause}")
         if not isinstance(outcome, BaseException) or len(batch) == 1:
             self._deliver(batch, outcome)
             return
         logger.warning("recording a group of %d failed; retrying one by one", len(batch))
         for item in batch:
-            self._deliver([item], self._transaction(store, wal, [item]))
+            one = self._transaction(store, wal, [item])
+            if isinstance(one, _UnreachableError):
+                one = StorageError(f"the exchange could not be recorded: {one.cause}")
+            self._deliver([item], one)
+
+    # -- the spool (failure mode open) -----------------------------------------------------
+
+    def _to_spool(self, batch: list[_Item]) -> list[int] | BaseException:
+        """Append ``batch`` to the spool (called under the spool lock)."""
+        assert self.spool is not None
+        try:
+            self.spool.append([self._encode(item) for item in batch])
+        except StorageError as exc:
+            logger.error("spooling %d exchanges failed: %s", len(batch), exc)
+            self.stats.failures += 1
+            return exc
+        self.stats.spooled += len(batch)
+        if self._on_spool is not None:
+            self._on_spool(len(batch))
+        return [SPOOLED] * len(batch)
+
+    def _encode(self, item: _Item) -> bytes:
+        rows: list[list[Any]] = []
+        for write in item.rows:
+            form = getattr(write, "spool_form", None)
+            if form is None or form[0] not in self._row_decoders:
+                raise StorageError("an extra row of this exchange cannot be spooled")
+            rows.append([form[0], form[1]])
+        return orjson.dumps(
+            {
+                "exchange": item.exchange.to_dict(),
+                "account": item.account.to_dict() if item.account is not None else None,
+                "rows": rows,
+            }
+        )
+
+    def _decode(self, payload: bytes) -> tuple[Exchange, Account | None, list[RowWriter]]:
+        obj = orjson.loads(payload)
+        account = obj.get("account")
+        return (
+            exchange_from_mapping(obj["exchange"]),
+            account_from_mapping(account) if account is not None else None,
+            [self._row_decoders[kind](data) for kind, data in obj.get("rows", [])],
+        )
+
+    def _replay_loop(self) -> None:
+        """Move spooled records into the store, in order (the replay thread)."""
+        store: Store | None = None
+        try:
+            while not self._closed:
+                if not self._spooling:
+                    self._replay_wake.wait(self._replay_interval_s)
+                    self._replay_wake.clear()
+                    continue
+                try:
+                    if store is None:
+                        store = self._open()[0]
+                    self._replay_some(store)
+                except Exception as exc:
+                    logger.warning(
+                        "spool replay: the store is still unreachable (%s); %d records wait",
+                        type(exc).__name__,
+                        self.spool.pending_records if self.spool else 0,
+                    )
+                    if store is not None and not store_unreachable(exc):
+                        logger.error("spool replay failed: %s", exc)
+                    self._replay_wake.wait(self._replay_interval_s)
+                    self._replay_wake.clear()
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.close()
+
+    def _replay_some(self, store: Store) -> None:
+        """Replay one chunk; when the spool is empty after it, switch back to the store."""
+        spool = self.spool
+        assert spool is not None
+        payloads, cursor = spool.read(self.max_batch)
+        if payloads:
+            items = [
+                _Item(exchange, account, rows, None, None)
+                for exchange, account, rows in map(self._decode, payloads)
+            ]
+            outcome = self._transaction(store, None, items, count=False)
+            if isinstance(outcome, BaseException):
+                raise outcome.cause if isinstance(outcome, _UnreachableError) else outcome
+            spool.advance(cursor, len(payloads))
+            self.stats.replayed += len(payloads)
+            if self._on_spool is not None:
+                self._on_spool(-len(payloads))
+        with self._spool_lock:
+            if spool.empty and self._spooling:
+                self._spooling = False
+                logger.warning("the spool is replayed: exchanges go to the store again")
+
+    def wait_replayed(self, timeout_s: float = 30.0) -> bool:
+        """Wait until nothing is spooled (tests, shutdown); True if so."""
+        deadline = time.monotonic() + timeout_s
+        while self._spooling and time.monotonic() < deadline:
+            self._replay_wake.set()
+            time.sleep(0.05)
+        return not self._spooling
 
     def _transaction(
-        self, store: Store, wal: str | None, batch: list[_Item]
+        self, store: Store, wal: str | None, batch: list[_Item], *, count: bool = True
     ) -> list[int] | BaseException:
         started = time.perf_counter()
         outcome: list[int] | BaseException
@@ -355,18 +531,22 @@ class ExchangeRecorder:
                         write(store, cur)
             if wal is not None:
                 _fsync_path(wal)
-            self._known_accounts.update(accounts)
+            if count:
+                self._known_accounts.update(accounts)
             seqs = {s.exchange.exchange_id: s.seq for s in stored}
             outcome = [seqs.get(item.exchange.exchange_id, -1) for item in batch]
-            self.stats.exchanges += len(batch)
+            self.stats.exchanges += len(stored)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-            if self._on_commit is not None:
-                self._on_commit(len(batch))
+            if self._on_commit is not None and stored:
+                self._on_commit(len(stored))
         except Exception as exc:
             logger.error("recording %d exchanges failed: %s", len(batch), type(exc).__name__)
             self.stats.failures += 1
-            outcome = StorageError(f"the exchange could not be recorded: {type(exc).__name__}")
+            if store_unreachable(exc):
+                outcome = _UnreachableError(exc)
+            else:
+                outcome = StorageError(f"the exchange could not be recorded: {type(exc).__name__}")
         self.stats.commit_seconds += time.perf_counter() - started
         return outcome
 
@@ -386,6 +566,29 @@ class ExchangeRecorder:
                 continue
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, pairs)
+
+
+class _UnreachableError(StorageError):
+    """A transaction failed because the store could not be reached (internal)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the store is unreachable: {type(cause).__name__}")
+        self.cause = cause
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot be reached (server down, connection lost, no
+    connection within the pool's timeout), not that it refused what was written."""
+    if isinstance(exc, StoreConnectionError | ConnectionError | TimeoutError):
+        return True
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # no PostgreSQL driver: SQLite stores are local files
+        return False
+    return isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
+    )
 
 
 def _add_accounts(store: Store, cur: Cursor, accounts: list[Account]) -> None:

@@ -307,7 +307,7 @@ class RevocationChecker(Protocol):
 
 class RegistrationChecker(Protocol):
     """Anything that answers "was this passport issued through the registry?"
-    (:class:`~distillguard.passport.registry.RegistrationCache` does)."""
+    (:class:`~distillguard.passport._registry.RegistrationCache` does)."""
 
     def is_registered(self, passport: Passport) -> bool:
         """True when the registry holds this passport with these claims."""
@@ -449,23 +449,29 @@ class RequestVerifier:
         return f"RequestVerifier(policy={self.policy!r})"
 
     @classmethod
-    def from_settings(cls, settings: Any, keyring: Any) -> RequestVerifier:
+    def from_settings(
+        cls,
+        settings: Any,
+        keyring: Any,
+        *,
+        wrap_nonce_cache: Callable[[Any], NonceCache | AsyncNonceCache] | None = None,
+    ) -> RequestVerifier:
         """The verifier a service runs: keys from the keyring, policy and caches from settings.
 
         Uses ``settings.passport`` (window, skew, authorities, replay cache) and the passport
-        registry (:func:`~distillguard.passport.registry.open_registry`) as the revocation list,
-        held in memory by a :class:`~distillguard.passport.registry.RevocationCache`, and as the
-        list of issued passports (a :class:`~distillguard.passport.registry.RegistrationCache`).
+        registry (:func:`~distillguard.passport._registry.open_registry`) as the revocation list,
+        held in memory by a :class:`~distillguard.passport._registry.RevocationCache`, and as the
+        list of issued passports (a :class:`~distillguard.passport._registry.RegistrationCache`).
         The accepted authorities are ``passport.authorities``, else the host of
         ``gateway.public_url``; when neither is set any authority is accepted and a warning is
         logged.
         """
-        from distillguard.passport._replay import AsyncRedisNonceCache, RedisNonceCache
-        from distillguard.passport.registry import (
+        from distillguard.passport._registry import (
             RegistrationCache,
             RevocationCache,
             open_registry,
         )
+        from distillguard.passport._replay import AsyncRedisNonceCache, RedisNonceCache
 
         cfg = settings.passport
         cache: NonceCache | AsyncNonceCache
@@ -475,6 +481,8 @@ class RequestVerifier:
             cache = AsyncRedisNonceCache.from_url(cfg.redis_url, prefix=cfg.redis_prefix)
         else:
             cache = MemoryNonceCache()
+        if wrap_nonce_cache is not None:  # the gateway's failure mode open (gateway.failover)
+            cache = wrap_nonce_cache(cache)
         registry = open_registry(settings)
         authorities = default_authorities(settings)
         if not authorities:
