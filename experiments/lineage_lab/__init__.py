@@ -13,6 +13,8 @@ from .lab import (
     LineageRun,
     choose_sources,
     lineage_table,
+    merge_results,
+    read_lineage,
     run_lineage_lab,
 )
 
@@ -22,5 +24,7 @@ __all__ = [
     "LineageRun",
     "choose_sources",
     "lineage_table",
+    "merge_results",
+    "read_lineage",
     "run_lineage_lab",
 ]

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from distillguard.errors import DistillGuardError, InputError
 
-from .lab import LineageConfig, lineage_table, run_lineage_lab
+from .lab import LineageConfig, lineage_table, merge_results, read_lineage, run_lineage_lab
 
 __all__ = ["lab_cmd", "main"]
 
@@ -49,6 +49,13 @@ def lab_cmd(
     no_identity: Annotated[
         bool, typer.Option("--no-identity", help="Stylometric channels only.")
     ] = False,
+    merge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--merge",
+            help="Merge these runs' lineage.json (files or folders) into --out; trains nothing.",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -56,6 +63,8 @@ def lab_cmd(
     train independent models, and test each with `fingerprint attribute` and `--teacher`.
 
     Example: `python -m experiments.lineage_lab --preset full --workers 2 --out lineage-out`
+    (one seed per process: `--first-seed 4 --seeds 1 --out seed4`, then
+    `--merge seed0 --merge seed1 ... --out lineage-out`)
     """
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}", hint=f"use one of {', '.join(PRESETS)}")
@@ -75,9 +84,12 @@ def lab_cmd(
 
     if workers > 1 and not quiet and not json_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = run_lineage_lab(
-        config, out_dir=out, corpus=corpus, progress=say, threads=threads, workers=workers
-    )
+    if merge:
+        result = merge_results([read_lineage(p) for p in merge], out_dir=out)
+    else:
+        result = run_lineage_lab(
+            config, out_dir=out, corpus=corpus, progress=say, threads=threads, workers=workers
+        )
     if json_output:
         emit(
             {

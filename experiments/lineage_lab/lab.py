@@ -84,6 +84,8 @@ __all__ = [
     "LineageRun",
     "choose_sources",
     "lineage_table",
+    "merge_results",
+    "read_lineage",
     "run_lineage_lab",
 ]
 
@@ -852,6 +854,59 @@ def _test(
 
 
 # --- output ----------------------------------------------------------------------------------
+
+
+def read_lineage(path: Path) -> LineageResult:
+    """A ``lineage.json`` written by the lab (a file or the folder holding it)."""
+    if path.is_dir():
+        path = path / "lineage.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != "distillguard-lineage-lab/1":
+        raise InputError(f"{path}: not a lineage lab result")
+    cfg = dict(doc["config"])
+    for k in ("fractions", "seeds", "teacher_sources", "own_sources"):
+        if cfg.get(k) is not None:
+            cfg[k] = tuple(cfg[k])
+    return LineageResult(
+        config=LineageConfig(**cfg),
+        runs=tuple(LineageRun(**r) for r in doc["runs"]),
+        teachers=tuple(doc["teachers"]),
+        own_sources=tuple(doc["own_sources"]),
+        timings_s=dict(doc["timings_s"]),
+        corpus=str(doc["corpus"]),
+        json_path=path,
+    )
+
+
+def merge_results(parts: Sequence[LineageResult], *, out_dir: Path | None = None) -> LineageResult:
+    """Results of separate runs (e.g. one seed per process) as one; their configurations must
+    agree except for the seeds, and no seed may appear twice."""
+    if not parts:
+        raise InputError("nothing to merge")
+    base = replace(parts[0].config, seeds=(0,))
+    seeds: list[int] = []
+    for p in parts:
+        if replace(p.config, seeds=(0,)) != base or p.teachers != parts[0].teachers:
+            raise InputError("the runs to merge were made with different configurations")
+        seeds += list(p.config.seeds)
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"a seed appears twice among the runs to merge: {sorted(seeds)}")
+    timings: dict[str, float] = {}
+    for p in parts:
+        for k, v in p.timings_s.items():
+            timings[k] = round(timings.get(k, 0.0) + v, 2)
+    result = LineageResult(
+        config=replace(base, seeds=tuple(sorted(seeds))),
+        runs=tuple(r for p in parts for r in p.runs),
+        teachers=parts[0].teachers,
+        own_sources=parts[0].own_sources,
+        timings_s=timings,
+        corpus=parts[0].corpus,
+    )
+    return _write(result, out_dir) if out_dir is not None else result
 
 
 def _write(result: LineageResult, out_dir: Path) -> LineageResult:

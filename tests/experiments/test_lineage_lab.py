@@ -17,6 +17,8 @@ from experiments.lineage_lab import (
     LineageRun,
     choose_sources,
     lineage_table,
+    merge_results,
+    read_lineage,
     run_lineage_lab,
 )
 from experiments.lineage_lab.__main__ import main as lab_main
@@ -206,3 +208,41 @@ def test_config_rejects_nonsense() -> None:
 def test_cli_rejects_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert lab_main(["--preset", "huge", "--json"]) == 4
     assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_results_read_back_and_merge(tmp_path: Path) -> None:
+    runs = (
+        _run("s1", "student", "A", 0.1, "attribute", "A", 1e-4),
+        _run("i1", "independent", None, None, "teacher", "A", 0.4),
+    )
+    config = replace(LineageConfig.tiny(), seeds=(0,))
+    part = LineageResult(
+        config=config,
+        runs=runs,
+        teachers=("t",),
+        own_sources=("h",),
+        timings_s={"x": 1.0},
+        corpus="",
+    )
+    other = replace(
+        part,
+        config=replace(config, seeds=(1,)),
+        runs=tuple(replace(r, seed=1) for r in runs),
+    )
+    for name, res in (("a", part), ("b", other)):
+        merge_results([res], out_dir=tmp_path / name)
+    back = read_lineage(tmp_path / "a")
+    assert back.runs == part.runs and back.config == part.config
+    merged = merge_results(
+        [back, read_lineage(tmp_path / "b" / "lineage.json")], out_dir=tmp_path / "m"
+    )
+    assert merged.config.seeds == (0, 1) and len(merged.runs) == 4
+    assert merged.timings_s == {"x": 2.0}
+    assert (tmp_path / "m" / "lineage.md").is_file()
+    with pytest.raises(InputError, match="twice"):
+        merge_results([part, part])
+    with pytest.raises(InputError, match="different configurations"):
+        merge_results([part, replace(other, config=replace(other.config, alpha=0.05))])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(InputError):
+        read_lineage(tmp_path / "bad.json")
