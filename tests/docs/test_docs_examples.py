@@ -52,7 +52,6 @@ UNMARKED: set[str] = {
     "docs/results.md",
     "docs/scan.md",
     "docs/store.md",
-    "docs/watermark.md",
     "docs/zoo.md",
 }
 
