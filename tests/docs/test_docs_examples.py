@@ -48,7 +48,6 @@ UNMARKED: set[str] = {
     "docs/multimodal.md",
     "docs/privacy.md",
     "docs/radioactivity.md",
-    "docs/records.md",
     "docs/results.md",
     "docs/scan.md",
     "docs/store.md",
