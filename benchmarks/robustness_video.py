@@ -4,7 +4,8 @@ Clips are made at run time (:func:`distillguard.video._synthetic.synthetic_video
 panning over a synthetic scene, 1280×720, 25 fps, 10 s by default), watermarked with a random
 32-bit payload each, then attacked with PyAV's encoders: H.264 and H.265 at CRF 28, trimmed to
 5 s (from 2.2 s, timestamps restarting at 0) at CRF 28, resized to 0.5× at CRF 28, re-timed to
-15 fps, and all of trim + resize + CRF 28 together. For each attack: TPR at FPR 1e-3 (exact
+15 fps, all of trim + resize + CRF 28 together, and crops (10% of each side; to 4:3 off-centre;
+10% of each side then 0.5×), not resized back. For each attack: TPR at FPR 1e-3 (exact
 pooled p <= 1e-3), exact payload recovery, FP on unmarked clips put through the same attack.
 
 Baseline in the same run: the image watermark (:func:`distillguard.image.embed_pixels`, the
@@ -14,7 +15,7 @@ frames (:func:`distillguard.image.detect_pixels` on the middle frame of the atta
 Speed: frames marked per second at 720p on one core (marking only, and the whole
 decode-mark-encode loop with x264 ``veryfast``).
 
-    .venv/bin/python benchmarks/robustness_video.py [--clips N] [--seconds S]
+    .venv/bin/python benchmarks/robustness_video.py [--clips N] [--seconds S] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ ATTACKS: dict[str, dict[str, Any] | None] = {
     "0.5x resize + CRF 28": {"scale": 0.5, "crf": 28},
     "15 fps + CRF 28": {"fps": 15, "crf": 28},
     "trim 5 s + 0.5x + CRF 28": {"start": 2.2, "duration": 5.0, "scale": 0.5, "crf": 28},
+    "crop 10% of each side + CRF 28": {"crop": 0.1, "crf": 28},
+    "crop to 4:3 off-centre + CRF 28": {"crop_box": (0.05, 0.0, 0.2, 0.0), "crf": 28},
+    "crop 10% + 0.5x + CRF 28": {"crop": 0.1, "scale": 0.5, "crf": 28},
 }
 
 
@@ -82,12 +86,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
+    parser.add_argument(
+        "--only", default=None, help="run only the attacks whose name contains this text"
+    )
     args = parser.parse_args()
+    attacks = {k: v for k, v in ATTACKS.items() if args.only is None or args.only in k}
     key = WatermarkKey(kid="wm-video", created_at=datetime.now(UTC), secret=bytes(range(32)))
     rng = np.random.default_rng(26)
     folder = Path(tempfile.mkdtemp(prefix="dg-video-"))
     rows: dict[str, dict[str, int]] = {
-        name: {"tp": 0, "exact": 0, "fp": 0, "base": 0} for name in ATTACKS
+        name: {"tp": 0, "exact": 0, "fp": 0, "base": 0} for name in attacks
     }
     mark_fps: list[float] = []
     total_fps: list[float] = []
@@ -114,7 +122,7 @@ def main() -> int:
         total_fps.append(report.frames / report.total_seconds)
         baseline = folder / f"image{clip}.mp4"
         _image_marked(source, baseline, payload=payload, key=key)
-        for name, attack in ATTACKS.items():
+        for name, attack in attacks.items():
             if attack is None:
                 test, test_clean, test_base = marked, clean, baseline
             else:
@@ -140,7 +148,8 @@ def main() -> int:
     print(
         f"\nMeasured {datetime.now(UTC):%Y-%m-%d}: {n} watermarked and {n} clean synthetic "
         f"{args.width}x{args.height} 25 fps clips of {args.seconds:.0f} s; "
-        f"{time.perf_counter() - started:.0f} s in all.\n"
+        f"{time.perf_counter() - started:.0f} s in all; load average at the end "
+        f"{os.getloadavg()[0]:.1f} ({os.cpu_count()} cores).\n"
     )
     print("| attack | TPR (p <= 1e-3) | payload exact | FP (clean) | image mark, one frame: TPR |")
     print("|---|---|---|---|---|")

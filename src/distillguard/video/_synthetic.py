@@ -69,18 +69,22 @@ def reencode(
     fps: int | None = None,
     crop: float = 0.0,
     preset: str = "veryfast",
+    crop_box: tuple[float, float, float, float] | None = None,
 ) -> Path:
     """Re-encode ``source``: trim to ``[start, start + duration)``, crop ``crop`` of each side
-    (then scale), resize by ``scale``, resample to ``fps`` (nearest frame in time) and encode
-    with ``codec`` at ``crf``. Output timestamps restart at 0, as a trimmed upload's do."""
+    (or the shares ``crop_box`` = (left, top, right, bottom) cut from each side), resize by
+    ``scale``, resample to ``fps`` (nearest frame in time) and encode with ``codec`` at
+    ``crf``. Output timestamps restart at 0, as a trimmed upload's do."""
     av = _av()
     dest = Path(dest)
     with av.open(str(source)) as container, av.open(str(dest), "w") as output:
         stream = container.streams.video[0]
         in_w, in_h = stream.codec_context.width, stream.codec_context.height
-        cx, cy = int(in_w * crop), int(in_h * crop)
-        width = int((in_w - 2 * cx) * scale) // 2 * 2
-        height = int((in_h - 2 * cy) * scale) // 2 * 2
+        box = crop_box or (crop, crop, crop, crop)
+        left, top = int(in_w * box[0]), int(in_h * box[1])
+        right, bottom = in_w - int(in_w * box[2]), in_h - int(in_h * box[3])
+        width = int((right - left) * scale) // 2 * 2
+        height = int((bottom - top) * scale) // 2 * 2
         rate = fps or stream.average_rate or 25
         out = output.add_stream(codec, rate=rate)
         out.width, out.height = width, height
@@ -102,8 +106,8 @@ def reencode(
             if fps is not None and local + 1e-6 < next_time:
                 continue  # frame-rate reduction: keep the frame nearest each output tick
             rgb = frame.to_ndarray(format="rgb24")
-            if crop:
-                rgb = rgb[cy : in_h - cy, cx : in_w - cx]
+            if any(box):
+                rgb = rgb[top:bottom, left:right]
             new = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             new = new.reformat(width=width, height=height, format="yuv420p")
             new.pts = written  # constant frame rate from 0

@@ -79,6 +79,19 @@ _DOMAIN = b"distillguard/video-watermark/v1"
 _QUARTERS = 4
 #: How many of the most energetic offsets are correlated (magnitude score) before choosing.
 _OFFSETS_CHECKED = 6
+#: Crop search: frames are kept at this square size (tile period 128 when uncropped) ...
+_CROP_SIDE = 256
+#: ... at most this many (30 s at 25 frames/s; later frames are not used by the crop search),
+_CROP_FRAMES = 750
+#: ... and the tile period is looked for at these lags (kept share of a side 0.64 to 1.03),
+_CROP_LAGS = (124, 200)
+#: ... from this many autocorrelation peaks per axis, whose pairs are ranked by the lattice
+#: they predict; the best few pairs are the crop hypotheses.
+_CROP_PEAKS = 3
+_CROP_PAIRS = 9
+#: ... and the search stops at a hypothesis with this magnitude score (an aligned mark scores
+#: about 25-40, noise 10-15).
+_STRONG = 20.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,8 @@ class VideoDetection:
         bit_accuracy: ``payload_matches / payload_bits`` (None without a claim).
         frames: frames pooled; seconds: the time they span.
         offset_seconds: where in the temporal code the clip was found to start.
+        hypothesis: the geometry the mark was read under (``frame``: uncropped; ``crop period
+            PXxPY``: a crop whose tile period, in a 256-pixel square frame, was PX by PY).
     """
 
     detected: bool
@@ -160,6 +175,7 @@ class VideoDetection:
     offset_seconds: float
     alpha: float
     kid: str
+    hypothesis: str = ""
     method: str = field(default="binomial sign test on frames pooled under the temporal code")
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +196,7 @@ class VideoDetection:
             "offset_seconds": self.offset_seconds,
             "alpha": self.alpha,
             "kid": self.kid,
+            "hypothesis": self.hypothesis,
             "method": self.method,
         }
 
@@ -275,8 +292,14 @@ def detect_frames(
     claimed_payload: int | None = None,
     config: VideoWatermarkConfig | None = None,
     alpha: float = 1e-3,
+    search_crops: bool = True,
 ) -> VideoDetection:
     """Detect the watermark in ``(seconds, luma)`` frames (H×W ``uint8``) and pool them.
+
+    With ``search_crops`` (the default), when the uncropped frame does not show the mark, the
+    tile period of a cropped video is estimated from the pooled autocorrelation of its first
+    frames and the frames are rescaled so that the period is a tile again (see
+    :func:`_crop_search`); the two stages share the level (weighted Bonferroni, 1/2 each).
 
     Raises:
         InputError: no frame, a bad claim or a bad ``alpha``.
@@ -289,15 +312,14 @@ def detect_frames(
     )
     quarter = cfg.block_seconds / _QUARTERS
     bins: dict[int, NDArray[np.float64]] = {}
+    kept: list[tuple[float, NDArray[np.uint8]]] = []
     count = 0
     first = last = None
     for seconds, luma in frames:
         folded = _fold(_whiten(_canonical(luma, cfg.frame)))
-        index = int(np.floor(seconds / quarter))
-        if index in bins:
-            bins[index] += folded
-        else:
-            bins[index] = folded.astype(np.float64)
+        _add_bin(bins, int(np.floor(seconds / quarter)), folded)
+        if search_crops and len(kept) < _CROP_FRAMES:
+            kept.append((seconds, _square(luma, _CROP_SIDE)))
         count += 1
         first = seconds if first is None else min(first, seconds)
         last = seconds if last is None else max(last, seconds)
@@ -305,25 +327,19 @@ def detect_frames(
         raise InputError("no video frame to examine")
     pats = _patterns(key, cfg.image)
     code = _code(key, cfg)
-    keys = np.array(sorted(bins), dtype=np.int64)
-    stacked = np.stack([bins[int(k)].ravel() for k in keys])  # (Q, TILE²)
-    period = cfg.code_blocks * _QUARTERS
-    offsets = np.arange(period)
-    # signs[o, q]: the code's sign of quarter-bin q if the clip starts o quarters into the code
-    signs = code[((keys[None, :] + offsets[:, None]) // _QUARTERS) % cfg.code_blocks]
-    pooled = signs @ stacked  # (O, TILE²)
-    energy = np.einsum("ij,ij->i", pooled, pooled)
-    best = None
-    for offset in np.argsort(-energy)[:_OFFSETS_CHECKED]:
-        folded = pooled[offset].reshape(TILE, TILE).astype(np.float32)
-        hyp = _evaluate(folded, pats, f"offset={offset}")
-        if best is None or hyp.strength > best[1].strength:
-            best = (int(offset), hyp)
-    if best is None:  # pragma: no cover - there is always at least one offset
-        raise InputError("no video frame to examine")
-    offset, hyp = best
     n_sync = cfg.sync_bits
-    blind_p = float(binom.sf(hyp.sync_matches - 1, n_sync, 0.5))
+    offset, hyp = _search_offsets(bins, code, cfg, pats, label="frame")
+    # weighted Bonferroni over the two stages: uncropped 1/2, the crop hypothesis 1/2 (without
+    # the crop search the uncropped test has weight 1)
+    weight = 2.0 if search_crops else 1.0
+    blind_p = min(1.0, weight * float(binom.sf(hyp.sync_matches - 1, n_sync, 0.5)))
+    if search_crops and blind_p > alpha:
+        crop = _crop_search(kept, code, cfg, pats, quarter)
+        if crop is not None:
+            crop_p = min(1.0, 2.0 * float(binom.sf(crop[1].sync_matches - 1, n_sync, 0.5)))
+            if crop_p < blind_p:
+                offset, hyp = crop
+                blind_p = crop_p
     payload_corr = hyp.correlations[n_sync:]
     matches: int | None = None
     accuracy: float | None = None
@@ -349,6 +365,7 @@ def detect_frames(
         offset_seconds=float(offset * quarter),
         alpha=alpha,
         kid=key.kid,
+        hypothesis=hyp.label,
     )
     logger.debug(
         "video detection kid=%s frames=%d sync=%d/%d p=%.3g",
@@ -359,6 +376,128 @@ def detect_frames(
         p_value,
     )
     return result
+
+
+def _add_bin(bins: dict[int, NDArray[np.float64]], index: int, folded: NDArray[np.float32]) -> None:
+    if index in bins:
+        bins[index] += folded
+    else:
+        bins[index] = folded.astype(np.float64)
+
+
+def _square(luma: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
+    small = Image.fromarray(luma).resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.uint8)
+
+
+def _search_offsets(
+    bins: dict[int, NDArray[np.float64]],
+    code: NDArray[np.float64],
+    cfg: VideoWatermarkConfig,
+    pats: Any,
+    *,
+    label: str,
+) -> tuple[int, Any]:
+    """The code offset of the pooled fold with the largest energy, then among the most
+    energetic the largest correlation magnitude: (offset in quarter blocks, hypothesis).
+    Neither choice reads a chip sign of the key."""
+    keys = np.array(sorted(bins), dtype=np.int64)
+    stacked = np.stack([bins[int(k)].ravel() for k in keys])  # (Q, TILE²)
+    period = cfg.code_blocks * _QUARTERS
+    offsets = np.arange(period)
+    # signs[o, q]: the code's sign of quarter-bin q if the clip starts o quarters into the code
+    signs = code[((keys[None, :] + offsets[:, None]) // _QUARTERS) % cfg.code_blocks]
+    pooled = signs @ stacked  # (O, TILE²)
+    energy = np.einsum("ij,ij->i", pooled, pooled)
+    best: tuple[int, Any] | None = None
+    for offset in np.argsort(-energy)[:_OFFSETS_CHECKED]:
+        folded = pooled[offset].reshape(TILE, TILE).astype(np.float32)
+        hyp = _evaluate(folded, pats, f"{label} offset={offset}")
+        if best is None or hyp.strength > best[1].strength:
+            best = (int(offset), hyp)
+    if best is None:  # pragma: no cover - there is always at least one offset
+        raise InputError("no video frame to examine")
+    return best
+
+
+def _lag_peaks(profile: NDArray[np.float64]) -> list[float]:
+    """The strongest local maxima of an autocorrelation profile within :data:`_CROP_LAGS`,
+    to sub-pixel precision (parabola through the three samples around each)."""
+    lo, hi = _CROP_LAGS
+    seg = profile[lo : hi + 1]
+    found: list[float] = []
+    for i in np.argsort(seg)[::-1]:
+        if 0 < i < len(seg) - 1 and seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1]:
+            denom = seg[i - 1] - 2 * seg[i] + seg[i + 1]
+            frac = 0.5 * (seg[i - 1] - seg[i + 1]) / denom if denom != 0 else 0.0
+            found.append(lo + int(i) + float(np.clip(frac, -0.5, 0.5)))
+            if len(found) == _CROP_PEAKS:
+                break
+    return found
+
+
+def _crop_search(
+    kept: list[tuple[float, NDArray[np.uint8]]],
+    code: NDArray[np.float64],
+    cfg: VideoWatermarkConfig,
+    pats: Any,
+    quarter: float,
+) -> tuple[int, Any] | None:
+    """Find the mark in a cropped video: (offset, hypothesis) of the crop hypothesis with the
+    largest correlation magnitude, or None when there is no frame.
+
+    A crop keeping a share ``f`` of a side stretches the tile period of the square frame
+    (128 at :data:`_CROP_SIDE` = 256) to ``128 / f``. The power spectra of the whitened square
+    frames are summed (the mark's sign flips from block to block, its power does not) and the
+    period is read from the autocorrelation along each axis; each pair of the strongest peaks
+    (:data:`_CROP_PEAKS` per axis) is a hypothesis under which the frames are rescaled so that
+    the period is one tile, then folded and pooled as usual. Nothing here reads a chip sign
+    of the key (power spectra, fold energies, correlation magnitudes), so the chosen
+    hypothesis's sign test is exact.
+    """
+    if not kept:
+        return None
+    side = _CROP_SIDE
+    padded = 2 * side
+    power = np.zeros((padded, padded // 2 + 1))
+    for _, square in kept:
+        spectrum = np.fft.rfft2(_whiten(square.astype(np.float32)), s=(padded, padded))
+        power += spectrum.real**2 + spectrum.imag**2
+    auto = np.fft.irfft2(power, s=(padded, padded))
+    # divide by the overlap of the frame with its shifted self: long lags overlap less
+    overlap = (side - np.arange(padded).clip(max=side)).astype(np.float64) * side
+    lags = np.arange(padded, dtype=np.float64)
+    x_profile = auto[0, :] / np.maximum(overlap, 1.0)
+    y_profile = auto[:, 0] / np.maximum(overlap, 1.0)
+    x_peaks = _lag_peaks(x_profile)
+    y_peaks = _lag_peaks(y_profile)
+    # pairs by the sum of their axis peaks (the 2-D lattice points off the axes overlap the
+    # frame too little to help); the strongest first, stopping at a strong one
+    pairs = sorted(
+        (
+            (float(np.interp(lx, lags, x_profile) + np.interp(ly, lags, y_profile)), lx, ly)
+            for lx in x_peaks
+            for ly in y_peaks
+        ),
+        reverse=True,
+    )[:_CROP_PAIRS]
+    best: tuple[int, Any] | None = None
+    for _, lag_x, lag_y in pairs:
+        width = round(side * TILE / lag_x)
+        height = round(side * TILE / lag_y)
+        bins: dict[int, NDArray[np.float64]] = {}
+        for seconds, square in kept:
+            small = Image.fromarray(square.astype(np.float32), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+            folded = _fold(_whiten(np.asarray(small, dtype=np.float32)))
+            _add_bin(bins, int(np.floor(seconds / quarter)), folded)
+        found = _search_offsets(bins, code, cfg, pats, label=f"crop period {lag_x:.1f}x{lag_y:.1f}")
+        if best is None or found[1].strength > best[1].strength:
+            best = found
+        if best[1].strength >= _STRONG:
+            break
+    return best
 
 
 # ----------------------------------------------------------------------------- files (PyAV)
@@ -422,6 +561,7 @@ def detect_video(
     config: VideoWatermarkConfig | None = None,
     alpha: float = 1e-3,
     max_seconds: float | None = None,
+    search_crops: bool = True,
 ) -> VideoDetection:
     """Detect this key's watermark in a video file (any container and codec FFmpeg reads).
 
@@ -432,6 +572,8 @@ def detect_video(
         config: must match the embedding configuration.
         alpha: significance level for ``detected``.
         max_seconds: read at most this much of the video (from its first frame).
+        search_crops: look for a cropped copy when the uncropped frame shows no mark (see
+            :func:`detect_frames`).
 
     Raises:
         InputError: the file cannot be read or holds no video frame.
@@ -442,6 +584,7 @@ def detect_video(
         claimed_payload=claimed_payload,
         config=config,
         alpha=alpha,
+        search_crops=search_crops,
     )
 
 

@@ -77,6 +77,51 @@ def test_payload_survives_reencoding(
     assert claim.p_value == pytest.approx(float(binom.sf(31, 32, 0.5)))
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory, key: WatermarkKey) -> dict[str, Path]:
+    """A 5 s 640×360 clip and its watermarked copy (crops need chips of a few pixels left)."""
+    folder = tmp_path_factory.mktemp("wide")
+    source = synthetic_video(folder / "source.mp4", seed=2, seconds=5, width=640, height=360)
+    marked = folder / "marked.mp4"
+    watermark_video(source, marked, payload=PAYLOAD, key=key)
+    return {"source": source, "marked": marked, "folder": folder}
+
+
+CROPS = {
+    "crop 10% of each side + CRF 28": {"crop": 0.1},
+    "crop 15% of each side + CRF 28": {"crop": 0.15},
+    "crop to 4:3, off-centre + CRF 28": {"crop_box": (0.05, 0.0, 0.2, 0.0)},
+    "crop top 12%, right 8%, bottom 2% + CRF 28": {"crop_box": (0.0, 0.12, 0.08, 0.02)},
+}
+
+
+@pytest.mark.parametrize("attack", list(CROPS))
+def test_crops_are_searched(wide: dict[str, Path], key: WatermarkKey, attack: str) -> None:
+    out = wide["folder"] / f"{attack.replace(' ', '_')}.mp4"
+    reencode(wide["marked"], out, crf=28, **CROPS[attack])  # type: ignore[arg-type]
+    result = detect_video(out, key=key)
+    assert result.detected and result.payload == PAYLOAD, (attack, result.sync_matches)
+    assert result.hypothesis.startswith("crop period")
+    # the two stages share the level: the smallest p-value is 2 * 2^-32
+    assert result.p_value >= 2 * 2.0**-32
+    # without the crop search the mark is missed
+    assert not detect_video(out, key=key, search_crops=False).detected
+
+
+def test_crop_search_p_values_are_valid_on_clean_frames() -> None:
+    """P(p <= a) <= a with the crop search too (it runs on every clean clip)."""
+    p = np.array(
+        [
+            detect_frames(_frames(seed, count=16), key=make_key(300 + k)).p_value
+            for seed in range(5)
+            for k in range(4)
+        ]
+    )
+    for level in (0.1, 0.5):
+        assert int(np.sum(p <= level)) <= int(binom.ppf(0.999, len(p), level))
+    assert int(np.sum(p <= 1e-3)) == 0
+
+
 def test_unmarked_and_wrong_key_not_detected(videos: dict[str, Path], key: WatermarkKey) -> None:
     clean = detect_video(videos["source"], key=key)
     assert not clean.detected and clean.payload is None
@@ -102,7 +147,7 @@ def test_pooled_p_values_are_valid_on_clean_frames() -> None:
     """P(p <= a) <= a with the offset and shift searches, measured on clean frames."""
     p = np.array(
         [
-            detect_frames(_frames(seed), key=make_key(100 + k)).p_value
+            detect_frames(_frames(seed), key=make_key(100 + k), search_crops=False).p_value
             for seed in range(6)
             for k in range(10)
         ]
