@@ -38,6 +38,13 @@ def provenance(
     alpha: Annotated[
         float, typer.Option("--alpha", help="Significance level, family-wise per file.")
     ] = 1e-3,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            "--accounts",
+            help="File of candidate account ids (one a line): map decoded payloads to them.",
+        ),
+    ] = None,
 ) -> None:
     """Which of our provenance signals a file carries (text, image, video, PDF, DOCX): watermark
     by scheme and key, C2PA manifest and trust, payload; p-values and a one-line verdict.
@@ -47,7 +54,9 @@ def provenance(
     configured text watermark and the post-hoc one (cater); images and videos for the pixel
     watermark (payload decoded) and a C2PA manifest, checked against `[image] trust_anchors`.
     Every watermark key is tried unless `--kid` is given; all tests of a file are
-    Holm-corrected together. Exit status 1 if any file carries a signal, 0 if none does.
+    Holm-corrected together. With `--accounts`, a decoded payload is mapped back to the
+    candidate accounts the gateway would have given it. Exit status 1 if any file carries a
+    signal, 0 if none does.
 
     Example: `distillguard --json provenance suspect.png clip.mp4 answer.txt report.pdf`
     """
@@ -59,12 +68,20 @@ def provenance(
     if not 0.0 < alpha < 1.0:
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
     anchors = trust_anchors(settings)
+    candidates = None
+    if accounts is not None:
+        try:
+            lines = accounts.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {accounts}: {exc}") from None
+        candidates = [line.strip() for line in lines if line.strip()]
     checker = ProvenanceChecker(
         key_candidates(ring, kid),
         watermark=settings.watermark,
         image=settings.image,
         trust_anchors_pem=anchors,
         alpha=alpha,
+        accounts=candidates,
     )
     paths = _files(files)
     rows: list[dict[str, Any]] = []

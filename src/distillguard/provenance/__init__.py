@@ -27,6 +27,7 @@ from distillguard.provenance._check import (
     FileProvenance,
     ProvenanceChecker,
     Signal,
+    account_payload,
     verdict,
 )
 from distillguard.provenance._media import MediaKind, document_text, sniff
@@ -39,6 +40,7 @@ __all__ = [
     "MediaKind",
     "ProvenanceChecker",
     "Signal",
+    "account_payload",
     "document_text",
     "sniff",
     "verdict",

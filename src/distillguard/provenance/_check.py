@@ -20,9 +20,10 @@ as proof that a file is not ours (a strong edit removes watermarks, any re-encod
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ __all__ = [
     "FileProvenance",
     "ProvenanceChecker",
     "Signal",
+    "account_payload",
     "verdict",
 ]
 
@@ -73,6 +75,8 @@ class Signal:
         payload: the decoded payload (pixel watermarks, only when found).
         state: the C2PA state (``absent``, ``invalid``, ``valid``, ``trusted``).
         detail: the underlying test's or manifest's fields.
+        accounts: the candidate accounts whose payload (:func:`account_payload` under the key
+            that found the mark) equals the decoded one; None when no candidates were given.
     """
 
     kind: SignalKind
@@ -83,6 +87,7 @@ class Signal:
     payload: int | None = None
     state: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    accounts: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -93,6 +98,7 @@ class Signal:
             "key_id": self.key_id,
             "p_value": self.p_value,
             "payload": self.payload,
+            "accounts": None if self.accounts is None else list(self.accounts),
             "state": self.state,
             "detail": self.detail,
         }
@@ -174,6 +180,9 @@ class ProvenanceChecker:
         trust_anchors_pem: PEM trust anchors for C2PA (None: a valid manifest is ``valid``, not
             ``trusted``).
         alpha: significance level of the watermark tests (family-wise per file).
+        accounts: candidate account ids: a decoded payload is mapped back to those whose
+            :func:`account_payload` it equals (a 16-bit pointer: among ``n`` candidates about
+            ``n / 65536`` match by chance).
 
     Raises:
         InputError: no key, or ``alpha`` outside (0, 1).
@@ -187,6 +196,7 @@ class ProvenanceChecker:
         image: ImageSettings | None = None,
         trust_anchors_pem: str | None = None,
         alpha: float = 1e-3,
+        accounts: Sequence[str] | None = None,
     ) -> None:
         if not keys:
             raise InputError("the provenance check needs at least one watermark key")
@@ -197,6 +207,7 @@ class ProvenanceChecker:
         self.image = image or ImageSettings()
         self.trust_anchors_pem = trust_anchors_pem
         self.alpha = alpha
+        self.accounts = None if accounts is None else list(dict.fromkeys(accounts))
         self._text: list[TextDetector] | None = None
 
     # ------------------------------------------------------------------ the one entry point
@@ -234,6 +245,7 @@ class ProvenanceChecker:
                 alpha=self.alpha,
                 error={"code": exc.code, "message": exc.message},
             )
+        signals = [self._with_accounts(s) for s in signals]
         tested = [s.p_value for s in signals if s.p_value is not None]
         return FileProvenance(
             file=str(path),
@@ -245,6 +257,15 @@ class ProvenanceChecker:
             verdict=verdict(signals, alpha=self.alpha),
             alpha=self.alpha,
         )
+
+    def _with_accounts(self, signal: Signal) -> Signal:
+        if self.accounts is None or signal.kind != "watermark" or signal.payload is None:
+            return signal
+        key = next((k for k in self.keys if k.kid == signal.key_id), None)
+        if key is None:
+            return signal
+        matches = tuple(a for a in self.accounts if account_payload(key, a) == signal.payload)
+        return replace(signal, accounts=matches)
 
     # ------------------------------------------------------------------ text
 
@@ -376,6 +397,14 @@ class ProvenanceChecker:
         return [mark, _c2pa_signal(report.manifest.to_dict())]
 
 
+def account_payload(key: WatermarkKey, account_id: str, *, bits: int = 16) -> int:
+    """The payload the gateway embeds for ``account_id`` under ``key``: a keyed hash of the
+    account id (HMAC-SHA-256 of ``payload:`` + id, first 8 bytes, ``bits`` bits), the same as
+    :func:`distillguard.gateway.policy.payload_for` (tested equal)."""
+    digest = hmac.new(key.secret, b"payload:" + account_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % (1 << bits)
+
+
 def _token_detector(scheme: Any, tokenizer: Any) -> Callable[[str], Any]:
     def run(text: str) -> Any:
         return scheme.detect(tokenizer.encode(text))
@@ -418,6 +447,8 @@ def verdict(signals: Sequence[Signal], *, alpha: float) -> str:
         text = f"watermark {s.scheme} (key {s.key_id}"
         if s.payload is not None:
             text += f", payload {s.payload}"
+        if s.accounts is not None:
+            text += f", accounts {', '.join(s.accounts) or 'none of the candidates'}"
         parts.append(text + f", p = {s.p_value:.1e})")
     if manifest is not None and manifest.state == "trusted":
         parts.append(f"C2PA manifest trusted (signer {manifest.detail.get('signer')})")

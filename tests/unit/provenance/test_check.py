@@ -246,3 +246,30 @@ def test_verdict_lines() -> None:
         "DistillGuard signals: watermark x (key k, payload 3, p = 1.0e-09); "
         "C2PA manifest trusted (signer S)"
     )
+
+
+def test_payload_maps_back_to_accounts(tmp_path: Path) -> None:
+    from distillguard.provenance import account_payload
+
+    candidates = [f"acct-{i}" for i in range(50)]
+    payload = account_payload(KEY, "acct-7")
+    pixels = synthetic_image(seed=8, width=320, height=256)
+    marked = protect_image(png(pixels), payload=payload, key=KEY)
+    (tmp_path / "m.png").write_bytes(marked)
+    result = ProvenanceChecker([OTHER, KEY], accounts=candidates).check(tmp_path / "m.png")
+    mark = result.signals[0]
+    assert mark.present and mark.payload == payload and mark.accounts is not None
+    assert "acct-7" in mark.accounts and "acct-7" in result.verdict
+    assert result.to_dict()["signals"][0]["accounts"] == list(mark.accounts)
+    # no candidates given: no mapping; C2PA signals never carry one
+    assert ProvenanceChecker([KEY]).check(tmp_path / "m.png").signals[0].accounts is None
+    assert result.signals[1].accounts is None
+
+
+def test_account_payload_is_the_gateways() -> None:
+    pytest.importorskip("fastapi")
+    from distillguard.gateway.policy import payload_for
+    from distillguard.provenance import account_payload
+
+    for account in ("a", "acct-42", "ü-ñ", "x" * 300):
+        assert account_payload(KEY, account) == payload_for(KEY.secret, account)

@@ -57,6 +57,15 @@ def test_provenance_files(workdir: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert not rows["plain.txt"]["found"] and not rows["gen.png"]["found"]
     assert rows["gen.png"]["signals"][0]["payload"] is None
     assert rows["broken.png"]["error"]["code"] == "DG230"
+    # payloads mapped back to candidate accounts
+    from distillguard.provenance import account_payload
+
+    (workdir / "accounts.txt").write_text("\n".join(f"u{i}" for i in range(20)) + "\n")
+    expected = [f"u{i}" for i in range(20) if account_payload(key, f"u{i}") == 99]
+    code, doc = run_json(capsys, "provenance", "s/marked.png", "--accounts", "accounts.txt")
+    mapped = doc["results"][0]["signals"][0]["accounts"]
+    assert mapped == expected
+    assert main(["provenance", "s/marked.png", "--accounts", "nofile.txt"]) == 4
     # table form: a verdict line per file
     capsys.readouterr()
     assert main(["provenance", "gen.png", "s/marked.png"]) == 1
