@@ -176,8 +176,8 @@ def test_the_error_is_an_import_error_and_a_configuration_error() -> None:
 
 
 def test_the_extra_of_the_feature_wins_where_several_provide_a_module() -> None:
-    assert extra_of_module("jinja2", "distillguard.console.app") == "gateway"
-    assert extra_of_module("jinja2", "distillguard.evidence.report") == "report"
+    assert extra_of_module("jinja2", "distillguard.console._app") == "gateway"
+    assert extra_of_module("jinja2", "distillguard.evidence._report") == "report"
     assert extra_of_module("igraph", "distillguard.monitor.graph") == "scan"
     assert extra_of_module("PIL", "distillguard.video.frames") == "video"
     assert extra_of_module("pyspark.sql", "distillguard.monitor.spark") == "spark"

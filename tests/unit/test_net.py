@@ -249,7 +249,7 @@ def test_regression_ipv6_network_is_the_same_in_every_consumer(tmp_path: Path) -
     had their own /48 and disagreed on compressed IPv6. One address family, three spellings of
     one /48: every consumer must give ``2001:db8::/48`` for all three."""
     from distillguard.app.ingest import ingest_log
-    from distillguard.console.data import ConsoleQueries
+    from distillguard.console import ConsoleQueries
     from distillguard.monitor._load import load_log
     from distillguard.monitor.online import OnlineScorer
     from distillguard.store import infrastructure, open_store

@@ -56,16 +56,17 @@ if TYPE_CHECKING:
         RiskView,
     )
     from distillguard.keyring import SigningKey
-    from distillguard.ledger.checkpoint import LedgerKey
+    from distillguard.ledger import LedgerKey
     from distillguard.monitor.feedback import AnalystLabel
-    from distillguard.passport import Passport, PassportIssuer
-    from distillguard.passport.registry import (
+    from distillguard.passport import (
+        Passport,
+        PassportIssuer,
         PassportRecord,
         PassportRegistry,
         Revocation,
         RevocationCache,
     )
-    from distillguard.privacy.holds import HoldScope, LegalHold
+    from distillguard.privacy import HoldScope, LegalHold
     from distillguard.records.model import Account
 
 __all__ = [
@@ -773,8 +774,7 @@ class Operations:
     def audit_ledger(self, *, actor: Actor) -> dict[str, Any]:
         """Audit the ledger against the store and its checkpoints; the report (``ok``,
         ``seconds``, ``at``, ``by`` added), audited with outcome ``ok`` or ``findings``."""
-        from distillguard.ledger import Ledger
-        from distillguard.ledger.audit import audit_ledger
+        from distillguard.ledger import Ledger, audit_ledger
 
         now = self._now()
         with self._lock:
@@ -806,7 +806,7 @@ class Operations:
         Raises:
             InputError: bad scope, empty target or reason.
         """
-        from distillguard.privacy.holds import LegalHolds
+        from distillguard.privacy import LegalHolds
 
         now = self._now()
         with self._lock, self._store.transaction() as cur:
@@ -830,7 +830,7 @@ class Operations:
         Raises:
             InputError: no such hold, or it is already released.
         """
-        from distillguard.privacy.holds import LegalHolds
+        from distillguard.privacy import LegalHolds
 
         now = self._now()
         with self._lock, self._store.transaction() as cur:
@@ -850,7 +850,7 @@ class Operations:
         self, *, include_released: bool = False, target: str | None = None
     ) -> list[LegalHold]:
         """Legal holds, oldest first (active ones only unless ``include_released``)."""
-        from distillguard.privacy.holds import LegalHolds
+        from distillguard.privacy import LegalHolds
 
         with self._lock:
             return LegalHolds(self._store).holds(include_released=include_released, target=target)
@@ -903,8 +903,7 @@ def operations_from_settings(settings: Settings) -> Operations:
     """
     from distillguard.errors import KeyringError
     from distillguard.keyring import KeyPurpose, open_keyring
-    from distillguard.passport import PassportIssuer
-    from distillguard.passport.registry import open_registry
+    from distillguard.passport import PassportIssuer, open_registry
     from distillguard.store import open_store
 
     keyring = open_keyring(settings)

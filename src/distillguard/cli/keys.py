@@ -146,7 +146,7 @@ def rotate(
 
 def _audit(settings: Settings, *, kid: str, reason: str, outcome: str) -> None:
     """Append the compromise to the audit trail in the store (what the console shows)."""
-    from distillguard.console.data import ConsoleQueries
+    from distillguard.console import ConsoleQueries
     from distillguard.errors import DistillGuardError
     from distillguard.gateway.policy import ensure_action_tables
     from distillguard.store import open_store

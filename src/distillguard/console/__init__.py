@@ -13,9 +13,9 @@ form carries a CSRF token. Every action goes through the operations service
 
 from __future__ import annotations
 
+from distillguard.console._app import ACTIONS, HTMX_VERSION, Console, ConsoleOptions, create_console
+from distillguard.console._data import ConsoleQueries, ScanIndex
 from distillguard.console._session import Session, SessionSigner, derive_session_key
-from distillguard.console.app import ACTIONS, HTMX_VERSION, Console, ConsoleOptions, create_console
-from distillguard.console.data import ConsoleQueries, ScanIndex
 
 __all__ = [
     "ACTIONS",

@@ -1,8 +1,8 @@
 """Evidence: reports a person reads and bundles a third party verifies.
 
-* :mod:`~distillguard.evidence.report`: :func:`build_report`, :func:`render_html` (one
+* :mod:`~distillguard.evidence._report`: :func:`build_report`, :func:`render_html` (one
   self-contained HTML file) and :func:`write_pdf` (WeasyPrint);
-* :mod:`~distillguard.evidence.bundle`: :func:`build_bundle` (a signed zip of records, inclusion
+* :mod:`~distillguard.evidence._bundle`: :func:`build_bundle` (a signed zip of records, inclusion
   proofs, checkpoints, keys and results; cited records go on legal hold) and
   :func:`verify_evidence_bundle` (offline; names every altered part).
 
@@ -15,7 +15,7 @@ See ``docs/evidence.md``.
 
 from __future__ import annotations
 
-from distillguard.evidence.bundle import (
+from distillguard.evidence._bundle import (
     EVIDENCE_BUNDLE_FORMAT,
     BundleCheck,
     BundleFile,
@@ -24,7 +24,7 @@ from distillguard.evidence.bundle import (
     build_bundle,
     verify_evidence_bundle,
 )
-from distillguard.evidence.report import (
+from distillguard.evidence._report import (
     CampaignSection,
     EvidenceReport,
     ReportOptions,

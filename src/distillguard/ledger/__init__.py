@@ -4,7 +4,8 @@
   exchange rows (:meth:`Ledger.attach`); it publishes signed checkpoints, makes inclusion and
   consistency proofs and records erasures.
 * :mod:`~distillguard.ledger._leaf`: what a leaf commits to (salted metadata and content hashes).
-* :mod:`~distillguard.ledger.checkpoint`: C2SP signed-note checkpoints.
+* :class:`Checkpoint`, :func:`sign_checkpoint`, :func:`verify_checkpoint`: C2SP signed-note
+  checkpoints.
 * :mod:`~distillguard.ledger._tombstone`: erasures as leaves of the log.
 * :mod:`~distillguard.ledger._verify` and :func:`verify_bundle`: verification that needs nothing
   but the proof, the checkpoint and the public key.
@@ -15,12 +16,23 @@ See ``docs/ledger.md``.
 
 from __future__ import annotations
 
+from distillguard.ledger._audit import AuditFinding, AuditReport, audit_ledger
 from distillguard.ledger._bundle import (
     BundleVerification,
     ErasureBundle,
     InclusionBundle,
     TombstoneProof,
     verify_bundle,
+)
+from distillguard.ledger._checkpoint import (
+    Checkpoint,
+    LedgerKey,
+    key_id,
+    load_public_keys,
+    parse_checkpoint,
+    public_key_of,
+    sign_checkpoint,
+    verify_checkpoint,
 )
 from distillguard.ledger._leaf import (
     LeafCommitment,
@@ -39,17 +51,6 @@ from distillguard.ledger._log import (
 )
 from distillguard.ledger._tombstone import Tombstone
 from distillguard.ledger._verify import verify_consistency, verify_inclusion
-from distillguard.ledger.audit import AuditFinding, AuditReport, audit_ledger
-from distillguard.ledger.checkpoint import (
-    Checkpoint,
-    LedgerKey,
-    key_id,
-    load_public_keys,
-    parse_checkpoint,
-    public_key_of,
-    sign_checkpoint,
-    verify_checkpoint,
-)
 
 __all__ = [
     "DEFAULT_ORIGIN",

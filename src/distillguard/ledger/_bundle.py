@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from distillguard.errors import InputError, ProofError
+from distillguard.ledger._checkpoint import LedgerKey, verify_checkpoint
 from distillguard.ledger._hashing import leaf_hash as rfc_leaf_hash
 from distillguard.ledger._leaf import (
     CONTENT_FIELDS,
@@ -49,7 +50,6 @@ from distillguard.ledger._tombstone import (
     verify_tombstone_signature,
 )
 from distillguard.ledger._verify import verify_inclusion
-from distillguard.ledger.checkpoint import LedgerKey, verify_checkpoint
 
 __all__ = [
     "BUNDLE_FORMAT",

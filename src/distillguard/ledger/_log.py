@@ -45,6 +45,7 @@ from distillguard._internal.timeutil import format_ts, from_micros, to_micros
 from distillguard.errors import DistillGuardError, InputError, ProofError, StorageError
 from distillguard.keyring import SigningKey
 from distillguard.ledger._bundle import ErasureBundle, InclusionBundle, TombstoneProof
+from distillguard.ledger._checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from distillguard.ledger._compact_range import (
     CompactRange,
     node_id,
@@ -65,7 +66,6 @@ from distillguard.ledger._tombstone import (
     normalise_time,
     sign_tombstone,
 )
-from distillguard.ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from distillguard.store import Cursor, Store, StoredExchange
 
 __all__ = [

@@ -14,7 +14,7 @@ has a ``type`` member, so neither can be taken for the other, and a verifier tha
 record leaves cannot be shown a tombstone as a record (it would have to find a record and salt
 whose commitment hashes to the tombstone's leaf hash). Because the tombstone is a leaf, a signed
 checkpoint that covers it signs the erasure itself: ``ledger audit`` accepts a missing or
-changed record only where such a tombstone says so (see :mod:`distillguard.ledger.audit`).
+changed record only where such a tombstone says so (see :mod:`distillguard.ledger._audit`).
 
 **Signed at erasure time.** The checkpoint signer signs whatever tree it finds, so a tombstone
 leaf alone proves only that *someone* who could write the database appended it. Each tombstone
@@ -47,8 +47,8 @@ from distillguard._internal.timeutil import format_ts, from_micros, parse_rfc333
 from distillguard.errors import InputError, RecordError, SignatureError
 from distillguard.keyring import SigningKey
 from distillguard.ledger._canonical import canonical_json
+from distillguard.ledger._checkpoint import LedgerKey, trusted_signer
 from distillguard.ledger._hashing import HASH_SIZE, leaf_hash
-from distillguard.ledger.checkpoint import LedgerKey, trusted_signer
 
 __all__ = [
     "ERASED_CONTENT",

@@ -34,6 +34,16 @@ from distillguard.passport._credential import (
     agent_kid,
 )
 from distillguard.passport._digest import check_content_digest, make_content_digest
+from distillguard.passport._registry import (
+    PassportRecord,
+    PassportRegistry,
+    RegistrationCache,
+    Revocation,
+    RevocationCache,
+    SQLitePassportRegistry,
+    StorePassportRegistry,
+    open_registry,
+)
 from distillguard.passport._replay import (
     AsyncNonceCache,
     AsyncRedisNonceCache,
@@ -57,16 +67,6 @@ from distillguard.passport._verifier import (
     VerificationResult,
     VerifiedIdentity,
     VerifierPolicy,
-)
-from distillguard.passport.registry import (
-    PassportRecord,
-    PassportRegistry,
-    RegistrationCache,
-    Revocation,
-    RevocationCache,
-    SQLitePassportRegistry,
-    StorePassportRegistry,
-    open_registry,
 )
 
 __all__ = [

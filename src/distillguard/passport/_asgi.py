@@ -22,9 +22,9 @@ from typing import Any
 
 from distillguard.passport._credential import IssuerKey
 from distillguard.passport._digest import make_content_digest
+from distillguard.passport._registry import PassportRegistry
 from distillguard.passport._signatures import HttpRequest, HttpResponse, component_id, sign_message
 from distillguard.passport._verifier import Rejection, RejectionReason, RequestVerifier
-from distillguard.passport.registry import PassportRegistry
 
 __all__ = [
     "DIRECTORY_MEDIA_TYPE",

@@ -3,7 +3,7 @@ minimisation that keep the ledger verifiable.
 
 * :mod:`~distillguard.privacy._redact`: :class:`Redactor` and the logging :class:`RedactingFilter`;
 * :mod:`~distillguard.privacy._policy`: :class:`RetentionPolicy` from the ``[retention]`` section;
-* :mod:`~distillguard.privacy.holds`: :class:`LegalHolds`;
+* :mod:`~distillguard.privacy._holds`: :class:`LegalHolds`;
 * :mod:`~distillguard.privacy._retention`: :func:`apply_retention` (and its dry run),
   :func:`erase_account` and its :class:`Receipt`;
 * :mod:`~distillguard.privacy._minimise`: :class:`Minimiser`, the ingest hook.
@@ -14,6 +14,7 @@ every proof valid), the configuration and the measured quality of redaction.
 
 from __future__ import annotations
 
+from distillguard.privacy._holds import HoldScope, LegalHold, LegalHolds
 from distillguard.privacy._minimise import Minimiser
 from distillguard.privacy._policy import (
     AccountProfile,
@@ -40,7 +41,6 @@ from distillguard.privacy._retention import (
     list_receipts,
     plan_retention,
 )
-from distillguard.privacy.holds import HoldScope, LegalHold, LegalHolds
 
 __all__ = [
     "DEFAULT_KINDS",

@@ -37,8 +37,8 @@ from distillguard._internal.timeutil import format_ts, from_micros, to_micros
 from distillguard.errors import InputError, LegalHoldError
 from distillguard.keyring import SigningKey
 from distillguard.ledger import Ledger
+from distillguard.privacy._holds import HELD_SQL, LegalHolds, ensure_privacy_tables
 from distillguard.privacy._policy import AccountProfile, RetentionPolicy, RetentionRule
-from distillguard.privacy.holds import HELD_SQL, LegalHolds, ensure_privacy_tables
 from distillguard.store import Cursor, Store
 
 __all__ = [

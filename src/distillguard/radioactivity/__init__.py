@@ -44,8 +44,8 @@ from distillguard.radioactivity._protocol import (
     run_test,
     score_under_keys,
 )
+from distillguard.radioactivity._results import ModeResult, RadioactivityReport, plot_curves
 from distillguard.radioactivity._tracing import CandidateResult, TraceResult, trace_payload
-from distillguard.radioactivity.results import ModeResult, RadioactivityReport, plot_curves
 
 __all__ = [
     "CandidateResult",

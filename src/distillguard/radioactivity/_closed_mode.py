@@ -30,7 +30,7 @@ from distillguard.radioactivity._pipeline import (
     RadioactivityScorer,
     TokenText,
 )
-from distillguard.radioactivity.results import ModeResult
+from distillguard.radioactivity._results import ModeResult
 from distillguard.watermark import WatermarkScheme
 
 __all__ = ["EndpointConfig", "SuspectClient", "score_closed"]

@@ -40,7 +40,7 @@ from distillguard.radioactivity._pipeline import (
     TokenText,
     answer_plan,
 )
-from distillguard.radioactivity.results import ModeResult
+from distillguard.radioactivity._results import ModeResult
 from distillguard.watermark import WatermarkScheme
 
 __all__ = ["load_suspect", "own_answers", "predictions", "score_open"]

@@ -4,7 +4,7 @@ and a streaming p-value curve.
 Everything here is vectorised: a batch of texts is concatenated into one token array, positions
 whose context window would cross a text boundary (or lie in a prompt) are masked, the k-gram filter
 is one ``searchsorted`` over hashed windows, and the watermark scheme scores the whole batch in one
-call with a :class:`~distillguard.watermark.base.DedupTape` shared by the whole run, so a
+call with a :class:`~distillguard.watermark.DedupTape` shared by the whole run, so a
 (context window, token) pair is counted once however many texts repeat it.
 
 Two kinds of input share the pipeline:
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.results import CurvePoint
-from distillguard.watermark.base import (
+from distillguard.watermark import (
     DetectionResult,
     TokenScores,
     WatermarkScheme,
@@ -86,7 +86,7 @@ def window_hashes(tokens: I64, *, width: int) -> U64:
 class ScoringTape:
     """The (context window, token) keys already scored in a run, across all batches.
 
-    Same contract as :class:`~distillguard.watermark.base.DedupTape` (``admit`` returns the mask
+    Same contract as :class:`~distillguard.watermark.DedupTape` (``admit`` returns the mask
     of first occurrences and records them), tuned for long runs: keys are kept in sorted runs
     merged by size, and each batch is looked up with *sorted* needles, so every run is walked
     once, front to back, instead of one cache-missing binary search per key.

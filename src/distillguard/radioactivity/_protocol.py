@@ -41,8 +41,8 @@ from distillguard.radioactivity._pipeline import (
     RadioactivityScorer,
     TokenText,
 )
+from distillguard.radioactivity._results import ModeResult, RadioactivityReport
 from distillguard.radioactivity._tracing import trace_payload
-from distillguard.radioactivity.results import ModeResult, RadioactivityReport
 from distillguard.watermark import MPACWatermark, PayloadTokenScores, WatermarkScheme
 
 __all__ = [

@@ -114,7 +114,7 @@ class CurvePoint:
 class PooledTest:
     """The exact pooled test of one subject (the ``detection`` object of the file).
 
-    The fields of :class:`~distillguard.watermark.base.DetectionResult`; those the loose shape
+    The fields of :class:`~distillguard.watermark.DetectionResult`; those the loose shape
     may lack are optional.
     """
 

@@ -18,10 +18,10 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
+from distillguard.watermark._base import DetectionResult, TokenScores
 from distillguard.watermark._prf import to_unit
 from distillguard.watermark._scheme import WindowScheme, softmax
 from distillguard.watermark._stats import gamma_sf
-from distillguard.watermark.base import DetectionResult, TokenScores
 
 __all__ = ["AaronsonConfig", "AaronsonWatermark"]
 

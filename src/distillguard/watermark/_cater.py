@@ -35,9 +35,9 @@ import numpy as np
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
+from distillguard.watermark._base import DetectionResult
 from distillguard.watermark._prf import KeyedPRF
 from distillguard.watermark._stats import poisson_binomial_sf
-from distillguard.watermark.base import DetectionResult
 
 __all__ = [
     "CaterConfig",

@@ -23,11 +23,11 @@ import numpy as np
 import orjson
 
 from distillguard.errors import InputError, LogFormatError, LogNotFoundError
+from distillguard.watermark._base import DedupTape, DetectionResult, WatermarkScheme
 from distillguard.watermark._cater import CaterWatermark
+from distillguard.watermark._mpac import MPACWatermark, PayloadResult, PayloadTokenScores
 from distillguard.watermark._stats import benjamini_hochberg, poisson_binomial_sf
 from distillguard.watermark._tokenizers import Tokenizer
-from distillguard.watermark.base import DedupTape, DetectionResult, WatermarkScheme
-from distillguard.watermark.mpac import MPACWatermark, PayloadResult, PayloadTokenScores
 
 __all__ = [
     "DEFAULT_FIELDS",

@@ -9,8 +9,7 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark._prf import KeyedPRF, fmix64
-from distillguard.watermark.base import (
+from distillguard.watermark._base import (
     DedupTape,
     DetectionResult,
     TokenScores,
@@ -18,6 +17,7 @@ from distillguard.watermark.base import (
     first_occurrences,
     windows_of,
 )
+from distillguard.watermark._prf import KeyedPRF, fmix64
 
 __all__ = ["WindowScheme", "softmax"]
 

@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
+from distillguard.watermark._base import DetectionResult, TokenScores
 from distillguard.watermark._scheme import WindowScheme, softmax
 from distillguard.watermark._stats import binomial_sf
-from distillguard.watermark.base import DetectionResult, TokenScores
 
 __all__ = ["SynthIDConfig", "SynthIDWatermark"]
 

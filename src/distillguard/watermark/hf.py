@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from distillguard.errors import DependencyMissingError, InputError
-from distillguard.watermark.base import WatermarkScheme
-from distillguard.watermark.kgw import KGWWatermark
+from distillguard.watermark._base import WatermarkScheme
+from distillguard.watermark._kgw import KGWWatermark
 
 try:
     import torch
@@ -49,8 +49,8 @@ class WatermarkLogitsProcessor(LogitsProcessor):
     """Applies a watermark scheme to each row of a batch at each generation step.
 
     Args:
-        scheme: any :class:`~distillguard.watermark.base.WatermarkScheme` (for a multi-bit
-            payload, an :class:`~distillguard.watermark.mpac.MPACWatermark` bound to it).
+        scheme: any :class:`~distillguard.watermark._base.WatermarkScheme` (for a multi-bit
+            payload, an :class:`~distillguard.watermark._mpac.MPACWatermark` bound to it).
         schemes_per_row: optional one scheme per batch row (e.g. a payload per account).
     """
 

@@ -56,8 +56,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from distillguard.errors import DependencyMissingError
-from distillguard.watermark.base import WatermarkScheme
-from distillguard.watermark.kgw import KGWWatermark
+from distillguard.watermark._base import WatermarkScheme
+from distillguard.watermark._kgw import KGWWatermark
 
 try:
     import torch
@@ -348,7 +348,7 @@ class KeyringWatermarkProcessor(WatermarkBatchProcessor):
 def _scheme_from_configuration() -> WatermarkScheme:
     from distillguard.config import load_settings
     from distillguard.keyring import open_keyring
-    from distillguard.watermark.registry import build_scheme
+    from distillguard.watermark._registry import build_scheme
 
     settings = load_settings()
     return build_scheme(settings.watermark, open_keyring(settings).watermark_key())

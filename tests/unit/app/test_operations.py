@@ -19,8 +19,7 @@ from distillguard.errors import ConfigurationError, InputError
 from distillguard.gateway.policy import Action, NullScorer, Policy, PolicyThresholds
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger
-from distillguard.passport import PassportIssuer, agent_jwk
-from distillguard.passport.registry import SQLitePassportRegistry
+from distillguard.passport import PassportIssuer, SQLitePassportRegistry, agent_jwk
 from distillguard.store import Store, open_store
 from distillguard.testing import make_account, postgres_store_url
 

@@ -249,7 +249,7 @@ def test_compromised_distrusts_the_key_everywhere(
 ) -> None:
     """Issue 24: `keys compromised` marks a ledger key so that nothing it signed verifies, in
     the keyring and in the exported public keys; it is listed and audited, with no secret."""
-    from distillguard.console.data import ConsoleQueries
+    from distillguard.console import ConsoleQueries
     from distillguard.errors import SignatureError
     from distillguard.ledger import load_public_keys, sign_checkpoint, verify_checkpoint
     from distillguard.store import open_store

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from distillguard.errors import InputError, LegalHoldError
 from distillguard.evidence import build_bundle, build_report, verify_evidence_bundle
+from distillguard.evidence._bundle import MANIFEST, SIGNATURE
 from distillguard.evidence._zip import layout, read_local_entry
-from distillguard.evidence.bundle import MANIFEST, SIGNATURE
 from distillguard.evidence.testing import World
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import load_public_keys

@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity import RadioactivityScorer, TokenText
-from distillguard.radioactivity.results import ModeResult, RadioactivityReport
+from distillguard.radioactivity import (
+    ModeResult,
+    RadioactivityReport,
+    RadioactivityScorer,
+    TokenText,
+)
 from distillguard.results import read_radioactivity
 from distillguard.watermark import KGWConfig, KGWWatermark
 

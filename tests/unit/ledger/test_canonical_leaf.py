@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.errors import ProofError, RecordError, SignatureError
+from distillguard.ledger import (
+    parse_checkpoint,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from distillguard.ledger._canonical import canonical_json, format_number
+from distillguard.ledger._checkpoint import note_key_hash
 from distillguard.ledger._leaf import (
     CONTENT_PREFIX,
     META_PREFIX,
@@ -24,12 +30,6 @@ from distillguard.ledger._leaf import (
     commit_exchanges,
     commit_record,
     leaf_data,
-)
-from distillguard.ledger.checkpoint import (
-    note_key_hash,
-    parse_checkpoint,
-    sign_checkpoint,
-    verify_checkpoint,
 )
 from distillguard.records.model import Exchange, Message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import distillguard.privacy as privacy
-from distillguard.privacy import _minimise, _policy, _redact, _retention, holds
+from distillguard.privacy import _holds, _minimise, _policy, _redact, _retention
 
 
 def test_all_names_exist_and_are_documented() -> None:
@@ -16,7 +16,7 @@ def test_all_names_exist_and_are_documented() -> None:
 
 
 def test_modules_export_what_they_define() -> None:
-    for module in (holds, _minimise, _policy, _redact, _retention):
+    for module in (_holds, _minimise, _policy, _redact, _retention):
         assert module.__doc__
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distillguard.console.app import _load_result
-from distillguard.console.data import ScanIndex
+from distillguard.console import ScanIndex
+from distillguard.console._app import _load_result
 from distillguard.errors import ResultFormatError
 from distillguard.evidence import build_report, render_html
 from distillguard.monitor.evaluate import evaluate_scan

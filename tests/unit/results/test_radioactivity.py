@@ -16,8 +16,13 @@ from hypothesis import strategies as st
 
 from distillguard.errors import ResultFormatError
 from distillguard.keyring import WatermarkKey
-from distillguard.radioactivity import KgramFilter, RadioactivityScorer, TokenText
-from distillguard.radioactivity.results import ModeResult, RadioactivityReport
+from distillguard.radioactivity import (
+    KgramFilter,
+    ModeResult,
+    RadioactivityReport,
+    RadioactivityScorer,
+    TokenText,
+)
 from distillguard.results import (
     CurvePoint,
     PooledTest,

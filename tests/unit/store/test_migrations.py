@@ -94,7 +94,7 @@ def test_a_component_behind_its_code_is_refused_not_created(store: Store) -> Non
     with store.transaction() as cur:
         cur.execute("DELETE FROM schema_versions WHERE component = 'privacy'")
     store.forget_component_versions()
-    from distillguard.privacy.holds import ensure_privacy_tables
+    from distillguard.privacy._holds import ensure_privacy_tables
 
     with pytest.raises(SchemaOutdatedError, match="privacy"):
         ensure_privacy_tables(store)
@@ -161,16 +161,16 @@ def test_concurrent_migrators_apply_each_migration_once() -> None:
 def _component_ddl() -> dict[str, tuple[int, tuple[str, ...]]]:
     """What each component's code expects: (version, its DDL) from its own module."""
     from distillguard.app.operations import AUDIT_DDL, AUDIT_SCHEMA_VERSION
-    from distillguard.console.data import CONSOLE_DDL
+    from distillguard.console._data import CONSOLE_DDL
     from distillguard.fingerprint.canaries import CANARY_DDL
     from distillguard.gateway.alerts import ALERT_DDL
     from distillguard.gateway.policy import ACTION_DDL
     from distillguard.ledger._log import LEDGER_DDL
     from distillguard.ledger._log import SCHEMA_VERSION as LEDGER_VERSION
     from distillguard.monitor.feedback import LABEL_DDL
-    from distillguard.passport.registry import _STORE_DDL, _STORE_SCHEMA_VERSION
-    from distillguard.privacy.holds import PRIVACY_DDL
-    from distillguard.privacy.holds import SCHEMA_VERSION as PRIVACY_VERSION
+    from distillguard.passport._registry import _STORE_DDL, _STORE_SCHEMA_VERSION
+    from distillguard.privacy._holds import PRIVACY_DDL
+    from distillguard.privacy._holds import SCHEMA_VERSION as PRIVACY_VERSION
     from distillguard.store.base import CORE_DDL, SCHEMA_VERSION
     from distillguard.store.sqlite import _SCRUB_DDL
 
@@ -377,7 +377,7 @@ def test_a_store_of_the_previous_release_is_migrated_with_its_data(
         assert report.checkpoints_checked == expected["checkpoints"]
         # the other components read their rows back through today's code
         from distillguard.passport import StorePassportRegistry
-        from distillguard.privacy.holds import LegalHolds
+        from distillguard.privacy import LegalHolds
 
         record = StorePassportRegistry(store).get("pp-1")
         assert record is not None and record.revocation is not None

@@ -28,9 +28,10 @@ from distillguard.watermark import (
     AaronsonWatermark,
     KGWConfig,
     KGWWatermark,
+    MPACConfig,
+    MPACWatermark,
+    WatermarkScheme,
 )
-from distillguard.watermark.base import WatermarkScheme
-from distillguard.watermark.mpac import MPACConfig, MPACWatermark
 from distillguard.watermark.vllm import (
     DISABLE_ARG,
     PAYLOAD_ARG,

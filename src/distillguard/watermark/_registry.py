@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from distillguard.errors import ConfigurationError
 from distillguard.keyring import WatermarkKey
 from distillguard.watermark._aaronson import AaronsonConfig, AaronsonWatermark
+from distillguard.watermark._base import WatermarkScheme
+from distillguard.watermark._kgw import KGWConfig, KGWWatermark
+from distillguard.watermark._mpac import MPACConfig, MPACWatermark
 from distillguard.watermark._synthid import SynthIDConfig, SynthIDWatermark
-from distillguard.watermark.base import WatermarkScheme
-from distillguard.watermark.kgw import KGWConfig, KGWWatermark
-from distillguard.watermark.mpac import MPACConfig, MPACWatermark
 
 if TYPE_CHECKING:  # the configuration models cost ~0.1 s to import
     from distillguard.config import WatermarkSettings

@@ -2,7 +2,7 @@
 its control), a :class:`RadioactivityReport` pairing them, JSON and plot output.
 
 These are the run's in-memory results (a :class:`ModeResult` holds the live
-:class:`~distillguard.watermark.base.DetectionResult`; the report decides the verdict). The file
+:class:`~distillguard.watermark.DetectionResult`; the report decides the verdict). The file
 they write is the results format of :mod:`distillguard.results`: :meth:`ModeResult.to_subject`
 and :meth:`RadioactivityReport.to_result` give its model, and :meth:`RadioactivityReport.write_json`
 writes through :func:`~distillguard.results.write_radioactivity`; readers use

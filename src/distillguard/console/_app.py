@@ -37,8 +37,8 @@ from starlette.routing import Route
 
 from distillguard.app.operations import Actor, Operations
 from distillguard.console import _svg
+from distillguard.console._data import ConsoleQueries, ScanIndex
 from distillguard.console._session import Session, SessionSigner
-from distillguard.console.data import ConsoleQueries, ScanIndex
 from distillguard.errors import ConfigurationError, DistillGuardError, InputError
 from distillguard.gateway.policy import Action
 

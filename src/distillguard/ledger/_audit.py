@@ -38,6 +38,13 @@ from cryptography.exceptions import InvalidSignature
 from distillguard._internal.timeutil import format_ts, from_micros
 from distillguard.errors import DistillGuardError
 from distillguard.keyring import VerifyKey
+from distillguard.ledger._checkpoint import (
+    Checkpoint,
+    LedgerKey,
+    note_key_hash,
+    parse_checkpoint,
+    verify_checkpoint,
+)
 from distillguard.ledger._compact_range import CompactRange
 from distillguard.ledger._hashing import EMPTY_ROOT, leaf_hash
 from distillguard.ledger._leaf import (
@@ -51,13 +58,6 @@ from distillguard.ledger._leaf import (
 from distillguard.ledger._log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger, TreeHead
 from distillguard.ledger._tombstone import TombstoneSignature, verify_tombstone_signature
 from distillguard.ledger._verify import verify_inclusion
-from distillguard.ledger.checkpoint import (
-    Checkpoint,
-    LedgerKey,
-    note_key_hash,
-    parse_checkpoint,
-    verify_checkpoint,
-)
 from distillguard.records.model import Exchange
 from distillguard.store import StoredExchange
 from distillguard.store.base import UndecodableExchange
@@ -374,7 +374,7 @@ def audit_ledger(
         ledger: the ledger to audit.
         public_keys: the ledger's public keys (active and retired) that checkpoints and
             tombstones may carry; as :class:`~distillguard.keyring.VerifyKey` (the keyring's,
-            or :func:`~distillguard.ledger.checkpoint.load_public_keys`) a retired key counts
+            or :func:`~distillguard.ledger._checkpoint.load_public_keys`) a retired key counts
             only for what it signed before its ``retired_at``.
         external_checkpoints: ``(label, note)`` checkpoints kept outside the store (a witness's,
             a file handed to a third party); a rollback of the whole store shows against these.

@@ -26,15 +26,15 @@ import numpy.typing as npt
 
 from distillguard.errors import InputError
 from distillguard.keyring import WatermarkKey
-from distillguard.watermark._prf import KeyedPRF
-from distillguard.watermark._scheme import WindowScheme
-from distillguard.watermark._stats import binomial_sf, max_agreement_sf
-from distillguard.watermark.base import (
+from distillguard.watermark._base import (
     DedupTape,
     DetectionResult,
     TokenScores,
     as_token_array,
 )
+from distillguard.watermark._prf import KeyedPRF
+from distillguard.watermark._scheme import WindowScheme
+from distillguard.watermark._stats import binomial_sf, max_agreement_sf
 
 __all__ = ["MPACConfig", "MPACWatermark", "PayloadResult", "PayloadTokenScores"]
 
