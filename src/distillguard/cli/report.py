@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -202,6 +203,9 @@ def report_cmd(
     }
     if pdf:
         pdf_path = out.with_suffix(".pdf")
+        if not state.debug:  # WeasyPrint's notes on this machine's fonts are not the user's
+            logging.getLogger("weasyprint").setLevel(logging.ERROR)
+            logging.getLogger("fontTools").setLevel(logging.ERROR)
         write_pdf(html, pdf_path)
         payload["pdf"] = str(pdf_path)
     if bundle is not None:

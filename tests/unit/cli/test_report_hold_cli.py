@@ -51,3 +51,18 @@ def test_help_tells_of_the_hold(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--no-hold" in text and "legal hold" in text
+
+
+def test_report_pdf_keeps_weasyprint_notes_out_of_the_output(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WeasyPrint's warnings about this machine's fonts (and, before, the report's CSS) filled
+    the terminal of ``report --pdf``: they are logged only with ``--debug``."""
+    import logging
+
+    args = ["report", "--scan", str(world.scan_dir), "--store", world.store_url]
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--out", "r.html", "--pdf"]) == 0
+    assert Path("r.pdf").is_file()
+    noisy = [r for r in caplog.records if r.name.split(".")[0] in ("weasyprint", "fontTools")]
+    assert noisy == [], [r.getMessage() for r in noisy]
