@@ -49,7 +49,6 @@ UNMARKED: set[str] = {
     "docs/radioactivity.md",
     "docs/results.md",
     "docs/scan.md",
-    "docs/store.md",
     "docs/zoo.md",
 }
 
