@@ -259,7 +259,7 @@ def _print_receipt(state: AppState, receipt: Receipt, path: Path) -> None:
     if receipt.forced_holds:
         console.print(f"[yellow]overrode legal hold(s):[/] {', '.join(receipt.forced_holds)}")
     console.print(
-        f"ledger: size {receipt.ledger['tree_size']}, root {receipt.ledger['root_hash_hex']}"
+        f"ledger: size {receipt.ledger['tree_size']}, root (hex) {receipt.ledger['root_hash_hex']}"
     )
     console.print(f"receipt {receipt.receipt_id} written to {path}")
 

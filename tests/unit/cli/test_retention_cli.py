@@ -122,6 +122,13 @@ def test_holds_and_erasure(env: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert [r["receipt_id"] for r in listed] == [receipt["receipt_id"]]
     code, _ = run_json(capsys, "retention", "hold", "list", "--all")
     assert code == 0
+    # the text form labels the root's encoding, as ingest and ledger head do (issue 25)
+    capsys.readouterr()
+    args = ["retention", "erase", "--account", "acct-b", "--reason", "GDPR #10", "--actor", "dpo"]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    _, head = run_json(capsys, "ledger", "head")
+    assert f"root (hex) {head['root_hash_hex']}" in out, out
 
 
 def test_bad_input(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
