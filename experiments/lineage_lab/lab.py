@@ -120,6 +120,9 @@ class LineageConfig:
         seeds: one full repetition per seed.
         alpha: the tests' level.
         identity: add the identity channel (as the CLI does by default).
+        orphans: also test each student against the library *without* its teacher (the
+            student of a model the provider does not hold: it learned from no reference, so
+            any verdict is a false accusation; the kind ``"orphan"``).
         learning_rate, finetune_rate: AdamW rates of pre-training and fine-tuning.
         teacher_sources, own_sources: corpus sources of the teachers and of the students' own
             data (default :func:`choose_sources`).
@@ -145,6 +148,7 @@ class LineageConfig:
     seeds: tuple[int, ...] = tuple(range(9))
     alpha: float = 0.01
     identity: bool = True
+    orphans: bool = True
     learning_rate: float = 3e-3
     finetune_rate: float = 3e-3
     teacher_sources: tuple[str, ...] | None = None
@@ -224,7 +228,8 @@ class LineageRun:
     Attributes:
         seed: the repetition.
         model: ``student-<teacher>-10%``, ``independent-<source>``, ``holdout-<teacher>``.
-        kind: ``"student"``, ``"independent"`` or ``"holdout"`` (a teacher held out).
+        kind: ``"student"``, ``"independent"``, ``"holdout"`` (a teacher held out) or
+            ``"orphan"`` (a student tested against the library without its teacher).
         truth: the family the model learned from (students), else ``None``.
         fraction: the fraction of its fine-tuning data from ``truth`` (students), else ``None``.
         test: ``"attribute"`` (which family, if any) or ``"teacher"`` (one-vs-rest for
@@ -383,8 +388,9 @@ class LineageResult:
             "summary": self.summary(),
             "runs": [asdict(r) for r in self.runs],
             "null_runs_explained": (
-                "null runs: attribute of every independent model and every held-out teacher "
-                "(any verdict is false); teacher tests of every model against every family it "
+                "null runs: attribute of every independent model, every held-out teacher and "
+                "every student tested without its teacher in the library ('orphan') (any "
+                "verdict is false); teacher tests of every model against every family it "
                 "did not learn from (students against the other teachers, independent models "
                 "and held-out teachers against all); one seed's runs share its models"
             ),
@@ -757,35 +763,43 @@ def _one_seed(
     t = tick("fingerprints", t)
 
     runs: list[LineageRun] = []
+
+    def without(ref: str, name: str, kind: str, fp: Fingerprint, prof: Any) -> list[LineageRun]:
+        """``fp`` tested against every teacher but ``ref`` (it learned from none of them)."""
+        i = [o.name for o in ref_outputs].index(ref)
+        fam = FamilyMap(
+            families={k: v for k, v in families.families.items() if k != ref},
+            providers={k: v for k, v in families.providers.items() if k != ref},
+        )
+        return _test(
+            seed,
+            name,
+            kind,
+            None,
+            None,
+            replace(fp, name=name),
+            prof,
+            [f for j, f in enumerate(ref_fps) if j != i],
+            {k: v for k, v in ref_id.items() if k != ref} if ref_id else None,
+            fam,
+            tuple(fam.providers.values()),
+            cfg,
+        )
+
     for (name, kind, truth, share, _m), outputs in zip(suspects, sus_outputs, strict=True):
         fp = compute_fingerprint(outputs)
         prof = identity_profile(outputs) if cfg.identity else None
         runs += _test(
             seed, name, kind, truth, share, fp, prof, ref_fps, ref_id, families, documented, cfg
         )
+        if kind == "student" and cfg.orphans:
+            # the student of a teacher the library does not hold: it learned from no reference
+            teacher_ref = f"teacher-{str(truth).removeprefix('lab-')}"
+            runs += without(teacher_ref, f"orphan-{name}", "orphan", fp, prof)
     # each teacher held out: attributed against the other teachers (it learned from none)
     for i, outputs in enumerate(ref_outputs):
-        others = [f for j, f in enumerate(ref_fps) if j != i]
-        held = replace(ref_fps[i], name=f"holdout-{teacher_src[i]}")
-        fam = FamilyMap(
-            families={k: v for k, v in families.families.items() if k != outputs.name},
-            providers={k: v for k, v in families.providers.items() if k != outputs.name},
-        )
         prof = identity_profile(outputs) if cfg.identity else None
-        runs += _test(
-            seed,
-            held.name,
-            "holdout",
-            None,
-            None,
-            held,
-            prof,
-            others,
-            {k: v for k, v in ref_id.items() if k != outputs.name} if ref_id else None,
-            fam,
-            tuple(fam.providers.values()),
-            cfg,
-        )
+        runs += without(outputs.name, f"holdout-{teacher_src[i]}", "holdout", ref_fps[i], prof)
     tick("tests", t)
     return runs, timings
 
@@ -940,7 +954,7 @@ def lineage_table(result: LineageResult) -> str:
             f"| {row['attributed']} | {power} | {_fmt(row['median_p'])} | {_fmt(row['max_p'])} |"
         )
     lines += ["", "| null runs | test | runs | false accusations | rate |", "|---|---|---|---|---|"]
-    for kind in ("student", "independent", "holdout"):
+    for kind in ("student", "orphan", "independent", "holdout"):
         for test in ("attribute", "teacher"):
             runs = result.nulls(test, kind)
             if not runs:

@@ -99,21 +99,24 @@ def test_tiny_lab_end_to_end(tmp_path: Path) -> None:
     assert models == {
         "student-ref0-50%",
         "student-ref0-100%",
+        "orphan-student-ref0-50%",
+        "orphan-student-ref0-100%",
         "independent-human0",
         "independent-human1",
         *(f"holdout-ref{i}" for i in range(6)),
     }
-    # per suspect: one attribute test and one teacher test per family; a held-out teacher is
-    # tested against the other five
-    assert len(result.runs) == 4 * (1 + 6) + 6 * (1 + 5)
+    # per suspect: one attribute test and one teacher test per family; a held-out teacher, and
+    # a student against the library without its teacher (orphan), against the other five
+    assert len(result.runs) == 4 * (1 + 6) + (6 + 2) * (1 + 5)
     for r in result.runs:
         assert 0.0 <= r.p_value <= 1.0
         assert r.positive == (r.p_value < config.alpha) or r.test == "attribute"
     students = [r for r in result.runs if r.kind == "student"]
     assert {r.truth for r in students} == {"lab-ref0"}
-    # null runs: every test of the independent and held-out models, and the students' teacher
-    # tests of the other five families
-    assert len(result.nulls()) == 2 * 7 + 6 * 6 + 2 * 5
+    # null runs: every test of the independent, held-out and orphan models, and the students'
+    # teacher tests of the other five families
+    assert len(result.nulls()) == 2 * 7 + (6 + 2) * 6 + 2 * 5
+    assert all(r.truth is None for r in result.runs if r.kind == "orphan")
     doc = json.loads((tmp_path / "out" / "lineage.json").read_text())
     assert doc["format"] == "distillguard-lineage-lab/1"
     assert doc["targets"]["all_null_runs"] == len(result.nulls())
