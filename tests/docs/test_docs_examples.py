@@ -41,7 +41,6 @@ RUNNABLE = {"sh", "bash", "console", "python"}
 
 #: Pages not yet marked block by block (their examples are not run yet): shrink it.
 UNMARKED: set[str] = {
-    "docs/console.md",
     "docs/fingerprint.md",
     "docs/gateway.md",
     "docs/multimodal.md",
