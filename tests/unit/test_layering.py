@@ -65,9 +65,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # gateway.app <-> gateway.images: images takes the Gateway object (type-only import) and the
     # app mounts images; helpers A and B make images a handler on the pipeline's public API.
     ("distillguard.gateway.images", "distillguard.gateway.app"): "images handler (helpers A, B)",
-    # video reuses the image watermark's tile machinery (CHIP, TILE, _fold, _patterns, ...): video
-    # frames are images. Candidate home: a shared module under _internal (helper E).
-    ("distillguard.video._watermark", "distillguard.image._watermark"): "shared tiles (helper E)",
     # monitor: type-only imports from the modules that use these types back into them (helper I).
     ("distillguard.monitor.scoring", "distillguard.monitor.features"): "type-only (helper I)",
     ("distillguard.monitor.spark", "distillguard.monitor.scan"): "type-only (helper I)",

@@ -251,6 +251,7 @@ def _subkey(key: WatermarkKey) -> bytes:
 
 
 def _patterns(key: WatermarkKey, config: ImageWatermarkConfig) -> _Patterns:
+    """The key's chip-to-bit map, chip signs, sync bits and correlation templates (cached)."""
     sub = _subkey(key)
     ident = (hashlib.blake2b(sub, digest_size=16).digest(), config.sync_bits, config.payload_bits)
     with _CACHE_LOCK:
@@ -281,6 +282,11 @@ def _patterns(key: WatermarkKey, config: ImageWatermarkConfig) -> _Patterns:
 
 
 def _payload_signs(payload: int, bits: int) -> NDArray[np.float32]:
+    """``payload`` as ``bits`` ±1 values (bit ``j`` is ``(payload >> j) & 1``).
+
+    Raises:
+        InputError: the payload does not fit in ``bits`` bits.
+    """
     if payload < 0 or payload >= 1 << bits:
         raise InputError(
             f"payload {payload} does not fit in {bits} bits",
@@ -291,6 +297,7 @@ def _payload_signs(payload: int, bits: int) -> NDArray[np.float32]:
 
 
 def _signs_to_payload(signs: NDArray[np.float64]) -> int:
+    """The payload whose bit ``j`` is set where ``signs[j] > 0``."""
     out = 0
     for i, s in enumerate(signs.tolist()):
         if s > 0:
@@ -309,6 +316,8 @@ def _frame_of(image: Image.Image) -> NDArray[np.float32]:
 
 
 def _activity_mask(frame: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The embedding gain per pixel of a canonical frame: 0.6 in flat areas, up to 2.5 in
+    texture."""
     local = frame - ndimage.uniform_filter(frame, size=3)
     energy = ndimage.uniform_filter(local * local, size=5)
     act = np.sqrt(np.maximum(energy, 0.0))
@@ -411,12 +420,15 @@ class _Hypothesis:
 
 
 def _whiten(frame: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Each pixel minus its 3×3 mean, clipped at 4× the median absolute residual."""
     resid = frame - ndimage.uniform_filter(frame, size=3)
     scale = float(np.median(np.abs(resid))) * 4.0 + 1e-3
     return np.asarray(np.clip(resid, -scale, scale), dtype=np.float32)
 
 
 def _fold(white: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The frame's TILE×TILE tiles summed onto one (pixel ``(y, x)`` to ``(y % TILE, x %
+    TILE)``, any frame size)."""
     h, w = white.shape
     if h % TILE == 0 and w % TILE == 0:
         return np.asarray(
@@ -433,6 +445,8 @@ def _fold(white: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 def _evaluate(folded: NDArray[np.float32], pats: _Patterns, label: str) -> _Hypothesis:
+    """Correlate a fold with every bit's template at all cyclic shifts; at the shift with the
+    largest summed magnitude, the bits' correlations, sync matches, p-value and strength."""
     spectrum = np.fft.rfft2(folded).astype(np.complex64)
     corr = np.fft.irfft2(spectrum[None, :, :] * pats.templates_fft, s=(TILE, TILE), axes=(1, 2))
     score = np.abs(corr).sum(axis=0)

@@ -47,17 +47,17 @@ from PIL import Image
 from scipy.stats import binom
 
 from distillguard.errors import InputError
-from distillguard.image._watermark import (
+from distillguard.image import ImageWatermarkConfig
+from distillguard.image.tiles import (
     CHIP,
     TILE,
-    ImageWatermarkConfig,
-    _activity_mask,
-    _evaluate,
-    _fold,
-    _patterns,
-    _payload_signs,
-    _signs_to_payload,
-    _whiten,
+    activity_mask,
+    evaluate_fold,
+    fold,
+    key_patterns,
+    payload_signs,
+    signs_to_payload,
+    whiten,
 )
 from distillguard.keyring import WatermarkKey
 
@@ -247,8 +247,8 @@ def _tile_pattern(
     key: WatermarkKey, payload: int, config: VideoWatermarkConfig
 ) -> NDArray[np.float32]:
     """The ±1 pattern of the canonical frame for this key and payload (sign +1)."""
-    pats = _patterns(key, config.image)
-    bits = np.concatenate([pats.sync, _payload_signs(payload, config.payload_bits)])
+    pats = key_patterns(key, config.image)
+    bits = np.concatenate([pats.sync, payload_signs(payload, config.payload_bits)])
     chips = pats.tile_signs * bits[pats.chip_bit]
     tile = np.repeat(np.repeat(chips, CHIP, axis=0), CHIP, axis=1)
     reps = config.frame // TILE
@@ -264,7 +264,7 @@ def _mark(
     luma: NDArray[np.uint8], pattern: NDArray[np.float32], sign: float, strength: float
 ) -> NDArray[np.uint8]:
     side = pattern.shape[0]
-    delta = pattern * _activity_mask(_canonical(luma, side)) * np.float32(strength * sign)
+    delta = pattern * activity_mask(_canonical(luma, side)) * np.float32(strength * sign)
     height, width = luma.shape
     fine = Image.fromarray(delta, mode="F").resize((width, height), Image.Resampling.BILINEAR)
     out = luma.astype(np.float32) + np.asarray(fine, dtype=np.float32)
@@ -308,7 +308,7 @@ def detect_frames(
     if not 0.0 < alpha < 1.0:
         raise InputError(f"alpha must be in (0, 1), got {alpha}")
     claimed = (
-        _payload_signs(claimed_payload, cfg.payload_bits) if claimed_payload is not None else None
+        payload_signs(claimed_payload, cfg.payload_bits) if claimed_payload is not None else None
     )
     quarter = cfg.block_seconds / _QUARTERS
     bins: dict[int, NDArray[np.float64]] = {}
@@ -316,7 +316,7 @@ def detect_frames(
     count = 0
     first = last = None
     for seconds, luma in frames:
-        folded = _fold(_whiten(_canonical(luma, cfg.frame)))
+        folded = fold(whiten(_canonical(luma, cfg.frame)))
         _add_bin(bins, int(np.floor(seconds / quarter)), folded)
         if search_crops and len(kept) < _CROP_FRAMES:
             kept.append((seconds, _square(luma, _CROP_SIDE)))
@@ -325,10 +325,11 @@ def detect_frames(
         last = seconds if last is None else max(last, seconds)
     if count == 0 or first is None or last is None:
         raise InputError("no video frame to examine")
-    pats = _patterns(key, cfg.image)
+    pats = key_patterns(key, cfg.image)
     code = _code(key, cfg)
     n_sync = cfg.sync_bits
     offset, hyp = _search_offsets(bins, code, cfg, pats, label="frame")
+    reader = hyp  # the hypothesis whose payload bits are read
     # weighted Bonferroni over the two stages: uncropped 1/2, the crop hypothesis 1/2 (without
     # the crop search the uncropped test has weight 1)
     weight = 2.0 if search_crops else 1.0
@@ -338,9 +339,15 @@ def detect_frames(
         if crop is not None:
             crop_p = min(1.0, 2.0 * float(binom.sf(crop[1].sync_matches - 1, n_sync, 0.5)))
             if crop_p < blind_p:
-                offset, hyp = crop
+                offset, hyp, size = crop
                 blind_p = crop_p
-    payload_corr = hyp.correlations[n_sync:]
+                reader = hyp
+                if hyp.sync_matches < n_sync:
+                    # the p-value is fixed above; the payload is read after a polish of the
+                    # frame size on magnitudes (reads sync signs only: the payload test of a
+                    # claim stays exact)
+                    reader = _polish_crop(kept, code, cfg, pats, quarter, size, hyp)
+    payload_corr = reader.correlations[n_sync:]
     matches: int | None = None
     accuracy: float | None = None
     p_value = blind_p
@@ -353,7 +360,7 @@ def detect_frames(
         detected=p_value <= alpha,
         p_value=p_value,
         blind_p_value=blind_p,
-        payload=_signs_to_payload(payload_corr) if found else None,
+        payload=signs_to_payload(payload_corr) if found else None,
         sync_matches=hyp.sync_matches,
         sync_bits=n_sync,
         payload_bits=cfg.payload_bits,
@@ -412,7 +419,7 @@ def _search_offsets(
     best: tuple[int, Any] | None = None
     for offset in np.argsort(-energy)[:_OFFSETS_CHECKED]:
         folded = pooled[offset].reshape(TILE, TILE).astype(np.float32)
-        hyp = _evaluate(folded, pats, f"{label} offset={offset}")
+        hyp = evaluate_fold(folded, pats, f"{label} offset={offset}")
         if best is None or hyp.strength > best[1].strength:
             best = (int(offset), hyp)
     if best is None:  # pragma: no cover - there is always at least one offset
@@ -442,9 +449,9 @@ def _crop_search(
     cfg: VideoWatermarkConfig,
     pats: Any,
     quarter: float,
-) -> tuple[int, Any] | None:
-    """Find the mark in a cropped video: (offset, hypothesis) of the crop hypothesis with the
-    largest correlation magnitude, or None when there is no frame.
+) -> tuple[int, Any, tuple[int, int]] | None:
+    """Find the mark in a cropped video: (offset, hypothesis, rescaled size) of the crop
+    hypothesis with the largest correlation magnitude, or None when there is no frame.
 
     A crop keeping a share ``f`` of a side stretches the tile period of the square frame
     (128 at :data:`_CROP_SIDE` = 256) to ``128 / f``. The power spectra of the whitened square
@@ -461,7 +468,7 @@ def _crop_search(
     padded = 2 * side
     power = np.zeros((padded, padded // 2 + 1))
     for _, square in kept:
-        spectrum = np.fft.rfft2(_whiten(square.astype(np.float32)), s=(padded, padded))
+        spectrum = np.fft.rfft2(whiten(square.astype(np.float32)), s=(padded, padded))
         power += spectrum.real**2 + spectrum.imag**2
     auto = np.fft.irfft2(power, s=(padded, padded))
     # divide by the overlap of the frame with its shifted self: long lags overlap less
@@ -481,22 +488,55 @@ def _crop_search(
         ),
         reverse=True,
     )[:_CROP_PAIRS]
-    best: tuple[int, Any] | None = None
+    best: tuple[int, Any, tuple[int, int]] | None = None
     for _, lag_x, lag_y in pairs:
-        width = round(side * TILE / lag_x)
-        height = round(side * TILE / lag_y)
-        bins: dict[int, NDArray[np.float64]] = {}
-        for seconds, square in kept:
-            small = Image.fromarray(square.astype(np.float32), mode="F").resize(
-                (width, height), Image.Resampling.BILINEAR
-            )
-            folded = _fold(_whiten(np.asarray(small, dtype=np.float32)))
-            _add_bin(bins, int(np.floor(seconds / quarter)), folded)
-        found = _search_offsets(bins, code, cfg, pats, label=f"crop period {lag_x:.1f}x{lag_y:.1f}")
+        size = (round(side * TILE / lag_x), round(side * TILE / lag_y))
+        found = _crop_hypothesis(kept, code, cfg, pats, quarter, size)
         if best is None or found[1].strength > best[1].strength:
-            best = found
+            best = (*found, size)
         if best[1].strength >= _STRONG:
             break
+    return best
+
+
+def _crop_hypothesis(
+    kept: list[tuple[float, NDArray[np.uint8]]],
+    code: NDArray[np.float64],
+    cfg: VideoWatermarkConfig,
+    pats: Any,
+    quarter: float,
+    size: tuple[int, int],
+) -> tuple[int, Any]:
+    """The kept squares rescaled to ``size`` (width, height), folded, pooled and tested."""
+    bins: dict[int, NDArray[np.float64]] = {}
+    for seconds, square in kept:
+        small = Image.fromarray(square.astype(np.float32), mode="F").resize(
+            size, Image.Resampling.BILINEAR
+        )
+        _add_bin(bins, int(np.floor(seconds / quarter)), fold(whiten(np.asarray(small))))
+    lag_x, lag_y = _CROP_SIDE * TILE / size[0], _CROP_SIDE * TILE / size[1]
+    return _search_offsets(bins, code, cfg, pats, label=f"crop period {lag_x:.1f}x{lag_y:.1f}")
+
+
+def _polish_crop(
+    kept: list[tuple[float, NDArray[np.uint8]]],
+    code: NDArray[np.float64],
+    cfg: VideoWatermarkConfig,
+    pats: Any,
+    quarter: float,
+    size: tuple[int, int],
+    hyp: Any,
+) -> Any:
+    """Coordinate ascent of the rescaled size (±1 to ±3 pixels on each axis) on the magnitude
+    score: the hypothesis to read the payload from."""
+    best, best_size = hyp, size
+    for axis in (0, 1):
+        start = best_size
+        for step in (-3, -2, -1, 1, 2, 3):
+            trial = (start[0] + step, start[1]) if axis == 0 else (start[0], start[1] + step)
+            _, found = _crop_hypothesis(kept, code, cfg, pats, quarter, trial)
+            if found.strength > best.strength:
+                best, best_size = found, trial
     return best
 
 
