@@ -392,6 +392,10 @@ def _assemble(
     )
     revocations = the_verifier.revocations
     cache = revocations if isinstance(revocations, RevocationCache) else None
+    if cache is not None:
+        # reloaded in a thread: a request never waits for a registry that does not answer
+        cache.start_background_refresh()
+        closers.add("revocation refresh", cache.stop_background_refresh)
     registry: PassportRegistry
     if cache is not None:
         registry = cache.registry

@@ -88,7 +88,7 @@ from distillguard.gateway.upstream import (
     count_tokens,
 )
 from distillguard.passport import HttpRequest, VerificationResult, VerifiedIdentity
-from distillguard.records.model import Account, Exchange
+from distillguard.records import Account, Exchange
 from distillguard.store import Store
 
 __all__ = [
@@ -560,6 +560,8 @@ class GatewayCore:
                 problem.detail,
                 headers=((b"www-authenticate", b'Signature realm="distillguard"'),)
                 if problem.status == 401
+                else self.unavailable_headers  # the replay cache or revocation list is down
+                if problem.status == 503
                 else (),
             )
         identity = result.identity

@@ -58,8 +58,7 @@ import orjson
 from distillguard._internal.timeutil import to_micros
 from distillguard.errors import StorageError, StoreConnectionError
 from distillguard.gateway.spool import ExchangeSpool
-from distillguard.records.model import Account, Exchange
-from distillguard.records.validate import account_from_mapping, exchange_from_mapping
+from distillguard.records import Account, Exchange, account_from_mapping, exchange_from_mapping
 from distillguard.store import Store, open_store
 from distillguard.store.base import ACCOUNT_COLUMNS, Cursor, account_row, new_salts
 
@@ -181,6 +180,10 @@ class ExchangeRecorder:
         self._spool_lock = threading.Lock()  # the writer's choice (spool or store) vs the flip
         self._spooling = spool is not None and not spool.empty  # records left from before
         self._replay_wake = threading.Event()
+        self._broken = False  # the writer's store was found unreachable: reopen before use
+        self._retry_at = 0.0
+        self._store: Store
+        self._wal: str | None = None
         self._replayer: threading.Thread | None = None
         if spool is not None:
             self._replayer = threading.Thread(
@@ -251,7 +254,7 @@ class ExchangeRecorder:
         item = _Item(exchange, account, rows, None, None, threading.Event())
         if self.inline:
             with self._commit_lock:
-                self._commit(self._store, self._wal, [item])
+                self._commit([item])
         else:
             self._queue.put(item)
         assert item.done is not None
@@ -274,7 +277,7 @@ class ExchangeRecorder:
                         self._pending[: self.max_batch],
                         self._pending[self.max_batch :],
                     )
-                    self._commit(self._store, self._wal, batch)
+                    self._commit(batch)
                 self._store.close()
             return
         self._queue.put(_STOP)
@@ -314,7 +317,7 @@ class ExchangeRecorder:
             self._flush_scheduled = False
         if batch:
             with self._commit_lock:
-                self._commit(self._store, self._wal, batch)
+                self._commit(batch)
 
     def _run(self) -> None:
         try:
@@ -323,11 +326,12 @@ class ExchangeRecorder:
             self._startup_error = exc
             self._ready.set()
             return
+        self._store, self._wal = store, wal
         self._ready.set()
         try:
-            self._loop(store, wal)
+            self._loop()
         finally:
-            store.close()
+            self._store.close()
 
     def _gather(self, first: Any) -> tuple[list[_Item], bool]:
         batch: list[_Item] = [first]
@@ -350,13 +354,13 @@ class ExchangeRecorder:
             batch.append(item)
         return batch, stop
 
-    def _loop(self, store: Store, wal: str | None) -> None:
+    def _loop(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
             batch, stop = self._gather(first)
-            self._commit(store, wal, batch)
+            self._commit(batch)
             if stop:
                 # drain anything queued after the stop marker
                 rest: list[_Item] = []
@@ -368,10 +372,30 @@ class ExchangeRecorder:
                     if item is not _STOP:
                         rest.append(item)
                 if rest:
-                    self._commit(store, wal, rest)
+                    self._commit(rest)
                 return
 
-    def _commit(self, store: Store, wal: str | None, batch: list[_Item]) -> None:
+    def _usable(self) -> bool:
+        """Whether the writer's store can be tried: after it was found unreachable, a new
+        connection is opened (at most once per ``replay_interval_s``; refused at once while the
+        server is down) instead of waiting for the old pool's timeout on every group."""
+        if not self._broken:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + self._replay_interval_s
+        try:
+            store, wal = self._open()
+        except Exception as exc:
+            logger.warning("the store is still unreachable: %s", type(exc).__name__)
+            return False
+        old, self._store, self._wal, self._broken = self._store, store, wal, False
+        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+        logger.warning("the store answers again: exchanges are committed to it")
+        return True
+
+    def _commit(self, batch: list[_Item]) -> None:
         """Commit ``batch`` as one transaction; if that fails, each exchange in its own.
 
         One exchange that cannot be stored (a value the database refuses) then fails alone
@@ -382,29 +406,43 @@ class ExchangeRecorder:
                 if self._spooling:  # the replay may have caught up meanwhile
                     self._deliver(batch, self._to_spool(batch))
                     return
-        outcome = self._transaction(store, wal, batch)
+        if self._usable():
+            store, wal = self._store, self._wal
+            outcome = self._transaction(store, wal, batch)
+        else:
+            outcome = _UnreachableError(ConnectionError("the store is unreachable"))
         if isinstance(outcome, _UnreachableError):
-            if self.spool is not None:
-                with self._spool_lock:
-                    self._spooling = True
-                    self._deliver(batch, self._to_spool(batch))
-                logger.warning(
-                    "the store is unreachable (%s): exchanges go to the spool %s",
-                    outcome.cause,
-                    self.spool.path,
-                )
-                self._replay_wake.set()
-                return
-            outcome = StorageError(f"the exchange could not be recorded: {outcome.cause}")
+            self._unreachable(batch, outcome)
+            return
         if not isinstance(outcome, BaseException) or len(batch) == 1:
             self._deliver(batch, outcome)
             return
         logger.warning("recording a group of %d failed; retrying one by one", len(batch))
-        for item in batch:
-            one = self._transaction(store, wal, [item])
-            if isinstance(one, _UnreachableError):
-                one = StorageError(f"the exchange could not be recorded: {one.cause}")
+        for i, item in enumerate(batch):
+            one = self._transaction(self._store, self._wal, [item])
+            if isinstance(one, _UnreachableError):  # the server went away meanwhile
+                self._unreachable(batch[i:], one)
+                return
             self._deliver([item], one)
+
+    def _unreachable(self, batch: list[_Item], failure: _UnreachableError) -> None:
+        """The store cannot be reached: spool ``batch`` (open) or fail it (closed), and stop
+        using the writer's connection until a new one opens (:meth:`_usable`)."""
+        if not self._broken:
+            self._broken = True
+            self._retry_at = time.monotonic() + self._replay_interval_s
+        if self.spool is not None:
+            with self._spool_lock:
+                self._spooling = True
+                self._deliver(batch, self._to_spool(batch))
+            logger.warning(
+                "the store is unreachable (%s): exchanges go to the spool %s",
+                failure.cause,
+                self.spool.path,
+            )
+            self._replay_wake.set()
+            return
+        self._deliver(batch, StorageError(f"the exchange could not be recorded: {failure.cause}"))
 
     # -- the spool (failure mode open) -----------------------------------------------------
 
@@ -494,6 +532,7 @@ class ExchangeRecorder:
         with self._spool_lock:
             if spool.empty and self._spooling:
                 self._spooling = False
+                self._retry_at = 0.0  # the writer reconnects at its next group
                 logger.warning("the spool is replayed: exchanges go to the store again")
 
     def wait_replayed(self, timeout_s: float = 30.0) -> bool:
@@ -541,7 +580,12 @@ class ExchangeRecorder:
             if self._on_commit is not None and stored:
                 self._on_commit(len(stored))
         except Exception as exc:
-            logger.error("recording %d exchanges failed: %s", len(batch), type(exc).__name__)
+            logger.error(
+                "recording %d exchanges failed: %s: %s",
+                len(batch),
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+            )
             self.stats.failures += 1
             if store_unreachable(exc):
                 outcome = _UnreachableError(exc)
@@ -566,6 +610,11 @@ class ExchangeRecorder:
                 continue
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _close_quietly(store: Store) -> None:
+    with contextlib.suppress(Exception):
+        store.close()
 
 
 class _UnreachableError(StorageError):

@@ -445,7 +445,34 @@ class RevocationCache:
         self._loaded_at = float("-inf")  # last successful load
         self._next_refresh = float("-inf")
         self._stale = False
+        self._background: threading.Thread | None = None
+        self._stop = threading.Event()
         self.refresh()
+
+    def start_background_refresh(self) -> None:
+        """Reload the list every ``refresh_s`` in a daemon thread from now on, never in
+        :meth:`is_revoked`: a lookup then never waits for the registry (an event loop is not
+        blocked by a registry that does not answer). Stop it with :meth:`stop_background_refresh`.
+        """
+        if self._background is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(max(self.refresh_s, 0.05)):
+                try:
+                    self._refresh(force=True)
+                except StorageError as exc:
+                    logger.warning("revocation list: %s", exc.message)
+
+        self._background = threading.Thread(target=run, name="dg-revocations", daemon=True)
+        self._background.start()
+
+    def stop_background_refresh(self) -> None:
+        """Stop the thread of :meth:`start_background_refresh` (idempotent)."""
+        self._stop.set()
+        thread, self._background = self._background, None
+        if thread is not None:
+            thread.join(5)
 
     def __repr__(self) -> str:
         return f"RevocationCache(registry={self.registry!r}, refresh_s={self.refresh_s})"
@@ -489,7 +516,7 @@ class RevocationCache:
         Raises:
             StorageError: see :meth:`refresh`.
         """
-        if self._clock() >= self._next_refresh:
+        if self._background is None and self._clock() >= self._next_refresh:
             self._refresh(force=False)
         elif self._stale:  # failed closed; the next reload is tried at _next_refresh
             raise StorageError("the revocation list is stale and cannot be reloaded")
