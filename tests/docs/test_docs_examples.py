@@ -46,7 +46,6 @@ UNMARKED: set[str] = {
     "docs/multimodal.md",
     "docs/privacy.md",
     "docs/radioactivity.md",
-    "docs/results.md",
     "docs/scan.md",
     "docs/zoo.md",
 }
