@@ -7,8 +7,9 @@ campaign strategies, false-positive rate for legitimate populations), pooled acc
 and recall, the worst legitimate false-positive rate, the scan times per variant and the load
 average. Variants:
 
-* ``before``: the scan without the semantic paraphrase buckets (``ScanConfig(semantic=None)``);
-* ``semantic``: the default scan (paraphrase buckets, link kind ``semantic``, plan signal).
+* ``before``: the default scan, without the semantic paraphrase buckets;
+* ``semantic``: with them (``ScanConfig(semantic=SemanticHasher())``: link kind ``semantic``,
+  plan signal).
 
     .venv/bin/python benchmarks/bench_scan_signals.py --seeds 1 2 3 --scale 0.5 [--no-sim]
 """
@@ -29,13 +30,14 @@ import pyarrow.parquet as pq
 
 from distillguard.monitor.lofo import detector_figures
 from distillguard.monitor.scan import ScanConfig, scan
+from distillguard.monitor.semantic import SemanticHasher
 
 ROOT = Path(__file__).resolve().parent.parent
 DG = [sys.executable, "-m", "distillguard.cli.main", "--quiet"]
 
 VARIANTS: dict[str, ScanConfig] = {
     "before": ScanConfig(semantic=None),
-    "semantic": ScanConfig(),
+    "semantic": ScanConfig(semantic=SemanticHasher()),
 }
 
 

@@ -120,7 +120,7 @@ def eval_scan_cmd(
         typer.Option(
             "--no-replay",
             help="Skip the time-ordered replay through the online scorer (exchanges each "
-            "campaign got before it was flagged; holds the log in memory).",
+            "campaign got before it was flagged; streamed: sorted in spilled runs).",
         ),
     ] = False,
 ) -> None:

@@ -88,6 +88,9 @@ class AccountFeatures:
     #: many it has (``None``: not computed; the plan signal is then off).
     plan_hits: np.ndarray | None = None
     plan_total: np.ndarray | None = None
+    #: The accounts the plan links were counted against (flagged, with control of their own):
+    #: left out of the plan signal's base rate, which must come from the other accounts.
+    plan_seed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.account_id)
@@ -117,7 +120,7 @@ class AccountFeatures:
             raise ValueError(f"minute_hist has shape {self.minute_hist.shape}, not ({n}, 12)")
         if len(self.org_id) != n:
             raise ValueError("org_id is not aligned with account_id")
-        for name in ("distinct_asns", "distinct_nets", "plan_hits", "plan_total"):
+        for name in ("distinct_asns", "distinct_nets", "plan_hits", "plan_total", "plan_seed"):
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise ValueError(f"feature {name} has {len(v)} rows, not {n}")
@@ -179,7 +182,7 @@ def score_features(
     seeds = sc.flagged & control_shown(sc.signals)
     hits, total = plan_links(keys, seeds, n)
     if f.plan_hits is not None or hits.any():
-        f = replace(f, plan_hits=hits, plan_total=total)
+        f = replace(f, plan_hits=hits, plan_total=total, plan_seed=seeds)
         sc = score_accounts(
             f, community=link.community, sync_p=sync_p, params=score, membership=membership
         )

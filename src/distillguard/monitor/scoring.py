@@ -190,10 +190,14 @@ def calibrate(features: AccountFeatures, params: ScoreParams) -> Calibration:
     ref = np.sort(share[enough]) if enough.any() else np.sort(share)
     low = ref[: max(1, int(0.75 * len(ref)))] if len(ref) else np.zeros(1)
     # the plan base rate as the elicitation one: mean share of the least-sharing 75% of the
-    # accounts that have at least one bucketed prompt (the legitimate majority)
+    # accounts that have at least one bucketed prompt, leaving out the seeds the links were
+    # counted against (they share buckets with each other by construction: with them in, the
+    # reference was the campaigns' own rate, 0.18 on a zoo log, where the others' is 0.01)
     plan_p0 = params.plan_p0_floor
     if f.plan_hits is not None and f.plan_total is not None:
         has = f.plan_total >= 8
+        if f.plan_seed is not None:
+            has &= ~np.asarray(f.plan_seed, dtype=bool)
         if has.any():
             ps = np.sort(f.plan_hits[has] / f.plan_total[has])
             plan_p0 = max(plan_p0, float(np.mean(ps[: max(1, int(0.75 * len(ps)))])))

@@ -351,3 +351,35 @@ def test_a_shared_plan_flags_only_what_paraphrases_accounts_under_control() -> N
         params=ScoreParams(),
     )
     assert not off.flagged.any() and (off.signals["plan"] == 0).all()
+
+
+def test_plan_base_rate_leaves_out_the_seeds() -> None:
+    """The plan signal's base rate comes from the accounts the links were *not* counted
+    against: when the controlled accounts (seeds, sharing buckets with each other by
+    construction) outnumber the others among accounts with bucketed prompts, including them
+    raised the base rate to the campaigns' own and hid every stealthy account."""
+    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor.scoring import calibrate
+
+    rng = np.random.default_rng(3)
+    n = 400
+    cols = _features(n, rng)
+    total = np.full(n, 80.0)
+    hits = np.zeros(n)
+    seeds = np.zeros(n, dtype=bool)
+    seeds[:300] = True
+    hits[:300] = 40.0  # seeds: half their buckets shared with other seeds
+    hits[300:] = rng.binomial(10, 0.01, 100) * 8.0  # the others: about 1%
+    f = AccountFeatures(
+        account_id=[f"a{i:04d}" for i in range(n)],
+        org_id=[None] * n,
+        plan_hits=hits,
+        plan_total=total,
+        **cols,
+    )
+    with_seeds = calibrate(f, ScoreParams()).plan_p0
+    assert with_seeds > 0.2
+    from dataclasses import replace
+
+    without = calibrate(replace(f, plan_seed=seeds), ScoreParams()).plan_p0
+    assert without == pytest.approx(ScoreParams().plan_p0_floor)
