@@ -961,6 +961,32 @@ def lineage_table(result: LineageResult) -> str:
                 continue
             false = sum(r.false_accusation for r in runs)
             lines.append(f"| {kind} | {test} | {len(runs)} | {false} | {false / len(runs):.3f} |")
+    teachers = sorted({r.truth for r in result.runs if r.truth is not None})
+    if teachers:
+        lines += [
+            "",
+            "| teacher | students (>= 10%) | attributed: attribute | attributed: --teacher |",
+            "|---|---|---|---|",
+        ]
+        for fam in teachers:
+            mine = [
+                r
+                for r in result.runs
+                if r.kind == "student" and r.truth == fam and (r.fraction or 0.0) >= 0.1
+            ]
+            att = [r for r in mine if r.test == "attribute"]
+            tea = [r for r in mine if r.test == "teacher" and r.target == fam]
+            lines.append(
+                f"| {fam} | {len(att)} | {sum(r.hit for r in att)} | {sum(r.hit for r in tea)} |"
+            )
+    pairs = Counter(
+        (r.model.split("-", 1)[1] if r.kind == "holdout" else r.kind, r.test, str(r.target))
+        for r in result.nulls()
+        if r.false_accusation
+    )
+    if pairs:
+        lines += ["", "False accusations (accused model or kind, test, family named):", ""]
+        lines += [f"- {m} -> {fam} ({test}): {n}" for (m, test, fam), n in sorted(pairs.items())]
     t = result.targets()
     for test in ("attribute", "teacher"):
         tt = t[test]
