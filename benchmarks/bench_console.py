@@ -36,7 +36,7 @@ from distillguard.gateway import NullScorer
 from distillguard.gateway.testing import ADMIN_TOKEN, make_settings
 from distillguard.keyring import open_keyring
 from distillguard.ledger import Ledger
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange, write_log
 

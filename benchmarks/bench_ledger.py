@@ -32,7 +32,7 @@ from distillguard.ledger import Ledger, audit_ledger, verify_inclusion
 from distillguard.ledger._compact_range import CompactRange
 from distillguard.ledger._leaf import commit_exchanges
 from distillguard.ledger._log import STORED_MIN_LEVEL
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.store import Store, StoredExchange, open_store
 from distillguard.store.base import new_salts
 

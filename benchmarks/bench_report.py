@@ -23,7 +23,7 @@ from pathlib import Path
 from distillguard.app.ingest import ingest_log
 from distillguard.evidence import ReportOptions, build_report, render_html
 from distillguard.evidence.testing import write_scan
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.results import read_scan
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange, write_log

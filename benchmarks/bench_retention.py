@@ -25,7 +25,7 @@ from pathlib import Path
 from distillguard.config import RetentionSettings
 from distillguard.ledger import Ledger
 from distillguard.privacy import Minimiser, RetentionPolicy, apply_retention
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import Store, open_store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard._internal.timeutil import format_ts
-from distillguard.records.model import EXCHANGE_SCHEMA
+from distillguard.records import EXCHANGE_SCHEMA
 from distillguard.sim import load_scenario
 from distillguard.sim._engine import Simulation
 from distillguard.sim._text import build_pools, load_instructions

@@ -18,14 +18,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from distillguard.records.model import (
+from distillguard.records import (
     ACCOUNT_FIELDS,
     EXCHANGE_FIELDS,
     Account,
     Exchange,
+    LogFormat,
+    LogWriter,
     Message,
 )
-from distillguard.records.writer import LogFormat, LogWriter
 
 __all__ = [
     "POSTGRES_URL",

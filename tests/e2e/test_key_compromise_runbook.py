@@ -155,7 +155,7 @@ def test_ledger_key_compromise_runbook(home: Path, capsys: pytest.CaptureFixture
     naming the old checkpoints as distrusted; a checkpoint forged with the leaked key over a
     tree no trusted checkpoint covers still fails it."""
     from distillguard.ledger import Ledger, sign_checkpoint
-    from distillguard.records.model import Account
+    from distillguard.records import Account
     from distillguard.store import open_store
     from distillguard.store.base import new_salts
     from distillguard.testing import make_exchange

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from distillguard.app.ingest import ingest_log
-from distillguard.records.reader import read_log
+from distillguard.records import read_log
 from distillguard.store import open_store
 from distillguard.store.export import export_log
 from distillguard.testing import make_account, make_exchange, write_jsonl, write_log

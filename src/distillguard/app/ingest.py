@@ -37,9 +37,9 @@ import orjson
 from distillguard._internal.timeutil import to_micros
 from distillguard.ledger import DEFAULT_ORIGIN, Ledger, commit_exchange, commit_parts
 from distillguard.privacy import Minimiser, RetentionPolicy
-from distillguard.records import Exchange
-from distillguard.records.reader import (
+from distillguard.records import (
     MAX_QUARANTINE_BYTES,
+    Exchange,
     PreparedExchange,
     ReadReport,
     read_log,

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
         RevocationCache,
     )
     from distillguard.privacy import HoldScope, LegalHold
-    from distillguard.records.model import Account
+    from distillguard.records import Account
 
 __all__ = [
     "AUDIT_DDL",

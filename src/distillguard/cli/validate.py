@@ -11,7 +11,7 @@ from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, progress_bar, state_of
 from distillguard.errors import EXIT_FINDINGS
-from distillguard.records.reader import ReadReport, read_log
+from distillguard.records import ReadReport, read_log
 
 __all__ = ["print_report", "register"]
 

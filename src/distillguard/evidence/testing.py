@@ -11,7 +11,7 @@ import pyarrow as pa
 from distillguard._internal.timeutil import parse_rfc3339, to_micros
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.results import ACCOUNT_SCORES_SCHEMA, Campaign
 from distillguard.results import write_scan as write_scan_results
 from distillguard.store import open_store

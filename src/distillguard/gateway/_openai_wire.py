@@ -32,7 +32,7 @@ from distillguard.gateway.upstream import (
     CompletionResult,
     ToolCallAccumulator,
 )
-from distillguard.records.model import Message
+from distillguard.records import Message
 
 __all__ = [
     "DONE",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from distillguard.gateway.ratelimit import Check
     from distillguard.gateway.upstream import CompletionRequest, CompletionResult
     from distillguard.passport import VerifiedIdentity
-    from distillguard.records.model import Exchange
+    from distillguard.records import Exchange
 
 __all__ = [
     "PROBLEM_SHAPE",

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from distillguard._internal.timeutil import from_micros, to_micros
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import Store
 from distillguard.store.base import Cursor
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from distillguard.gateway.agents import Agent, AgentFactory
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 
 __all__ = ["ReplayResult", "replay_log"]
 
@@ -62,7 +62,7 @@ class ReplayResult:
 
 def _first_exchanges(log_dir: Path, limit: int | None) -> list[Exchange]:
     """The log's exchanges in time order (the first ``limit`` only, in bounded memory)."""
-    from distillguard.records.reader import read_log
+    from distillguard.records import read_log
 
     def key(e: Exchange) -> tuple[Any, str]:
         return (e.ts, e.exchange_id)
@@ -177,7 +177,7 @@ def replay_log(
     """
     if rate <= 0 or concurrency < 1 or (limit is not None and limit < 1):
         raise ValueError("rate and concurrency must be positive, limit at least 1")
-    from distillguard.records.reader import read_log
+    from distillguard.records import read_log
 
     orgs = {a.account_id: a.org_id for batch in read_log(log_dir).accounts() for a in batch}
     exchanges = _first_exchanges(log_dir, limit)

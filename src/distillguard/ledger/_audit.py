@@ -58,7 +58,7 @@ from distillguard.ledger._leaf import (
 from distillguard.ledger._log import STORED_MIN_LEVEL, Erasure, LeafRecord, Ledger, TreeHead
 from distillguard.ledger._tombstone import TombstoneSignature, verify_tombstone_signature
 from distillguard.ledger._verify import verify_inclusion
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import StoredExchange
 from distillguard.store.base import UndecodableExchange
 

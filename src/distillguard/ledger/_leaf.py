@@ -31,7 +31,7 @@ import orjson
 
 from distillguard.errors import RecordError
 from distillguard.ledger._canonical import MAX_SAFE_INTEGER, canonical_json, format_number
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 
 __all__ = [
     "CONTENT_FIELDS",

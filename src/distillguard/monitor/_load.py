@@ -12,7 +12,7 @@ last user message (``prompt``, truncated), read again from the source.
 
 Validation follows :mod:`distillguard.records` semantics. Parquet logs are validated in SQL
 (required fields present, unique ids, exchanges of known accounts); JSONL logs are read through
-:func:`distillguard.records.reader.read_log` (which quarantines bad lines) and converted to Parquet
+:func:`distillguard.records.read_log` (which quarantines bad lines) and converted to Parquet
 first. Rejected records are counted, never scanned.
 """
 
@@ -27,9 +27,7 @@ import duckdb
 
 from distillguard._internal.net import DUCKDB_NETWORK_UDF, duckdb_network_sql, network_of
 from distillguard.errors import InputError, LogFormatError
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
-from distillguard.records.reader import find_tables, read_log
-from distillguard.records.writer import LogWriter
+from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, LogWriter, find_tables, read_log
 
 logger = logging.getLogger(__name__)
 

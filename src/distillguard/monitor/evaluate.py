@@ -41,7 +41,7 @@ from distillguard.errors import InputError
 from distillguard.results import read_account_scores
 
 if TYPE_CHECKING:
-    from distillguard.records.model import Exchange
+    from distillguard.records import Exchange
 
 __all__ = [
     "CampaignTiming",
@@ -236,7 +236,7 @@ def exchanges_before_flagged(
     re-score, the partial re-score's accounts otherwise, and the updated account).
     """
     from distillguard.monitor.online import OnlineConfig, OnlineScorer
-    from distillguard.records.reader import read_log
+    from distillguard.records import read_log
 
     reader = read_log(log)
     scorer = OnlineScorer(config or OnlineConfig())

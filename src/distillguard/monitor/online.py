@@ -73,7 +73,7 @@ from distillguard.monitor.semantic import (
 )
 from distillguard.monitor.sweep import TOPICS, topic_divergence, topic_mix, topic_of
 from distillguard.monitor.templates import MinHasher, TemplateBuckets
-from distillguard.records.model import Account, Exchange
+from distillguard.records import Account, Exchange
 
 if TYPE_CHECKING:
     from distillguard.config import Settings

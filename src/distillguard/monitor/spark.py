@@ -40,7 +40,7 @@ from distillguard.monitor.features import KEYS_SCHEMA, AccountFeatures, FeatureS
 from distillguard.monitor.infrastructure import MIN_KEY_SHARE
 from distillguard.monitor.sweep import TOPIC_RULES, TOPICS, topic_divergence
 from distillguard.monitor.templates import template_buckets
-from distillguard.records.reader import find_tables
+from distillguard.records import find_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -30,7 +30,7 @@ from typing import Any, Final
 from distillguard.errors import ConfigurationError
 from distillguard.ledger import Ledger, split_record
 from distillguard.privacy._policy import AccountProfile, RetentionPolicy, RetentionRule
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.store import Cursor, Store, StoredExchange
 from distillguard.store.base import EXCHANGE_COLUMNS, exchange_row
 

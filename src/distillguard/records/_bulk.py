@@ -5,7 +5,7 @@ valid and encodes it for the store and the ledger, without building the frozen r
 checks (the shape every well-formed log has: RFC 3339 UTC timestamps with ``Z``, IP addresses
 ``inet_pton`` reads, integers within 2**53, messages of exactly ``role`` and ``content``, no
 fields outside format v1). For everything else it returns None and the caller validates the
-record with :func:`~distillguard.records.validate.exchange_from_mapping`, which gives the verdict
+record with :func:`~distillguard.records._validate.exchange_from_mapping`, which gives the verdict
 and, for a broken record, the field and reason that go to the quarantine. So the two paths
 never disagree on a verdict or a quarantine entry: this one only decides *that a record is
 valid*, never why one is not. Tests hold it to that on Hypothesis records (valid and broken):
@@ -14,7 +14,7 @@ same canonical parts as the record path.
 
 What it encodes, from the same parsed values:
 
-* the stored columns of the record in :data:`~distillguard.records.model.EXCHANGE_FIELDS`
+* the stored columns of the record in :data:`~distillguard.records._model.EXCHANGE_FIELDS`
   order, then ``extra`` (always None here): the timestamp as microseconds since the epoch,
   ``messages``, ``response``, ``reasoning`` and ``tools`` as JSON text, exactly as the store's
   row of the frozen record;
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import orjson
 
-from distillguard.records.model import EXCHANGE_FIELDS
+from distillguard.records._model import EXCHANGE_FIELDS
 
 __all__ = ["PreparedExchange", "prepare_exchange"]
 

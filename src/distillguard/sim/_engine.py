@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from distillguard._internal.timeutil import parse_rfc3339, to_micros
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
+from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 from distillguard.sim import _net
 from distillguard.sim._text import TextPools
 from distillguard.sim.scenario import (

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import InputError
-from distillguard.records.model import EXCHANGE_SCHEMA
+from distillguard.records import EXCHANGE_SCHEMA
 from distillguard.sim._engine import Simulation, utc_day
 from distillguard.sim._text import build_pools, load_instructions
 from distillguard.sim.scenario import Scenario

@@ -21,7 +21,7 @@ import orjson
 
 from distillguard._internal.timeutil import from_micros, to_micros
 from distillguard.errors import StorageError
-from distillguard.records.model import EXCHANGE_FIELDS, Account, Exchange, Message
+from distillguard.records import EXCHANGE_FIELDS, Account, Exchange, Message
 from distillguard.store._cursor import Cursor
 
 __all__ = [

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from distillguard.records.writer import LogFormat, LogWriter
+from distillguard.records import LogFormat, LogWriter
 from distillguard.store.base import Store
 
 __all__ = ["export_log"]

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from distillguard.errors import StoreConnectionError
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store._migrations import open_schema
 from distillguard.store.base import (
     EXCHANGE_COLUMNS,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from distillguard._internal.files import ensure_private
 from distillguard.errors import StoreConnectionError
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store._migrations import open_schema
 from distillguard.store.base import (
     CORE_DDL,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from distillguard.ledger import Ledger, audit_ledger
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.store import open_store
 from distillguard.store.base import new_salts
 
@@ -20,7 +20,7 @@ WRITER = textwrap.dedent(
     import sys
     from datetime import UTC, datetime, timedelta
     from distillguard.ledger import Ledger
-    from distillguard.records.model import Account, Exchange, Message
+    from distillguard.records import Account, Exchange, Message
     from distillguard.store import open_store
     from distillguard.store.base import new_salts
 

@@ -13,7 +13,7 @@ import pytest
 from distillguard.cli.main import main
 from distillguard.keyring import KeyPurpose, Keyring
 from distillguard.ledger import Ledger
-from distillguard.records.model import Account, Exchange, Message
+from distillguard.records import Account, Exchange, Message
 from distillguard.store import open_store
 from distillguard.store.base import new_salts
 

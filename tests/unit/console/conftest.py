@@ -18,7 +18,7 @@ from distillguard.gateway import NullScorer
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import ADMIN_TOKEN, BASE_URL, make_settings
 from distillguard.ledger import Ledger
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange, write_log
 

@@ -16,7 +16,7 @@ from distillguard.app.ingest import ingest_log
 from distillguard.gateway import NullScorer
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.testing import BASE_URL
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange, write_log
 

@@ -26,7 +26,7 @@ from distillguard.gateway.agents import Agent, AgentFactory
 from distillguard.gateway.policy import Action, Override
 from distillguard.gateway.testing import BASE_URL, make_settings
 from distillguard.gateway.upstream import OpenAIUpstream, stub_app
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 
 openai = pytest.importorskip("openai")

@@ -17,7 +17,7 @@ from distillguard.gateway.alerts import Alerter
 from distillguard.gateway.policy import RiskScore
 from distillguard.gateway.testing import chat_body, client, make_settings
 from distillguard.gateway.upstream import CircuitBreaker, OpenAIUpstream, stub_app
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 
 

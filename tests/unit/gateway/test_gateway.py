@@ -317,7 +317,7 @@ def test_ledger_audit_passes_after_traffic(
 def test_aggregate_limits_on_payment_and_cluster(tmp_path: Any) -> None:
     """Accounts sharing a payment instrument, or a cluster of the online scorer, share a limit."""
     from distillguard.gateway.policy import RiskScore
-    from distillguard.records.model import Exchange
+    from distillguard.records import Exchange
     from distillguard.testing import make_account
 
     class Clusters:

@@ -21,7 +21,7 @@ from distillguard.gateway.canaries import GatewayCanaries
 from distillguard.gateway.policy import RiskScore
 from distillguard.gateway.testing import chat_body, client, make_settings
 from distillguard.keyring import open_keyring
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 
 

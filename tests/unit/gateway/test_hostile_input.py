@@ -36,8 +36,7 @@ from distillguard.gateway.upstream import (
     check_result,
 )
 from distillguard.passport import Scopes, agent_jwk
-from distillguard.records.model import Exchange, Message
-from distillguard.records.validate import exchange_from_mapping
+from distillguard.records import Exchange, Message, exchange_from_mapping
 from distillguard.store import open_store
 
 

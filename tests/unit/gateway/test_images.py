@@ -36,7 +36,7 @@ from distillguard.gateway.testing import client, make_settings
 from distillguard.gateway.upstream import CircuitBreaker
 from distillguard.image import inspect_image, make_test_credentials
 from distillguard.keyring import KeyPurpose, open_keyring
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 
 

@@ -25,7 +25,7 @@ from distillguard.gateway.watermarking import payload_key
 from distillguard.keyring import open_keyring
 from distillguard.ledger import verify_bundle
 from distillguard.passport import Auth, agent_jwk
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 
 

@@ -11,7 +11,7 @@ import pytest
 from distillguard.errors import StorageError
 from distillguard.gateway.recorder import ExchangeRecorder
 from distillguard.ledger import Ledger
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import open_store
 from distillguard.testing import make_account, make_exchange
 

@@ -12,7 +12,7 @@ from distillguard.app import create_gateway
 from distillguard.gateway.agents import AgentFactory
 from distillguard.gateway.replay import replay_log
 from distillguard.gateway.testing import make_settings
-from distillguard.records.reader import read_log
+from distillguard.records import read_log
 from distillguard.sim import load_scenario, simulate
 from distillguard.store import open_store
 

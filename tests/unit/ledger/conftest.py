@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from distillguard.keyring import KeyPurpose, SigningKey
 from distillguard.ledger import key_id
-from distillguard.records.model import Account, Exchange, Message
+from distillguard.records import Account, Exchange, Message
 from distillguard.store import Store, open_store
 from distillguard.store.base import new_salts
 

@@ -31,7 +31,7 @@ from distillguard.ledger._leaf import (
     commit_record,
     leaf_data,
 )
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 
 from .conftest import make_exchange, signing_key
 

@@ -14,7 +14,7 @@ from distillguard.errors import InputError
 from distillguard.keyring import SigningKey
 from distillguard.ledger import Erasure, Ledger, Tombstone, verify_bundle
 from distillguard.privacy import Minimiser, RetentionPolicy
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.store import Store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange

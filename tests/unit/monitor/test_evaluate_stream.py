@@ -19,7 +19,7 @@ from distillguard.monitor.evaluate import (
     time_ordered,
 )
 from distillguard.monitor.online import OnlineConfig
-from distillguard.records.model import Exchange, Message
+from distillguard.records import Exchange, Message
 from distillguard.testing import make_exchange
 
 

@@ -16,8 +16,7 @@ from scipy import stats
 from distillguard.monitor import ScanResult, scan
 from distillguard.monitor.online import OnlineConfig, OnlineScorer, RiskUpdate, gateway_scorer
 from distillguard.monitor.templates import MinHasher, template_buckets
-from distillguard.records.model import Exchange, Message
-from distillguard.records.reader import read_log
+from distillguard.records import Exchange, Message, read_log
 from distillguard.sim import load_scenario, simulate
 from distillguard.testing import make_account, make_exchange
 

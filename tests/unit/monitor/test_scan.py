@@ -148,7 +148,7 @@ def test_jsonl_logs_are_validated_by_the_records_reader(tmp_path: Path) -> None:
 
 
 def test_empty_log(tmp_path: Path) -> None:
-    from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
+    from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 
     log = tmp_path / "log"
     log.mkdir()

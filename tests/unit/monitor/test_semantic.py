@@ -147,7 +147,7 @@ def test_scan_with_semantic_buckets_is_deterministic_and_followed_online(
 
     from distillguard.monitor import ScanConfig, scan
     from distillguard.monitor.online import OnlineConfig, OnlineScorer
-    from distillguard.records.reader import read_log
+    from distillguard.records import read_log
 
     h = SemanticHasher(dim=16, vocab=2000)
     one = scan(tiny_log, out=tmp_path / "t1", config=ScanConfig(threads=1, semantic=h))

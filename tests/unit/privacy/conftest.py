@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from distillguard.keyring import KeyPurpose, SigningKey
 from distillguard.ledger import Ledger, key_id
-from distillguard.records.model import Exchange
+from distillguard.records import Exchange
 from distillguard.store import Store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange

@@ -16,7 +16,7 @@ import pytest
 
 from distillguard.ledger import Ledger, audit_ledger
 from distillguard.privacy import erase_account
-from distillguard.records.model import Account, Exchange, Message
+from distillguard.records import Account, Exchange, Message
 from distillguard.store import Store, open_store
 from distillguard.store.base import new_salts
 

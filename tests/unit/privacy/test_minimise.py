@@ -10,7 +10,7 @@ from distillguard.config import RetentionSettings
 from distillguard.errors import ConfigurationError
 from distillguard.ledger import Ledger, audit_ledger, verify_bundle
 from distillguard.privacy import Minimiser, RetentionPolicy
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.store import Store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange

@@ -22,8 +22,8 @@ from distillguard.app.ingest import ingest_log
 from distillguard.config import RetentionSettings
 from distillguard.ledger import Ledger, audit_ledger, commit_parts, commit_record
 from distillguard.privacy import RetentionPolicy
+from distillguard.records import FieldError, exchange_from_mapping
 from distillguard.records._bulk import prepare_exchange
-from distillguard.records.validate import FieldError, exchange_from_mapping
 from distillguard.store import open_store
 from distillguard.store.base import exchange_row
 from distillguard.testing import make_account, make_exchange, write_jsonl

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from distillguard.errors import LogFormatError, LogNotFoundError
-from distillguard.records.reader import ReadReport, read_log
+from distillguard.records import ReadReport, read_log
 from distillguard.testing import make_account, make_exchange, write_jsonl, write_log
 
 
@@ -166,7 +166,7 @@ def test_duplicate_exchange_ids_and_unknown_accounts(tmp_path: Path) -> None:
 
 
 def test_duplicate_detection_survives_spill_to_disk(tmp_path: Path) -> None:
-    from distillguard.records.reader import _SeenIds
+    from distillguard.records._reader import _SeenIds
 
     seen = _SeenIds(limit=10)
     first = seen.add_new([f"id-{i}" for i in range(30)])
@@ -289,7 +289,7 @@ def test_parquet_naive_timestamp(tmp_path: Path) -> None:
 
 
 def test_every_field_lands_in_its_own_attribute() -> None:
-    from distillguard.records.validate import exchange_from_mapping
+    from distillguard.records import exchange_from_mapping
 
     full = {
         "exchange_id": "ex-all",

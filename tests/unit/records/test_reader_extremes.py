@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
-from distillguard.records.reader import MAX_RAW_KEPT, ReadReport, read_log
+from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, ReadReport, read_log
+from distillguard.records._reader import MAX_RAW_KEPT
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 OUT_OF_RANGE = [

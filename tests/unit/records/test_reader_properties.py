@@ -10,8 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distillguard.records.reader import read_log
-from distillguard.records.validate import FieldError, exchange_from_mapping
+from distillguard.records import FieldError, exchange_from_mapping, read_log
 from distillguard.testing import make_account, make_exchange, write_jsonl
 
 JSON = st.recursive(
@@ -98,7 +97,7 @@ def test_validation_raises_only_field_errors(rec: dict[str, Any]) -> None:
 def test_seen_ids_is_an_exact_set_in_memory_and_spilled(
     batches: list[list[str]], limit: int
 ) -> None:
-    from distillguard.records.reader import _SeenIds
+    from distillguard.records._reader import _SeenIds
 
     seen = _SeenIds(limit=limit)
     reference: set[str] = set()

@@ -15,8 +15,7 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.errors import InputError
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
-from distillguard.records.reader import read_log
+from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, read_log
 from distillguard.sim import OutputFormat, SimulationResult, load_scenario, simulate
 from distillguard.sim.scenario import PopulationKind
 

@@ -13,7 +13,7 @@ import pytest
 
 from distillguard.cli.main import main
 from distillguard.errors import ConfigurationError, InputError
-from distillguard.records.reader import read_log
+from distillguard.records import read_log
 from distillguard.sim.zoo import FAMILIES, ZooResult, generate_zoo, get_family
 from distillguard.sim.zoo._base import DAY_US, START_US
 

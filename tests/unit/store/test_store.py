@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from distillguard.config import RetentionSettings
 from distillguard.errors import ConfigurationError, SchemaVersionError, StoreConnectionError
-from distillguard.records.model import Message
+from distillguard.records import Message
 from distillguard.store import Cursor, InsertHook, Store, StoredExchange, open_store
 from distillguard.store.base import new_salts
 from distillguard.testing import make_account, make_exchange

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distillguard.records.model import EXCHANGE_SCHEMA
+from distillguard.records import EXCHANGE_SCHEMA
 
 if TYPE_CHECKING:
     from distillguard.sim.zoo._world import World

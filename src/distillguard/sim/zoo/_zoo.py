@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.errors import ConfigurationError, InputError
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
+from distillguard.records import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 from distillguard.sim.zoo._base import ExchangeSink, Family, ZooAccount, sort_day
 from distillguard.sim.zoo._registry import FAMILIES, get_family
 from distillguard.sim.zoo._world import build_world

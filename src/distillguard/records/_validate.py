@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from distillguard._internal.timeutil import parse_rfc3339, to_utc
-from distillguard.records.model import ACCOUNT_FIELDS, EXCHANGE_FIELDS, Account, Exchange, Message
+from distillguard.records._model import ACCOUNT_FIELDS, EXCHANGE_FIELDS, Account, Exchange, Message
 
 __all__ = ["FieldError", "account_from_mapping", "exchange_from_mapping"]
 

@@ -35,8 +35,8 @@ from distillguard._internal.files import open_private
 from distillguard._internal.timeutil import format_ts
 from distillguard.errors import LogFormatError, LogNotFoundError
 from distillguard.records._bulk import PreparedExchange, prepare_exchange
-from distillguard.records.model import Account, Exchange
-from distillguard.records.validate import FieldError, account_from_mapping, exchange_from_mapping
+from distillguard.records._model import Account, Exchange
+from distillguard.records._validate import FieldError, account_from_mapping, exchange_from_mapping
 
 __all__ = [
     "FileIssue",

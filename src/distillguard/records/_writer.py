@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from distillguard._internal.files import ensure_private
 from distillguard._internal.timeutil import parse_rfc3339
-from distillguard.records.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, Account, Exchange
+from distillguard.records._model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA, Account, Exchange
 
 __all__ = ["LogFormat", "LogWriter", "TableWriter"]
 
