@@ -454,24 +454,34 @@ def _crop_search(
     hypothesis with the largest correlation magnitude, or None when there is no frame.
 
     A crop keeping a share ``f`` of a side stretches the tile period of the square frame
-    (128 at :data:`_CROP_SIDE` = 256) to ``128 / f``. The power spectra of the whitened square
-    frames are summed (the mark's sign flips from block to block, its power does not) and the
-    period is read from the autocorrelation along each axis; each pair of the strongest peaks
-    (:data:`_CROP_PEAKS` per axis) is a hypothesis under which the frames are rescaled so that
-    the period is one tile, then folded and pooled as usual. Nothing here reads a chip sign
-    of the key (power spectra, fold energies, correlation magnitudes), so the chosen
-    hypothesis's sign test is exact.
+    (128 at :data:`_CROP_SIDE` = 256) to ``128 / f``. The whitened squares are pooled under
+    the temporal code (at the code offset of largest pooled energy, as for folds) and the
+    period is read from the pooled square's autocorrelation along each axis; each pair of the
+    strongest peaks (:data:`_CROP_PEAKS` per axis) is a hypothesis under which the frames are
+    rescaled so that the period is one tile, then folded and pooled as usual. Nothing here
+    reads a chip sign of the key (the code, energies, autocorrelations, correlation
+    magnitudes), so the chosen hypothesis's sign test is exact.
     """
     if not kept:
         return None
     side = _CROP_SIDE
     padded = 2 * side
-    power = np.zeros((padded, padded // 2 + 1))
-    for _, square in kept:
-        spectrum = np.fft.rfft2(whiten(square.astype(np.float32)), s=(padded, padded))
-        power += spectrum.real**2 + spectrum.imag**2
-    auto = np.fft.irfft2(power, s=(padded, padded))
-    # divide by the overlap of the frame with its shifted self: long lags overlap less
+    # the whitened squares summed per quarter block, then pooled under the code at the offset
+    # whose pooled square has the largest energy (the mark adds up only at the right one, the
+    # moving scene does not): one square where the mark stands out of the scene
+    sums: dict[int, NDArray[np.float64]] = {}
+    for seconds, square in kept:
+        _add_bin(sums, int(np.floor(seconds / quarter)), whiten(square.astype(np.float32)))
+    keys = np.array(sorted(sums), dtype=np.int64)
+    stacked = np.stack([sums[int(k)].ravel() for k in keys]).astype(np.float32)  # (Q, side²)
+    offsets = np.arange(cfg.code_blocks * _QUARTERS)
+    signs = code[((keys[None, :] + offsets[:, None]) // _QUARTERS) % cfg.code_blocks]
+    gram = stacked @ stacked.T
+    energy = np.einsum("oq,qr,or->o", signs, gram, signs)
+    pooled = (signs[int(np.argmax(energy))] @ stacked).reshape(side, side)
+    spectrum = np.fft.rfft2(pooled, s=(padded, padded))
+    auto = np.fft.irfft2(spectrum.real**2 + spectrum.imag**2, s=(padded, padded))
+    # divide by the overlap of the square with its shifted self: long lags overlap less
     overlap = (side - np.arange(padded).clip(max=side)).astype(np.float64) * side
     lags = np.arange(padded, dtype=np.float64)
     x_profile = auto[0, :] / np.maximum(overlap, 1.0)
