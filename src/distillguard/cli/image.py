@@ -211,7 +211,7 @@ def certs(
     """Create a TEST certificate chain for the keyring's ledger key, to sign C2PA manifests.
 
     Verifiers trust it only if given test-ca.pem. A provider uses its real certificate instead
-    (image.c2pa_chain and image.c2pa_key). Example: `distillguard image certs .distillguard/c2pa`
+    (image.c2pa_chain and image.c2pa_key). Example: `distillguard image certs ~/distillguard-c2pa`
     """
     state = state_of(ctx)
     ring = Keyring.load(state.settings().keyring_path)
