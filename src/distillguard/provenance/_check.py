@@ -277,13 +277,18 @@ class ProvenanceChecker:
 
             texts: list[str] = []
             total = 0
-            for _, text in iter_records(path):
-                if text is None:
-                    continue
-                texts.append(text)
-                total += len(text)
-                if total > MAX_TEXT_BYTES:
-                    break
+            try:
+                for _, text in iter_records(path):
+                    if text is None:
+                        continue
+                    texts.append(text)
+                    total += len(text)
+                    if total > MAX_TEXT_BYTES:
+                        break
+            except DistillGuardError:
+                raise
+            except (ValueError, KeyError, TypeError, OSError) as exc:  # incl. UnicodeDecodeError
+                raise InputError(f"{path}: not a readable dataset ({exc})") from None
             return "\n\n".join(texts)[:MAX_TEXT_BYTES]
         try:
             with path.open("rb") as fh:

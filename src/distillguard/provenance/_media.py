@@ -73,8 +73,8 @@ def sniff(path: Path) -> MediaKind:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # a multi-byte character cut by the 4096-byte window is still text
-        if exc.start < len(head) - 4:
+        # a multi-byte character cut by the end of a full 4096-byte window is still text
+        if len(head) < 4096 or exc.start < len(head) - 4:
             return "unknown"
     return "text"
 

@@ -273,3 +273,41 @@ def test_account_payload_is_the_gateways() -> None:
 
     for account in ("a", "acct-42", "ü-ñ", "x" * 300):
         assert account_payload(KEY, account) == payload_for(KEY.secret, account)
+
+
+_PREFIXES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"%PDF-1.4\n", b"PK\x03\x04", b"RIFF"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prefix=st.sampled_from(_PREFIXES),
+    body=st.binary(max_size=300),
+    suffix=st.sampled_from([".txt", ".png", ".mp4", ".pdf", ".docx", ".jsonl", ""]),
+)
+def test_check_never_raises_on_arbitrary_bytes(prefix: bytes, body: bytes, suffix: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"f{suffix}"
+        path.write_bytes(prefix + body)
+        result = ProvenanceChecker([KEY]).check(path)
+    assert result.error is not None or result.signals
+    assert json.loads(json.dumps(result.to_dict()))["file"] == str(path)
+    if result.error is None:
+        assert not result.found  # random bytes carry no signal of ours at 1e-3
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    text=st.text(max_size=200),
+    suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet", ".md"]),
+)
+def test_datasets_and_text_never_raise(text: str, suffix: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"d{suffix}"
+        path.write_text(text, encoding="utf-8")
+        result = ProvenanceChecker([KEY]).check(path)
+    assert result.error is None or result.error["code"].startswith("DG2")
+    assert not result.found
