@@ -311,3 +311,33 @@ def test_bulk_path_is_not_taken_when_content_is_minimised(
         monkeypatch.setattr(store, "add_exchange_rows", refuse)
         result = ingest_log(store, log, retention=policy)
         assert result.reconciles and result.exchanges.inserted == 44
+
+
+def test_bulk_path_skips_what_an_earlier_ingest_stored(store_url: str, tmp_path: Path) -> None:
+    """Half of a batch stored by an earlier run: the bulk insert skips exactly those rows (their
+    seq is 0), appends leaves for the others only, and the ledger still audits clean."""
+    accounts = [make_account(f"acct-{i}").to_dict() for i in range(3)]
+    rows = [
+        make_exchange(f"ex-{i:03d}", account_id=f"acct-{i % 3}", offset_s=i).to_dict()
+        for i in range(60)
+    ]
+    first, full = tmp_path / "first", tmp_path / "full"
+    write_jsonl(first / "accounts.jsonl", accounts)
+    write_jsonl(first / "exchanges.jsonl", rows[::2])  # every other one
+    write_jsonl(full / "accounts.jsonl", accounts)
+    write_jsonl(full / "exchanges.jsonl", rows)
+    with open_store(store_url) as store:
+        assert ingest_log(store, first).exchanges.inserted == 30
+        result = ingest_log(store, full, batch_size=16)
+        assert result.exchanges.to_dict() == {
+            "read": 60,
+            "inserted": 30,
+            "already_stored": 30,
+            "quarantined": 0,
+        }
+        stored = _stored(store)
+        assert sorted(r["exchange_id"] for _, r in stored) == [r["exchange_id"] for r in rows]
+        seqs = [seq for seq, _ in stored]
+        assert len(set(seqs)) == 60
+        report = audit_ledger(Ledger.open(store), public_keys=[])
+        assert report.ok and report.leaves_checked == 60, report.findings[:3]
