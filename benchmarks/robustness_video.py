@@ -133,7 +133,8 @@ def main() -> int:
             found = detect_video(test, key=key)
             rows[name]["tp"] += found.p_value <= FPR
             rows[name]["exact"] += found.payload == payload
-            rows[name]["fp"] += detect_video(test_clean, key=key).p_value <= FPR
+            clean_p = detect_video(test_clean, key=key).p_value
+            rows[name]["fp"] += clean_p <= FPR
             try:
                 single = detect_pixels(_middle_frame(test_base), key=key).p_value
             except InputError:  # a frame under 128 pixels a side: nothing to detect
@@ -141,7 +142,8 @@ def main() -> int:
             rows[name]["base"] += single <= FPR
             print(
                 f"clip {clip} {name:26s} p={found.p_value:.1e} payload ok="
-                f"{found.payload == payload}",
+                f"{found.payload == payload} ({found.hypothesis}); clean p={clean_p:.2g}; "
+                f"image mark, one frame: p={single:.1e}",
                 flush=True,
             )
     n = args.clips
