@@ -1,5 +1,6 @@
 """Start-up time of the command line: ``distillguard --help`` with lazy command modules, next to
-the eager start-up it replaced (every command module imported before the help is printed).
+the eager start-up it replaced (every command module imported before the help is printed) and
+to a bare interpreter (``python -c pass``: the floor that no command line can go under).
 
 Both run as fresh interpreters, interleaved, ``--repeat`` times each; the script prints the
 median, the minimum and the maximum wall time of each, the median CPU time (user + system,
@@ -27,6 +28,7 @@ EAGER = (
     "for m in SUBCOMMANDS: importlib.import_module('distillguard.cli.' + m)\n"
     "sys.exit(main(['--help']))"
 )
+BARE = "pass"
 COUNT = (
     "import sys; from distillguard.cli.main import main; main(['--help']);"
     "print(len([m for m in sys.modules if m.startswith('distillguard.cli.')]), file=sys.stderr)"
@@ -53,20 +55,26 @@ def main() -> int:
     repeat = 5 if args.quick else args.repeat
     lazy: list[tuple[float, float]] = []
     eager: list[tuple[float, float]] = []
+    bare: list[tuple[float, float]] = []
     _time(LAZY)  # warm the file cache and the bytecode
     _time(EAGER)
     for _ in range(repeat):
+        bare.append(_time(BARE))
         lazy.append(_time(LAZY))
         eager.append(_time(EAGER))
     loaded = subprocess.run(
         [sys.executable, "-c", COUNT], check=True, capture_output=True, text=True
     ).stderr.strip()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-    for name, runs in (("eager (before)", eager), ("lazy  (now)", lazy)):
+    for name, runs in (
+        ("python -c pass (baseline)", bare),
+        ("distillguard --help eager (before)", eager),
+        ("distillguard --help lazy  (now)", lazy),
+    ):
         wall = [w for w, _ in runs]
         cpu = [c for _, c in runs]
         print(
-            f"distillguard --help {name}: wall median {statistics.median(wall):.3f} s "
+            f"{name}: wall median {statistics.median(wall):.3f} s "
             f"(min {min(wall):.3f}, max {max(wall):.3f}), CPU median "
             f"{statistics.median(cpu):.3f} s over {repeat} runs"
         )

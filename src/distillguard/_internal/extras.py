@@ -19,15 +19,17 @@ load (a wrong version, a missing system library) is not a missing extra and is n
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from distillguard.errors import DependencyMissingError
+
+if TYPE_CHECKING:  # importlib.abc costs ~50 ms at start-up (it imports importlib.resources)
+    import importlib.abc
 
 __all__ = [
     "EXTRAS",
@@ -174,9 +176,10 @@ def require_extra(extra: str, feature: str, modules: Sequence[str] | None = None
             raise MissingExtraError(extra, module, feature)
 
 
-class _ExtraAwareLoader(importlib.abc.Loader):
+class _ExtraAwareLoader:
     """Runs the real loader of a ``distillguard.*`` module; a missing extra's module becomes a
-    :class:`MissingExtraError`. Every other loader attribute is the real loader's."""
+    :class:`MissingExtraError`. Every other loader attribute is the real loader's. (A loader by
+    its methods, not an ``importlib.abc.Loader`` subclass: that module is slow to import.)"""
 
     def __init__(self, inner: importlib.abc.Loader) -> None:
         self._inner = inner
@@ -197,7 +200,7 @@ class _ExtraAwareLoader(importlib.abc.Loader):
         return getattr(self._inner, name)
 
 
-class _ExtrasFinder(importlib.abc.MetaPathFinder):
+class _ExtrasFinder:
     """Finds ``distillguard.*`` modules as the path finder does and wraps their loader."""
 
     def find_spec(
@@ -211,7 +214,7 @@ class _ExtrasFinder(importlib.abc.MetaPathFinder):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or isinstance(spec.loader, _ExtraAwareLoader):
             return spec
-        spec.loader = _ExtraAwareLoader(spec.loader)
+        spec.loader = cast("importlib.abc.Loader", _ExtraAwareLoader(spec.loader))
         return spec
 
 

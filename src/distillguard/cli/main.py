@@ -21,7 +21,6 @@ from typer import _click
 from typer._click.shell_completion import CompletionItem
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from distillguard import __version__
 from distillguard.errors import EXIT_INTERNAL, DistillGuardError
 
 if TYPE_CHECKING:  # imported when a command runs: the configuration models cost ~0.1 s
@@ -252,6 +251,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from distillguard import __version__
+
         typer.echo(f"distillguard {__version__}")
         raise typer.Exit()
 

@@ -48,7 +48,8 @@ def test_root_help_imports_no_command_module() -> None:
         "from distillguard.cli.main import main\n"
         "rc = main(['--help'])\n"
         "mods = sorted(m for m in sys.modules if m.startswith('distillguard.cli.'))\n"
-        "heavy = [m for m in ('numpy', 'pyarrow', 'pydantic', 'scipy') if m in sys.modules]\n"
+        "heavy = [m for m in ('numpy', 'pyarrow', 'pydantic', 'scipy', 'importlib.metadata',\n"
+        "         'importlib.abc') if m in sys.modules]\n"
         "print(rc, mods, heavy, file=sys.stderr)\n"
     )
     proc = subprocess.run(
@@ -203,3 +204,16 @@ def test_logging_level_setting_is_applied(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert root.level == logging.INFO
     assert main(["--debug", "config", "show"]) == 0
     assert root.level == logging.DEBUG
+
+
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """``__version__`` is read lazily (not at import: it cost a third of the help's start-up)."""
+    from importlib.metadata import version
+
+    import distillguard
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"distillguard {version('distillguard')}"
+    assert distillguard.__version__ == version("distillguard")
+    with pytest.raises(AttributeError):
+        _ = distillguard.no_such_name
