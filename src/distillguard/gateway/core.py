@@ -80,6 +80,7 @@ from distillguard.gateway.policy import (
 )
 from distillguard.gateway.ratelimit import Check, Limit, RateLimiter
 from distillguard.gateway.recorder import ExchangeRecorder, RowWriter
+from distillguard.gateway.tracing import current_request_id, record_fields
 from distillguard.gateway.upstream import (
     CompletionRequest,
     CompletionResult,
@@ -620,7 +621,7 @@ class GatewayCore:
             started=started,
             ts=datetime.now(UTC),
             identity=identity,
-            request_id=_new_request_id(),
+            request_id=current_request_id() or _new_request_id(),  # X-Request-Id
             ip=ip,
             asn=asn,
             user_agent=ua,
@@ -833,6 +834,7 @@ class GatewayCore:
         """The exchange record of this request (its id is the request's id)."""
         identity = ctx.identity
         extra = dict(ctx.extra)
+        extra.update(record_fields())  # dg_trace_id, dg_client_request_id
         if result is not None and result.tool_calls:
             extra["tool_calls"] = [dict(c) for c in result.tool_calls]
         if ctx.decision is not None and ctx.decision.action != Action.ALLOW:

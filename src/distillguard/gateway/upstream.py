@@ -43,6 +43,7 @@ import httpx
 import orjson
 
 from distillguard.errors import UpstreamError, UpstreamTimeoutError
+from distillguard.gateway.tracing import outgoing_headers
 
 if TYPE_CHECKING:
     from distillguard.config import GatewaySettings
@@ -645,7 +646,12 @@ async def send_with_retries(
         failure: UpstreamError
         try:
             response = await client.send(
-                client.build_request("POST", path, content=orjson.dumps(body), headers=_JSON),
+                client.build_request(
+                    "POST",
+                    path,
+                    content=orjson.dumps(body),
+                    headers=_JSON | outgoing_headers(),  # X-Request-Id, traceparent
+                ),
                 stream=stream,
             )
         except httpx.TimeoutException:

@@ -287,3 +287,62 @@ def test_disabled_by_the_standard_variable(monkeypatch: pytest.MonkeyPatch) -> N
     assert GatewayTracing.from_environment().tracer is None
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
     assert GatewayTracing.from_environment().tracer is not None
+
+
+def test_the_request_id_reaches_the_upstream_and_is_the_recorded_exchange_id(
+    tmp_path: Any,
+) -> None:
+    """Through the gateway: the X-Request-Id answered = the id sent to the upstream = the stored
+    exchange's id; the caller's trace id and own request id are in the record's extra fields."""
+    import httpx
+
+    from distillguard.app import create_gateway
+    from distillguard.gateway.agents import AgentFactory
+    from distillguard.gateway.testing import BASE_URL, chat_body, make_settings
+    from distillguard.gateway.upstream import OpenAIUpstream, stub_app
+    from distillguard.store import open_store
+
+    received: list[dict[str, str]] = []
+    stub = stub_app()
+
+    async def upstream_app(scope: Any, receive: Any, send: Any) -> None:
+        received.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        await stub(scope, receive, send)
+
+    settings = make_settings(tmp_path, models=["stub-1"])
+    upstream = OpenAIUpstream(
+        base_url="http://model.test/v1",
+        models=["stub-1"],
+        transport=httpx.ASGITransport(app=upstream_app),
+    )
+    gw = create_gateway(settings, upstream=upstream)
+    agent = AgentFactory.from_settings(settings).issue("acct-trace")
+    app = TracingMiddleware(gw, GatewayTracing(tracer=None))
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE_URL, auth=agent.auth()
+        ) as c:
+            return await c.post(
+                "/v1/chat/completions",
+                json=chat_body("hi"),
+                headers={"traceparent": CALLER_HEADER, "x-request-id": "client-42"},
+            )
+
+    try:
+        r = asyncio.run(go())
+    finally:
+        gw.close_sync()
+    assert r.status_code == 200
+    rid = r.headers["x-request-id"]
+    assert rid.startswith("gx_") and r.headers["x-distillguard-exchange-id"] == rid
+    assert received[-1]["x-request-id"] == rid
+    assert received[-1]["traceparent"].split("-")[1] == CALLER_TRACE
+    store = open_store(settings.store_url)
+    try:
+        stored = store.get_exchange(rid)
+    finally:
+        store.close()
+    assert stored is not None
+    assert stored.exchange.extra["dg_trace_id"] == CALLER_TRACE
+    assert stored.exchange.extra["dg_client_request_id"] == "client-42"
