@@ -44,7 +44,6 @@ UNMARKED: set[str] = {
     "docs/fingerprint.md",
     "docs/gateway.md",
     "docs/multimodal.md",
-    "docs/radioactivity.md",
     "docs/scan.md",
     "docs/zoo.md",
 }
