@@ -83,6 +83,9 @@ def _middle_frame(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clips", type=int, default=6, help="marked clips (and as many clean)")
+    parser.add_argument(
+        "--first", type=int, default=0, help="index of the first clip (to extend a run)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
@@ -93,6 +96,8 @@ def main() -> int:
     attacks = {k: v for k, v in ATTACKS.items() if args.only is None or args.only in k}
     key = WatermarkKey(kid="wm-video", created_at=datetime.now(UTC), secret=bytes(range(32)))
     rng = np.random.default_rng(26)
+    for _ in range(args.first):  # the payloads of the clips before --first
+        rng.integers(0, 2**32)
     folder = Path(tempfile.mkdtemp(prefix="dg-video-"))
     rows: dict[str, dict[str, int]] = {
         name: {"tp": 0, "exact": 0, "fp": 0, "base": 0} for name in attacks
@@ -100,7 +105,7 @@ def main() -> int:
     mark_fps: list[float] = []
     total_fps: list[float] = []
     started = time.perf_counter()
-    for clip in range(args.clips):
+    for clip in range(args.first, args.first + args.clips):
         payload = int(rng.integers(0, 2**32))
         source = synthetic_video(
             folder / f"src{clip}.mp4",
