@@ -318,8 +318,7 @@ def _statistics(
 
 
 def combine_channels(p_style: float, p_identity: float | None) -> float:
-    """The family's p-value from its stylometric and identity p-values (Bonferroni over two);
-    ``p_identity`` ``None`` (no identity test: no signature formula) gives ``p_style``."""
+    """The family's p-value from its stylometric and identity p-values (Bonferroni over two)."""
     if p_identity is None:
         return p_style
     return min(1.0, 2.0 * min(p_style, p_identity))
@@ -372,17 +371,10 @@ def attribute(
         p_style = bonferroni(st.null.p_value(float(combined[n, best])), len(members))
         id_info: dict[str, Any] | None = None
         p_id: float | None = None
-        # only members with signature formulas are tested (chosen from the references alone,
-        # so the choice is independent of the suspect); a family with none has no identity test
-        # and its p-value is the stylometric one, without the Bonferroni factor of two
-        tested = [i for i in members if id_tests and id_tests[names[i]].formulas]
-        if tested:
-            best_id = min(tested, key=lambda i: id_tests[names[i]].p_value)
-            p_id = bonferroni(id_tests[names[best_id]].p_value, len(tested))
+        if id_tests:
+            best_id = min(members, key=lambda i: id_tests[names[i]].p_value)
+            p_id = bonferroni(id_tests[names[best_id]].p_value, len(members))
             id_info = {**id_tests[names[best_id]].to_dict(), "p_family": p_id}
-        elif id_tests:
-            best_id = max(members, key=lambda i: stat[i])
-            id_info = {**id_tests[names[best_id]].to_dict(), "p_family": None}
         raw.append(
             (fam, float(stat[best]), combine_channels(p_style, p_id), p_style, best, id_info)
         )
@@ -470,12 +462,7 @@ def _identity_explanation(
     from distillguard.fingerprint.identity import formula_indices
 
     s_prof, r_prof = ident
-
-    def p_family(s: FamilyScore) -> float:
-        p = (s.identity or {}).get("p_family")
-        return 1.0 if p is None else float(p)
-
-    best = min(scores, key=p_family)
+    best = min(scores, key=lambda s: (s.identity or {}).get("p_family", 1.0))
     info = best.identity or {}
     ref = info.get("reference")
     if not ref or not info.get("formulas"):

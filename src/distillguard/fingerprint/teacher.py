@@ -20,10 +20,8 @@ member; each null reference contributes its own statistic towards T's closest me
 choice of member is calibrated without a correction). With identity profiles, the identity test
 (:mod:`~distillguard.fingerprint.identity`) is run against the same null (its signature formulas
 must be specific against every reference of another provider), and the two p-values are combined
-by Bonferroni (a family none of whose members has a signature formula, a choice made from the
-references alone, has no identity test: its p-value is the stylometric one). The provider-level
-answer repeats the test with every reference of T's provider as the teacher set, combined with
-the family's p-value (see :class:`TeacherResult`).
+by Bonferroni. The provider-level answer repeats the test with every reference of
+T's provider as the teacher set, combined with the family's p-value (see :class:`TeacherResult`).
 """
 
 from __future__ import annotations
@@ -261,14 +259,8 @@ def teacher_test(
                 if u not in group and not any(families.related(u, m) for m in group)
             ]
             tests = [identity_test(s_prof, r_prof[m], null_prof, selection=others) for m in group]
-            # members without a signature formula are not tested (a choice made from the
-            # references alone); with none, the answer is the stylometric p-value alone
-            tested = [t for t in tests if t.formulas]
-            if tested:
-                top = min(tested, key=lambda t: t.p_value)
-                p_id = bonferroni(top.p_value, len(tested))
-            else:
-                top = tests[0]
+            top = min(tests, key=lambda t: t.p_value)
+            p_id = bonferroni(top.p_value, len(tests))
             id_info = {**top.to_dict(), "p_family": p_id}
         p = combine_channels(p_style, p_id)
         return OneVsRest(

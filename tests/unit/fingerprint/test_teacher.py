@@ -181,30 +181,3 @@ def test_a_family_verdict_implies_its_provider() -> None:
     assert ranking[0].provider == "openai" and ranking[0].family == "a"
     assert ranking[0].p_value == 0.008 < 0.01
     assert len(ranking) == 12
-
-
-def test_a_family_without_signature_formulas_pays_no_identity_correction(
-    lib: tuple[list[Fingerprint], FamilyMap, dict[str, IdentityProfile]],
-) -> None:
-    """Only "tutor" has a signature formula ("As an AI language model"); every other family's
-    p-value is its stylometric one, and tutor's is Bonferroni over the two channels."""
-    fps, fam, ids = lib
-    out = _named(_texts("eps", seed=99, mix="tutor", share=0.6), "student")
-    fp, prof = compute_fingerprint(out), identity_profile(out)
-    res = attribute(fp, fps, fam, alpha=0.01, suspect_identity=prof, reference_identity=ids)
-    for s in res.ranking:
-        assert s.identity is not None and s.p_style is not None
-        if s.family == "tutor":
-            assert s.identity["formulas"] and s.identity["p_family"] is not None
-            assert s.p_raw == min(1.0, 2 * min(s.p_style, s.identity["p_family"]))
-        else:
-            assert s.identity["p_family"] is None and not s.identity["formulas"]
-            assert s.p_raw == s.p_style
-    for teacher in ("eta", "tutor"):
-        tr = teacher_test(fp, fps, fam, teacher, suspect_identity=prof, reference_identity=ids)
-        ident = tr.family.identity
-        assert ident is not None
-        if teacher == "eta":
-            assert ident["p_family"] is None and tr.family.p_value == tr.family.p_style
-        else:
-            assert tr.family.p_value == min(1.0, 2 * min(tr.family.p_style, ident["p_family"]))
