@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -164,6 +165,26 @@ class _AdminOnly:
         await self.app(scope, receive, send)
 
 
+_READY_PROBE_S = 2.0
+
+
+def _within(probe: Callable[[], object], timeout_s: float) -> bool:
+    """``probe()`` is truthy within ``timeout_s`` (it runs in a daemon thread, abandoned if
+    it takes longer: a readiness check must answer before the orchestrator's probe times out)."""
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(probe()))
+        except Exception:
+            result.append(False)
+
+    thread = threading.Thread(target=run, name="dg-ready-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
 class Gateway:
     """The gateway ASGI application (see the module documentation).
 
@@ -224,12 +245,18 @@ class Gateway:
             "recorder": self.core.recorder.alive,
             "upstream": self.core.upstream.ready(),
         }
+        open_mode = self.core.recorder.spool is not None
         if self._store_ready is not None:
-            try:
-                checks["store"] = bool(self._store_ready())
-            except Exception:
-                checks["store"] = False
-        if self.core.recorder.spool is not None:
+            if open_mode and self.core.recorder.spooling:
+                checks["store"] = False  # known down: no probe that would wait for it
+            elif open_mode:
+                checks["store"] = _within(self._store_ready, _READY_PROBE_S)
+            else:
+                try:
+                    checks["store"] = bool(self._store_ready())
+                except Exception:
+                    checks["store"] = False
+        if open_mode:
             # failure mode open: a store that cannot be reached is served around (the spool),
             # so this replica stays in the load balancer; "spooling" says it is degraded
             checks["spooling"] = self.core.recorder.spooling

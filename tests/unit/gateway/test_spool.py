@@ -462,3 +462,20 @@ def test_closed_mode_refuses_with_retry_after(tmp_path: Path, flaky: None) -> No
     assert limited.json()["error"]["code"] == "rate_limiter_unavailable"
     assert unstored.status_code == 503 and unstored.headers["retry-after"] == "5"
     assert unstored.json()["error"]["code"] == "storage_unavailable"
+
+
+def test_open_mode_readiness_does_not_wait_for_a_hung_store(tmp_path: Path) -> None:
+    """A store that does not answer (a ping stuck in the pool's timeout) leaves /readyz 200
+    within about 2 s in open mode: the orchestrator keeps the replica."""
+    import time
+
+    gw, _, _ = _gateway(tmp_path, "open")
+    gw._store_ready = lambda: time.sleep(10)
+    try:
+        started = time.monotonic()
+        ok, checks = gw.ready()
+        took = time.monotonic() - started
+    finally:
+        gw.close_sync()
+    assert ok and checks["store"] is False and checks["spooling"] is False
+    assert took < 5
