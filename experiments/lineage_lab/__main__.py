@@ -56,6 +56,15 @@ def lab_cmd(
             help="Merge these runs' lineage.json (files or folders) into --out; trains nothing.",
         ),
     ] = None,
+    rescore: Annotated[
+        float | None,
+        typer.Option(
+            "--rescore",
+            help="With --merge: multiply p-values without an identity test by this factor "
+            "(2: runs made without the identity channel's Bonferroni factor, judged by "
+            "today's rule).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -85,7 +94,10 @@ def lab_cmd(
     if workers > 1 and not quiet and not json_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     if merge:
-        result = merge_results([read_lineage(p) for p in merge], out_dir=out)
+        parts = [read_lineage(p) for p in merge]
+        if rescore is not None:
+            parts = [p.rescored(rescore) for p in parts]
+        result = merge_results(parts, out_dir=out)
     else:
         result = run_lineage_lab(
             config, out_dir=out, corpus=corpus, progress=say, threads=threads, workers=workers

@@ -375,6 +375,28 @@ class LineageResult:
         out["students_tested"] = students
         return out
 
+    def rescored(self, factor: float) -> LineageResult:
+        """The runs judged with every p-value that has no identity test multiplied by
+        ``factor`` (capped at 1): e.g. ``2`` turns runs made while families without identity
+        signatures skipped the two-channel Bonferroni factor (commit 020f1ac, reverted in
+        f4d691c) into the package's current rule. Holm's adjusted p-values scale the same way
+        (before the cap), so ``attribute``'s verdict is rescored exactly too."""
+        if factor < 1.0:
+            raise InputError("the factor must be at least 1")
+        a = self.config.alpha
+        runs = []
+        for r in self.runs:
+            if r.p_identity is not None:
+                runs.append(r)
+                continue
+            p = min(1.0, factor * r.p_value)
+            if r.test == "attribute":
+                target = r.top_family if p < a else None
+                runs.append(replace(r, p_value=p, positive=target is not None, target=target))
+            else:
+                runs.append(replace(r, p_value=p, positive=p < a))
+        return replace(self, runs=tuple(runs), json_path=None, table_path=None)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``lineage.json``)."""
         return {

@@ -249,3 +249,27 @@ def test_results_read_back_and_merge(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError):
         read_lineage(tmp_path / "bad.json")
+
+
+def test_rescored_doubles_p_values_without_an_identity_test() -> None:
+    runs = (
+        _run("s1", "student", "A", 0.1, "teacher", "A", 0.004),  # 0.008: still learned
+        _run("s2", "student", "A", 0.1, "teacher", "A", 0.007),  # 0.014: no longer
+        replace(_run("s3", "student", "A", 0.1, "attribute", "A", 0.006), top_family="A"),
+        replace(_run("s4", "student", "A", 0.1, "teacher", "A", 0.007), p_identity=0.003),
+    )
+    result = LineageResult(
+        config=LineageConfig.tiny(),
+        runs=runs,
+        teachers=(),
+        own_sources=(),
+        timings_s={},
+        corpus="",
+    )
+    back = result.rescored(2.0)
+    assert [r.positive for r in back.runs] == [True, False, False, True]
+    assert back.runs[2].target is None and back.runs[2].p_value == pytest.approx(0.012)
+    assert back.runs[3] == runs[3]  # a run with an identity test keeps its p-value
+    assert result.rescored(1.0).runs == runs
+    with pytest.raises(InputError):
+        result.rescored(0.5)
