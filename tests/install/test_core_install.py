@@ -48,6 +48,22 @@ pytestmark = [
 
 TIMES: dict[str, dict[str, float]] = {}
 
+#: An answer with 32 words the post-hoc scheme can change, in distinct contexts: once marked, its
+#: p-value is 7e-11 whatever the key (every eligible word takes the key's choice; the same for
+#: 40 fresh keys, measured), far below detect's alpha 1e-3 after Holm over two schemes. A text
+#: repeated several times has few distinct contexts and is not detected (p 0.05, measured).
+ANSWER = (
+    "However, this method often helps people. We typically use a simple approach, "
+    "and the main benefits are obvious. Additionally, it is important to begin early. "
+    "The committee reviewed the proposal carefully and found that the budget was reasonable. "
+    "Several members asked for more detail on how the project would measure its results. "
+    "It is also important to choose a big goal, because a large target often helps a team. "
+    "Moreover, the new plan is quick to start and easy to explain to a small group of users. "
+    "Typically, people begin with a simple test and then build a larger system over time. "
+    "In addition, the main problem is that many answers are hard to check without help. "
+    "Finally, we often see that a clear answer is better than a long one, so keep it short. "
+)
+
 
 def find_python(version: str) -> str | None:
     """An interpreter of ``version`` (``3.12``): on PATH, else under pyenv's versions."""
@@ -143,7 +159,9 @@ def core_venv(
     steps = Steps(version, venv, work)
     steps.run("venv", python, "-m", "venv", str(venv))
     pip = str(venv / "bin" / "pip")
-    steps.run("install core", pip, "install", "-q", "-c", str(LOCK), str(wheel))
+    # --no-compile: pip's byte-compiling of every installed module was half the install time
+    # (87 s without, 162-173 s with, measured at load 16-19); what runs is compiled as it loads
+    steps.run("install core", pip, "install", "-q", "--no-compile", "-c", str(LOCK), str(wheel))
     yield steps, venv
     print(f"\nPython {version}: seconds per step: {json.dumps(TIMES[version])}")
     if os.environ.get("DG_INSTALL_TIMES"):
@@ -165,7 +183,7 @@ def test_core_install_runs_the_core(core_venv: tuple[Steps, Path]) -> None:
     steps.dg("keys init", "keys", "init")
     assert (steps.work / "home" / "keyring.json").is_file()
     steps.dg("keys list", "--json", "keys", "list")
-    steps.dg("simulate", "simulate", "--scenario", "small", "--out", "sim")
+    steps.dg("simulate", "simulate", "--scenario", "tiny", "--out", "sim")
     steps.dg("validate", "validate", "sim")
     steps.dg("ingest", "ingest", "sim")
     head = json.loads(steps.dg("ledger head", "--json", "ledger", "head").stdout)
@@ -175,14 +193,10 @@ def test_core_install_runs_the_core(core_venv: tuple[Steps, Path]) -> None:
     assert (steps.work / "exported").is_dir()
     # the post-hoc watermark, then its detection (exit 1: the watermark is found)
     answers = steps.work / "answers.jsonl"
-    text = (
-        "The committee reviewed the proposal carefully and found that the budget, the timeline "
-        "and the staffing plan were all reasonable, although several members asked for more "
-        "detail on how the project would measure its results over the first two years. "
-    )
-    answers.write_text(json.dumps({"output": text * 6}) + "\n")
+    answers.write_text(json.dumps({"output": ANSWER}) + "\n")
     steps.dg("watermark embed", "watermark", "embed", "answers.jsonl", "-o", "marked.jsonl")
     steps.dg("watermark detect", "watermark", "detect", "marked.jsonl", expect=1)
+    steps.dg("watermark detect (unmarked)", "watermark", "detect", "answers.jsonl", expect=0)
     steps.dg(
         "passport issue",
         "passport", "issue", "--account", "acct_1", "--org", "org_1", "--new-agent-key",
@@ -203,7 +217,8 @@ def test_core_install_passes_the_smoke_tests(core_venv: tuple[Steps, Path]) -> N
         pytest.skip(f"the whole suite runs on Python {steps.version}")
     pip = str(venv / "bin" / "pip")
     steps.run(
-        "install test tools", pip, "install", "-q", "-c", str(LOCK), "pytest", "hypothesis",
+        "install test tools", pip, "install", "-q", "--no-compile", "-c", str(LOCK), "pytest",
+        "hypothesis",
         "packaging",
     )  # fmt: skip
     steps.run(
