@@ -38,7 +38,7 @@ from distillguard.gateway.core import (
     LimitsConfig,
     PostHocWatermarker,
 )
-from distillguard.gateway.failover import FailoverNonceCache
+from distillguard.gateway.failover import FailoverNonceCache, GuardedRegistry
 from distillguard.gateway.metrics import GatewayMetrics
 from distillguard.gateway.policy import (
     ActionRow,
@@ -68,6 +68,7 @@ from distillguard.passport import (
     KeyDirectory,
     MemoryNonceCache,
     PassportRegistry,
+    RegistrationCache,
     RequestVerifier,
     RevocationCache,
 )
@@ -480,6 +481,13 @@ def _assemble(
     canaries = GatewayCanaries.open(store_url=store_url, key=wm_key)
     closers.add("canary registry", canaries.close)
     recorder = _recorder(settings, metrics)
+    registrations = getattr(the_verifier, "registrations", None)
+    if settings.passport.registry == "store" and isinstance(registrations, RegistrationCache):
+        # a passport first seen while the store is down is refused at once, not after the
+        # pool's timeout with the event loop stalled
+        registrations.registry = GuardedRegistry(
+            registrations.registry, down=lambda: recorder.store_down
+        )
     core = GatewayCore(
         verifier=the_verifier,
         upstream=the_upstream,

@@ -1,4 +1,5 @@
-"""Failure mode open for the passport nonce cache: a replica's own cache while Redis is down.
+"""Failure mode open for the passport nonce cache: a replica's own cache while Redis is down;
+and a passport registry that is not waited on while the store is known to be down.
 
 :class:`FailoverNonceCache` asks the shared (Redis) cache first; when it cannot answer, this
 process's :class:`~distillguard.passport.MemoryNonceCache` decides, so that a request is not
@@ -16,7 +17,7 @@ from typing import Any
 
 from distillguard.errors import StorageError
 
-__all__ = ["FailoverNonceCache"]
+__all__ = ["FailoverNonceCache", "GuardedRegistry"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +82,30 @@ class FailoverNonceCache:
         close = getattr(self.primary, "aclose", None)
         if close is not None:
             await close()
+
+
+class GuardedRegistry:
+    """A passport registry in the store that answers at once while the store is known down.
+
+    The verifier looks a passport it has not seen yet up in the registry from the event loop;
+    with the store's server gone that lookup would wait for the connection pool's timeout and
+    stall every request meanwhile. While ``down()`` (the recorder found the store unreachable)
+    :meth:`get` raises :class:`~distillguard.errors.StorageError` at once instead (the request
+    is refused 503; passports already seen are not looked up). Everything else is passed on.
+    """
+
+    def __init__(self, registry: Any, down: Callable[[], bool]) -> None:
+        self._registry = registry
+        self._down = down
+
+    def __repr__(self) -> str:
+        return f"GuardedRegistry({self._registry!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+    def get(self, passport_id: str) -> Any:
+        """The registry's record, unless the store is known to be down."""
+        if self._down():
+            raise StorageError("the passport registry's store is unreachable")
+        return self._registry.get(passport_id)

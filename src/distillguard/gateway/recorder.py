@@ -210,6 +210,12 @@ class ExchangeRecorder:
         return self._spooling
 
     @property
+    def store_down(self) -> bool:
+        """True while the store is known to be unreachable (its last use failed for want of a
+        connection, and no new connection has opened since), or exchanges go to the spool."""
+        return self._broken or self._spooling
+
+    @property
     def alive(self) -> bool:
         """True while the recorder accepts exchanges (its writer thread runs)."""
         if self._closed:

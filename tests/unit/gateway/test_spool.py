@@ -479,3 +479,44 @@ def test_open_mode_readiness_does_not_wait_for_a_hung_store(tmp_path: Path) -> N
         gw.close_sync()
     assert ok and checks["store"] is False and checks["spooling"] is False
     assert took < 5
+
+
+def test_a_passport_first_seen_while_the_store_is_down_is_refused_at_once(
+    tmp_path: Path, flaky: None
+) -> None:
+    """Registry in the store, the store known down (the recorder found it unreachable): an
+    agent never seen before gets 503 with Retry-After without a registry lookup; a known one is
+    served (open mode)."""
+    import time
+
+    import httpx
+
+    from distillguard.app import create_gateway
+    from distillguard.gateway.agents import AgentFactory
+    from distillguard.gateway.testing import chat_body, client, make_settings
+
+    settings = make_settings(
+        tmp_path, failure_mode="open", spool_retry_s=60, passport={"registry": "store"}
+    )
+    gw = create_gateway(settings)
+    with AgentFactory.from_settings(settings) as factory:
+        known, new = factory.issue("acct-known"), factory.issue("acct-new")
+
+    async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response, float]:
+        async with client(gw, known) as c:
+            first = await c.post("/v1/chat/completions", json=chat_body("a"))
+            _Flaky.down = True
+            during = await c.post("/v1/chat/completions", json=chat_body("b"))
+        started = time.monotonic()
+        async with client(gw, new) as c:
+            refused = await c.post("/v1/chat/completions", json=chat_body("c"))
+        return first, during, refused, time.monotonic() - started
+
+    try:
+        first, during, refused, took = asyncio.run(go())
+    finally:
+        _Flaky.down = False
+        gw.close_sync()
+    assert first.status_code == 200 and during.status_code == 200  # spooled
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert took < 2
