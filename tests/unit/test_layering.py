@@ -62,13 +62,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 #: Known breaches (importer module, imported module) -> why it is there and who removes it.
-ALLOWED: dict[tuple[str, str], str] = {
-    # monitor: type-only imports from the modules that use these types back into them (H19:
-    # move the shared types into a lower module).
-    ("distillguard.monitor.scoring", "distillguard.monitor.features"): "type-only (H19)",
-    ("distillguard.monitor.spark", "distillguard.monitor.scan"): "type-only (H19)",
-    ("distillguard.monitor.combiner", "distillguard.monitor.scan"): "type-only (H19)",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _module_name(path: Path) -> str:

@@ -48,8 +48,8 @@ from distillguard.monitor.scoring import (
 )
 
 if TYPE_CHECKING:
+    from distillguard.monitor._config import ScanDetail
     from distillguard.monitor.features import FeatureScan
-    from distillguard.monitor.scan import ScanDetail
 
 __all__ = [
     "FEATURE_NAMES",

@@ -18,23 +18,22 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from distillguard.errors import ConfigurationError
+from distillguard.monitor._config import Engine, ScanConfig, ScanDetail
 from distillguard.monitor._load import LoadReport, content_sample, export_store, load_log
 from distillguard.monitor._results import Campaign, write_results
 from distillguard.monitor.behaviour import behaviour_features
 from distillguard.monitor.elicitation import TOKEN_SQL, elicitation_model
-from distillguard.monitor.features import AccountFeatures, FeatureScan, score_features
-from distillguard.monitor.graph import GraphParams
+from distillguard.monitor.features import AccountFeatures, score_features
 from distillguard.monitor.infrastructure import infrastructure_features, infrastructure_keys
-from distillguard.monitor.scoring import ScoreParams
 from distillguard.monitor.semantic import (
     TOKENS_SQL,
     SemanticHasher,
@@ -42,13 +41,11 @@ from distillguard.monitor.semantic import (
     semantic_buckets,
 )
 from distillguard.monitor.sweep import sweep_features
-from distillguard.monitor.templates import MinHasher, TemplateBuckets, template_buckets
+from distillguard.monitor.templates import TemplateBuckets, template_buckets
 
 __all__ = ["Engine", "ScanConfig", "ScanDetail", "ScanResult", "scan", "scan_connection"]
 
 logger = logging.getLogger(__name__)
-
-Engine = Literal["duckdb", "spark"]
 
 #: Optional fields and the signals that need them.
 _SIGNAL_NEEDS = {
@@ -59,39 +56,6 @@ _SIGNAL_NEEDS = {
     "accounts.signup_channel": "infrastructure: sign-up bursts",
     "accounts.org_id": "graph: organisation discount",
 }
-
-
-@dataclass(frozen=True)
-class ScanConfig:
-    """Parameters of a scan (every field has a documented default)."""
-
-    engine: Engine = "duckdb"
-    per_account_sample: int = 64
-    minhash: MinHasher = field(default_factory=MinHasher)
-    #: Paraphrase buckets from log-learned word vectors (:mod:`~distillguard.monitor.semantic`:
-    #: link kind ``semantic`` and the plan signal); ``SemanticHasher()`` turns them on. Off by
-    #: default: on the zoo and the simulator's logs they recalled no more low-and-slow accounts
-    #: (0.005 -> 0.009) and doubled the scan time (docs/scan.md, "Paraphrase groups").
-    semantic: SemanticHasher | None = None
-    graph: GraphParams = field(default_factory=GraphParams)
-    score: ScoreParams = field(default_factory=ScoreParams)
-    memory_limit: str = "8GB"
-    threads: int | None = None
-    #: Keep the features, scores, graph and keys in ``ScanResult.detail`` (the evaluations and
-    #: the fitted combiner read them; off by default: at 16M exchanges the keys table alone
-    #: takes gigabytes that the scan otherwise frees after scoring).
-    keep_detail: bool = False
-    #: A fitted combiner (``distillguard tune``) whose verdicts replace the hand-set scores.
-    model: Path | None = None
-
-
-@dataclass(frozen=True)
-class ScanDetail:
-    """The intermediate results of a scan: features, scores and link graph, and the keys table."""
-
-    features: AccountFeatures
-    scored: FeatureScan
-    keys: pa.Table
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ import numpy as np
 from scipy import stats
 
 if TYPE_CHECKING:
-    from distillguard.monitor.features import AccountFeatures
+    from distillguard.monitor._account_features import AccountFeatures
 
 __all__ = [
     "CONTROL_SIGNALS",

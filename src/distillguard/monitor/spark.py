@@ -45,7 +45,7 @@ from distillguard.records import find_tables
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from distillguard.monitor.scan import ScanConfig
+    from distillguard.monitor._config import ScanConfig
 
 __all__ = ["spark_features", "spark_scan", "spark_session"]
 
