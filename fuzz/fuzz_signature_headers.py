@@ -20,8 +20,8 @@ import contextlib
 import sys
 
 from distillguard.errors import StructuredFieldError
-from distillguard.passport._fastpath import digest_matches, parse_canonical
 from distillguard.passport._digest import check_content_digest
+from distillguard.passport._fastpath import digest_matches, parse_canonical
 from distillguard.passport._sfv import parse_dictionary, parse_item, parse_list
 from distillguard.passport._signatures import parse_signatures
 
