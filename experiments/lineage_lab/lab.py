@@ -40,6 +40,7 @@ API and the radioactivity lab's tokenizer, training and generation helpers.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
@@ -893,11 +894,13 @@ def _test(
 
 
 def read_lineage(path: Path) -> LineageResult:
-    """A ``lineage.json`` written by the lab (a file or the folder holding it)."""
+    """A ``lineage.json`` written by the lab (a file, gzip-compressed or not, or the folder
+    holding it)."""
     if path.is_dir():
         path = path / "lineage.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot be read ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != "distillguard-lineage-lab/1":

@@ -236,9 +236,9 @@ def test_results_read_back_and_merge(tmp_path: Path) -> None:
         merge_results([res], out_dir=tmp_path / name)
     back = read_lineage(tmp_path / "a")
     assert back.runs == part.runs and back.config == part.config
-    merged = merge_results(
-        [back, read_lineage(tmp_path / "b" / "lineage.json")], out_dir=tmp_path / "m"
-    )
+    packed = tmp_path / "b.json.gz"
+    packed.write_bytes(gzip.compress((tmp_path / "b" / "lineage.json").read_bytes()))
+    merged = merge_results([back, read_lineage(packed)], out_dir=tmp_path / "m")
     assert merged.config.seeds == (0, 1) and len(merged.runs) == 4
     assert merged.timings_s == {"x": 2.0}
     assert (tmp_path / "m" / "lineage.md").is_file()
