@@ -42,9 +42,7 @@ RUNNABLE = {"sh", "bash", "console", "python"}
 #: Pages not yet marked block by block (their examples are not run yet): shrink it.
 UNMARKED: set[str] = {
     "docs/fingerprint.md",
-    "docs/gateway.md",
     "docs/multimodal.md",
-    "docs/scan.md",
     "docs/zoo.md",
 }
 
