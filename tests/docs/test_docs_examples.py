@@ -43,7 +43,6 @@ RUNNABLE = {"sh", "bash", "console", "python"}
 UNMARKED: set[str] = {
     "docs/fingerprint.md",
     "docs/multimodal.md",
-    "docs/zoo.md",
 }
 
 _MARKER = re.compile(r"<!--\s*doc-test:\s*(?P<what>[^>]*?)\s*-->")
