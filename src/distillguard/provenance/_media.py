@@ -165,7 +165,7 @@ def _pdf_text(path: Path) -> str:
     except ModuleNotFoundError:
         raise DependencyMissingError(
             "reading the text of a PDF needs pypdf",
-            hint="pip install pypdf (or the 'documents' extra of distillguard)",
+            hint="pip install 'distillguard[documents]' (or pip install pypdf)",
         ) from None
     pages: list[str] = []
     try:

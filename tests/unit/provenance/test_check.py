@@ -27,7 +27,7 @@ from distillguard.watermark import (
     WordTokenizer,
 )
 from distillguard.watermark._scheme import softmax
-from tests.unit.provenance.test_media import docx_bytes
+from tests.unit.provenance.test_media import docx_bytes, pdf_bytes
 
 VOCAB = [f"word{i}" for i in range(400)]
 
@@ -113,6 +113,37 @@ def test_docx_text_checked(tmp_path: Path) -> None:
     path.write_bytes(docx_bytes([marked_text(KEY, 250, seed=3)]))
     result = ProvenanceChecker([KEY]).check(path)
     assert result.media == "docx" and result.found
+
+
+def test_pdf_text_checked(tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    words = marked_text(KEY, 250, seed=5).split()
+    lines = [" ".join(words[i : i + 10]) for i in range(0, len(words), 10)]
+    path = tmp_path / "memo.pdf"
+    path.write_bytes(pdf_bytes(lines))
+    result = ProvenanceChecker([KEY]).check(path)
+    assert result.media == "pdf" and result.error is None and result.found
+    kgw = next(s for s in result.signals if s.scheme == "kgw")
+    assert kgw.present and kgw.key_id == KEY.kid
+    clean = tmp_path / "clean.pdf"
+    clean.write_bytes(
+        pdf_bytes([" ".join(f"word{i}" for i in range(j, j + 10)) for j in range(25)])
+    )
+    assert not ProvenanceChecker([KEY]).check(clean).found
+
+
+def test_corrupt_pdf_is_an_error_row(tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    data = pdf_bytes([marked_text(KEY, 40, seed=7)])
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 4)
+    result = ProvenanceChecker([KEY]).check(path)
+    assert result.media == "pdf" and result.error is not None
+    assert result.error["code"].startswith("DG2") and not result.found
+    assert result.verdict.startswith("not checked")
+    path.write_bytes(data[: len(data) // 3])
+    result = ProvenanceChecker([KEY]).check(path)  # an error row or a partial read; never raises
+    assert result.media == "pdf" and (result.error is not None or not result.found)
 
 
 def test_image_watermark_and_trusted_manifest(tmp_path: Path, creds: object) -> None:

@@ -40,6 +40,34 @@ def docx_bytes(paragraphs: list[str], *, xml: bytes | None = None) -> bytes:
     return out.getvalue()
 
 
+def pdf_bytes(lines: list[str]) -> bytes:
+    """A minimal one-page PDF (Helvetica, one text line per entry; ASCII text without
+    parentheses or backslashes), built by hand with a correct cross-reference table."""
+    ops = "".join(f"({line}) Tj T* " for line in lines)
+    content = f"BT /F1 10 Tf 12 TL 36 800 Td {ops}ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
 def image_bytes(fmt: str) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(out, format=fmt)
@@ -171,6 +199,40 @@ def test_pdf_without_pypdf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     path.write_bytes(b"%PDF-1.7\n")
     with pytest.raises(DependencyMissingError, match="pypdf"):
         document_text(path, "pdf")
+
+
+def test_pdf_text_built_by_hand(tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    path = tmp_path / "h.pdf"
+    path.write_bytes(pdf_bytes(["First line of the memo", "second line here"]))
+    assert sniff(path) == "pdf"
+    text = document_text(path, "pdf")
+    assert "First line of the memo" in text and "second line here" in text
+
+
+@pytest.mark.parametrize("cut", [0.9, 0.5, 0.1])
+def test_pdf_truncated_is_input_error(tmp_path: Path, cut: float) -> None:
+    pytest.importorskip("pypdf")
+    data = pdf_bytes(["some words here"] * 20)
+    path = tmp_path / "t.pdf"
+    path.write_bytes(data[: int(len(data) * cut)])
+    with contextlib.suppress(InputError):  # pypdf may recover part of a truncated file
+        assert isinstance(document_text(path, "pdf"), str)
+    path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 4)
+    with pytest.raises(InputError):
+        document_text(path, "pdf")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE)
+@given(cut=st.integers(min_value=0, max_value=10_000), flip=st.integers(min_value=1, max_value=255))
+def test_pdf_corrupted_bytes(tmp_path: Path, cut: int, flip: int) -> None:
+    pytest.importorskip("pypdf")
+    data = bytearray(pdf_bytes(["some words here"] * 20))
+    data[cut % len(data)] ^= flip
+    path = tmp_path / "k.pdf"
+    path.write_bytes(bytes(data))
+    with contextlib.suppress(InputError):
+        assert isinstance(document_text(path, "pdf"), str)
 
 
 def test_pdf_text_and_corrupt_pdf(tmp_path: Path) -> None:
