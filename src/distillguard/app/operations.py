@@ -672,30 +672,43 @@ class Operations:
         )
         return passport
 
-    def revoke_passport(self, passport_id: str, *, reason: str, actor: Actor) -> Revocation:
+    def revoke_passport(
+        self,
+        passport_id: str,
+        *,
+        reason: str,
+        actor: Actor,
+        allow_unknown: bool = False,
+        listed_reason: str | None = None,
+    ) -> Revocation:
         """Revoke a passport (through the verifier's cache when there is one: refused by this
         process at once, by other replicas when they reload the list) and audit it.
 
-        The stored reason is ``NAME: REASON``.
+        The reason on the revocation list is ``listed_reason``, by default ``NAME: REASON``.
+        ``allow_unknown``: revoke an id the registry does not hold too (the CLI's revoke, for a
+        passport issued elsewhere); its audit row's target is the passport id and its outcome
+        ``revoked (unknown id)``.
 
         Raises:
-            InputError: unknown passport, or an empty reason.
+            InputError: unknown passport (unless ``allow_unknown``), or an empty reason.
         """
         reason = _reason(reason)
         record = self.registry.get(passport_id)
-        if record is None:
+        if record is None and not allow_unknown:
             raise InputError(f"unknown passport {passport_id!r}")
         now = self._now()
         target = self.revocations if self.revocations is not None else self.registry
         revocation = target.revoke(
-            passport_id, reason=f"{actor.name}: {reason}", now=int(now.timestamp())
+            passport_id,
+            reason=f"{actor.name}: {reason}" if listed_reason is None else listed_reason,
+            now=int(now.timestamp()),
         )
         self._audit_after(
             actor=actor,
             action="revoke_passport",
-            target=record.account_id,
+            target=record.account_id if record is not None else passport_id,
             reason=f"{passport_id}: {reason}",
-            outcome="revoked",
+            outcome="revoked" if record is not None else "revoked (unknown id)",
             at=now,
         )
         return revocation
@@ -891,11 +904,12 @@ def _reason(reason: str) -> str:
     return text
 
 
-def operations_from_settings(settings: Settings) -> Operations:
+def operations_from_settings(settings: Settings, *, keys: bool = True) -> Operations:
     """The service for a door outside the server (the CLI, a script): its own store connection
     and passport registry, the keyring's passport and ledger keys when it has them, no live
     policy (overrides go to the store; the gateways reload them). Close it with
-    :meth:`Operations.close`.
+    :meth:`Operations.close`. ``keys=False``: the keyring is not opened (no issuer, no ledger
+    key), for actions that need none (revocations, holds) where there may be no keyring.
 
     Raises:
         ConfigurationError, KeyringError: the keyring is missing or unreadable.
@@ -906,19 +920,22 @@ def operations_from_settings(settings: Settings) -> Operations:
     from distillguard.passport import PassportIssuer, open_registry
     from distillguard.store import open_store
 
-    keyring = open_keyring(settings)
-    issuer: PassportIssuer | None
-    try:
-        issuer = PassportIssuer(
-            key=keyring.signing_key(KeyPurpose.PASSPORT), issuer=settings.passport.issuer
-        )
-    except KeyringError:
-        issuer = None
-    try:
-        ledger_key: SigningKey | None = keyring.signing_key(KeyPurpose.LEDGER)
-        ledger_public_keys: Sequence[LedgerKey] = list(keyring.verify_keys(KeyPurpose.LEDGER))
-    except KeyringError:
-        ledger_key, ledger_public_keys = None, []
+    issuer: PassportIssuer | None = None
+    ledger_key: SigningKey | None = None
+    ledger_public_keys: Sequence[LedgerKey] = []
+    if keys:
+        keyring = open_keyring(settings)
+        try:
+            issuer = PassportIssuer(
+                key=keyring.signing_key(KeyPurpose.PASSPORT), issuer=settings.passport.issuer
+            )
+        except KeyringError:
+            issuer = None
+        try:
+            ledger_key = keyring.signing_key(KeyPurpose.LEDGER)
+            ledger_public_keys = list(keyring.verify_keys(KeyPurpose.LEDGER))
+        except KeyringError:
+            ledger_key, ledger_public_keys = None, []
     store = open_store(settings.store_url)
     try:
         registry = open_registry(settings)

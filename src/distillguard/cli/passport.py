@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from distillguard.cli._common import console, emit_json, settings_of, state_of
+from distillguard.cli._operations import cli_actor, open_operations
 from distillguard.errors import ConfigurationError, InputError
 
 __all__ = ["register"]
@@ -85,15 +86,8 @@ def issue(
         PrivateFormat,
     )
 
-    from distillguard.keyring import KeyPurpose, open_keyring
-    from distillguard.passport import (
-        PassportIssuer,
-        RateTier,
-        Scopes,
-        agent_jwk,
-        load_agent_key,
-        open_registry,
-    )
+    from distillguard.app.operations import PassportRequest
+    from distillguard.passport import agent_jwk, load_agent_key
 
     state = state_of(ctx)
     settings = settings_of(ctx)
@@ -101,32 +95,41 @@ def issue(
         raise ConfigurationError("give exactly one of --new-agent-key FILE or --agent-key FILE")
     if out.exists():
         raise InputError(f"{out} already exists", hint="choose another --out file")
-    keyring = open_keyring(settings)
+    if new_agent_key is not None and new_agent_key.exists():
+        raise InputError(
+            f"{new_agent_key} already exists", hint="choose another file or remove the old one"
+        )
     if agent_key is not None:
         private = load_agent_key(agent_key)
     else:
         assert new_agent_key is not None
         private = Ed25519PrivateKey.generate()
-    issuer = PassportIssuer(
-        key=keyring.signing_key(KeyPurpose.PASSPORT), issuer=settings.passport.issuer
-    )
-    passport = issuer.issue(
+    request = PassportRequest(
         account_id=account,
         org_id=org,
-        agent_public_jwk=agent_jwk(private.public_key()),
-        scopes=Scopes(models=tuple(model or ("*",)), endpoints=tuple(endpoint or ("*",))),
-        rate=RateTier(requests_per_minute=rpm, tokens_per_day=tokens_per_day),
-        ttl_s=(days or settings.passport.default_ttl_days) * 86400,
+        agent_jwk=agent_jwk(private.public_key()),
+        models=tuple(model or ("*",)),
+        endpoints=tuple(endpoint or ("*",)),
+        requests_per_minute=rpm,
+        tokens_per_day=tokens_per_day,
+        ttl_days=days or settings.passport.default_ttl_days,
     )
-    if new_agent_key is not None:
-        pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        _write_private(new_agent_key, pem)
-    _write_private(out, (passport.token + "\n").encode("ascii"))
-    registry = open_registry(settings)
+    # the service signs, registers and audits it; the files (checked absent above) are written
+    # after: should a write still fail, the passport is listed with its token lost (revoke it)
+    ops = open_operations(settings)
     try:
-        registry.record_issued(passport)
+        if ops.issuer is None:
+            from distillguard.keyring import KeyPurpose, open_keyring
+
+            open_keyring(settings).signing_key(KeyPurpose.PASSPORT)  # raises its own error
+            raise ConfigurationError("no passport issuer key in the keyring")
+        passport = ops.issue_passport(request, actor=cli_actor())
+        if new_agent_key is not None:
+            pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+            _write_private(new_agent_key, pem)
+        _write_private(out, (passport.token + "\n").encode("ascii"))
     finally:
-        registry.close()
+        ops.close()
     if state.json_output:
         emit_json({"ok": True, "passport": passport.to_dict(), "out": str(out)})
         return
@@ -216,16 +219,20 @@ def revoke(
 
     Example: `distillguard passport revoke pp_x1y2 --reason "distillation campaign C-17"`
     """
-    from distillguard.passport import open_registry
-
     state = state_of(ctx)
     settings = settings_of(ctx)
-    registry = open_registry(settings)
+    ops = open_operations(settings, keys=False)
     try:
-        known = registry.get(passport_id) is not None
-        revocation = registry.revoke(passport_id, reason=reason)
+        known = ops.passport(passport_id) is not None
+        revocation = ops.revoke_passport(
+            passport_id,
+            reason=reason,
+            actor=cli_actor(),
+            allow_unknown=True,  # a passport issued elsewhere: warned about, still revoked
+            listed_reason=reason,
+        )
     finally:
-        registry.close()
+        ops.close()
     if state.json_output:
         emit_json({"ok": True, "known": known, **revocation.to_dict()})
         return

@@ -1,0 +1,95 @@
+"""The CLI's state-changing commands go through the operations service: each leaves an audit
+row (``operations_audit``) with door ``cli``, like the admin API and the console (issue 20)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distillguard.app.operations import AuditEntry, Operations
+from distillguard.cli.main import main
+from distillguard.passport import open_registry
+from distillguard.store import open_store
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> str:
+    """An isolated home whose passports live in the store (a SQLite file, then PostgreSQL)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("DISTILLGUARD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DISTILLGUARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DISTILLGUARD_STORE__URL", store_url)
+    monkeypatch.setenv("DISTILLGUARD_PASSPORT__REGISTRY", "store")
+    return store_url
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+    capsys.readouterr()
+    code = main(["--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def trail(store_url: str) -> list[AuditEntry]:
+    """The audit trail, oldest first."""
+    from distillguard.config import Settings
+
+    store = open_store(store_url)
+    registry = open_registry(Settings())
+    ops = Operations(store=store, registry=registry, ledger_origin="t", close_registry=True)
+    try:
+        return list(reversed(ops.audit_trail(limit=1000)))
+    finally:
+        ops.close()
+
+
+def test_passport_issue_and_revoke_are_audited(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "init"]) == 0
+    code, issued = run_json(
+        capsys,
+        *("passport", "issue", "--account", "acct_1", "--org", "org_1"),
+        *("--new-agent-key", "agent.pem", "--out", "agent.passport"),
+    )
+    assert code == 0 and issued["ok"]
+    pid = issued["passport"]["jti"]
+    assert issued["passport"]["scope"]["endpoints"] == ["*"]  # the CLI's default, unchanged
+    code, revoked = run_json(capsys, "passport", "revoke", pid, "--reason", "campaign C-1")
+    assert code == 0 and revoked["known"] and revoked["reason"] == "campaign C-1"
+    # an id this registry never issued: warned about, revoked all the same, audited
+    code, other = run_json(capsys, "passport", "revoke", "pp_elsewhere", "--reason", "leak")
+    assert code == 0 and not other["known"]
+    rows = [(e.door, e.actor, e.action, e.target, e.reason, e.outcome) for e in trail(env)]
+    user = getpass.getuser()
+    assert rows == [
+        ("cli", user, "issue_passport", "acct_1", pid, "issued"),
+        ("cli", user, "revoke_passport", "acct_1", f"{pid}: campaign C-1", "revoked"),
+        (
+            "cli",
+            user,
+            "revoke_passport",
+            "pp_elsewhere",
+            "pp_elsewhere: leak",
+            "revoked (unknown id)",
+        ),
+    ]
+
+
+def test_issue_without_a_keyring_writes_nothing(
+    env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            *("passport", "issue", "--account", "acct_1", "--org", "org_1"),
+            *("--new-agent-key", "agent.pem", "--out", "agent.passport"),
+        ]
+    )
+    assert code == 3  # a configuration error, as before
+    assert not (tmp_path / "agent.pem").exists() and not (tmp_path / "agent.passport").exists()
