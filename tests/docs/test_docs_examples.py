@@ -41,7 +41,6 @@ RUNNABLE = {"sh", "bash", "console", "python"}
 
 #: Pages not yet marked block by block (their examples are not run yet): shrink it.
 UNMARKED: set[str] = {
-    "docs/fingerprint.md",
 }
 
 _MARKER = re.compile(r"<!--\s*doc-test:\s*(?P<what>[^>]*?)\s*-->")
