@@ -40,8 +40,7 @@ LANGS = {"sh", "bash", "console", "python", "toml"}
 RUNNABLE = {"sh", "bash", "console", "python"}
 
 #: Pages not yet marked block by block (their examples are not run yet): shrink it.
-UNMARKED: set[str] = {
-}
+UNMARKED: set[str] = set()
 
 _MARKER = re.compile(r"<!--\s*doc-test:\s*(?P<what>[^>]*?)\s*-->")
 _FENCE = re.compile(r"^```(?P<lang>[A-Za-z0-9_+-]*)\s*$")
