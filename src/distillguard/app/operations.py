@@ -819,23 +819,35 @@ class Operations:
         Raises:
             InputError: bad scope, empty target or reason.
         """
+        return self.place_holds(scope, [target], reason=reason, actor=actor)[0]
+
+    def place_holds(
+        self, scope: HoldScope, targets: Sequence[str], *, reason: str, actor: Actor
+    ) -> list[LegalHold]:
+        """Put several accounts or exchanges on legal hold in one transaction, one audit row
+        each (a target already held keeps its hold, which is returned and audited again).
+
+        Raises:
+            InputError: bad scope, empty target or reason.
+        """
         from distillguard.privacy import LegalHolds
 
         now = self._now()
         with self._lock, self._store.transaction() as cur:
-            hold = LegalHolds(self._store).place(
-                scope=scope, target=target, reason=reason, actor=actor.name, now=now
+            holds = LegalHolds(self._store).place_many(
+                scope=scope, targets=targets, reason=reason, actor=actor.name, now=now
             )
-            self._audit(
-                cur,
-                actor=actor,
-                action=f"hold_{scope}",
-                target=target,
-                reason=reason,
-                outcome=hold.hold_id,
-                at=now,
-            )
-        return hold
+            for hold in holds:
+                self._audit(
+                    cur,
+                    actor=actor,
+                    action=f"hold_{scope}",
+                    target=hold.target,
+                    reason=reason,
+                    outcome=hold.hold_id,
+                    at=now,
+                )
+        return holds
 
     def release_hold(self, hold_id: str, *, actor: Actor, reason: str = "-") -> LegalHold:
         """Release a legal hold (it stays listed, with who released it and when).

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from distillguard._internal.timeutil import parse_rfc3339
 from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
+from distillguard.cli._operations import cli_actor, open_operations
 from distillguard.config import Settings, mask_url
 from distillguard.errors import InputError
 from distillguard.keyring import KeyPurpose, SigningKey, open_keyring
@@ -308,15 +309,16 @@ def hold_add(
     if bool(account) == bool(exchange):
         raise InputError("give --account or --exchange (one kind per call)")
     state = state_of(ctx)
-    store, _ = _open(state.settings(), store_url)
-    with store:
-        holds = LegalHolds(store)
+    ops = open_operations(state.settings(), keys=False, store_url=store_url)
+    try:
         if account:
-            placed = holds.place_many(scope="account", targets=account, reason=reason, actor=actor)
+            placed = ops.place_holds("account", account, reason=reason, actor=cli_actor(actor))
         else:
-            placed = holds.place_many(
-                scope="exchange", targets=exchange or [], reason=reason, actor=actor
+            placed = ops.place_holds(
+                "exchange", exchange or [], reason=reason, actor=cli_actor(actor)
             )
+    finally:
+        ops.close()
     _print_holds(state, placed)
 
 
@@ -332,9 +334,11 @@ def hold_release(
     Example: `distillguard retention hold release hold-1a2b3c --actor counsel`
     """
     state = state_of(ctx)
-    store, _ = _open(state.settings(), store_url)
-    with store:
-        released = LegalHolds(store).release(hold_id, actor=actor)
+    ops = open_operations(state.settings(), keys=False, store_url=store_url)
+    try:
+        released = ops.release_hold(hold_id, actor=cli_actor(actor))
+    finally:
+        ops.close()
     _print_holds(state, [released])
 
 

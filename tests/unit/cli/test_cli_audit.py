@@ -93,3 +93,32 @@ def test_issue_without_a_keyring_writes_nothing(
     )
     assert code == 3  # a configuration error, as before
     assert not (tmp_path / "agent.pem").exists() and not (tmp_path / "agent.passport").exists()
+
+
+def test_holds_placed_and_released_are_audited(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, placed = run_json(
+        capsys,
+        *("retention", "hold", "add", "--account", "acct-a", "--account", "acct-b"),
+        *("--reason", "campaign c-7", "--actor", "analyst"),
+    )
+    assert code == 0 and [h["target"] for h in placed] == ["acct-a", "acct-b"]
+    code, ex = run_json(
+        capsys,
+        *("retention", "hold", "add", "--exchange", "ex-1", "--reason", "bundle b-7"),
+        *("--actor", "me", "--store", env),
+    )
+    assert code == 0 and ex[0]["created_by"] == "me"
+    hold_id = placed[0]["hold_id"]
+    code, released = run_json(capsys, "retention", "hold", "release", hold_id, "--actor", "counsel")
+    assert code == 0 and released[0]["released_by"] == "counsel"
+    code, _ = run_json(capsys, "retention", "hold", "release", hold_id, "--actor", "counsel")
+    assert code == 4  # already released: refused as before, nothing audited
+    rows = [(e.door, e.actor, e.action, e.target, e.reason, e.outcome) for e in trail(env)]
+    assert rows == [
+        ("cli", "analyst", "hold_account", "acct-a", "campaign c-7", hold_id),
+        ("cli", "analyst", "hold_account", "acct-b", "campaign c-7", placed[1]["hold_id"]),
+        ("cli", "me", "hold_exchange", "ex-1", "bundle b-7", ex[0]["hold_id"]),
+        ("cli", "counsel", "release_hold", "acct-a", "-", hold_id),
+    ]
