@@ -56,7 +56,7 @@ if TYPE_CHECKING:
         RiskView,
     )
     from distillguard.keyring import SigningKey
-    from distillguard.ledger import LedgerKey
+    from distillguard.ledger import Checkpoint, LedgerKey
     from distillguard.monitor.feedback import AnalystLabel
     from distillguard.passport import (
         Passport,
@@ -753,6 +753,15 @@ class Operations:
         Raises:
             ConfigurationError: the keyring has no ledger key.
         """
+        cp = self.publish_checkpoint_record(actor=actor)
+        return int(cp.size), str(cp.note)
+
+    def publish_checkpoint_record(self, *, actor: Actor) -> Checkpoint:
+        """:meth:`publish_checkpoint`, returning the stored checkpoint itself.
+
+        Raises:
+            ConfigurationError: the keyring has no ledger key.
+        """
         from distillguard.ledger import Ledger
 
         if self.ledger_key is None:
@@ -770,7 +779,7 @@ class Operations:
                 outcome=f"size {cp.size}",
                 at=now,
             )
-        return int(cp.size), str(cp.note)
+        return cp
 
     def prove(self, exchange_id: str) -> dict[str, Any]:
         """A self-contained inclusion bundle of an exchange against the latest checkpoint.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ import typer
 
 from distillguard._internal.timeutil import format_ts
 from distillguard.cli._common import AppState, console, emit_json, progress_bar, state_of
+from distillguard.cli._operations import cli_actor, open_operations
 from distillguard.config import Settings, mask_url
 from distillguard.errors import EXIT_FINDINGS, InputError, KeyringError
 from distillguard.keyring import KeyPurpose, VerifyKey, open_keyring
@@ -177,11 +179,15 @@ def checkpoint(
         distillguard ledger checkpoint --every 300
     """
     state = state_of(ctx)
-    store, ledger = _open(state.settings(), store_url)
+    settings = state.settings()
+    ops = open_operations(settings, keys=False, store_url=store_url or settings.store_url)
+    actor = cli_actor()
     published = 0
-    with store:
+    with contextlib.closing(ops):
         while True:
-            cp = _publish(state, ledger)
+            # the key is read from the keyring for each checkpoint (a rotation is picked up)
+            ops.ledger_key = open_keyring(settings).signing_key(KeyPurpose.LEDGER)
+            cp = ops.publish_checkpoint_record(actor=actor).to_dict()
             published += 1
             if out is not None:
                 try:

@@ -122,3 +122,18 @@ def test_holds_placed_and_released_are_audited(
         ("cli", "me", "hold_exchange", "ex-1", "bundle b-7", ex[0]["hold_id"]),
         ("cli", "counsel", "release_hold", "acct-a", "-", hold_id),
     ]
+
+
+def test_ledger_checkpoint_is_audited(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "init"]) == 0
+    code, cp = run_json(capsys, "ledger", "checkpoint", "--out", "cp.txt")
+    assert code == 0 and cp["note"] == Path("cp.txt").read_text(encoding="utf-8")
+    assert main(["ledger", "checkpoint", "--every", "0.1", "--count", "2"]) == 0
+    rows = [(e.door, e.actor, e.action, e.target, e.outcome) for e in trail(env)]
+    assert rows == [("cli", getpass.getuser(), "ledger_checkpoint", "ledger", "size 0")] * 3
+
+
+def test_ledger_checkpoint_without_a_keyring_is_refused(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", "checkpoint"]) == 3
