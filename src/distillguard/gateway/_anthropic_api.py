@@ -31,6 +31,7 @@ from distillguard.gateway.pipeline import (
     Pipeline,
     Refusal,
     RequestContext,
+    complete_whole,
 )
 from distillguard.gateway.upstream import (
     CompletionRequest,
@@ -100,13 +101,7 @@ class MessagesEndpoint:
         self, ctx: RequestContext, request: CompletionRequest, send: Send, admission: Admission
     ) -> None:
         pipeline = self.pipeline
-        t0 = time.perf_counter()
-        try:
-            result = check_result(await self.upstream.complete(request))
-        except Exception as exc:  # whatever the upstream does, a recorded refusal
-            pipeline.observe_upstream(time.perf_counter() - t0)
-            raise await pipeline.upstream_failed(ctx, request, exc) from None
-        pipeline.observe_upstream(time.perf_counter() - t0)
+        result = await complete_whole(pipeline, ctx, request, self.upstream)
         text = pipeline.finish_text(ctx, result.text, watermarked=result.watermarked)
         exchange = pipeline.exchange(ctx, request, status=200, result=result, text=text)
         await pipeline.record(ctx, exchange)

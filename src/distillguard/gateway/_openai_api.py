@@ -34,6 +34,7 @@ from distillguard.gateway.pipeline import (
     Pipeline,
     Refusal,
     RequestContext,
+    complete_whole,
 )
 from distillguard.gateway.upstream import (
     CompletionRequest,
@@ -146,13 +147,7 @@ class TextEndpoint:
         self, ctx: RequestContext, request: CompletionRequest, send: Send, admission: Admission
     ) -> None:
         pipeline = self.pipeline
-        t0 = time.perf_counter()
-        try:
-            result = check_result(await self.upstream.complete(request))
-        except Exception as exc:  # whatever the upstream does, a recorded refusal
-            pipeline.observe_upstream(time.perf_counter() - t0)
-            raise await pipeline.upstream_failed(ctx, request, exc) from None
-        pipeline.observe_upstream(time.perf_counter() - t0)
+        result = await complete_whole(pipeline, ctx, request, self.upstream)
         texts = self._finish_choices(ctx, result)
         text = texts.get(0, result.text)
         exchange = pipeline.exchange(ctx, request, status=200, result=result, text=text)

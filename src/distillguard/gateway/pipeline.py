@@ -35,7 +35,7 @@ from distillguard.gateway._http import Receive, Scope, Send, problem_body
 if TYPE_CHECKING:
     from distillguard.gateway.policy import ActionDecision
     from distillguard.gateway.ratelimit import Check
-    from distillguard.gateway.upstream import CompletionRequest, CompletionResult
+    from distillguard.gateway.upstream import CompletionRequest, CompletionResult, Upstream
     from distillguard.passport import VerifiedIdentity
     from distillguard.records import Exchange
 
@@ -49,6 +49,7 @@ __all__ = [
     "Refusal",
     "RequestContext",
     "UpstreamReply",
+    "complete_whole",
 ]
 
 
@@ -255,3 +256,25 @@ class Pipeline(Protocol):
     def observe_upstream(self, seconds: float) -> None:
         """Count one upstream call's duration."""
         ...
+
+
+async def complete_whole(
+    pipeline: Pipeline, ctx: RequestContext, request: CompletionRequest, upstream: Upstream
+) -> CompletionResult:
+    """Ask ``upstream`` for a whole (not streamed) answer: timed into the upstream metric, checked
+    (:func:`~distillguard.gateway.upstream.check_result`), and any failure recorded and raised as
+    the pipeline's refusal (the API shapes' handlers share it).
+
+    Raises:
+        Refusal: the upstream failed, timed out or gave an answer the gateway cannot store.
+    """
+    from distillguard.gateway.upstream import check_result
+
+    t0 = time.perf_counter()
+    try:
+        result = check_result(await upstream.complete(request))
+    except Exception as exc:  # whatever the upstream does, a recorded refusal
+        pipeline.observe_upstream(time.perf_counter() - t0)
+        raise await pipeline.upstream_failed(ctx, request, exc) from None
+    pipeline.observe_upstream(time.perf_counter() - t0)
+    return result
