@@ -189,7 +189,7 @@ def test_login_navigate_filter_block_and_revoke(served: dict[str, Any], driver: 
     WebDriverWait(driver, 10).until(lambda d: "block" in d.find_element(By.ID, "action-now").text)
     _shot(driver, "account-blocked")
     refused = _chat(served)
-    assert refused.status_code == 403 and refused.json()["code"] == "account_blocked"
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_blocked"
 
     driver.find_element(By.CSS_SELECTOR, "input[id^='rv-']").send_keys("key leaked")
     driver.find_element(By.XPATH, "//button[text()='Revoke…']").click()
@@ -197,7 +197,7 @@ def test_login_navigate_filter_block_and_revoke(served: dict[str, Any], driver: 
     WebDriverWait(driver, 10).until(lambda d: "revoked: ana: key leaked" in d.page_source)
     refused = _chat(served)
     # verification (and so revocation) comes before the policy's block
-    assert refused.status_code == 403 and refused.json()["code"] == "revoked_passport"
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "revoked_passport"
 
     driver.find_element(By.LINK_TEXT, "Audit trail").click()
     text = driver.find_element(By.TAG_NAME, "main").text
